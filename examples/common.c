@@ -1,0 +1,156 @@
+#include "common.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f, const char *name, int allow_udp)
+{
+    fprintf(f,
+            "usage: %s [options]\n"
+            "  --port N          listen on TCP port N on every interface (0: any free port)\n"
+            "  --unixsocket P    also listen on the unix socket P\n"
+            "%s"
+            "  --loops N         event loops (threads); -1 for one per CPU (default 1)\n"
+            "  --balance MODE    random, round-robin or least-connections\n"
+            "  --reuseport       one listening socket per loop (SO_REUSEPORT)\n"
+            "  --backend NAME    epoll, kqueue or poll\n"
+            "  --help            show this\n",
+            name, allow_udp ? "  --udp N           also serve UDP on port N\n" : "");
+}
+
+static int parse_int(const char *s, int min, int max, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+void ex_parse(int argc, char **argv, struct ex_opts *o, const char *name, int allow_udp)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0, used = 1;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout, name, allow_udp);
+            exit(0);
+        } else if (strcmp(a, "--reuseport") == 0) {
+            o->reuseport = 1;
+            used = 0;
+        } else if (!v) {
+            bad = 1;
+        } else if (strcmp(a, "--port") == 0) {
+            bad = parse_int(v, 0, 65535, &o->port);
+        } else if (allow_udp && strcmp(a, "--udp") == 0) {
+            bad = parse_int(v, 0, 65535, &o->udp_port);
+        } else if (strcmp(a, "--loops") == 0) {
+            bad = parse_int(v, -1, 255, &o->loops);
+        } else if (strcmp(a, "--unixsocket") == 0) {
+            o->unixsock = v;
+        } else if (strcmp(a, "--backend") == 0) {
+            o->backend = v;
+        } else if (strcmp(a, "--balance") == 0) {
+            if (strcmp(v, "random") == 0)
+                o->balance = EVN_BALANCE_RANDOM;
+            else if (strcmp(v, "round-robin") == 0)
+                o->balance = EVN_BALANCE_ROUND_ROBIN;
+            else if (strcmp(v, "least-connections") == 0)
+                o->balance = EVN_BALANCE_LEAST_CONNECTIONS;
+            else
+                bad = 1;
+        } else {
+            fprintf(stderr, "%s: unknown option '%s'\n", name, a);
+            usage(stderr, name, allow_udp);
+            exit(2);
+        }
+        if (bad) {
+            fprintf(stderr, "%s: bad or missing value for %s\n", name, a);
+            usage(stderr, name, allow_udp);
+            exit(2);
+        }
+        i += used;
+    }
+}
+
+evn_action ex_print_serving(evn_server *srv)
+{
+    for (size_t i = 0; i < evn_server_naddrs(srv); i++)
+        printf("listening on %s\n", evn_server_url(srv, i));
+    printf("%d loop%s, %s backend\n", evn_server_nloops(srv), evn_server_nloops(srv) == 1 ? "" : "s",
+           evn_server_backend(srv));
+    fflush(stdout);
+    return EVN_NONE;
+}
+
+struct sigwaiter {
+    evn_server *srv;
+    sigset_t set;
+};
+
+/* Signals are taken by sigwait on a thread of their own, so no work is done
+ * inside a signal handler; evn_shutdown is safe from any thread. */
+static void *sig_thread(void *arg)
+{
+    struct sigwaiter *w = arg;
+    int sig;
+    if (sigwait(&w->set, &sig) == 0 && sig != SIGUSR2)
+        evn_shutdown(w->srv);
+    return NULL;
+}
+
+int ex_run(const char *name, evn_events *ev, const struct ex_opts *o)
+{
+    char bufs[3][160];
+    const char *addrs[3];
+    size_t n = 0;
+    const char *rp = o->reuseport ? "?reuseport=true" : "";
+    if (o->port >= 0) {
+        snprintf(bufs[n], sizeof bufs[n], "tcp://:%d%s", o->port, rp);
+        addrs[n] = bufs[n], n++;
+    }
+    if (o->unixsock) {
+        snprintf(bufs[n], sizeof bufs[n], "unix://%s", o->unixsock);
+        addrs[n] = bufs[n], n++;
+    }
+    if (o->udp_port >= 0) {
+        snprintf(bufs[n], sizeof bufs[n], "udp://:%d%s", o->udp_port, rp);
+        addrs[n] = bufs[n], n++;
+    }
+    ev->nloops = o->loops;
+    ev->balance = o->balance;
+    ev->backend = o->backend;
+    if (!ev->serving)
+        ev->serving = ex_print_serving;
+
+    struct sigwaiter w;
+    sigemptyset(&w.set);
+    sigaddset(&w.set, SIGINT);
+    sigaddset(&w.set, SIGTERM);
+    sigaddset(&w.set, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &w.set, NULL);
+
+    int rc = evn_server_new(&w.srv, ev, addrs, n);
+    if (rc < 0) {
+        fprintf(stderr, "%s: %s (%s)\n", name, evn_errmsg(), evn_strerror(rc));
+        return 1;
+    }
+    pthread_t th;
+    pthread_create(&th, NULL, sig_thread, &w);
+    rc = evn_server_run(w.srv);
+    pthread_kill(th, SIGUSR2);
+    pthread_join(th, NULL);
+    evn_server_free(w.srv);
+    if (rc < 0) {
+        fprintf(stderr, "%s: %s\n", name, evn_strerror(rc));
+        return 1;
+    }
+    return 0;
+}

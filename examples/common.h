@@ -1,0 +1,36 @@
+/*
+ * What the example servers share: their command-line flags, printing the
+ * addresses they listen on, and stopping cleanly on SIGINT or SIGTERM.
+ */
+#ifndef EVN_EXAMPLES_COMMON_H
+#define EVN_EXAMPLES_COMMON_H
+
+#include "evn.h"
+
+struct ex_opts {
+    int port;             /* TCP port on every interface, -1 for none */
+    int udp_port;         /* -1 for none */
+    const char *unixsock; /* NULL for none */
+    int loops;
+    evn_balance balance;
+    int reuseport;
+    const char *backend;
+};
+
+/*
+ * Parse the common flags (--port, --loops, --balance, --unixsocket,
+ * --reuseport, --backend, --udp if allow_udp, --help) into o, whose fields
+ * hold the defaults on entry. On a bad flag, print the usage and exit 2.
+ */
+void ex_parse(int argc, char **argv, struct ex_opts *o, const char *name, int allow_udp);
+
+/* The serving callback the examples use: one line per listening address. */
+evn_action ex_print_serving(evn_server *srv);
+
+/*
+ * Build the address list from o, run the server until SIGINT or SIGTERM (or
+ * a shutdown action), and return the process exit status.
+ */
+int ex_run(const char *name, evn_events *ev, const struct ex_opts *o);
+
+#endif

@@ -1,0 +1,276 @@
+/*
+ * evn - a small, fast event-loop networking library.
+ *
+ * A server is a set of callbacks (serving, opened, closed, detached, data,
+ * tick) run by one or more event loops. Each callback returns an action that
+ * tells the loop what to do next. Every function returns 0 (or a count) on
+ * success and a negative errno value on failure; evn_strerror() names it and
+ * evn_errmsg() gives the detail of the last failure on the calling thread.
+ *
+ * Threads: unless a function says otherwise, call it only from the loop
+ * thread that runs the connection or server it is given, which in practice
+ * means from inside a callback. The functions marked "any thread" may be
+ * called from anywhere while the server exists.
+ *
+ * The library never prints, never exits or aborts on a runtime condition and
+ * never raises SIGPIPE in the process.
+ */
+#ifndef EVN_H
+#define EVN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) || !defined(__GNUC__)
+#define EVN_API
+#else
+#define EVN_API __attribute__((visibility("default")))
+#endif
+
+#define EVN_VERSION_MAJOR 0
+#define EVN_VERSION_MINOR 1
+#define EVN_VERSION_PATCH 0
+
+typedef struct evn_server evn_server;
+typedef struct evn_conn evn_conn;
+
+/*
+ * A connection's identity, safe to keep and pass to other threads. Unlike an
+ * evn_conn pointer, an id never refers to a different connection: once its
+ * connection is gone, functions given the id ignore it.
+ */
+typedef uint64_t evn_id;
+
+/* What the loop does after a callback returns. */
+typedef enum evn_action {
+    EVN_NONE = 0, /* carry on */
+    EVN_CLOSE,    /* close this connection once its pending output is sent */
+    EVN_DETACH,   /* hand the socket to the detached callback, see below */
+    EVN_SHUTDOWN  /* stop the whole server */
+} evn_action;
+
+/* How new connections are shared between loops when nloops > 1. */
+typedef enum evn_balance {
+    EVN_BALANCE_RANDOM = 0,
+    EVN_BALANCE_ROUND_ROBIN,
+    EVN_BALANCE_LEAST_CONNECTIONS
+} evn_balance;
+
+/*
+ * The server's configuration and callbacks. Zero-initialise it and set what
+ * you need; every callback is optional.
+ */
+typedef struct evn_events {
+    /*
+     * Number of event loops: 0 or 1 runs one loop on the thread that calls
+     * evn_server_run(); N > 1 runs N loops, loop 0 on the calling thread and
+     * the rest on threads of their own; -1 uses one loop per online CPU.
+     */
+    int nloops;
+    /*
+     * How a listener that all loops share hands new connections to loops.
+     * A listener with ?reuseport=true instead gets one socket per loop and
+     * the kernel spreads connections between them.
+     */
+    evn_balance balance;
+    /*
+     * "epoll", "kqueue" or "poll"; NULL picks the environment variable
+     * EVN_BACKEND if set, else the best this platform has.
+     */
+    const char *backend;
+    /* Server-wide user data, returned by evn_server_udata(). */
+    void *udata;
+
+    /*
+     * The server is bound and its loops are about to run. Fires once, on
+     * loop 0, before any other callback. evn_server_url() and friends give
+     * the bound addresses (with the real port where port 0 was asked for).
+     */
+    evn_action (*serving)(evn_server *srv);
+    /*
+     * A stream connection was accepted. It may write a greeting and set
+     * user data. EVN_DETACH and EVN_CLOSE act as from data. Not fired for UDP.
+     */
+    evn_action (*opened)(evn_conn *c);
+    /*
+     * The connection is gone: err is 0 for a clean close (by the peer, by an
+     * action or by shutdown), else a negative errno such as -ECONNRESET. The
+     * connection's memory is freed when this returns; free your user data
+     * here. The return value is ignored except for EVN_SHUTDOWN.
+     * Not fired for UDP or for detached connections.
+     */
+    evn_action (*closed)(evn_conn *c, int err);
+    /*
+     * The connection was detached: fd is now in blocking mode, removed from
+     * the loop, and owned by the application, which must close it. Pending
+     * output was sent first. Bytes kept with evn_keep() are discarded. The
+     * evn_conn is freed when this returns (its id goes stale). Only
+     * EVN_SHUTDOWN means anything as a return value.
+     */
+    evn_action (*detached)(evn_conn *c, int fd);
+    /*
+     * Input arrived: in[0..len) is valid only during the call and must not be
+     * modified. Output written with evn_write() during the call is sent as
+     * soon as it returns. After evn_wake(), data fires with in == NULL and
+     * len == 0 (kept input, if any, stays kept). For UDP, data fires once per
+     * datagram and output goes back to its sender.
+     */
+    evn_action (*data)(evn_conn *c, const char *in, size_t len);
+    /*
+     * Fires on loop 0 right after serving, then again *delay_ms milliseconds
+     * after each return. *delay_ms holds the previous delay on entry (1000
+     * the first time); a negative value stops the ticker.
+     */
+    evn_action (*tick)(evn_server *srv, int64_t *delay_ms);
+} evn_events;
+
+/*
+ * Parse the addresses, create and bind every listener and set up the loops,
+ * without running them. Addresses are URLs:
+ *
+ *   tcp://host:port    tcp4://host:port   tcp6://[::1]:port   host:port (tcp)
+ *   udp://host:port    udp4://host:port   udp6://[::1]:port
+ *   unix:///path/to/socket   unix://relative/path
+ *
+ * An empty host (tcp://:6380) listens on every interface, IPv6 and IPv4. A
+ * host name is resolved here, once, with getaddrinfo. Options go in the query
+ * string: reuseport=true|false (one socket per loop, bound with
+ * SO_REUSEPORT), backlog=N (listen backlog, default 1024). A stale unix socket
+ * file is replaced; evn_server_free() removes it.
+ *
+ * On success *srvp holds the server and 0 is returned. On failure *srvp is
+ * NULL and a negative errno is returned: -EINVAL for a malformed URL or an
+ * unknown option (evn_errmsg() names the bad part), or the errno of the
+ * failing call (e.g. -EADDRINUSE). The strings need only live during the call.
+ */
+EVN_API int evn_server_new(evn_server **srvp, const evn_events *ev, const char *const *addrs,
+                           size_t naddrs);
+
+/*
+ * Run the server until it shuts down: loop 0 runs on the calling thread and
+ * the others on threads started here. On return every connection has been
+ * closed (closed fired for each) and every loop thread joined. Returns 0, or
+ * a negative errno if a loop could not start. Call at most once per server.
+ */
+EVN_API int evn_server_run(evn_server *srv);
+
+/*
+ * Close the listeners (removing unix socket files) and free the server.
+ * Call after evn_server_run() has returned, or instead of running it. NULL is
+ * allowed.
+ */
+EVN_API void evn_server_free(evn_server *srv);
+
+/* evn_server_new(), evn_server_run() and evn_server_free() in one call. */
+EVN_API int evn_serve(const evn_events *ev, const char *const *addrs, size_t naddrs);
+
+/*
+ * Ask the server to stop. Any thread; safe to call several times and before
+ * evn_server_run(), which then returns at once. Returns 0.
+ */
+EVN_API int evn_shutdown(evn_server *srv);
+
+/*
+ * Make the data callback fire, with no input, for the connection with this
+ * id, on its own loop thread. Any thread. Several wakes before the loop gets
+ * to them may merge into one event. A wake for a connection that has closed
+ * or detached is ignored. Returns 0 when queued, -EINVAL for an id that
+ * cannot be this server's, -ESHUTDOWN if the server is stopping, -ENOMEM.
+ */
+EVN_API int evn_wake(evn_server *srv, evn_id id);
+
+/* The user data given in evn_events.udata. Any thread. */
+EVN_API void *evn_server_udata(const evn_server *srv);
+/* The number of loops the server runs. Any thread. */
+EVN_API int evn_server_nloops(const evn_server *srv);
+/* The name of the backend in use: "epoll", "kqueue" or "poll". Any thread. */
+EVN_API const char *evn_server_backend(const evn_server *srv);
+/* The number of addresses given to evn_server_new(). Any thread. */
+EVN_API size_t evn_server_naddrs(const evn_server *srv);
+/*
+ * The i-th address as bound, as a URL with numeric host and real port, such
+ * as "tcp://127.0.0.1:40123", "tcp://[::]:6380" or "unix:///tmp/s.sock".
+ * NULL if i is out of range. The string lives as long as the server. Any
+ * thread.
+ */
+EVN_API const char *evn_server_url(const evn_server *srv, size_t i);
+/*
+ * The i-th bound address as a socket address; *len (if not NULL) receives
+ * its length. NULL if i is out of range. Lives as long as the server.
+ */
+EVN_API const struct sockaddr *evn_server_addr(const evn_server *srv, size_t i, socklen_t *len);
+
+/* The server this connection belongs to. */
+EVN_API evn_server *evn_conn_server(const evn_conn *c);
+/* The connection's id (see evn_id); 0 for a UDP pseudo-connection. */
+EVN_API evn_id evn_conn_id(const evn_conn *c);
+/* Per-connection user data, NULL until set. */
+EVN_API void *evn_conn_udata(const evn_conn *c);
+EVN_API void evn_conn_set_udata(evn_conn *c, void *udata);
+/* The index, in the address list, of the listener that accepted it. */
+EVN_API size_t evn_conn_listener(const evn_conn *c);
+/* The index of the loop that runs it, 0 .. nloops-1. */
+EVN_API int evn_conn_loop(const evn_conn *c);
+/* The socket. Use it for socket options only; evn owns it. */
+EVN_API int evn_conn_fd(const evn_conn *c);
+/* Non-zero for a UDP pseudo-connection. */
+EVN_API int evn_conn_is_udp(const evn_conn *c);
+/*
+ * The connection's local or remote address, copied to *ss with its length in
+ * *len. For UDP the remote address is the current datagram's sender. Returns
+ * 0 or a negative errno.
+ */
+EVN_API int evn_conn_local_addr(const evn_conn *c, struct sockaddr_storage *ss, socklen_t *len);
+EVN_API int evn_conn_remote_addr(const evn_conn *c, struct sockaddr_storage *ss, socklen_t *len);
+/*
+ * The same addresses as text, written NUL-terminated to buf: "1.2.3.4:80",
+ * "[::1]:80" or a unix socket path ("" for an unnamed one). Returns the
+ * length written or a negative errno (-ENOSPC when buf is too small; 64 bytes
+ * always fit an IP address, 110 a unix path).
+ */
+EVN_API int evn_conn_local_str(const evn_conn *c, char *buf, size_t size);
+EVN_API int evn_conn_remote_str(const evn_conn *c, char *buf, size_t size);
+/* Format any socket address the same way. */
+EVN_API int evn_addr_str(const struct sockaddr *sa, socklen_t len, char *buf, size_t size);
+
+/*
+ * Queue len bytes of output, copying them; buf may be reused at once. Output
+ * is sent in order: for the connection whose callback is running, as soon as
+ * the callback returns; for another connection of the same loop, before the
+ * loop next waits. Bytes the socket cannot take yet stay queued and are sent
+ * when it becomes writable. Returns 0, -ENOMEM, or -EPIPE if the connection
+ * is already closing.
+ */
+EVN_API int evn_write(evn_conn *c, const void *buf, size_t len);
+
+/*
+ * Call from the data callback: the last n bytes of the input it was given
+ * were not consumed. They are kept (copied, once) and handed back, followed by
+ * whatever arrives next, at the start of the next data event's input.
+ * Without this call all input counts as consumed. Returns 0, -EINVAL if n is
+ * larger than the input, or -ENOMEM.
+ */
+EVN_API int evn_keep(evn_conn *c, size_t n);
+
+/* Bytes of output queued for this connection and not yet sent. */
+EVN_API size_t evn_conn_pending(const evn_conn *c);
+
+/* A static description of a (negative or positive) errno value. */
+EVN_API const char *evn_strerror(int err);
+/*
+ * The detail of the last failure reported by an evn function on the calling
+ * thread, e.g. "tcp://:99999: port out of range"; "" if there is none.
+ */
+EVN_API const char *evn_errmsg(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,610 @@
+/*
+ * Connections: reading into the loop's buffer, the data callback, queued
+ * output and its flushing, kept input, close and detach, and UDP.
+ *
+ * The hot path for a request that fits one read is: one read into the loop's
+ * buffer, the callback, its output copied into a pooled chunk, one send. No
+ * allocation, no poller change; the poller hears of a connection again only
+ * when its socket is full.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define EVN__CHUNK_SIZE (16 * 1024 - sizeof(struct evn__chunk))
+#define EVN__POOL_MAX 64
+#define EVN__IOV_MAX 64
+#define EVN__UDP_BATCH 64
+
+static void chunk_release(struct evn_loop *loop, struct evn__chunk *ch)
+{
+    if (ch->cap == EVN__CHUNK_SIZE && loop->npool < EVN__POOL_MAX) {
+        ch->next = loop->pool;
+        loop->pool = ch;
+        loop->npool++;
+    } else {
+        free(ch);
+    }
+}
+
+static struct evn__chunk *chunk_get(struct evn_loop *loop, size_t want)
+{
+    struct evn__chunk *ch;
+    if (want <= EVN__CHUNK_SIZE && loop->pool) {
+        ch = loop->pool;
+        loop->pool = ch->next;
+        loop->npool--;
+    } else {
+        size_t cap = want <= EVN__CHUNK_SIZE ? EVN__CHUNK_SIZE : want;
+        ch = malloc(sizeof *ch + cap);
+        if (!ch)
+            return NULL;
+        ch->cap = cap;
+    }
+    ch->next = NULL;
+    ch->off = ch->len = 0;
+    return ch;
+}
+
+void evn__chunk_pool_free(struct evn_loop *loop)
+{
+    while (loop->pool) {
+        struct evn__chunk *ch = loop->pool;
+        loop->pool = ch->next;
+        free(ch);
+    }
+    loop->npool = 0;
+}
+
+static void out_clear(struct evn_conn *c)
+{
+    while (c->out_head) {
+        struct evn__chunk *ch = c->out_head;
+        c->out_head = ch->next;
+        chunk_release(c->loop, ch);
+    }
+    c->out_tail = NULL;
+    c->out_bytes = 0;
+}
+
+static void in_clear(struct evn_conn *c)
+{
+    free(c->in);
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+}
+
+static int interest(const struct evn_conn *c)
+{
+    return (c->flags & EVN__C_RDOFF ? 0 : EVN__READ) | (c->flags & EVN__C_WANTW ? EVN__WRITE : 0);
+}
+
+static void set_flags(struct evn_conn *c, uint16_t set, uint16_t clear)
+{
+    int before = interest(c);
+    c->flags = (uint16_t)((c->flags | set) & ~clear);
+    int after = interest(c);
+    if (before != after)
+        c->loop->be->mod(c->loop, c->fd, before, after);
+}
+
+int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener)
+{
+    struct evn_server *srv = loop->srv;
+    struct evn_conn *c = calloc(1, sizeof *c);
+    int rc = c ? 0 : -ENOMEM;
+#ifndef __linux__
+    /* Linux copies TCP_NODELAY from the listener; elsewhere set it here. */
+    if (c && srv->listeners[listener].url.proto == EVN__TCP) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+#endif
+    if (c) {
+        c->h.kind = EVN__H_CONN;
+        c->fd = fd;
+        c->loop = loop;
+        c->listener = listener;
+        c->seq = loop->next_seq++;
+        if (c->seq == 0)
+            c->seq = loop->next_seq++;
+        rc = evn__loop_track(loop, fd, &c->h);
+        if (rc == 0 && (rc = loop->be->add(loop, fd, EVN__READ)) < 0)
+            loop->table[fd] = NULL;
+    }
+    if (rc < 0) {
+        free(c);
+        close(fd);
+        atomic_fetch_sub_explicit(&loop->nconns, 1, memory_order_relaxed);
+        return rc;
+    }
+    loop->nconns_local++;
+    if (srv->ev.opened) {
+        loop->cur = c;
+        evn_action a = srv->ev.opened(c);
+        loop->cur = NULL;
+        evn__conn_act(c, a);
+    }
+    return 0;
+}
+
+/* Remove c from the loop's bookkeeping (not from the poller). */
+static void forget(struct evn_conn *c)
+{
+    struct evn_loop *loop = c->loop;
+    loop->table[c->fd] = NULL;
+    loop->nconns_local--;
+    atomic_fetch_sub_explicit(&loop->nconns, 1, memory_order_relaxed);
+    out_clear(c);
+    in_clear(c);
+}
+
+void evn__conn_close(struct evn_conn *c, int err)
+{
+    struct evn_loop *loop = c->loop;
+    struct evn_server *srv = loop->srv;
+    loop->be->del(loop, c->fd, interest(c), true);
+    forget(c);
+    c->flags |= EVN__C_CLOSING;
+    /* The callback runs before the close so that address queries still see
+     * this socket, not another that reused its number. */
+    if (srv->ev.closed) {
+        evn_action a = srv->ev.closed(c, err);
+        if (a == EVN_SHUTDOWN)
+            evn_shutdown(srv);
+    }
+    close(c->fd);
+    free(c);
+}
+
+static void detach(struct evn_conn *c)
+{
+    struct evn_loop *loop = c->loop;
+    struct evn_server *srv = loop->srv;
+    loop->be->del(loop, c->fd, interest(c), false);
+    forget(c);
+    evn__set_nonblock(c->fd, false);
+    if (srv->ev.detached) {
+        evn_action a = srv->ev.detached(c, c->fd);
+        if (a == EVN_SHUTDOWN)
+            evn_shutdown(srv);
+    } else {
+        close(c->fd);
+    }
+    free(c);
+}
+
+/*
+ * Send queued output. Returns false if c is gone (closed, detached). A short
+ * send means the socket buffer is full, so it waits for writability at once
+ * rather than spend a system call to learn the same.
+ */
+static bool flush(struct evn_conn *c)
+{
+    while (c->out_head) {
+        ssize_t n;
+        size_t want;
+        if (!c->out_head->next) {
+            struct evn__chunk *ch = c->out_head;
+            want = ch->len - ch->off;
+            n = send(c->fd, ch->data + ch->off, want, MSG_NOSIGNAL);
+        } else {
+            struct iovec iov[EVN__IOV_MAX];
+            int k = 0;
+            want = 0;
+            for (struct evn__chunk *ch = c->out_head; ch && k < EVN__IOV_MAX; ch = ch->next) {
+                iov[k].iov_base = ch->data + ch->off;
+                iov[k].iov_len = ch->len - ch->off;
+                want += iov[k++].iov_len;
+            }
+            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)k};
+            n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                set_flags(c, EVN__C_WANTW, 0);
+                return true;
+            }
+            evn__conn_close(c, -errno);
+            return false;
+        }
+        c->out_bytes -= (size_t)n;
+        size_t left = (size_t)n;
+        while (left > 0) {
+            struct evn__chunk *ch = c->out_head;
+            size_t avail = ch->len - ch->off;
+            if (left < avail) {
+                ch->off += left;
+                break;
+            }
+            left -= avail;
+            c->out_head = ch->next;
+            chunk_release(c->loop, ch);
+        }
+        if (!c->out_head)
+            c->out_tail = NULL;
+        if ((size_t)n < want) {
+            set_flags(c, EVN__C_WANTW, 0);
+            return true;
+        }
+    }
+    if (c->flags & EVN__C_WANTW)
+        set_flags(c, 0, EVN__C_WANTW);
+    if (c->flags & EVN__C_DETACHING) {
+        detach(c);
+        return false;
+    }
+    if (c->flags & EVN__C_CLOSING) {
+        evn__conn_close(c, 0);
+        return false;
+    }
+    return true;
+}
+
+bool evn__conn_act(struct evn_conn *c, evn_action a)
+{
+    switch (a) {
+    case EVN_CLOSE:
+        if (!c->out_head) {
+            evn__conn_close(c, 0);
+            return false;
+        }
+        /* Stop reading: the input is no longer wanted, and a peer's EOF would
+         * otherwise keep a level-triggered poller waking while output drains. */
+        set_flags(c, EVN__C_CLOSING | EVN__C_RDOFF, 0);
+        break;
+    case EVN_DETACH:
+        if (!c->out_head) {
+            detach(c);
+            return false;
+        }
+        set_flags(c, EVN__C_DETACHING | EVN__C_RDOFF, 0);
+        break;
+    case EVN_SHUTDOWN:
+        evn_shutdown(c->loop->srv);
+        break;
+    default:
+        break;
+    }
+    if (c->flags & EVN__C_WANTW)
+        return true;
+    return flush(c);
+}
+
+/* Run the data callback for c over in[0..len), then handle kept input. */
+static void deliver(struct evn_conn *c, const char *in, size_t len, bool from_stash)
+{
+    struct evn_loop *loop = c->loop;
+    evn_action a = EVN_NONE;
+    c->flags &= (uint16_t)~EVN__C_KEPT;
+    c->cur_len = len;
+    if (loop->srv->ev.data) {
+        loop->cur = c;
+        a = loop->srv->ev.data(c, in, len);
+        loop->cur = NULL;
+    }
+    size_t keep = (c->flags & EVN__C_KEPT) ? c->keep : 0;
+    if (keep == 0) {
+        if (c->in)
+            in_clear(c);
+    } else if (from_stash) {
+        memmove(c->in, c->in + len - keep, keep);
+        c->in_len = keep;
+    } else {
+        char *nb = malloc(keep > 4096 ? keep : 4096);
+        if (!nb) {
+            evn__conn_close(c, -ENOMEM);
+            return;
+        }
+        memcpy(nb, in + len - keep, keep);
+        c->in = nb;
+        c->in_len = keep;
+        c->in_cap = keep > 4096 ? keep : 4096;
+    }
+    evn__conn_act(c, a);
+}
+
+static void read_ready(struct evn_conn *c)
+{
+    struct evn_loop *loop = c->loop;
+    char *buf;
+    size_t room;
+    if (c->in_len) {
+        /* Append to the kept input, so the callback sees one contiguous run. */
+        if (c->in_cap - c->in_len < 16384) {
+            size_t ncap = c->in_cap * 2 > c->in_len + 65536 ? c->in_cap * 2 : c->in_len + 65536;
+            char *nb = realloc(c->in, ncap);
+            if (!nb) {
+                evn__conn_close(c, -ENOMEM);
+                return;
+            }
+            c->in = nb;
+            c->in_cap = ncap;
+        }
+        buf = c->in + c->in_len;
+        room = c->in_cap - c->in_len;
+    } else {
+        buf = loop->rbuf;
+        room = loop->rbuf_cap;
+    }
+    ssize_t n = read(c->fd, buf, room);
+    if (n > 0) {
+        if (c->in_len) {
+            c->in_len += (size_t)n;
+            deliver(c, c->in, c->in_len, true);
+        } else {
+            deliver(c, buf, (size_t)n, false);
+        }
+        return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n < 0) {
+        evn__conn_close(c, -errno);
+        return;
+    }
+    /* End of input: what is queued still goes out, then the close. */
+    if (c->out_head) {
+        set_flags(c, EVN__C_CLOSING | EVN__C_RDOFF, 0);
+        return;
+    }
+    evn__conn_close(c, 0);
+}
+
+void evn__conn_ready(struct evn_conn *c, int mask)
+{
+    if ((mask & EVN__WRITE) && (c->flags & EVN__C_WANTW) && !flush(c))
+        return;
+    if ((mask & EVN__READ) && !(c->flags & EVN__C_RDOFF))
+        read_ready(c);
+}
+
+void evn__conn_wake(struct evn_conn *c)
+{
+    struct evn_loop *loop = c->loop;
+    if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING))
+        return;
+    evn_action a = EVN_NONE;
+    if (loop->srv->ev.data) {
+        loop->cur = c;
+        c->cur_len = 0;
+        a = loop->srv->ev.data(c, NULL, 0);
+        loop->cur = NULL;
+    }
+    evn__conn_act(c, a);
+}
+
+void evn__conn_flush_dirty(struct evn_loop *loop)
+{
+    /* Flushing can queue more (a closed callback that writes elsewhere), so
+     * walk by index and let the array grow underneath. */
+    for (size_t i = 0; i < loop->ndirty; i++) {
+        evn_id id = loop->dirty[i];
+        int fd = (int)((id >> 32) & 0xffffff);
+        struct evn__handle *h = fd < loop->table_cap ? loop->table[fd] : NULL;
+        if (!h || h->kind != EVN__H_CONN || ((struct evn_conn *)h)->seq != (uint32_t)id)
+            continue;
+        struct evn_conn *c = (struct evn_conn *)h;
+        c->flags &= (uint16_t)~EVN__C_DIRTY;
+        if (!(c->flags & EVN__C_WANTW))
+            flush(c);
+    }
+    loop->ndirty = 0;
+}
+
+static int mark_dirty(struct evn_conn *c)
+{
+    struct evn_loop *loop = c->loop;
+    if (loop->ndirty == loop->dirty_cap) {
+        size_t ncap = loop->dirty_cap ? loop->dirty_cap * 2 : 64;
+        evn_id *nd = realloc(loop->dirty, sizeof *nd * ncap);
+        if (!nd)
+            return -ENOMEM;
+        loop->dirty = nd;
+        loop->dirty_cap = ncap;
+    }
+    loop->dirty[loop->ndirty++] = evn_conn_id(c);
+    c->flags |= EVN__C_DIRTY;
+    return 0;
+}
+
+int evn_write(evn_conn *c, const void *buf, size_t len)
+{
+    if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING))
+        return -EPIPE;
+    if (len == 0)
+        return 0;
+    const char *p = buf;
+    size_t left = len;
+    struct evn__chunk *t = c->out_tail;
+    if (t && t->cap > t->len) {
+        size_t n = t->cap - t->len < left ? t->cap - t->len : left;
+        memcpy(t->data + t->len, p, n);
+        t->len += n;
+        p += n;
+        left -= n;
+    }
+    if (left) {
+        struct evn__chunk *ch = chunk_get(c->loop, left);
+        if (!ch) {
+            c->out_bytes += len - left;
+            return -ENOMEM;
+        }
+        memcpy(ch->data, p, left);
+        ch->len = left;
+        if (t)
+            t->next = ch;
+        else
+            c->out_head = ch;
+        c->out_tail = ch;
+    }
+    c->out_bytes += len;
+    if (c != c->loop->cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW | EVN__C_UDP)))
+        return mark_dirty(c);
+    return 0;
+}
+
+int evn_keep(evn_conn *c, size_t n)
+{
+    if (c->loop->cur != c || (c->flags & EVN__C_UDP) || n > c->cur_len)
+        return -EINVAL;
+    c->keep = n;
+    c->flags |= EVN__C_KEPT;
+    return 0;
+}
+
+struct evn_conn *evn__udp_conn_new(struct evn_loop *loop, uint32_t listener)
+{
+    struct evn_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->peer = calloc(1, sizeof *c->peer);
+    if (!c->peer) {
+        free(c);
+        return NULL;
+    }
+    c->h.kind = EVN__H_CONN;
+    c->flags = EVN__C_UDP;
+    c->loop = loop;
+    c->listener = listener;
+    c->fd = -1;
+    return c;
+}
+
+/* Receive a batch of datagrams, one data event each, replying to each sender
+ * with what that event wrote, as one datagram. */
+void evn__udp_ready(struct evn__lsock *ls)
+{
+    struct evn_loop *loop = ls->udp->loop;
+    struct evn_server *srv = loop->srv;
+    struct evn_conn *c = ls->udp;
+    c->fd = ls->fd;
+    for (int k = 0; k < EVN__UDP_BATCH; k++) {
+        c->peerlen = sizeof *c->peer;
+        ssize_t n = recvfrom(ls->fd, loop->rbuf, loop->rbuf_cap, 0, (struct sockaddr *)c->peer,
+                             &c->peerlen);
+        if (n < 0)
+            return;
+        evn_action a = EVN_NONE;
+        if (srv->ev.data) {
+            loop->cur = c;
+            c->cur_len = (size_t)n;
+            a = srv->ev.data(c, loop->rbuf, (size_t)n);
+            loop->cur = NULL;
+        }
+        if (c->out_head) {
+            struct iovec iov[EVN__IOV_MAX];
+            int i = 0;
+            for (struct evn__chunk *ch = c->out_head; ch && i < EVN__IOV_MAX; ch = ch->next, i++)
+                iov[i] = (struct iovec){ch->data + ch->off, ch->len - ch->off};
+            struct msghdr mh = {.msg_name = c->peer,
+                                .msg_namelen = c->peerlen,
+                                .msg_iov = iov,
+                                .msg_iovlen = (size_t)i};
+            /* A datagram that cannot be sent now is dropped, as UDP would. */
+            ssize_t r = sendmsg(ls->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)r;
+            out_clear(c);
+        }
+        if (a == EVN_SHUTDOWN) {
+            evn_shutdown(srv);
+            return;
+        }
+    }
+}
+
+evn_server *evn_conn_server(const evn_conn *c)
+{
+    return c->loop->srv;
+}
+
+evn_id evn_conn_id(const evn_conn *c)
+{
+    if (c->flags & EVN__C_UDP)
+        return 0;
+    return evn__make_id(c->loop->index, c->fd, c->seq);
+}
+
+void *evn_conn_udata(const evn_conn *c)
+{
+    return c->udata;
+}
+
+void evn_conn_set_udata(evn_conn *c, void *udata)
+{
+    c->udata = udata;
+}
+
+size_t evn_conn_listener(const evn_conn *c)
+{
+    return c->listener;
+}
+
+int evn_conn_loop(const evn_conn *c)
+{
+    return c->loop->index;
+}
+
+int evn_conn_fd(const evn_conn *c)
+{
+    return c->fd;
+}
+
+int evn_conn_is_udp(const evn_conn *c)
+{
+    return (c->flags & EVN__C_UDP) != 0;
+}
+
+size_t evn_conn_pending(const evn_conn *c)
+{
+    return c->out_bytes;
+}
+
+int evn_conn_local_addr(const evn_conn *c, struct sockaddr_storage *ss, socklen_t *len)
+{
+    socklen_t l = sizeof *ss;
+    if (getsockname(c->fd, (struct sockaddr *)ss, &l) < 0)
+        return -errno;
+    if (len)
+        *len = l;
+    return 0;
+}
+
+int evn_conn_remote_addr(const evn_conn *c, struct sockaddr_storage *ss, socklen_t *len)
+{
+    socklen_t l = sizeof *ss;
+    if (c->flags & EVN__C_UDP) {
+        memcpy(ss, c->peer, c->peerlen);
+        l = c->peerlen;
+    } else if (getpeername(c->fd, (struct sockaddr *)ss, &l) < 0) {
+        return -errno;
+    }
+    if (len)
+        *len = l;
+    return 0;
+}
+
+int evn_conn_local_str(const evn_conn *c, char *buf, size_t size)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int rc = evn_conn_local_addr(c, &ss, &len);
+    return rc < 0 ? rc : evn_addr_str((struct sockaddr *)&ss, len, buf, size);
+}
+
+int evn_conn_remote_str(const evn_conn *c, char *buf, size_t size)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int rc = evn_conn_remote_addr(c, &ss, &len);
+    return rc < 0 ? rc : evn_addr_str((struct sockaddr *)&ss, len, buf, size);
+}

@@ -1,0 +1,37 @@
+/* Error reporting: errno names and the per-thread failure detail. */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static _Thread_local char errmsg[256];
+
+void evn__set_errmsg(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    va_end(ap);
+}
+
+const char *evn_errmsg(void)
+{
+    return errmsg;
+}
+
+const char *evn_strerror(int err)
+{
+    if (err < 0)
+        err = -err;
+    if (err == 0)
+        return "success";
+    /* strerror() is not required to be thread-safe; strerrordesc_np is, but
+     * is glibc-only, so fall back to strerror elsewhere. */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+    const char *s = strerrordesc_np(err);
+    return s ? s : "unknown error";
+#else
+    return strerror(err);
+#endif
+}

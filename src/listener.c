@@ -1,0 +1,278 @@
+/*
+ * Listeners: turning a parsed URL into bound sockets. A listener shared by
+ * all loops has one socket; with reuseport it has one per loop, all bound to
+ * the same address, and the kernel spreads new connections between them.
+ */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int evn__set_nonblock(int fd, bool on)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    int nfl = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
+    if (nfl != fl && fcntl(fd, F_SETFL, nfl) < 0)
+        return -errno;
+    return 0;
+}
+
+int evn_addr_str(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
+{
+    char host[INET6_ADDRSTRLEN];
+    int n;
+    if (!sa || !buf || size == 0)
+        return -EINVAL;
+    switch (sa->sa_family) {
+    case AF_INET: {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        n = snprintf(buf, size, "%s:%u", host, ntohs(in->sin_port));
+        break;
+    }
+    case AF_INET6: {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        n = snprintf(buf, size, "[%s]:%u", host, ntohs(in6->sin6_port));
+        break;
+    }
+    case AF_UNIX: {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
+        size_t plen = len > offsetof(struct sockaddr_un, sun_path)
+                          ? len - offsetof(struct sockaddr_un, sun_path)
+                          : 0;
+        plen = strnlen(un->sun_path, plen < sizeof un->sun_path ? plen : sizeof un->sun_path);
+        n = snprintf(buf, size, "%.*s", (int)plen, un->sun_path);
+        break;
+    }
+    default:
+        return -EAFNOSUPPORT;
+    }
+    if (n < 0)
+        return -EINVAL;
+    if ((size_t)n >= size)
+        return -ENOSPC;
+    return n;
+}
+
+/* Fill l->addr from the URL: a wildcard, a literal or a resolved name. */
+static int resolve(struct evn__listener *l, const char *url, char *err, size_t errlen)
+{
+    struct evn__url *u = &l->url;
+    memset(&l->addr, 0, sizeof l->addr);
+    if (u->proto == EVN__UNIX) {
+        struct sockaddr_un *un = (struct sockaddr_un *)&l->addr;
+        un->sun_family = AF_UNIX;
+        memcpy(un->sun_path, u->path, strlen(u->path) + 1);
+        l->addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(u->path) + 1);
+        return 0;
+    }
+    if (u->host[0] == '\0') {
+        if (u->family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&l->addr;
+            in->sin_family = AF_INET;
+            in->sin_addr.s_addr = htonl(INADDR_ANY);
+            in->sin_port = htons((uint16_t)u->port);
+            l->addrlen = sizeof *in;
+        } else {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&l->addr;
+            in6->sin6_family = AF_INET6;
+            in6->sin6_addr = in6addr_any;
+            in6->sin6_port = htons((uint16_t)u->port);
+            l->addrlen = sizeof *in6;
+        }
+        return 0;
+    }
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = u->family;
+    hints.ai_socktype = u->proto == EVN__UDP ? SOCK_DGRAM : SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    int rc = getaddrinfo(u->host, NULL, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(err, errlen, "%s: cannot resolve host '%s': %s", url, u->host,
+                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        return rc == EAI_MEMORY ? -ENOMEM : -EINVAL;
+    }
+    memcpy(&l->addr, res->ai_addr, res->ai_addrlen);
+    l->addrlen = res->ai_addrlen;
+    freeaddrinfo(res);
+    if (l->addr.ss_family == AF_INET)
+        ((struct sockaddr_in *)&l->addr)->sin_port = htons((uint16_t)u->port);
+    else
+        ((struct sockaddr_in6 *)&l->addr)->sin6_port = htons((uint16_t)u->port);
+    return 0;
+}
+
+/*
+ * A unix socket file left behind by a process that died is replaced; one that
+ * a live server still accepts on, or a file that is not a socket, is not.
+ */
+static int clear_stale_unix(const struct evn__listener *l, const char *url, char *err,
+                            size_t errlen)
+{
+    struct stat st;
+    if (lstat(l->url.path, &st) < 0)
+        return 0;
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "%s: '%s' exists and is not a socket", url, l->url.path);
+        return -EEXIST;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = connect(fd, (const struct sockaddr *)&l->addr, l->addrlen);
+    int e = errno;
+    close(fd);
+    if (rc == 0) {
+        snprintf(err, errlen, "%s: a server is already listening on '%s'", url, l->url.path);
+        return -EADDRINUSE;
+    }
+    if (e == ECONNREFUSED)
+        unlink(l->url.path);
+    return 0;
+}
+
+static int open_socket(struct evn__listener *l, const char *url, char *err, size_t errlen)
+{
+    const struct evn__url *u = &l->url;
+    int type = (u->proto == EVN__UDP ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC;
+    int one = 1, zero = 0;
+    int fd = socket(l->addr.ss_family, type, 0);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "%s: socket: %s", url, strerror(e));
+        return -e;
+    }
+    const char *what = NULL;
+    if (u->proto != EVN__UNIX) {
+        if (u->proto == EVN__TCP &&
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+            what = "SO_REUSEADDR";
+        if (!what && u->reuseport &&
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+            what = "SO_REUSEPORT";
+        if (!what && l->addr.ss_family == AF_INET6) {
+            /* An empty host under tcp:// or udp:// serves IPv4 too. */
+            int v6only = u->family == AF_INET6;
+            if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, v6only ? &one : &zero, sizeof one) < 0)
+                what = "IPV6_V6ONLY";
+        }
+        /* Accepted sockets inherit TCP_NODELAY from the listener on Linux, which
+         * saves a system call per connection; conn.c sets it where not. */
+        if (!what && u->proto == EVN__TCP &&
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+            what = "TCP_NODELAY";
+    }
+    if (!what && bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) < 0)
+        what = "bind";
+    if (!what && u->proto != EVN__UDP && listen(fd, u->backlog) < 0)
+        what = "listen";
+    if (what) {
+        int e = errno;
+        snprintf(err, errlen, "%s: %s: %s", url, what, strerror(e));
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+static void format_url(struct evn__listener *l)
+{
+    static const char *names[] = {"", "tcp", "udp", "unix"};
+    char addr[128];
+    if (l->url.proto == EVN__UNIX) {
+        snprintf(l->urlstr, sizeof l->urlstr, "unix://%s", l->url.path);
+        return;
+    }
+    if (evn_addr_str((struct sockaddr *)&l->addr, l->addrlen, addr, sizeof addr) < 0)
+        addr[0] = '\0';
+    snprintf(l->urlstr, sizeof l->urlstr, "%s://%s", names[l->url.proto], addr);
+}
+
+int evn__listener_open(struct evn__listener *l, const char *url, int nloops, char *err,
+                       size_t errlen)
+{
+    int rc = evn__url_parse(url, &l->url, err, errlen);
+    if (rc < 0)
+        return rc;
+    l->fd = -1;
+    l->fds = NULL;
+    if (l->url.proto == EVN__UNIX && l->url.reuseport) {
+        snprintf(err, errlen, "%s: reuseport is not supported for unix sockets", url);
+        return -EINVAL;
+    }
+    if ((rc = resolve(l, url, err, errlen)) < 0)
+        return rc;
+    if (l->url.proto == EVN__UNIX && (rc = clear_stale_unix(l, url, err, errlen)) < 0)
+        return rc;
+
+    int nsock = l->url.reuseport ? nloops : 1;
+    if (l->url.reuseport) {
+        l->fds = malloc(sizeof(int) * (size_t)nsock);
+        if (!l->fds)
+            return -ENOMEM;
+        for (int i = 0; i < nsock; i++)
+            l->fds[i] = -1;
+        l->nfds = nsock;
+    }
+    for (int i = 0; i < nsock; i++) {
+        int fd = open_socket(l, url, err, errlen);
+        if (fd == -EAFNOSUPPORT && i == 0 && l->url.host[0] == '\0' &&
+            l->url.family == AF_UNSPEC) {
+            /* No IPv6 on this machine: an empty host falls back to IPv4. */
+            struct sockaddr_in *in = (struct sockaddr_in *)&l->addr;
+            memset(&l->addr, 0, sizeof l->addr);
+            in->sin_family = AF_INET;
+            in->sin_addr.s_addr = htonl(INADDR_ANY);
+            in->sin_port = htons((uint16_t)l->url.port);
+            l->addrlen = sizeof *in;
+            fd = open_socket(l, url, err, errlen);
+        }
+        if (fd < 0) {
+            evn__listener_close(l);
+            return fd;
+        }
+        if (i == 0) {
+            l->fd = fd;
+            if (l->url.proto == EVN__UNIX)
+                l->unlink_on_free = true;
+            /* Port 0: the other reuseport sockets must join the port chosen. */
+            socklen_t alen = sizeof l->addr;
+            if (l->url.proto != EVN__UNIX)
+                getsockname(fd, (struct sockaddr *)&l->addr, &alen), l->addrlen = alen;
+        }
+        if (l->fds)
+            l->fds[i] = fd;
+    }
+    format_url(l);
+    return 0;
+}
+
+void evn__listener_close(struct evn__listener *l)
+{
+    if (l->fds) {
+        for (int i = 0; i < l->nfds; i++)
+            if (l->fds[i] >= 0)
+                close(l->fds[i]);
+        free(l->fds);
+        l->fds = NULL;
+    } else if (l->fd >= 0) {
+        close(l->fd);
+    }
+    l->fd = -1;
+    if (l->unlink_on_free) {
+        unlink(l->url.path);
+        l->unlink_on_free = false;
+    }
+}

@@ -1,0 +1,256 @@
+/*
+ * The server: listeners, loops and their threads, shutdown and wake-ups from
+ * any thread, and the backend registry.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* One id bit field holds the loop index. */
+#define EVN__MAX_LOOPS 255
+
+static const struct evn__backend *const backends[] = {
+#ifdef EVN_HAVE_EPOLL
+    &evn__backend_epoll,
+#endif
+#ifdef EVN_HAVE_KQUEUE
+    &evn__backend_kqueue,
+#endif
+    &evn__backend_poll,
+};
+
+const struct evn__backend *evn__backend_find(const char *name, int *err)
+{
+    if (!name || !*name)
+        name = getenv("EVN_BACKEND");
+    if (!name || !*name)
+        return backends[0];
+    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
+        if (strcmp(backends[i]->name, name) == 0)
+            return backends[i];
+    if (strcmp(name, "epoll") == 0 || strcmp(name, "kqueue") == 0) {
+        evn__set_errmsg("backend '%s' is not available on this platform", name);
+        *err = -ENOTSUP;
+    } else {
+        evn__set_errmsg("unknown backend '%s' (epoll, kqueue or poll)", name);
+        *err = -EINVAL;
+    }
+    return NULL;
+}
+
+static int resolve_nloops(int n)
+{
+    if (n == -1) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? (int)cpus : 1;
+    }
+    if (n == 0)
+        n = 1;
+    return n > EVN__MAX_LOOPS ? EVN__MAX_LOOPS : n;
+}
+
+static void server_destroy(struct evn_server *srv)
+{
+    if (srv->loops)
+        for (int i = 0; i < srv->nloops; i++)
+            evn__loop_destroy(&srv->loops[i]);
+    if (srv->listeners)
+        for (size_t i = 0; i < srv->nlisteners; i++)
+            evn__listener_close(&srv->listeners[i]);
+    free(srv->loops);
+    free(srv->listeners);
+    free(srv);
+}
+
+int evn_server_new(evn_server **srvp, const evn_events *ev, const char *const *addrs, size_t naddrs)
+{
+    char err[256];
+    int rc = 0;
+    if (!srvp || !ev || (naddrs && !addrs)) {
+        evn__set_errmsg("evn_server_new: missing argument");
+        return -EINVAL;
+    }
+    *srvp = NULL;
+    if (ev->nloops < -1 || ev->balance < EVN_BALANCE_RANDOM ||
+        ev->balance > EVN_BALANCE_LEAST_CONNECTIONS) {
+        evn__set_errmsg(ev->nloops < -1 ? "nloops must be -1 or more, not %d"
+                                        : "unknown balance mode %d",
+                        ev->nloops < -1 ? ev->nloops : (int)ev->balance);
+        return -EINVAL;
+    }
+    const struct evn__backend *be = evn__backend_find(ev->backend, &rc);
+    if (!be)
+        return rc;
+
+    struct evn_server *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return -ENOMEM;
+    srv->ev = *ev;
+    srv->be = be;
+    srv->nloops = resolve_nloops(ev->nloops);
+    atomic_init(&srv->stopping, false);
+    atomic_init(&srv->rr_next, 0);
+    atomic_init(&srv->rand_state, (unsigned)time(NULL) ^ ((unsigned)getpid() << 16) ^ 0x9e3779b9u);
+    if (atomic_load(&srv->rand_state) == 0)
+        atomic_store(&srv->rand_state, 1);
+
+    srv->listeners = calloc(naddrs ? naddrs : 1, sizeof *srv->listeners);
+    srv->loops = calloc((size_t)srv->nloops, sizeof *srv->loops);
+    if (!srv->listeners || !srv->loops) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < naddrs; i++) {
+        srv->listeners[i].index = i;
+        srv->listeners[i].fd = -1;
+        srv->nlisteners = i + 1;
+        if (!addrs[i]) {
+            snprintf(err, sizeof err, "address %zu is NULL", i);
+            rc = -EINVAL;
+        } else {
+            rc = evn__listener_open(&srv->listeners[i], addrs[i], srv->nloops, err, sizeof err);
+        }
+        if (rc < 0) {
+            evn__set_errmsg("%s", err);
+            goto fail;
+        }
+    }
+    for (int i = 0; i < srv->nloops; i++) {
+        rc = evn__loop_init(&srv->loops[i], srv, i);
+        if (rc < 0) {
+            evn__set_errmsg("cannot set up event loop %d (%s): %s", i, be->name,
+                            evn_strerror(rc));
+            srv->nloops = i + 1;
+            goto fail;
+        }
+    }
+    *srvp = srv;
+    return 0;
+fail:
+    server_destroy(srv);
+    return rc;
+}
+
+static void *loop_thread(void *arg)
+{
+    struct evn_loop *loop = arg;
+    evn__loop_run(loop);
+    return NULL;
+}
+
+int evn_server_run(evn_server *srv)
+{
+    if (!srv)
+        return -EINVAL;
+    if (srv->ran)
+        return -EALREADY;
+    srv->ran = true;
+    if (atomic_load(&srv->stopping))
+        return 0;
+    if (srv->ev.serving && srv->ev.serving(srv) == EVN_SHUTDOWN)
+        return 0;
+
+    /* Loop threads take no signals: the application's thread handles them. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = 0;
+    for (int i = 1; i < srv->nloops; i++) {
+        int e = pthread_create(&srv->loops[i].thread, NULL, loop_thread, &srv->loops[i]);
+        if (e != 0) {
+            evn__set_errmsg("cannot start the thread of loop %d: %s", i, evn_strerror(e));
+            rc = -e;
+            evn_shutdown(srv);
+            break;
+        }
+        srv->loops[i].started = true;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    int rc0 = evn__loop_run(&srv->loops[0]);
+    for (int i = 1; i < srv->nloops; i++)
+        if (srv->loops[i].started)
+            pthread_join(srv->loops[i].thread, NULL);
+    return rc < 0 ? rc : rc0;
+}
+
+void evn_server_free(evn_server *srv)
+{
+    if (srv)
+        server_destroy(srv);
+}
+
+int evn_serve(const evn_events *ev, const char *const *addrs, size_t naddrs)
+{
+    evn_server *srv;
+    int rc = evn_server_new(&srv, ev, addrs, naddrs);
+    if (rc < 0)
+        return rc;
+    rc = evn_server_run(srv);
+    evn_server_free(srv);
+    return rc;
+}
+
+int evn_shutdown(evn_server *srv)
+{
+    if (!srv)
+        return -EINVAL;
+    if (atomic_exchange_explicit(&srv->stopping, true, memory_order_acq_rel))
+        return 0;
+    for (int i = 0; i < srv->nloops; i++)
+        evn__loop_signal(&srv->loops[i]);
+    return 0;
+}
+
+int evn_wake(evn_server *srv, evn_id id)
+{
+    if (!srv)
+        return -EINVAL;
+    unsigned li = (unsigned)(id >> 56);
+    if (id == 0 || (uint32_t)id == 0 || li >= (unsigned)srv->nloops)
+        return -EINVAL;
+    if (atomic_load_explicit(&srv->stopping, memory_order_acquire))
+        return -ESHUTDOWN;
+    struct evn__msg m = {.type = EVN__M_WAKE, .fd = -1, .arg = id};
+    return evn__loop_post(&srv->loops[li], &m);
+}
+
+void *evn_server_udata(const evn_server *srv)
+{
+    return srv->ev.udata;
+}
+
+int evn_server_nloops(const evn_server *srv)
+{
+    return srv->nloops;
+}
+
+const char *evn_server_backend(const evn_server *srv)
+{
+    return srv->be->name;
+}
+
+size_t evn_server_naddrs(const evn_server *srv)
+{
+    return srv->nlisteners;
+}
+
+const char *evn_server_url(const evn_server *srv, size_t i)
+{
+    return i < srv->nlisteners ? srv->listeners[i].urlstr : NULL;
+}
+
+const struct sockaddr *evn_server_addr(const evn_server *srv, size_t i, socklen_t *len)
+{
+    if (i >= srv->nlisteners)
+        return NULL;
+    if (len)
+        *len = srv->listeners[i].addrlen;
+    return (const struct sockaddr *)&srv->listeners[i].addr;
+}
