@@ -394,10 +394,12 @@ int evn__loop_run(struct evn_loop *loop)
         }
         for (int i = 0; i < n; i++)
             dispatch(loop, &loop->fired[i]);
-        if (loop->ndirty)
-            evn__conn_flush_dirty(loop);
         if (loop->tick_on)
             run_tick(loop);
+        /* Output queued outside its connection's own callbacks (by another
+         * connection's, or by tick) goes out before the loop sleeps. */
+        if (loop->ndirty)
+            evn__conn_flush_dirty(loop);
     }
     close_all(loop);
     return rc;
