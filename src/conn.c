@@ -102,10 +102,12 @@ int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener)
     int rc = c ? 0 : -ENOMEM;
 #ifndef __linux__
     /* Linux copies TCP_NODELAY from the listener; elsewhere set it here. */
-    if (c && srv->listeners[listener].url.proto == EVN__TCP) {
-        int one = 1;
+    int one = 1;
+    if (c && srv->listeners[listener].url.proto == EVN__TCP)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
+#ifdef SO_NOSIGPIPE
+    setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
 #endif
     if (c) {
         c->h.kind = EVN__H_CONN;

@@ -18,6 +18,19 @@
 
 #define EVN__HIDDEN __attribute__((visibility("hidden")))
 
+/*
+ * Platforms without these flags (macOS) get the same effect another way:
+ * fcntl after socket(), and SO_NOSIGPIPE on each connection.
+ */
+#ifndef SOCK_NONBLOCK
+#define SOCK_NONBLOCK 0
+#define SOCK_CLOEXEC 0
+#define EVN__NEED_FCNTL 1
+#endif
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
+
 /* ---- addresses ---- */
 
 enum { EVN__TCP = 1, EVN__UDP, EVN__UNIX };

@@ -155,7 +155,12 @@ static int open_socket(struct evn__listener *l, const char *url, char *err, size
         return -e;
     }
     const char *what = NULL;
-    if (u->proto != EVN__UNIX) {
+#ifdef EVN__NEED_FCNTL
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if (evn__set_nonblock(fd, true) < 0)
+        what = "O_NONBLOCK";
+#endif
+    if (!what && u->proto != EVN__UNIX) {
         if (u->proto == EVN__TCP &&
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
             what = "SO_REUSEADDR";
