@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void usage(FILE *f, const char *name, int allow_udp)
+static void usage(FILE *f, const char *name, int allow_udp, const struct ex_option *more,
+                  size_t nmore)
 {
     fprintf(f,
             "usage: %s [options]\n"
@@ -17,9 +18,11 @@ static void usage(FILE *f, const char *name, int allow_udp)
             "  --loops N         event loops (threads); -1 for one per CPU (default 1)\n"
             "  --balance MODE    random, round-robin or least-connections\n"
             "  --reuseport       one listening socket per loop (SO_REUSEPORT)\n"
-            "  --backend NAME    epoll, kqueue or poll\n"
-            "  --help            show this\n",
+            "  --backend NAME    epoll, kqueue or poll\n",
             name, allow_udp ? "  --udp N           also serve UDP on port N\n" : "");
+    for (size_t i = 0; i < nmore; i++)
+        fprintf(f, "  %s\n", more[i].help);
+    fprintf(f, "  --help            show this\n");
 }
 
 static int parse_int(const char *s, int min, int max, int *out)
@@ -35,18 +38,37 @@ static int parse_int(const char *s, int min, int max, int *out)
 
 void ex_parse(int argc, char **argv, struct ex_opts *o, const char *name, int allow_udp)
 {
+    ex_parse_more(argc, argv, o, name, allow_udp, NULL, 0);
+}
+
+static const struct ex_option *find_option(const char *a, const struct ex_option *more,
+                                           size_t nmore)
+{
+    for (size_t i = 0; i < nmore; i++) {
+        if (strcmp(a, more[i].flag) == 0)
+            return &more[i];
+    }
+    return NULL;
+}
+
+void ex_parse_more(int argc, char **argv, struct ex_opts *o, const char *name, int allow_udp,
+                   const struct ex_option *more, size_t nmore)
+{
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const struct ex_option *opt;
         int bad = 0, used = 1;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout, name, allow_udp);
+            usage(stdout, name, allow_udp, more, nmore);
             exit(0);
         } else if (strcmp(a, "--reuseport") == 0) {
             o->reuseport = 1;
             used = 0;
         } else if (!v) {
             bad = 1;
+        } else if ((opt = find_option(a, more, nmore)) != NULL) {
+            bad = opt->set(v);
         } else if (strcmp(a, "--port") == 0) {
             bad = parse_int(v, 0, 65535, &o->port);
         } else if (allow_udp && strcmp(a, "--udp") == 0) {
@@ -68,12 +90,12 @@ void ex_parse(int argc, char **argv, struct ex_opts *o, const char *name, int al
                 bad = 1;
         } else {
             fprintf(stderr, "%s: unknown option '%s'\n", name, a);
-            usage(stderr, name, allow_udp);
+            usage(stderr, name, allow_udp, more, nmore);
             exit(2);
         }
         if (bad) {
             fprintf(stderr, "%s: bad or missing value for %s\n", name, a);
-            usage(stderr, name, allow_udp);
+            usage(stderr, name, allow_udp, more, nmore);
             exit(2);
         }
         i += used;

@@ -24,6 +24,21 @@ struct ex_opts {
  */
 void ex_parse(int argc, char **argv, struct ex_opts *o, const char *name, int allow_udp);
 
+/* A flag of one example's own, taking a value: "--max-body BYTES". */
+struct ex_option {
+    const char *flag; /* "--max-body" */
+    const char *help; /* its usage line, "--max-body BYTES  largest request body ..." */
+    /* Take the value; return 0, or -1 if it is bad (usage, exit 2). */
+    int (*set)(const char *value);
+};
+
+/*
+ * ex_parse, also accepting the nmore flags in more[] (each followed by a
+ * value), which the usage lists before --help.
+ */
+void ex_parse_more(int argc, char **argv, struct ex_opts *o, const char *name, int allow_udp,
+                   const struct ex_option *more, size_t nmore);
+
 /* The serving callback the examples use: one line per listening address. */
 evn_action ex_print_serving(evn_server *srv);
 

@@ -222,7 +222,7 @@ struct evn_loop {
 struct evn_server {
     evn_events ev;
     const struct evn__backend *be;
-    int nloops;
+    int nloops, nloops_init;
     struct evn_loop *loops;
     struct evn__listener *listeners;
     size_t nlisteners;

@@ -57,8 +57,9 @@ static int resolve_nloops(int n)
 
 static void server_destroy(struct evn_server *srv)
 {
+    /* Only loops that evn__loop_init touched: a zeroed one holds fd 0. */
     if (srv->loops)
-        for (int i = 0; i < srv->nloops; i++)
+        for (int i = 0; i < srv->nloops_init; i++)
             evn__loop_destroy(&srv->loops[i]);
     if (srv->listeners)
         for (size_t i = 0; i < srv->nlisteners; i++)
@@ -122,11 +123,11 @@ int evn_server_new(evn_server **srvp, const evn_events *ev, const char *const *a
         }
     }
     for (int i = 0; i < srv->nloops; i++) {
+        srv->nloops_init = i + 1;
         rc = evn__loop_init(&srv->loops[i], srv, i);
         if (rc < 0) {
             evn__set_errmsg("cannot set up event loop %d (%s): %s", i, be->name,
                             evn_strerror(rc));
-            srv->nloops = i + 1;
             goto fail;
         }
     }
