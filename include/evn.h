@@ -128,6 +128,46 @@ typedef struct evn_events {
      * the first time); a negative value stops the ticker.
      */
     evn_action (*tick)(evn_server *srv, int64_t *delay_ms);
+    /*
+     * A connection's queued output has fallen to its low-water mark after
+     * having passed its high-water mark (see out_high). A producer that
+     * paused on evn_conn_full() resumes here. Input kept with evn_keep() is
+     * handed to data again right after this returns.
+     */
+    evn_action (*drained)(evn_conn *c);
+    /*
+     * A deadline set with evn_conn_set_deadline() has passed. Without this
+     * callback the connection is closed with -ETIMEDOUT.
+     */
+    evn_action (*timeout)(evn_conn *c);
+
+    /*
+     * Flow control. Once a connection's queued output passes out_high bytes
+     * evn stops reading from it (evn_conn_full() is then non-zero) until the
+     * output drains to out_low, when drained fires and reading resumes.
+     * 0 means the defaults, 4 MiB and 1 MiB; per connection see
+     * evn_conn_set_watermarks().
+     */
+    size_t out_high, out_low;
+    /*
+     * Hard cap: a write that would queue more than this many bytes of unsent
+     * output fails with -ENOBUFS and the connection is closed (closed gets
+     * -ENOBUFS). 0 means no cap, the default.
+     */
+    size_t out_cap;
+    /*
+     * Close connections that neither received input nor sent output for this
+     * long (closed gets -ETIMEDOUT). 0 means never; per connection see
+     * evn_conn_set_idle_timeout().
+     */
+    int64_t idle_timeout_ms;
+    /*
+     * At most this many stream connections at once, across all loops; 0 means
+     * no limit. A connection beyond it is sent busy_reply (if not NULL, as
+     * much as the socket takes at once) and closed without any event.
+     */
+    int max_conns;
+    const char *busy_reply;
 } evn_events;
 
 /*
@@ -245,7 +285,8 @@ EVN_API int evn_addr_str(const struct sockaddr *sa, socklen_t len, char *buf, si
  * the callback returns; for another connection of the same loop, before the
  * loop next waits. Bytes the socket cannot take yet stay queued and are sent
  * when it becomes writable. Returns 0, -ENOMEM, or -EPIPE if the connection
- * is already closing.
+ * is already closing. On -ENOMEM or -ENOBUFS (the out_cap hard cap) the
+ * connection is closed with that error once the callback returns.
  */
 EVN_API int evn_write(evn_conn *c, const void *buf, size_t len);
 
@@ -260,6 +301,35 @@ EVN_API int evn_keep(evn_conn *c, size_t n);
 
 /* Bytes of output queued for this connection and not yet sent. */
 EVN_API size_t evn_conn_pending(const evn_conn *c);
+
+/*
+ * Non-zero while the connection's queued output is above its high-water
+ * mark. A handler that produces output in a loop (pipelined requests, a
+ * file) should stop, keep the rest of its input with evn_keep(), and carry on
+ * in drained or the next data event.
+ */
+EVN_API int evn_conn_full(const evn_conn *c);
+
+/*
+ * Set this connection's high- and low-water marks for queued output (see
+ * evn_events.out_high). Returns 0, or -EINVAL if low > high or high is 0.
+ */
+EVN_API int evn_conn_set_watermarks(evn_conn *c, size_t high, size_t low);
+
+/*
+ * Close the connection (closed gets -ETIMEDOUT) once it has neither received
+ * input nor sent output for ms milliseconds; 0 turns it off. Arming costs no
+ * system call. Returns 0, or -EINVAL for a negative ms or a UDP connection.
+ */
+EVN_API int evn_conn_set_idle_timeout(evn_conn *c, int64_t ms);
+
+/*
+ * Fire the timeout callback once, ms milliseconds from now (replacing any
+ * earlier deadline); 0 cancels. Useful as a read deadline: set it when a
+ * request starts, clear it when the request is complete. Returns 0, or
+ * -EINVAL for a negative ms or a UDP connection.
+ */
+EVN_API int evn_conn_set_deadline(evn_conn *c, int64_t ms);
 
 /* A static description of a (negative or positive) errno value. */
 EVN_API const char *evn_strerror(int err);

@@ -22,6 +22,10 @@
 #define EVN__POOL_MAX 64
 #define EVN__IOV_MAX 64
 #define EVN__UDP_BATCH 64
+#define EVN__OUT_HIGH (4u << 20)
+#define EVN__OUT_LOW (1u << 20)
+/* Fairness: at most this much is sent to one connection per loop turn. */
+#define EVN__WRITE_PER_TURN (1u << 20)
 
 static void chunk_release(struct evn_loop *loop, struct evn__chunk *ch)
 {
@@ -43,7 +47,7 @@ static struct evn__chunk *chunk_get(struct evn_loop *loop, size_t want)
         loop->npool--;
     } else {
         size_t cap = want <= EVN__CHUNK_SIZE ? EVN__CHUNK_SIZE : want;
-        ch = malloc(sizeof *ch + cap);
+        ch = evn__malloc(sizeof *ch + cap);
         if (!ch)
             return NULL;
         ch->cap = cap;
@@ -83,7 +87,8 @@ static void in_clear(struct evn_conn *c)
 
 static int interest(const struct evn_conn *c)
 {
-    return (c->flags & EVN__C_RDOFF ? 0 : EVN__READ) | (c->flags & EVN__C_WANTW ? EVN__WRITE : 0);
+    return (c->flags & (EVN__C_RDOFF | EVN__C_PAUSED) ? 0 : EVN__READ) |
+           (c->flags & EVN__C_WANTW ? EVN__WRITE : 0);
 }
 
 static void set_flags(struct evn_conn *c, uint16_t set, uint16_t clear)
@@ -95,10 +100,11 @@ static void set_flags(struct evn_conn *c, uint16_t set, uint16_t clear)
         c->loop->be->mod(c->loop, c->fd, before, after);
 }
 
-int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener)
+int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener,
+                   const union evn__ip_addr *peer, socklen_t peerlen)
 {
     struct evn_server *srv = loop->srv;
-    struct evn_conn *c = calloc(1, sizeof *c);
+    struct evn_conn *c = evn__calloc(1, sizeof *c);
     int rc = c ? 0 : -ENOMEM;
 #ifndef __linux__
     /* Linux copies TCP_NODELAY from the listener; elsewhere set it here. */
@@ -114,9 +120,16 @@ int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener)
         c->fd = fd;
         c->loop = loop;
         c->listener = listener;
+        if (peerlen <= sizeof c->peer && peerlen > sizeof(sa_family_t) &&
+            peer->sa.sa_family != AF_UNIX) {
+            memcpy(&c->peer, peer, peerlen);
+            c->peerlen = (uint8_t)peerlen;
+        }
         c->seq = loop->next_seq++;
         if (c->seq == 0)
             c->seq = loop->next_seq++;
+        c->out_high = srv->ev.out_high ? srv->ev.out_high : EVN__OUT_HIGH;
+        c->out_low = srv->ev.out_high ? srv->ev.out_low : EVN__OUT_LOW;
         rc = evn__loop_track(loop, fd, &c->h);
         if (rc == 0 && (rc = loop->be->add(loop, fd, EVN__READ)) < 0)
             loop->table[fd] = NULL;
@@ -125,9 +138,12 @@ int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener)
         free(c);
         close(fd);
         atomic_fetch_sub_explicit(&loop->nconns, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
         return rc;
     }
     loop->nconns_local++;
+    if (srv->ev.idle_timeout_ms > 0)
+        evn_conn_set_idle_timeout(c, srv->ev.idle_timeout_ms);
     if (srv->ev.opened) {
         loop->cur = c;
         evn_action a = srv->ev.opened(c);
@@ -144,8 +160,13 @@ static void forget(struct evn_conn *c)
     loop->table[c->fd] = NULL;
     loop->nconns_local--;
     atomic_fetch_sub_explicit(&loop->nconns, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&loop->srv->total_conns, 1, memory_order_relaxed);
+    evn__timer_remove(c);
     out_clear(c);
     in_clear(c);
+    /* A descriptor is free again: listeners paused on EMFILE may resume. */
+    if (loop->accept_paused)
+        evn__loop_accept_resume(loop);
 }
 
 void evn__conn_close(struct evn_conn *c, int err)
@@ -183,6 +204,43 @@ static void detach(struct evn_conn *c)
     free(c);
 }
 
+static void queue_resume(struct evn_conn *c)
+{
+    struct evn_loop *loop = c->loop;
+    c->flags &= (uint16_t)~EVN__C_RESUMABLE;
+    if (c->flags & EVN__C_RESUME)
+        return;
+    if (loop->nresume == loop->resume_cap) {
+        size_t ncap = loop->resume_cap ? loop->resume_cap * 2 : 64;
+        evn_id *nr = evn__realloc(loop->resume, sizeof *nr * ncap);
+        if (!nr) {
+            c->flags |= EVN__C_NOMEM;
+            return;
+        }
+        loop->resume = nr;
+        loop->resume_cap = ncap;
+    }
+    loop->resume[loop->nresume++] = evn_conn_id(c);
+    c->flags |= EVN__C_RESUME;
+}
+
+/*
+ * Output is left queued: wait for writability, and past the high-water mark
+ * stop reading until it drains to the low-water mark.
+ */
+static bool wait_writable(struct evn_conn *c)
+{
+    if (c->out_bytes > c->out_high) {
+        set_flags(c, EVN__C_WANTW | EVN__C_PAUSED | EVN__C_RESUMABLE, 0);
+    } else if ((c->flags & EVN__C_PAUSED) && c->out_bytes <= c->out_low) {
+        set_flags(c, EVN__C_WANTW, EVN__C_PAUSED);
+        queue_resume(c);
+    } else {
+        set_flags(c, EVN__C_WANTW, 0);
+    }
+    return true;
+}
+
 /*
  * Send queued output. Returns false if c is gone (closed, detached). A short
  * send means the socket buffer is full, so it waits for writability at once
@@ -190,6 +248,11 @@ static void detach(struct evn_conn *c)
  */
 static bool flush(struct evn_conn *c)
 {
+    if (c->flags & (EVN__C_NOMEM | EVN__C_NOBUFS)) {
+        evn__conn_close(c, c->flags & EVN__C_NOMEM ? -ENOMEM : -ENOBUFS);
+        return false;
+    }
+    size_t budget = EVN__WRITE_PER_TURN;
     while (c->out_head) {
         ssize_t n;
         size_t want;
@@ -212,14 +275,13 @@ static bool flush(struct evn_conn *c)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                set_flags(c, EVN__C_WANTW, 0);
-                return true;
-            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return wait_writable(c);
             evn__conn_close(c, -errno);
             return false;
         }
         c->out_bytes -= (size_t)n;
+        c->last_active = c->loop->now_ms;
         size_t left = (size_t)n;
         while (left > 0) {
             struct evn__chunk *ch = c->out_head;
@@ -234,13 +296,16 @@ static bool flush(struct evn_conn *c)
         }
         if (!c->out_head)
             c->out_tail = NULL;
-        if ((size_t)n < want) {
-            set_flags(c, EVN__C_WANTW, 0);
-            return true;
-        }
+        /* A short send means the socket is full; a spent budget lets the
+         * loop serve others first. Either way, carry on when writable. */
+        if ((size_t)n < want || (size_t)n >= budget)
+            return wait_writable(c);
+        budget -= (size_t)n;
     }
-    if (c->flags & EVN__C_WANTW)
-        set_flags(c, 0, EVN__C_WANTW);
+    if (c->flags & (EVN__C_WANTW | EVN__C_PAUSED))
+        set_flags(c, 0, EVN__C_WANTW | EVN__C_PAUSED);
+    if (c->flags & EVN__C_RESUMABLE)
+        queue_resume(c);
     if (c->flags & EVN__C_DETACHING) {
         detach(c);
         return false;
@@ -277,8 +342,13 @@ bool evn__conn_act(struct evn_conn *c, evn_action a)
     default:
         break;
     }
-    if (c->flags & EVN__C_WANTW)
+    if ((c->flags & EVN__C_WANTW) && !(c->flags & (EVN__C_NOMEM | EVN__C_NOBUFS))) {
+        /* Still queued: if this callback pushed output past high water,
+         * stop reading now rather than at the next writable event. */
+        if (c->out_bytes > c->out_high && !(c->flags & EVN__C_PAUSED))
+            set_flags(c, EVN__C_PAUSED | EVN__C_RESUMABLE, 0);
         return true;
+    }
     return flush(c);
 }
 
@@ -295,6 +365,10 @@ static void deliver(struct evn_conn *c, const char *in, size_t len, bool from_st
         loop->cur = NULL;
     }
     size_t keep = (c->flags & EVN__C_KEPT) ? c->keep : 0;
+    /* Stopped because its output is full: the kept rest is handed back once
+     * the output drains, even if no more input ever arrives. */
+    if (keep && c->out_bytes > c->out_high)
+        c->flags |= EVN__C_RESUMABLE;
     if (keep == 0) {
         if (c->in)
             in_clear(c);
@@ -302,7 +376,7 @@ static void deliver(struct evn_conn *c, const char *in, size_t len, bool from_st
         memmove(c->in, c->in + len - keep, keep);
         c->in_len = keep;
     } else {
-        char *nb = malloc(keep > 4096 ? keep : 4096);
+        char *nb = evn__malloc(keep > 4096 ? keep : 4096);
         if (!nb) {
             evn__conn_close(c, -ENOMEM);
             return;
@@ -324,7 +398,7 @@ static void read_ready(struct evn_conn *c)
         /* Append to the kept input, so the callback sees one contiguous run. */
         if (c->in_cap - c->in_len < 16384) {
             size_t ncap = c->in_cap * 2 > c->in_len + 65536 ? c->in_cap * 2 : c->in_len + 65536;
-            char *nb = realloc(c->in, ncap);
+            char *nb = evn__realloc(c->in, ncap);
             if (!nb) {
                 evn__conn_close(c, -ENOMEM);
                 return;
@@ -339,6 +413,7 @@ static void read_ready(struct evn_conn *c)
         room = loop->rbuf_cap;
     }
     ssize_t n = read(c->fd, buf, room);
+    c->last_active = loop->now_ms;
     if (n > 0) {
         if (c->in_len) {
             c->in_len += (size_t)n;
@@ -385,19 +460,25 @@ void evn__conn_wake(struct evn_conn *c)
     evn__conn_act(c, a);
 }
 
+static struct evn_conn *lookup_conn(struct evn_loop *loop, evn_id id)
+{
+    int fd = (int)((id >> 32) & 0xffffff);
+    struct evn__handle *h = fd < loop->table_cap ? loop->table[fd] : NULL;
+    if (!h || h->kind != EVN__H_CONN || ((struct evn_conn *)h)->seq != (uint32_t)id)
+        return NULL;
+    return (struct evn_conn *)h;
+}
+
 void evn__conn_flush_dirty(struct evn_loop *loop)
 {
     /* Flushing can queue more (a closed callback that writes elsewhere), so
      * walk by index and let the array grow underneath. */
     for (size_t i = 0; i < loop->ndirty; i++) {
-        evn_id id = loop->dirty[i];
-        int fd = (int)((id >> 32) & 0xffffff);
-        struct evn__handle *h = fd < loop->table_cap ? loop->table[fd] : NULL;
-        if (!h || h->kind != EVN__H_CONN || ((struct evn_conn *)h)->seq != (uint32_t)id)
+        struct evn_conn *c = lookup_conn(loop, loop->dirty[i]);
+        if (!c)
             continue;
-        struct evn_conn *c = (struct evn_conn *)h;
         c->flags &= (uint16_t)~EVN__C_DIRTY;
-        if (!(c->flags & EVN__C_WANTW))
+        if (!(c->flags & EVN__C_WANTW) || (c->flags & (EVN__C_NOMEM | EVN__C_NOBUFS)))
             flush(c);
     }
     loop->ndirty = 0;
@@ -408,7 +489,7 @@ static int mark_dirty(struct evn_conn *c)
     struct evn_loop *loop = c->loop;
     if (loop->ndirty == loop->dirty_cap) {
         size_t ncap = loop->dirty_cap ? loop->dirty_cap * 2 : 64;
-        evn_id *nd = realloc(loop->dirty, sizeof *nd * ncap);
+        evn_id *nd = evn__realloc(loop->dirty, sizeof *nd * ncap);
         if (!nd)
             return -ENOMEM;
         loop->dirty = nd;
@@ -425,6 +506,13 @@ int evn_write(evn_conn *c, const void *buf, size_t len)
         return -EPIPE;
     if (len == 0)
         return 0;
+    struct evn_server *srv = c->loop->srv;
+    if (srv->ev.out_cap && c->out_bytes + len > srv->ev.out_cap && !(c->flags & EVN__C_UDP)) {
+        c->flags |= EVN__C_NOBUFS;
+        if (c != c->loop->cur && !(c->flags & EVN__C_DIRTY))
+            mark_dirty(c);
+        return -ENOBUFS;
+    }
     const char *p = buf;
     size_t left = len;
     struct evn__chunk *t = c->out_tail;
@@ -439,6 +527,9 @@ int evn_write(evn_conn *c, const void *buf, size_t len)
         struct evn__chunk *ch = chunk_get(c->loop, left);
         if (!ch) {
             c->out_bytes += len - left;
+            c->flags |= EVN__C_NOMEM;
+            if (c != c->loop->cur && !(c->flags & (EVN__C_DIRTY | EVN__C_UDP)))
+                mark_dirty(c);
             return -ENOMEM;
         }
         memcpy(ch->data, p, left);
@@ -466,14 +557,9 @@ int evn_keep(evn_conn *c, size_t n)
 
 struct evn_conn *evn__udp_conn_new(struct evn_loop *loop, uint32_t listener)
 {
-    struct evn_conn *c = calloc(1, sizeof *c);
+    struct evn_conn *c = evn__calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    c->peer = calloc(1, sizeof *c->peer);
-    if (!c->peer) {
-        free(c);
-        return NULL;
-    }
     c->h.kind = EVN__H_CONN;
     c->flags = EVN__C_UDP;
     c->loop = loop;
@@ -491,9 +577,9 @@ void evn__udp_ready(struct evn__lsock *ls)
     struct evn_conn *c = ls->udp;
     c->fd = ls->fd;
     for (int k = 0; k < EVN__UDP_BATCH; k++) {
-        c->peerlen = sizeof *c->peer;
-        ssize_t n = recvfrom(ls->fd, loop->rbuf, loop->rbuf_cap, 0, (struct sockaddr *)c->peer,
-                             &c->peerlen);
+        socklen_t plen = sizeof c->peer;
+        ssize_t n = recvfrom(ls->fd, loop->rbuf, loop->rbuf_cap, 0, &c->peer.sa, &plen);
+        c->peerlen = (uint8_t)(plen <= sizeof c->peer ? plen : sizeof c->peer);
         if (n < 0)
             return;
         evn_action a = EVN_NONE;
@@ -508,7 +594,7 @@ void evn__udp_ready(struct evn__lsock *ls)
             int i = 0;
             for (struct evn__chunk *ch = c->out_head; ch && i < EVN__IOV_MAX; ch = ch->next, i++)
                 iov[i] = (struct iovec){ch->data + ch->off, ch->len - ch->off};
-            struct msghdr mh = {.msg_name = c->peer,
+            struct msghdr mh = {.msg_name = &c->peer,
                                 .msg_namelen = c->peerlen,
                                 .msg_iov = iov,
                                 .msg_iovlen = (size_t)i};
@@ -522,6 +608,85 @@ void evn__udp_ready(struct evn__lsock *ls)
             return;
         }
     }
+}
+
+void evn__conn_timeout(struct evn_conn *c, bool idle)
+{
+    struct evn_server *srv = c->loop->srv;
+    if (idle || !srv->ev.timeout) {
+        evn__conn_close(c, -ETIMEDOUT);
+        return;
+    }
+    c->loop->cur = c;
+    evn_action a = srv->ev.timeout(c);
+    c->loop->cur = NULL;
+    if (evn__conn_act(c, a))
+        evn__timer_update(c);
+}
+
+/*
+ * Connections whose output drained after a pause: tell the application, then
+ * hand back the input it kept. Only those queued before this call are
+ * served now; any queued meanwhile wait for the next turn.
+ */
+void evn__conn_resume_all(struct evn_loop *loop)
+{
+    struct evn_server *srv = loop->srv;
+    size_t n = loop->nresume;
+    for (size_t i = 0; i < n; i++) {
+        struct evn_conn *c = lookup_conn(loop, loop->resume[i]);
+        if (!c)
+            continue;
+        c->flags &= (uint16_t)~EVN__C_RESUME;
+        if (c->flags & (EVN__C_PAUSED | EVN__C_CLOSING | EVN__C_DETACHING))
+            continue;
+        if (srv->ev.drained) {
+            loop->cur = c;
+            evn_action a = srv->ev.drained(c);
+            loop->cur = NULL;
+            if (!evn__conn_act(c, a))
+                continue;
+        }
+        if (c->in_len && !(c->flags & (EVN__C_PAUSED | EVN__C_CLOSING | EVN__C_DETACHING)))
+            deliver(c, c->in, c->in_len, true);
+    }
+    memmove(loop->resume, loop->resume + n, sizeof *loop->resume * (loop->nresume - n));
+    loop->nresume -= n;
+}
+
+int evn_conn_full(const evn_conn *c)
+{
+    return c->out_bytes > c->out_high;
+}
+
+int evn_conn_set_watermarks(evn_conn *c, size_t high, size_t low)
+{
+    if (high == 0 || low > high)
+        return -EINVAL;
+    c->out_high = high;
+    c->out_low = low;
+    return 0;
+}
+
+int evn_conn_set_idle_timeout(evn_conn *c, int64_t ms)
+{
+    if (ms < 0 || ms > UINT32_MAX || (c->flags & EVN__C_UDP))
+        return -EINVAL;
+    c->loop->now_ms = evn__now_ms();
+    c->idle_ms = (uint32_t)ms;
+    c->last_active = c->loop->now_ms;
+    evn__timer_update(c);
+    return 0;
+}
+
+int evn_conn_set_deadline(evn_conn *c, int64_t ms)
+{
+    if (ms < 0 || (c->flags & EVN__C_UDP))
+        return -EINVAL;
+    c->loop->now_ms = evn__now_ms();
+    c->deadline_at = ms ? c->loop->now_ms + ms : 0;
+    evn__timer_update(c);
+    return 0;
 }
 
 evn_server *evn_conn_server(const evn_conn *c)
@@ -584,8 +749,8 @@ int evn_conn_local_addr(const evn_conn *c, struct sockaddr_storage *ss, socklen_
 int evn_conn_remote_addr(const evn_conn *c, struct sockaddr_storage *ss, socklen_t *len)
 {
     socklen_t l = sizeof *ss;
-    if (c->flags & EVN__C_UDP) {
-        memcpy(ss, c->peer, c->peerlen);
+    if (c->peerlen) {
+        memcpy(ss, &c->peer, c->peerlen);
         l = c->peerlen;
     } else if (getpeername(c->fd, (struct sockaddr *)ss, &l) < 0) {
         return -errno;

@@ -13,7 +13,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 #include <sys/un.h>
 
 #define EVN__HIDDEN __attribute__((visibility("hidden")))
@@ -122,6 +124,13 @@ struct evn__lsock {
     struct evn_conn *udp; /* UDP: the pseudo-connection used for datagrams */
 };
 
+/* Big enough for any IPv4 or IPv6 address, small enough to keep per connection. */
+union evn__ip_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
+
 /* One piece of queued output. */
 struct evn__chunk {
     struct evn__chunk *next;
@@ -137,7 +146,12 @@ enum {
     EVN__C_UDP = 1u << 4,
     EVN__C_KEPT = 1u << 5, /* evn_keep was called in this data event */
     EVN__C_RDOFF = 1u << 6, /* read interest removed */
-    EVN__C_WOKEN = 1u << 7  /* a wake is pending in this inbox batch */
+    EVN__C_WOKEN = 1u << 7,   /* a wake is pending in this inbox batch */
+    EVN__C_PAUSED = 1u << 8,  /* output above high water: not reading */
+    EVN__C_NOMEM = 1u << 9,   /* an allocation failed: close with -ENOMEM */
+    EVN__C_NOBUFS = 1u << 10, /* out_cap passed: close with -ENOBUFS */
+    EVN__C_RESUME = 1u << 11,   /* on the loop's resume list */
+    EVN__C_RESUMABLE = 1u << 12 /* paused: queue a resume when drained */
 };
 
 struct evn_conn {
@@ -154,9 +168,18 @@ struct evn_conn {
     size_t in_len, in_cap;
     /* During a data event: the input handed to the callback. */
     size_t cur_len, keep;
-    /* UDP only: the sender of the current datagram. */
-    struct sockaddr_storage *peer;
-    socklen_t peerlen;
+    /* Flow control marks. */
+    size_t out_high, out_low;
+    /* Timers: idle timeout (checked lazily against last_active) and the
+     * application's deadline; heap_idx is 1 + position in the loop's timer
+     * heap, 0 when not in it. */
+    uint32_t idle_ms, heap_idx;
+    int64_t last_active, deadline_at;
+    /* The remote address, kept from accept (so closed can still name a peer
+     * that reset) or, for UDP, the current datagram's sender. peerlen 0:
+     * not known (a unix socket's peer), ask the kernel. */
+    union evn__ip_addr peer;
+    uint8_t peerlen;
 };
 
 /* A message for a loop from another thread. */
@@ -164,9 +187,16 @@ struct evn__msg {
     int type; /* EVN__M_WAKE or EVN__M_CONN */
     int fd;
     uint64_t arg; /* wake: the id; conn: the listener index */
+    union evn__ip_addr peer; /* conn: the remote address */
+    uint8_t peerlen;
 };
 
 enum { EVN__M_WAKE = 1, EVN__M_CONN };
+
+struct evn__timer {
+    int64_t at;
+    struct evn_conn *c;
+};
 
 struct evn_loop {
     struct evn_server *srv;
@@ -214,6 +244,23 @@ struct evn_loop {
     atomic_long nconns; /* read by the acceptor for least-connections */
     size_t nconns_local;
 
+    /* Connections with a timer, as a binary min-heap on the time due.
+     * now_ms is the loop's clock, refreshed after each wait while timers
+     * exist; activity stamps connections with it at no cost. */
+    struct evn__timer *heap;
+    size_t nheap, heap_cap;
+    int64_t now_ms;
+
+    /* Connections whose output drained below low water, to resume (drained
+     * event, kept input) at the end of this turn rather than recursively. */
+    evn_id *resume;
+    size_t nresume, resume_cap;
+
+    /* Out of file descriptors: listeners are off the poller until a
+     * connection of this loop closes or accept_retry_ms passes. */
+    bool accept_paused;
+    int64_t accept_retry_ms;
+
     /* Ticker (loop 0 only). */
     int64_t tick_at_ms, tick_delay_ms;
     bool tick_on;
@@ -227,12 +274,53 @@ struct evn_server {
     struct evn__listener *listeners;
     size_t nlisteners;
     atomic_bool stopping;
+    atomic_int total_conns; /* for max_conns */
     atomic_uint rr_next;
     atomic_uint rand_state;
     bool ran;
 };
 
 /* ---- shared between files ---- */
+
+/*
+ * Allocation wrappers. A test sets evn__fail_allocs to N > 0 to make the Nth
+ * allocation from now fail, to prove that running out of memory closes only
+ * the connection concerned.
+ */
+EVN__HIDDEN extern atomic_int evn__fail_allocs;
+EVN__HIDDEN bool evn__alloc_should_fail(void);
+static inline void *evn__malloc(size_t n)
+{
+    if (atomic_load_explicit(&evn__fail_allocs, memory_order_relaxed) > 0 &&
+        evn__alloc_should_fail())
+        return NULL;
+    return malloc(n);
+}
+static inline void *evn__realloc(void *p, size_t n)
+{
+    if (atomic_load_explicit(&evn__fail_allocs, memory_order_relaxed) > 0 &&
+        evn__alloc_should_fail())
+        return NULL;
+    return realloc(p, n);
+}
+static inline void *evn__calloc(size_t k, size_t n)
+{
+    if (atomic_load_explicit(&evn__fail_allocs, memory_order_relaxed) > 0 &&
+        evn__alloc_should_fail())
+        return NULL;
+    return calloc(k, n);
+}
+
+/* Timers (timer.c). */
+EVN__HIDDEN void evn__timer_update(struct evn_conn *c);
+EVN__HIDDEN void evn__timer_remove(struct evn_conn *c);
+EVN__HIDDEN void evn__timers_run(struct evn_loop *loop);
+/* Milliseconds until the earliest timer is due (0 if overdue), -1 if none. */
+EVN__HIDDEN int64_t evn__timer_next(struct evn_loop *loop);
+
+EVN__HIDDEN void evn__conn_resume_all(struct evn_loop *loop);
+EVN__HIDDEN void evn__conn_timeout(struct evn_conn *c, bool idle);
+EVN__HIDDEN void evn__loop_accept_resume(struct evn_loop *loop);
 
 EVN__HIDDEN int evn__listener_open(struct evn__listener *l, const char *url, int nloops,
                                    char *err, size_t errlen);
@@ -247,7 +335,8 @@ EVN__HIDDEN void evn__loop_signal(struct evn_loop *loop);
 EVN__HIDDEN int evn__loop_track(struct evn_loop *loop, int fd, struct evn__handle *h);
 EVN__HIDDEN int64_t evn__now_ms(void);
 
-EVN__HIDDEN int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener);
+EVN__HIDDEN int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener,
+                               const union evn__ip_addr *peer, socklen_t peerlen);
 EVN__HIDDEN void evn__conn_ready(struct evn_conn *c, int mask);
 EVN__HIDDEN void evn__conn_wake(struct evn_conn *c);
 EVN__HIDDEN void evn__conn_flush_dirty(struct evn_loop *loop);

@@ -19,6 +19,7 @@
 #define EVN__RBUF_SIZE (64 * 1024)
 #define EVN__FIRED_MIN 256
 #define EVN__ACCEPT_BATCH 64
+#define EVN__ACCEPT_RETRY_MS 100
 
 int64_t evn__now_ms(void)
 {
@@ -153,7 +154,6 @@ void evn__loop_destroy(struct evn_loop *loop)
             close(loop->inbox[i].fd);
     for (size_t i = 0; i < loop->nlsocks; i++)
         if (loop->lsocks[i].udp) {
-            free(loop->lsocks[i].udp->peer);
             free(loop->lsocks[i].udp);
         }
     free(loop->lsocks);
@@ -168,6 +168,8 @@ void evn__loop_destroy(struct evn_loop *loop)
     free(loop->inbox);
     free(loop->inbox_spare);
     free(loop->dirty);
+    free(loop->resume);
+    free(loop->heap);
     free(loop->table);
     free(loop->rbuf);
     free(loop->fired);
@@ -179,7 +181,7 @@ int evn__loop_post(struct evn_loop *loop, const struct evn__msg *msg)
     pthread_mutex_lock(&loop->inbox_lock);
     if (loop->ninbox == loop->inbox_cap) {
         size_t ncap = loop->inbox_cap ? loop->inbox_cap * 2 : 64;
-        struct evn__msg *nb = realloc(loop->inbox, sizeof *nb * ncap);
+        struct evn__msg *nb = evn__realloc(loop->inbox, sizeof *nb * ncap);
         if (!nb) {
             pthread_mutex_unlock(&loop->inbox_lock);
             return -ENOMEM;
@@ -233,7 +235,8 @@ static void drain_inbox(struct evn_loop *loop)
     }
     for (size_t i = 0; i < n; i++) {
         if (msgs[i].type == EVN__M_CONN) {
-            evn__conn_open(loop, msgs[i].fd, (uint32_t)msgs[i].arg);
+            evn__conn_open(loop, msgs[i].fd, (uint32_t)msgs[i].arg, &msgs[i].peer,
+                           msgs[i].peerlen);
             continue;
         }
         struct evn_conn *c = lookup(loop, msgs[i].arg);
@@ -278,6 +281,44 @@ static struct evn_loop *pick_loop(struct evn_server *srv)
     }
 }
 
+/* Over max_conns: say so if the application gave words for it, and close. */
+static void reject(struct evn_server *srv, int fd)
+{
+    const char *msg = srv->ev.busy_reply;
+    if (msg) {
+        ssize_t r = send(fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)r;
+    }
+    close(fd);
+}
+
+/*
+ * Out of descriptors (or kernel memory): the waiting connection cannot be
+ * taken, and a level-triggered poller would report it again at once, forever.
+ * Take the listeners off the poller until a connection of this loop closes or
+ * a short while passes; the waiting clients stay in the backlog meanwhile.
+ */
+static void accept_pause(struct evn_loop *loop)
+{
+    if (loop->accept_paused)
+        return;
+    for (size_t i = 0; i < loop->nlsocks; i++)
+        if (loop->lsocks[i].h.kind == EVN__H_LISTENER)
+            loop->be->del(loop, loop->lsocks[i].fd, EVN__READ, false);
+    loop->accept_paused = true;
+    loop->accept_retry_ms = evn__now_ms() + EVN__ACCEPT_RETRY_MS;
+}
+
+void evn__loop_accept_resume(struct evn_loop *loop)
+{
+    if (!loop->accept_paused)
+        return;
+    loop->accept_paused = false;
+    for (size_t i = 0; i < loop->nlsocks; i++)
+        if (loop->lsocks[i].h.kind == EVN__H_LISTENER)
+            loop->be->add(loop, loop->lsocks[i].fd, EVN__READ);
+}
+
 /*
  * Accept what is waiting, up to a batch, and give each connection to a loop:
  * this one for a reuseport socket, else the one the balancing mode picks. Only
@@ -287,10 +328,12 @@ static void accept_ready(struct evn_loop *loop, struct evn__lsock *ls)
 {
     struct evn_server *srv = loop->srv;
     for (int k = 0; k < EVN__ACCEPT_BATCH; k++) {
+        union evn__ip_addr peer;
+        socklen_t plen = sizeof peer;
 #ifdef EVN_HAVE_ACCEPT4
-        int fd = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(ls->fd, &peer.sa, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 #else
-        int fd = accept(ls->fd, NULL, NULL);
+        int fd = accept(ls->fd, &peer.sa, &plen);
         if (fd >= 0) {
             fcntl(fd, F_SETFD, FD_CLOEXEC);
             evn__set_nonblock(fd, true);
@@ -299,17 +342,28 @@ static void accept_ready(struct evn_loop *loop, struct evn__lsock *ls)
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_pause(loop);
             return;
+        }
+        int max = srv->ev.max_conns;
+        if (atomic_fetch_add_explicit(&srv->total_conns, 1, memory_order_relaxed) >= max &&
+            max > 0) {
+            atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
+            reject(srv, fd);
+            continue;
         }
         struct evn_loop *to = ls->l->fds ? loop : pick_loop(srv);
         atomic_fetch_add_explicit(&to->nconns, 1, memory_order_relaxed);
         if (to == loop) {
-            evn__conn_open(loop, fd, (uint32_t)ls->l->index);
+            evn__conn_open(loop, fd, (uint32_t)ls->l->index, &peer, plen);
             continue;
         }
-        struct evn__msg m = {.type = EVN__M_CONN, .fd = fd, .arg = ls->l->index};
+        struct evn__msg m = {.type = EVN__M_CONN, .fd = fd, .arg = ls->l->index, .peer = peer};
+        m.peerlen = (uint8_t)(plen <= sizeof peer ? plen : 0);
         if (evn__loop_post(to, &m) < 0) {
             atomic_fetch_sub_explicit(&to->nconns, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
             close(fd);
         }
     }
@@ -356,11 +410,25 @@ static void run_tick(struct evn_loop *loop)
         evn_shutdown(srv);
 }
 
+/* How long the poller may sleep: until the ticker, a timer or an accept
+ * retry is due; not at all if connections wait to be resumed. */
 static int next_timeout(struct evn_loop *loop)
 {
-    if (!loop->tick_on)
+    if (loop->nresume)
+        return 0;
+    if (!loop->tick_on && !loop->nheap && !loop->accept_paused)
         return -1;
-    int64_t left = loop->tick_at_ms - evn__now_ms();
+    int64_t now = evn__now_ms(), left = INT64_MAX;
+    if (loop->tick_on)
+        left = loop->tick_at_ms - now;
+    if (loop->nheap) {
+        loop->now_ms = now;
+        int64_t t = evn__timer_next(loop);
+        if (t < left)
+            left = t;
+    }
+    if (loop->accept_paused && loop->accept_retry_ms - now < left)
+        left = loop->accept_retry_ms - now;
     if (left <= 0)
         return 0;
     return left > 1000000 ? 1000000 : (int)left;
@@ -392,8 +460,16 @@ int evn__loop_run(struct evn_loop *loop)
             evn_shutdown(srv);
             break;
         }
+        if (loop->nheap || loop->accept_paused)
+            loop->now_ms = evn__now_ms();
         for (int i = 0; i < n; i++)
             dispatch(loop, &loop->fired[i]);
+        if (loop->nheap)
+            evn__timers_run(loop);
+        if (loop->accept_paused && loop->now_ms >= loop->accept_retry_ms)
+            evn__loop_accept_resume(loop);
+        if (loop->nresume)
+            evn__conn_resume_all(loop);
         if (loop->tick_on)
             run_tick(loop);
         /* Output queued outside its connection's own callbacks (by another
