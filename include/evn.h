@@ -119,7 +119,7 @@ typedef struct evn_events {
      * modified. Output written with evn_write() during the call is sent as
      * soon as it returns. After evn_wake(), data fires with in == NULL and
      * len == 0 (kept input, if any, stays kept). For UDP, data fires once per
-     * datagram and output goes back to its sender.
+     * datagram and what it writes goes back to the sender as one datagram.
      */
     evn_action (*data)(evn_conn *c, const char *in, size_t len);
     /*

@@ -1,0 +1,766 @@
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+static pthread_mutex_t print_mu = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int nfail_total;
+static int npassed, nfailed, nskipped;
+static const char *only_test;
+static char cur_name[128] = "(setup)";
+static atomic_bool cur_skipped;
+
+static pthread_mutex_t dog_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t dog_cv;
+static struct timespec dog_deadline;
+static bool dog_armed;
+
+static char tmpdir[64];
+static uint64_t seed_value;
+static bool seed_set;
+
+static void remove_tmpdir(void)
+{
+    if (!tmpdir[0])
+        return;
+    DIR *d = opendir(tmpdir);
+    if (d) {
+        struct dirent *e;
+        char path[512];
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            snprintf(path, sizeof path, "%s/%s", tmpdir, e->d_name);
+            unlink(path);
+        }
+        closedir(d);
+    }
+    rmdir(tmpdir);
+}
+
+static void die(void)
+{
+    fprintf(stderr, "[ FATAL] %s: stopping here\n", cur_name);
+    fprintf(stderr, "%d passed, %d failed\n", npassed, nfailed + 1);
+    remove_tmpdir();
+    fflush(stderr);
+    fflush(stdout);
+    _exit(1);
+}
+
+void th_fail_(const char *file, int line, bool fatal, const char *fmt, ...)
+{
+    va_list ap;
+    pthread_mutex_lock(&print_mu);
+    fprintf(stderr, "%s:%d: [%s] ", file, line, cur_name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    atomic_fetch_add(&nfail_total, 1);
+    pthread_mutex_unlock(&print_mu);
+    if (fatal)
+        die();
+}
+
+int th_failures(void)
+{
+    return atomic_load(&nfail_total);
+}
+
+void th_cmp_int_(const char *file, int line, bool fatal, const char *ea, const char *op,
+                 const char *eb, long long a, long long b, bool ok)
+{
+    if (!ok)
+        th_fail_(file, line, fatal, "expected %s %s %s, got %lld vs %lld", ea, op, eb, a, b);
+}
+
+void th_cmp_size_(const char *file, int line, bool fatal, const char *ea, const char *op,
+                  const char *eb, unsigned long long a, unsigned long long b, bool ok)
+{
+    if (!ok)
+        th_fail_(file, line, fatal, "expected %s %s %s, got %llu vs %llu", ea, op, eb, a, b);
+}
+
+void th_cmp_err_(const char *file, int line, bool fatal, const char *ea, const char *eb,
+                 long long a, long long b)
+{
+    if (a != b)
+        th_fail_(file, line, fatal, "expected %s == %s, got %lld (%s) vs %lld (%s)", ea, eb, a,
+                 a < 0 ? strerror((int)-a) : "", b, b < 0 ? strerror((int)-b) : "");
+}
+
+void th_cmp_str_(const char *file, int line, bool fatal, const char *ea, const char *eb,
+                 const char *a, const char *b)
+{
+    if (a == NULL || b == NULL || strcmp(a, b) != 0)
+        th_fail_(file, line, fatal, "expected %s == %s, got \"%s\" vs \"%s\"", ea, eb,
+                 a ? a : "(null)", b ? b : "(null)");
+}
+
+void th_contains_(const char *file, int line, bool fatal, const char *ea, const char *eb,
+                  const char *hay, const char *needle)
+{
+    if (hay == NULL || needle == NULL || strstr(hay, needle) == NULL)
+        th_fail_(file, line, fatal, "expected %s to contain %s: \"%s\" does not contain \"%s\"", ea,
+                 eb, hay ? hay : "(null)", needle ? needle : "(null)");
+}
+
+void th_cmp_mem_(const char *file, int line, bool fatal, const char *ea, const char *eb,
+                 const void *a, const void *b, size_t n)
+{
+    const unsigned char *pa = a, *pb = b;
+    for (size_t i = 0; i < n; i++) {
+        if (pa[i] != pb[i]) {
+            th_fail_(file, line, fatal,
+                     "expected %s == %s (%zu bytes), first difference at offset %zu: "
+                     "0x%02x vs 0x%02x",
+                     ea, eb, n, i, pa[i], pb[i]);
+            return;
+        }
+    }
+}
+
+/* ---- watchdog ---- */
+
+static int env_int(const char *name, int def)
+{
+    const char *s = getenv(name);
+    if (!s || !*s)
+        return def;
+    return atoi(s);
+}
+
+static void *watchdog(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&dog_mu);
+    for (;;) {
+        if (!dog_armed) {
+            pthread_cond_wait(&dog_cv, &dog_mu);
+            continue;
+        }
+        int rc = pthread_cond_timedwait(&dog_cv, &dog_mu, &dog_deadline);
+        if (rc == ETIMEDOUT && dog_armed) {
+            struct timespec now;
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec > dog_deadline.tv_sec ||
+                (now.tv_sec == dog_deadline.tv_sec && now.tv_nsec >= dog_deadline.tv_nsec)) {
+                fprintf(stderr, "[TIMEOUT] %s: still running after the watchdog's limit\n",
+                        cur_name);
+                die();
+            }
+        }
+    }
+    return NULL;
+}
+
+static void arm_watchdog(void)
+{
+    int secs = env_int("EVN_TEST_TIMEOUT", 60);
+    pthread_mutex_lock(&dog_mu);
+    clock_gettime(CLOCK_MONOTONIC, &dog_deadline);
+    dog_deadline.tv_sec += secs;
+    dog_armed = true;
+    pthread_cond_signal(&dog_cv);
+    pthread_mutex_unlock(&dog_mu);
+}
+
+/* ---- runner ---- */
+
+void th_init(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-t") == 0 && i + 1 < argc)
+            only_test = argv[++i];
+        else if (argv[i][0] != '-')
+            only_test = argv[i];
+    }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&dog_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_t t;
+    if (pthread_create(&t, NULL, watchdog, NULL) != 0) {
+        fprintf(stderr, "cannot start the watchdog thread\n");
+        _exit(1);
+    }
+    pthread_detach(t);
+    arm_watchdog();
+    const char *b = th_backend();
+    fprintf(stderr, "backend: %s, seed: %" PRIu64 "%s\n", b ? b : "(default)", th_seed(),
+            th_quick() ? ", quick" : "");
+}
+
+typedef struct fd_snapshot {
+    int count;
+    unsigned char open[4096 / 8];
+    char what[64][64]; /* readlink of the first fds, for the report */
+} fd_snapshot;
+
+static void take_snapshot(fd_snapshot *snap)
+{
+    memset(snap, 0, sizeof *snap);
+    snap->count = th_fd_count();
+    for (int fd = 0; fd < 4096; fd++) {
+        if (fcntl(fd, F_GETFD) < 0)
+            continue;
+        snap->open[fd / 8] |= (unsigned char)(1u << (fd % 8));
+        if (fd < 64) {
+            char link[64];
+            snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+            ssize_t n = readlink(link, snap->what[fd], sizeof snap->what[fd] - 1);
+            snap->what[fd][n > 0 ? n : 0] = '\0';
+        }
+    }
+}
+
+static void report_fd_diff(const fd_snapshot *a, const fd_snapshot *b)
+{
+    for (int fd = 0; fd < 4096; fd++) {
+        bool was = a->open[fd / 8] & (1u << (fd % 8)), is = b->open[fd / 8] & (1u << (fd % 8));
+        if (was && !is)
+            fprintf(stderr, "    fd %d (%s) was closed by the test\n", fd,
+                    fd < 64 ? a->what[fd] : "?");
+        else if (!was && is)
+            fprintf(stderr, "    fd %d (%s) was left open\n", fd, fd < 64 ? b->what[fd] : "?");
+        else if (was && fd < 64 && strcmp(a->what[fd], b->what[fd]) != 0)
+            fprintf(stderr, "    fd %d changed from %s to %s\n", fd, a->what[fd], b->what[fd]);
+    }
+}
+
+void th_run_(const char *name, void (*fn)(void))
+{
+    if (only_test && strcmp(only_test, name) != 0)
+        return;
+    snprintf(cur_name, sizeof cur_name, "%s", name);
+    atomic_store(&cur_skipped, false);
+    fprintf(stderr, "[ RUN  ] %s\n", name);
+    arm_watchdog();
+    int fails = th_failures();
+    /* A subtest that closed stdin by mistake is reported once, not again by
+     * every later subtest. */
+    for (int fd = 0; fd < 3; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF)
+            (void)!open("/dev/null", O_RDWR);
+    fd_snapshot before, after;
+    take_snapshot(&before);
+    fn();
+    take_snapshot(&after);
+    if (after.count != before.count || memcmp(after.open, before.open, sizeof after.open) != 0) {
+        th_fail_(__FILE__, __LINE__, false, "fd leak: %d open fds before %s, %d after",
+                 before.count, name, after.count);
+        report_fd_diff(&before, &after);
+    }
+    if (th_failures() != fails) {
+        nfailed++;
+        fprintf(stderr, "[ FAIL ] %s\n", name);
+    } else if (atomic_load(&cur_skipped)) {
+        nskipped++;
+        fprintf(stderr, "[ SKIP ] %s\n", name);
+    } else {
+        npassed++;
+        fprintf(stderr, "[  OK  ] %s\n", name);
+    }
+    snprintf(cur_name, sizeof cur_name, "(between tests)");
+}
+
+void th_skip(const char *why)
+{
+    fprintf(stderr, "SKIP: %s: %s\n", cur_name, why);
+    atomic_store(&cur_skipped, true);
+}
+
+int th_finish(void)
+{
+    remove_tmpdir();
+    if (nskipped)
+        fprintf(stderr, "%d passed, %d failed, %d skipped\n", npassed, nfailed, nskipped);
+    else
+        fprintf(stderr, "%d passed, %d failed\n", npassed, nfailed);
+    if (nfailed || th_failures())
+        return 1;
+    if (nskipped && npassed == 0)
+        return TH_SKIP_STATUS;
+    return 0;
+}
+
+int th_fd_count(void)
+{
+    const char *dir = "/proc/self/fd";
+    DIR *d = opendir(dir);
+    if (!d) {
+        dir = "/dev/fd";
+        d = opendir(dir);
+    }
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    /* The directory stream's own fd was counted. */
+    return n - 1;
+}
+
+uint64_t th_seed(void)
+{
+    if (!seed_set) {
+        const char *s = getenv("EVN_TEST_SEED");
+        if (s && *s) {
+            seed_value = strtoull(s, NULL, 0);
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            seed_value = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid();
+        }
+        seed_set = true;
+    }
+    return seed_value;
+}
+
+bool th_quick(void)
+{
+    const char *s = getenv("EVN_TEST_QUICK");
+    return s && *s && strcmp(s, "0") != 0;
+}
+
+const char *th_backend(void)
+{
+    const char *s = getenv("EVN_BACKEND");
+    return s && *s ? s : NULL;
+}
+
+int th_io_timeout_ms(void)
+{
+    return env_int("EVN_TEST_IO_TIMEOUT_MS", 20000);
+}
+
+void th_rng_init(th_rng *r, uint64_t seed)
+{
+    /* splitmix64 step, so nearby seeds give unrelated streams */
+    uint64_t z = seed + 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    r->s = (z ^ (z >> 31)) | 1;
+}
+
+uint64_t th_rng_next(th_rng *r)
+{
+    uint64_t x = r->s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    r->s = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+uint64_t th_rng_range(th_rng *r, uint64_t lo, uint64_t hi)
+{
+    return lo + th_rng_next(r) % (hi - lo + 1);
+}
+
+/* ---- counters ---- */
+
+void th_counter_init(th_counter *c)
+{
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    c->value = 0;
+}
+
+void th_counter_destroy(th_counter *c)
+{
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+}
+
+void th_counter_add(th_counter *c, long n)
+{
+    pthread_mutex_lock(&c->mu);
+    c->value += n;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void th_counter_set(th_counter *c, long v)
+{
+    pthread_mutex_lock(&c->mu);
+    c->value = v;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+long th_counter_get(th_counter *c)
+{
+    pthread_mutex_lock(&c->mu);
+    long v = c->value;
+    pthread_mutex_unlock(&c->mu);
+    return v;
+}
+
+void th_counter_wait_(th_counter *c, long n, const char *file, int line)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    int ms = th_io_timeout_ms();
+    dl.tv_sec += ms / 1000;
+    dl.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&c->mu);
+    while (c->value < n) {
+        if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) == ETIMEDOUT && c->value < n) {
+            long v = c->value;
+            pthread_mutex_unlock(&c->mu);
+            th_fail_(file, line, true, "gave up waiting for a counter to reach %ld (it is %ld)", n,
+                     v);
+            return;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- server ---- */
+
+void th_server_new(th_server *ts, const evn_events *ev, const char *const *addrs, size_t n)
+{
+    memset(ts, 0, sizeof *ts);
+    int rc = evn_server_new(&ts->srv, ev, addrs, n);
+    if (rc != 0)
+        th_fail_(__FILE__, __LINE__, true, "evn_server_new(%s%s) failed: %d (%s): %s",
+                 n > 0 ? addrs[0] : "", n > 1 ? ", ..." : "", rc, evn_strerror(rc), evn_errmsg());
+}
+
+static void *run_thread(void *arg)
+{
+    th_server *ts = arg;
+    ts->run_rc = evn_server_run(ts->srv);
+    return NULL;
+}
+
+void th_server_run(th_server *ts)
+{
+    if (pthread_create(&ts->thread, NULL, run_thread, ts) != 0)
+        th_fail_(__FILE__, __LINE__, true, "pthread_create failed");
+    ts->running = true;
+}
+
+void th_server_start(th_server *ts, const evn_events *ev, const char *const *addrs, size_t n)
+{
+    th_server_new(ts, ev, addrs, n);
+    th_server_run(ts);
+}
+
+void th_server_join(th_server *ts)
+{
+    if (!ts->running)
+        return;
+    pthread_join(ts->thread, NULL);
+    ts->running = false;
+    EXPECT_EQ_ERR(ts->run_rc, 0);
+}
+
+void th_server_stop(th_server *ts)
+{
+    EXPECT_EQ_INT(evn_shutdown(ts->srv), 0);
+    th_server_free(ts);
+}
+
+void th_server_free(th_server *ts)
+{
+    th_server_join(ts);
+    evn_server_free(ts->srv);
+    ts->srv = NULL;
+}
+
+int th_sockaddr_port(const struct sockaddr *sa)
+{
+    if (!sa)
+        return -1;
+    if (sa->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    if (sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    return 0;
+}
+
+int th_server_port(const th_server *ts, size_t i)
+{
+    return th_sockaddr_port(evn_server_addr(ts->srv, i, NULL));
+}
+
+/* ---- clients ---- */
+
+int th_try_connect_addr(const struct sockaddr *sa, socklen_t len)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, sa, len) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+int th_connect_addr(const struct sockaddr *sa, socklen_t len)
+{
+    int fd = th_try_connect_addr(sa, len);
+    if (fd < 0)
+        th_fail_(__FILE__, __LINE__, true, "connect failed: %s", strerror(-fd));
+    return fd;
+}
+
+int th_connect_srv(const th_server *ts, size_t i)
+{
+    socklen_t len = 0;
+    const struct sockaddr *sa = evn_server_addr(ts->srv, i, &len);
+    if (!sa)
+        th_fail_(__FILE__, __LINE__, true, "server has no address %zu", i);
+    struct sockaddr_storage ss;
+    memcpy(&ss, sa, len);
+    /* A wildcard listener is reached through loopback. */
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        if (in->sin_addr.s_addr == htonl(INADDR_ANY))
+            in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        if (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr))
+            in6->sin6_addr = in6addr_loopback;
+    }
+    return th_connect_addr((struct sockaddr *)&ss, len);
+}
+
+int th_make_addr(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)port);
+        *len = sizeof *in;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *in6;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+int th_connect_ip(const char *host, int port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (th_make_addr(host, port, &ss, &len) < 0)
+        th_fail_(__FILE__, __LINE__, true, "bad address %s", host);
+    return th_connect_addr((struct sockaddr *)&ss, len);
+}
+
+int th_udp_socket(int family)
+{
+    int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        th_fail_(__FILE__, __LINE__, true, "udp socket: %s", strerror(errno));
+    return fd;
+}
+
+void th_write_all_(int fd, const void *buf, size_t len, const char *file, int line)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == ENOTSOCK)
+            n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            th_fail_(file, line, true, "write to fd %d failed: %s", fd, strerror(errno));
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+int th_wait_readable(int fd, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    for (;;) {
+        int rc = poll(&pfd, 1, timeout_ms);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc < 0)
+            return -errno;
+        return rc == 0 ? -ETIMEDOUT : 1;
+    }
+}
+
+ssize_t th_read_some(int fd, void *buf, size_t len)
+{
+    int rc = th_wait_readable(fd, th_io_timeout_ms());
+    if (rc < 0)
+        return rc;
+    for (;;) {
+        ssize_t n = read(fd, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n < 0 ? -errno : n;
+    }
+}
+
+ssize_t th_read_exact(int fd, void *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = th_read_some(fd, (char *)buf + got, len - got);
+        if (n < 0)
+            return n;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+ssize_t th_transfer(int fd, const void *out, size_t outlen, void *in, size_t inlen)
+{
+    size_t sent = 0, got = 0;
+    while (got < inlen || sent < outlen) {
+        struct pollfd pfd = {.fd = fd, .events = 0};
+        if (got < inlen)
+            pfd.events |= POLLIN;
+        if (sent < outlen)
+            pfd.events |= POLLOUT;
+        int rc = poll(&pfd, 1, th_io_timeout_ms());
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc < 0)
+            return -errno;
+        if (rc == 0)
+            return -ETIMEDOUT;
+        if (sent < outlen && (pfd.revents & (POLLOUT | POLLERR))) {
+            ssize_t n =
+                send(fd, (const char *)out + sent, outlen - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                return -errno;
+            if (n > 0)
+                sent += (size_t)n;
+        }
+        if (got < inlen && (pfd.revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t n = recv(fd, (char *)in + got, inlen - got, MSG_DONTWAIT);
+            if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                return -errno;
+            if (n == 0)
+                break;
+            if (n > 0)
+                got += (size_t)n;
+        }
+    }
+    return (ssize_t)got;
+}
+
+int th_wait_eof(int fd)
+{
+    char c;
+    ssize_t n = th_read_some(fd, &c, 1);
+    if (n < 0)
+        return (int)n;
+    return n == 0 ? 0 : 1;
+}
+
+void th_expect_read_(int fd, const char *s, const char *file, int line)
+{
+    size_t len = strlen(s);
+    char *buf = malloc(len + 1);
+    if (!buf)
+        th_fail_(file, line, true, "out of memory");
+    ssize_t n = th_read_exact(fd, buf, len);
+    if (n < 0) {
+        th_fail_(file, line, false, "reading \"%s\" from fd %d failed: %s", s, fd,
+                 strerror((int)-n));
+    } else {
+        buf[n] = '\0';
+        if ((size_t)n != len || memcmp(buf, s, len) != 0)
+            th_fail_(file, line, false, "expected to read \"%s\", got \"%s\" (%zd bytes)", s, buf,
+                     n);
+    }
+    free(buf);
+}
+
+void th_close_rst(int fd)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+}
+
+int th_sock_port(int fd, bool peer)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int rc = peer ? getpeername(fd, (struct sockaddr *)&ss, &len)
+                  : getsockname(fd, (struct sockaddr *)&ss, &len);
+    if (rc < 0)
+        return -errno;
+    return th_sockaddr_port((struct sockaddr *)&ss);
+}
+
+/* ---- files ---- */
+
+const char *th_tmpdir(void)
+{
+    if (!tmpdir[0]) {
+        /* Always under /tmp: TMPDIR may be too long for a unix socket path. */
+        snprintf(tmpdir, sizeof tmpdir, "/tmp/evn-test-XXXXXX");
+        if (!mkdtemp(tmpdir)) {
+            tmpdir[0] = '\0';
+            th_fail_(__FILE__, __LINE__, true, "mkdtemp: %s", strerror(errno));
+        }
+    }
+    return tmpdir;
+}
+
+void th_tmppath(char *buf, size_t size, const char *name)
+{
+    snprintf(buf, size, "%s/%s", th_tmpdir(), name);
+}
+
+bool th_path_exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+bool th_have_ipv6(void)
+{
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}

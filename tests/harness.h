@@ -1,0 +1,229 @@
+/*
+ * A small test harness for evn's tests: typed assertions that print both
+ * values, a runner for the subtests of one executable with an fd leak check
+ * around each, a watchdog so a hung test fails instead of hanging, a server
+ * running on a background thread, and blocking client helpers with a poll()
+ * guard on every read.
+ *
+ * EXPECT_* records a failure and carries on; ASSERT_* records it and ends the
+ * process at once (use it where carrying on would crash or hang). Both may be
+ * used from any thread, including from inside evn callbacks.
+ */
+#ifndef EVN_TEST_HARNESS_H
+#define EVN_TEST_HARNESS_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "evn.h"
+
+/* The exit status ctest counts as "skipped" (SKIP_RETURN_CODE). */
+#define TH_SKIP_STATUS 77
+
+/* ---- assertions ---- */
+
+void th_fail_(const char *file, int line, bool fatal, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void th_cmp_int_(const char *file, int line, bool fatal, const char *ea, const char *op,
+                 const char *eb, long long a, long long b, bool ok);
+void th_cmp_size_(const char *file, int line, bool fatal, const char *ea, const char *op,
+                  const char *eb, unsigned long long a, unsigned long long b, bool ok);
+void th_cmp_err_(const char *file, int line, bool fatal, const char *ea, const char *eb,
+                 long long a, long long b);
+void th_cmp_str_(const char *file, int line, bool fatal, const char *ea, const char *eb,
+                 const char *a, const char *b);
+void th_contains_(const char *file, int line, bool fatal, const char *ea, const char *eb,
+                  const char *hay, const char *needle);
+void th_cmp_mem_(const char *file, int line, bool fatal, const char *ea, const char *eb,
+                 const void *a, const void *b, size_t n);
+
+/* The expressions are stringified here, by the macros the tests call, so
+ * the message shows them as written rather than macro-expanded. */
+#define TH_INT_(a, op, b, fatal, sa, sb)                                                           \
+    do {                                                                                           \
+        long long th_a_ = (long long)(a), th_b_ = (long long)(b);                                  \
+        th_cmp_int_(__FILE__, __LINE__, fatal, sa, #op, sb, th_a_, th_b_, th_a_ op th_b_);         \
+    } while (0)
+#define TH_SIZE_(a, op, b, fatal, sa, sb)                                                          \
+    do {                                                                                           \
+        unsigned long long th_a_ = (unsigned long long)(a), th_b_ = (unsigned long long)(b);       \
+        th_cmp_size_(__FILE__, __LINE__, fatal, sa, #op, sb, th_a_, th_b_, th_a_ op th_b_);        \
+    } while (0)
+
+#define EXPECT_TRUE(c)                                                                             \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            th_fail_(__FILE__, __LINE__, false, "expected true: %s", #c);                          \
+    } while (0)
+#define ASSERT_TRUE(c)                                                                             \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            th_fail_(__FILE__, __LINE__, true, "expected true: %s", #c);                           \
+    } while (0)
+#define EXPECT_FALSE(c) EXPECT_TRUE(!(c))
+
+#define EXPECT_EQ_INT(a, b) TH_INT_(a, ==, b, false, #a, #b)
+#define EXPECT_NE_INT(a, b) TH_INT_(a, !=, b, false, #a, #b)
+#define EXPECT_LT_INT(a, b) TH_INT_(a, <, b, false, #a, #b)
+#define EXPECT_LE_INT(a, b) TH_INT_(a, <=, b, false, #a, #b)
+#define EXPECT_GT_INT(a, b) TH_INT_(a, >, b, false, #a, #b)
+#define EXPECT_GE_INT(a, b) TH_INT_(a, >=, b, false, #a, #b)
+#define ASSERT_EQ_INT(a, b) TH_INT_(a, ==, b, true, #a, #b)
+#define ASSERT_GE_INT(a, b) TH_INT_(a, >=, b, true, #a, #b)
+#define ASSERT_GT_INT(a, b) TH_INT_(a, >, b, true, #a, #b)
+
+#define EXPECT_EQ_SIZE(a, b) TH_SIZE_(a, ==, b, false, #a, #b)
+#define EXPECT_LE_SIZE(a, b) TH_SIZE_(a, <=, b, false, #a, #b)
+#define EXPECT_GE_SIZE(a, b) TH_SIZE_(a, >=, b, false, #a, #b)
+#define ASSERT_EQ_SIZE(a, b) TH_SIZE_(a, ==, b, true, #a, #b)
+
+/* Compare two errno-style results; prints their names too. */
+#define EXPECT_EQ_ERR(a, b)                                                                        \
+    th_cmp_err_(__FILE__, __LINE__, false, #a, #b, (long long)(a), (long long)(b))
+#define ASSERT_EQ_ERR(a, b)                                                                        \
+    th_cmp_err_(__FILE__, __LINE__, true, #a, #b, (long long)(a), (long long)(b))
+
+#define EXPECT_STREQ(a, b) th_cmp_str_(__FILE__, __LINE__, false, #a, #b, (a), (b))
+#define ASSERT_STREQ(a, b) th_cmp_str_(__FILE__, __LINE__, true, #a, #b, (a), (b))
+#define EXPECT_CONTAINS(hay, needle)                                                               \
+    th_contains_(__FILE__, __LINE__, false, #hay, #needle, (hay), (needle))
+#define EXPECT_MEMEQ(a, b, n) th_cmp_mem_(__FILE__, __LINE__, false, #a, #b, (a), (b), (n))
+
+#define EXPECT_NULL(p) EXPECT_TRUE((p) == NULL)
+#define EXPECT_NOT_NULL(p) EXPECT_TRUE((p) != NULL)
+#define ASSERT_NOT_NULL(p) ASSERT_TRUE((p) != NULL)
+
+/* ---- the runner ---- */
+
+/* Call first: parses "-t NAME" / a bare NAME (run only that subtest), starts
+ * the watchdog and records the seed. */
+void th_init(int argc, char **argv);
+void th_run_(const char *name, void (*fn)(void));
+#define TH_RUN(fn) th_run_(#fn, fn)
+/* Mark the running subtest skipped (then return from it). */
+void th_skip(const char *why);
+/* Print the summary and return the process exit status for main(). */
+int th_finish(void);
+/* Failures so far in this process. */
+int th_failures(void);
+
+/* Open fds of this process, counted in /proc/self/fd (or /dev/fd). */
+int th_fd_count(void);
+/* Seed for the random parts of a test: EVN_TEST_SEED or a fresh one, printed. */
+uint64_t th_seed(void);
+/* EVN_TEST_QUICK=1: shorter stress runs (for sanitizer builds). */
+bool th_quick(void);
+/* The backend under test (EVN_BACKEND), or NULL for the default. */
+const char *th_backend(void);
+/* Upper bound for any single wait on an event; a guard against hangs only. */
+int th_io_timeout_ms(void);
+
+/* xorshift64* generator; each thread keeps its own. */
+typedef struct th_rng {
+    uint64_t s;
+} th_rng;
+void th_rng_init(th_rng *r, uint64_t seed);
+uint64_t th_rng_next(th_rng *r);
+/* Uniform in [lo, hi]. */
+uint64_t th_rng_range(th_rng *r, uint64_t lo, uint64_t hi);
+
+/* ---- waiting for events without sleeping ---- */
+
+typedef struct th_counter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    long value;
+} th_counter;
+#define TH_COUNTER_INIT                                                                            \
+    {                                                                                              \
+        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0                                     \
+    }
+void th_counter_init(th_counter *c);
+void th_counter_destroy(th_counter *c);
+void th_counter_add(th_counter *c, long n);
+void th_counter_set(th_counter *c, long v);
+long th_counter_get(th_counter *c);
+/* Wait until the value is >= n; fails the test (fatal) after th_io_timeout_ms. */
+void th_counter_wait_(th_counter *c, long n, const char *file, int line);
+#define TH_WAIT_COUNTER(c, n) th_counter_wait_((c), (n), __FILE__, __LINE__)
+
+/* ---- a server on a background thread ---- */
+
+typedef struct th_server {
+    evn_server *srv;
+    pthread_t thread;
+    bool running;
+    int run_rc;
+} th_server;
+
+/* evn_server_new, failing the test (fatal) if it fails. */
+void th_server_new(th_server *ts, const evn_events *ev, const char *const *addrs, size_t n);
+/* evn_server_run on a new thread. */
+void th_server_run(th_server *ts);
+/* new + run. */
+void th_server_start(th_server *ts, const evn_events *ev, const char *const *addrs, size_t n);
+/* Join the run thread (the server stops by itself) and expect run() == 0. */
+void th_server_join(th_server *ts);
+/* evn_shutdown, join, evn_server_free. */
+void th_server_stop(th_server *ts);
+/* join (if running) and evn_server_free. */
+void th_server_free(th_server *ts);
+/* The port of the i-th bound address (0 for unix). */
+int th_server_port(const th_server *ts, size_t i);
+
+/* ---- blocking clients ---- */
+
+/* Connect a blocking stream socket to the i-th address of the server. */
+int th_connect_srv(const th_server *ts, size_t i);
+int th_connect_addr(const struct sockaddr *sa, socklen_t len);
+/* Connect to host:port over TCP (host is a numeric IPv4/IPv6 address). */
+int th_connect_ip(const char *host, int port);
+/* An unconnected UDP socket of the given family. */
+int th_udp_socket(int family);
+/* Connect the blocking socket, but return -errno instead of failing. */
+int th_try_connect_addr(const struct sockaddr *sa, socklen_t len);
+int th_make_addr(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len);
+
+/* Write everything (MSG_NOSIGNAL); fatal on error. */
+void th_write_all_(int fd, const void *buf, size_t len, const char *file, int line);
+#define th_write_all(fd, buf, len) th_write_all_((fd), (buf), (len), __FILE__, __LINE__)
+#define th_write_str(fd, s) th_write_all_((fd), (s), strlen(s), __FILE__, __LINE__)
+/* Wait for readability with the hang guard: 1 ready, -ETIMEDOUT, -errno. */
+int th_wait_readable(int fd, int timeout_ms);
+/* Read exactly len bytes: returns len, fewer at EOF, -errno on error or
+ * -ETIMEDOUT when nothing arrives for th_io_timeout_ms. */
+ssize_t th_read_exact(int fd, void *buf, size_t len);
+/* One read: > 0 bytes, 0 at EOF, -errno, -ETIMEDOUT. */
+ssize_t th_read_some(int fd, void *buf, size_t len);
+/* Send out[0..outlen) while reading inlen bytes into in, both at once, so a
+ * peer that echoes cannot deadlock us. Returns the bytes read (fewer at EOF)
+ * or -errno / -ETIMEDOUT. The fd's blocking mode is left as it was. */
+ssize_t th_transfer(int fd, const void *out, size_t outlen, void *in, size_t inlen);
+/* Wait for the peer to close: 0 at EOF, 1 if data came instead, -errno. */
+int th_wait_eof(int fd);
+/* Read strlen(s) bytes and expect them to equal s. */
+void th_expect_read_(int fd, const char *s, const char *file, int line);
+#define EXPECT_READ_STR(fd, s) th_expect_read_((fd), (s), __FILE__, __LINE__)
+/* Close with an RST instead of a FIN. */
+void th_close_rst(int fd);
+/* Local or peer port of a socket. */
+int th_sock_port(int fd, bool peer);
+int th_sockaddr_port(const struct sockaddr *sa);
+
+/* ---- files ---- */
+
+/* A private temporary directory, created once and removed by th_finish(). */
+const char *th_tmpdir(void);
+/* th_tmpdir()/name into buf. */
+void th_tmppath(char *buf, size_t size, const char *name);
+bool th_path_exists(const char *path);
+bool th_have_ipv6(void);
+
+#endif
