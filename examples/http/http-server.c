@@ -1,0 +1,718 @@
+/*
+ * http-server: a small HTTP/1.1 server on evn.
+ *
+ *   GET /       Hello World!
+ *   POST /echo  the request body
+ *   else        404 (501 for a method it does not know)
+ *
+ * Every request is parsed in full (http_parser.c): request line, header
+ * fields, then a body framed by Content-Length or chunked. Connections are
+ * persistent as HTTP/1.1 says (and for HTTP/1.0 with Connection: keep-alive),
+ * pipelined requests are answered in order, and a request that breaks a limit
+ * gets its status (400, 408, 413, 414, 431, 501) and the connection is
+ * closed.
+ *
+ * The data callback is given a pointer into the loop's read buffer. It
+ * answers every complete request in it, each with one evn_write, and hands an
+ * unfinished request head back to evn with evn_keep(), which returns it with
+ * the next input. A body that spans reads is consumed as it comes, into
+ * per-connection state that exists only once a request has spanned reads: a
+ * GET on a persistent connection allocates nothing and makes no system call
+ * of its own. While evn reports the output full, the rest of the input waits
+ * (kept) until the output drains.
+ */
+#include "common.h"
+#include "http_parser.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* The largest request head (request line and header fields) taken. */
+#define HEAD_MAX 8192
+#define MAX_HEADERS 100
+/* Responses up to this size are built on the stack and written at once. */
+#define OUT_MAX 16384
+/* A body buffer up to this size is kept for the connection's next body. */
+#define BODY_KEEP_MAX 65536
+
+static const char hello[] = "Hello World!\r\n";
+
+static uint64_t max_body = 1024 * 1024;
+static int64_t idle_timeout_ms = 60000;
+/* A request begun must be complete within this (0: no limit). */
+static int64_t request_timeout_ms = 30000;
+
+/*
+ * The Date header changes once a second. The ticker on loop 0 publishes the
+ * current second; each loop thread formats its own copy of the header lines
+ * that hold it, and of the whole hello response, when it sees a new second.
+ */
+static _Atomic int64_t now_sec;
+
+struct date_cache {
+    int64_t sec;
+    /* "Server: evn\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n" */
+    char lines[64];
+    size_t lines_len;
+    /* The whole response to GET / on a persistent HTTP/1.1 connection. */
+    char hello[192];
+    size_t hello_len;
+};
+
+static _Thread_local struct date_cache tl_dates = {.sec = -1};
+
+static void format_dates(struct date_cache *dc, int64_t sec)
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t t = (time_t)sec;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    int n = snprintf(dc->lines, sizeof dc->lines,
+                     "Server: evn\r\nDate: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
+                     days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec);
+    dc->lines_len = (size_t)n;
+    n = snprintf(dc->hello, sizeof dc->hello,
+                 "HTTP/1.1 200 OK\r\n%sContent-Type: text/plain\r\nContent-Length: %zu\r\n\r\n%s",
+                 dc->lines, sizeof hello - 1, hello);
+    dc->hello_len = (size_t)n;
+    dc->sec = sec;
+}
+
+static const struct date_cache *dates(void)
+{
+    int64_t sec = atomic_load_explicit(&now_sec, memory_order_relaxed);
+    if (sec != tl_dates.sec)
+        format_dates(&tl_dates, sec);
+    return &tl_dates;
+}
+
+/* Publish the time now, and come back just after the next second begins. */
+static evn_action on_tick(evn_server *srv, int64_t *delay_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    atomic_store_explicit(&now_sec, (int64_t)ts.tv_sec, memory_order_relaxed);
+    *delay_ms = 1001 - ts.tv_nsec / 1000000;
+    return EVN_NONE;
+}
+
+enum route { R_HELLO, R_ECHO, R_NOT_FOUND, R_NOT_IMPLEMENTED };
+
+/* How a request is to be answered, decided from its head. */
+struct reply {
+    unsigned char route; /* enum route */
+    bool head;           /* HEAD: the headers of the answer but no body */
+    bool keep_alive;     /* the connection stays open after the answer */
+    bool http10;         /* HTTP/1.0: persistence must be said */
+};
+
+/* What the header fields say about the body and the connection. */
+struct framing {
+    bool chunked;
+    bool expect_continue;
+    uint64_t length;
+};
+
+/* A connection's state while a request body spans reads. */
+struct conn {
+    struct reply reply;
+    bool in_body;
+    bool chunked;
+    uint64_t left; /* Content-Length bytes still to come */
+    struct http_chunked dec;
+    /* The body so far, when the route echoes it. */
+    char *body;
+    size_t body_len, body_cap;
+    /* The request deadline is armed. */
+    bool deadline;
+};
+
+/* What the data callback does after one step. */
+enum step { STEP_NEXT, STEP_WAIT, STEP_CLOSE };
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 413:
+        return "Content Too Large";
+    case 408:
+        return "Request Timeout";
+    case 414:
+        return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    default:
+        return "Unknown";
+    }
+}
+
+static size_t put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return n;
+}
+
+#define PUT(p, lit) put(p, lit, sizeof lit - 1)
+
+static size_t put_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* Answer with status, one evn_write when it fits OUT_MAX (always, but for
+ * large echoed bodies). */
+static void respond(evn_conn *c, const struct date_cache *dc, int status, const struct reply *r,
+                    const char *type, const char *body, size_t body_len)
+{
+    char out[OUT_MAX];
+    const char *why = reason(status);
+    size_t n = PUT(out, "HTTP/1.1 ");
+    n += put_u64(out + n, (uint64_t)status);
+    out[n++] = ' ';
+    n += put(out + n, why, strlen(why));
+    n += PUT(out + n, "\r\n");
+    n += put(out + n, dc->lines, dc->lines_len);
+    n += PUT(out + n, "Content-Type: ");
+    n += put(out + n, type, strlen(type));
+    n += PUT(out + n, "\r\nContent-Length: ");
+    n += put_u64(out + n, body_len);
+    if (!r->keep_alive)
+        n += PUT(out + n, "\r\nConnection: close");
+    else if (r->http10)
+        n += PUT(out + n, "\r\nConnection: keep-alive");
+    n += PUT(out + n, "\r\n\r\n");
+    if (r->head)
+        body_len = 0;
+    if (body_len <= sizeof out - n) {
+        memcpy(out + n, body, body_len);
+        evn_write(c, out, n + body_len);
+    } else {
+        evn_write(c, out, n);
+        evn_write(c, body, body_len);
+    }
+}
+
+/* Answer with an error status, and close. */
+static enum step fail(evn_conn *c, const struct date_cache *dc, int status, bool head)
+{
+    char body[64];
+    const char *why = reason(status);
+    struct reply r = {.head = head};
+    int n = snprintf(body, sizeof body, "%s\r\n", why);
+    respond(c, dc, status, &r, "text/plain", body, (size_t)n);
+    return STEP_CLOSE;
+}
+
+static void answer(evn_conn *c, const struct date_cache *dc, const struct reply *r,
+                   const char *body, size_t body_len)
+{
+    switch (r->route) {
+    case R_HELLO:
+        if (!r->head && r->keep_alive && !r->http10)
+            evn_write(c, dc->hello, dc->hello_len);
+        else
+            respond(c, dc, 200, r, "text/plain", hello, sizeof hello - 1);
+        break;
+    case R_ECHO:
+        respond(c, dc, 200, r, "application/octet-stream", body, body_len);
+        break;
+    case R_NOT_FOUND:
+        respond(c, dc, 404, r, "text/plain", "Not Found\r\n", 11);
+        break;
+    default:
+        respond(c, dc, 501, r, "text/plain", "Not Implemented\r\n", 17);
+        break;
+    }
+}
+
+static bool is(const char *s, size_t n, const char *lit)
+{
+    return n == strlen(lit) && memcmp(s, lit, n) == 0;
+}
+
+/*
+ * Compare s[0..n) with lit, which is lower case, ignoring case. OR-ing 0x20
+ * folds only letters here: of the bytes the parser lets through, no other
+ * one becomes a letter, digit or '-' that way.
+ */
+static bool iis(const char *s, size_t n, const char *lit)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (lit[i] == '\0' || (s[i] | 0x20) != lit[i])
+            return false;
+    }
+    return lit[n] == '\0';
+}
+
+/* The next comma-separated element of a field value, without whitespace. */
+static bool next_token(const char **pp, const char *end, const char **tok, size_t *len)
+{
+    const char *p = *pp;
+    while (p < end && (*p == ',' || *p == ' ' || *p == '\t'))
+        p++;
+    if (p == end)
+        return false;
+    const char *s = p;
+    while (p < end && *p != ',')
+        p++;
+    const char *e = p;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    *tok = s;
+    *len = (size_t)(e - s);
+    *pp = p;
+    return true;
+}
+
+/* Pick the route from the method and the path of the request-target. */
+static void route(const struct http_request *req, struct reply *r)
+{
+    const char *m = req->method, *path = req->target;
+    size_t ml = req->method_len, pl = req->target_len;
+    /* The absolute form, "http://host/path?q", as a proxy would send it. */
+    const char *scheme_end = pl && *path != '/' ? memchr(path, ':', pl) : NULL;
+    if (scheme_end && path + pl - scheme_end >= 3 && memcmp(scheme_end, "://", 3) == 0) {
+        const char *host = scheme_end + 3;
+        const char *slash = memchr(host, '/', (size_t)(path + pl - host));
+        if (slash) {
+            pl = (size_t)(path + pl - slash);
+            path = slash;
+        } else {
+            path = "/", pl = 1;
+        }
+    }
+    const char *q = memchr(path, '?', pl);
+    if (q)
+        pl = (size_t)(q - path);
+
+    r->head = is(m, ml, "HEAD");
+    if ((r->head || is(m, ml, "GET")) && is(path, pl, "/"))
+        r->route = R_HELLO;
+    else if (is(m, ml, "POST") && is(path, pl, "/echo"))
+        r->route = R_ECHO;
+    else if (is(m, ml, "GET") || r->head || is(m, ml, "POST") || is(m, ml, "PUT") ||
+             is(m, ml, "DELETE") || is(m, ml, "OPTIONS") || is(m, ml, "PATCH") ||
+             is(m, ml, "TRACE") || is(m, ml, "CONNECT"))
+        r->route = R_NOT_FOUND;
+    else
+        r->route = R_NOT_IMPLEMENTED;
+}
+
+/* Content-Length: digits only; a number too large for 64 bits saturates,
+ * and is then simply too large. */
+static bool parse_length(const char *s, size_t n, uint64_t *v)
+{
+    uint64_t x = 0;
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        x = x > (UINT64_MAX - 9) / 10 ? UINT64_MAX : x * 10 + (uint64_t)(s[i] - '0');
+    }
+    *v = x;
+    return true;
+}
+
+/*
+ * Read the header fields that matter: framing (Content-Length,
+ * Transfer-Encoding), persistence (Connection), Expect and Host. Returns 0,
+ * or the error status to answer with.
+ */
+static int inspect(const struct http_request *req, struct reply *r, struct framing *f)
+{
+    bool has_length = false, has_te = false, te_other = false, close = false, keep = false;
+    int nhost = 0, nchunked = 0;
+    const char *tok;
+    size_t tl;
+
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const struct http_header *h = &req->headers[i];
+        const char *v = h->value, *vend = h->value + h->value_len;
+        switch (h->name_len) {
+        case 4:
+            nhost += iis(h->name, 4, "host");
+            break;
+        case 6:
+            if (iis(h->name, 6, "expect") && iis(v, h->value_len, "100-continue"))
+                f->expect_continue = true;
+            break;
+        case 10:
+            if (!iis(h->name, 10, "connection"))
+                break;
+            while (next_token(&v, vend, &tok, &tl)) {
+                close |= iis(tok, tl, "close");
+                keep |= iis(tok, tl, "keep-alive");
+            }
+            break;
+        case 14: {
+            uint64_t n;
+            if (!iis(h->name, 14, "content-length"))
+                break;
+            /* Repeats of one value are allowed (RFC 9110, 8.6), others not. */
+            if (!parse_length(v, h->value_len, &n) || (has_length && n != f->length))
+                return 400;
+            has_length = true;
+            f->length = n;
+            break;
+        }
+        case 17:
+            if (!iis(h->name, 17, "transfer-encoding"))
+                break;
+            has_te = true;
+            while (next_token(&v, vend, &tok, &tl)) {
+                if (iis(tok, tl, "chunked"))
+                    nchunked++;
+                else
+                    te_other = true;
+            }
+            break;
+        }
+    }
+    r->http10 = req->minor_version == 0;
+    r->keep_alive = !close && (!r->http10 || keep);
+    if (req->minor_version >= 1 ? nhost != 1 : nhost > 1)
+        return 400;
+    if (has_te) {
+        /* RFC 9112, 6.1 and 6.3: chunked is HTTP/1.1's, it must come last and
+         * once, and with Content-Length it smells of request smuggling. */
+        if (r->http10 || has_length)
+            return 400;
+        if (te_other)
+            return 501;
+        if (nchunked != 1)
+            return 400;
+        f->chunked = true;
+        f->length = 0;
+    } else if (f->length > max_body) {
+        return 413;
+    }
+    return 0;
+}
+
+static struct conn *conn_state(evn_conn *c)
+{
+    struct conn *st = evn_conn_udata(c);
+    if (!st) {
+        st = calloc(1, sizeof *st);
+        if (st)
+            evn_conn_set_udata(c, st);
+    }
+    return st;
+}
+
+/* The request is answered: forget its body. */
+static void body_done(struct conn *st)
+{
+    st->in_body = false;
+    st->body_len = 0;
+    if (st->body_cap > BODY_KEEP_MAX) {
+        free(st->body);
+        st->body = NULL;
+        st->body_cap = 0;
+    }
+}
+
+static bool body_reserve(struct conn *st, size_t cap)
+{
+    if (cap <= st->body_cap)
+        return true;
+    char *nb = realloc(st->body, cap);
+    if (!nb)
+        return false;
+    st->body = nb;
+    st->body_cap = cap;
+    return true;
+}
+
+/*
+ * Feed in[0..len) to the chunked decoder, keeping the payload when it is to be
+ * echoed. The body buffer grows with the payload, to max_body + 1 bytes at
+ * most: one byte more than allowed is enough to know it is too much.
+ */
+static enum step chunked_more(evn_conn *c, struct conn *st, const struct date_cache *dc,
+                              const char *in, size_t len, size_t *used)
+{
+    bool keep_body = st->reply.route == R_ECHO;
+    size_t off = 0;
+    for (;;) {
+        size_t piece = len - off, got;
+        char *out = NULL;
+        if (keep_body) {
+            size_t want = st->body_len + piece, cap = st->body_cap ? st->body_cap : 4096;
+            while (cap < want && cap <= max_body)
+                cap *= 2;
+            if (cap > max_body + 1)
+                cap = (size_t)max_body + 1;
+            if (!body_reserve(st, cap))
+                return fail(c, dc, 500, false);
+            if (piece > st->body_cap - st->body_len)
+                piece = st->body_cap - st->body_len;
+            /* A full buffer holds more than max_body: never reached, as the
+             * check below answers 413 first, but a loop must not spin. */
+            if (piece == 0)
+                return fail(c, dc, 413, st->reply.head);
+            out = st->body + st->body_len;
+        }
+        ssize_t n = http_chunked_decode(&st->dec, in + off, piece, out, &got);
+        if (keep_body)
+            st->body_len += got;
+        if (n == HTTP_BAD)
+            return fail(c, dc, 400, st->reply.head);
+        if (st->dec.total + st->dec.chunk_left > max_body)
+            return fail(c, dc, 413, st->reply.head);
+        if (n >= 0) {
+            *used = off + (size_t)n;
+            return STEP_NEXT;
+        }
+        off += piece;
+        if (off == len) {
+            *used = len;
+            return STEP_WAIT;
+        }
+    }
+}
+
+/* Take more of a body that spans reads; answer the request once it is all
+ * there. */
+static enum step body_more(evn_conn *c, struct conn *st, const struct date_cache *dc,
+                           const char *in, size_t len, size_t *used)
+{
+    if (st->chunked) {
+        enum step s = chunked_more(c, st, dc, in, len, used);
+        if (s != STEP_NEXT)
+            return s;
+    } else {
+        size_t n = len < st->left ? len : (size_t)st->left;
+        if (st->reply.route == R_ECHO) {
+            memcpy(st->body + st->body_len, in, n);
+            st->body_len += n;
+        }
+        st->left -= n;
+        *used = n;
+        if (st->left)
+            return STEP_WAIT;
+    }
+    answer(c, dc, &st->reply, st->body, st->body_len);
+    body_done(st);
+    return st->reply.keep_alive ? STEP_NEXT : STEP_CLOSE;
+}
+
+/*
+ * Handle the request at the start of p[0..avail): answer it if it is all
+ * there, else keep what is needed. *used receives the bytes consumed.
+ */
+static enum step request(evn_conn *c, const struct date_cache *dc, const char *p, size_t avail,
+                         size_t *used)
+{
+    struct http_header headers[MAX_HEADERS];
+    struct http_request req = {.headers = headers, .num_headers = MAX_HEADERS};
+    ssize_t n = http_parse_request(p, avail, &req);
+    *used = 0;
+    if (n == HTTP_INCOMPLETE && avail < HEAD_MAX)
+        return STEP_WAIT;
+    if (n == HTTP_INCOMPLETE || n > HEAD_MAX) {
+        /* Too large; with no end of the request line in sight, because of
+         * its target. */
+        return fail(c, dc, memchr(p, '\n', HEAD_MAX) ? 431 : 414, false);
+    }
+    if (n == HTTP_BAD)
+        return fail(c, dc, 400, false);
+    if (n == HTTP_TOO_MANY_HEADERS)
+        return fail(c, dc, 431, false);
+
+    struct reply r = {0};
+    struct framing f = {0};
+    route(&req, &r);
+    int status = inspect(&req, &r, &f);
+    if (status)
+        return fail(c, dc, status, r.head);
+
+    size_t head_len = (size_t)n, body_avail = avail - head_len;
+    if (!f.chunked && f.length <= body_avail) {
+        answer(c, dc, &r, p + head_len, (size_t)f.length);
+        *used = head_len + (size_t)f.length;
+        return r.keep_alive ? STEP_NEXT : STEP_CLOSE;
+    }
+
+    /* The body is still to come, or chunked: it is taken by body_more(),
+     * starting with whatever of it is already here. */
+    struct conn *st = conn_state(c);
+    if (!st)
+        return fail(c, dc, 500, r.head);
+    st->reply = r;
+    st->in_body = true;
+    st->chunked = f.chunked;
+    st->left = f.length;
+    st->body_len = 0;
+    if (f.chunked)
+        http_chunked_init(&st->dec);
+    else if (r.route == R_ECHO && !body_reserve(st, (size_t)f.length))
+        return fail(c, dc, 500, r.head);
+    /* The client waits for this before it sends the body (RFC 9110, 10.1.1). */
+    if (f.expect_continue && !r.http10 && body_avail == 0)
+        evn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    *used = head_len;
+    return STEP_NEXT;
+}
+
+/*
+ * A request that has begun (part of its head kept, or its body coming) must
+ * be complete within request_timeout_ms, so that a client cannot hold a
+ * connection by trickling a request in; the idle timeout alone would not
+ * notice. The deadline runs from the first partial read to the answer.
+ */
+static void set_deadline(evn_conn *c, bool pending)
+{
+    struct conn *st = evn_conn_udata(c);
+    if (pending && !(st && st->deadline) && request_timeout_ms > 0) {
+        st = conn_state(c);
+        if (st && evn_conn_set_deadline(c, request_timeout_ms) == 0)
+            st->deadline = true;
+    } else if (!pending && st && st->deadline) {
+        evn_conn_set_deadline(c, 0);
+        st->deadline = false;
+    }
+}
+
+static evn_action on_timeout(evn_conn *c)
+{
+    struct conn *st = evn_conn_udata(c);
+    if (st)
+        st->deadline = false;
+    fail(c, dates(), 408, false);
+    return EVN_CLOSE;
+}
+
+static evn_action on_data(evn_conn *c, const char *in, size_t len)
+{
+    if (!in)
+        return EVN_NONE;
+    const struct date_cache *dc = dates();
+    size_t off = 0;
+    bool full = false;
+    while (off < len) {
+        struct conn *st = evn_conn_udata(c);
+        size_t used = 0;
+        enum step s;
+        /* A client that pipelines requests without reading the answers:
+         * stop while its output is over evn's high-water mark. evn stops
+         * reading too, and hands the rest back once the output drains. */
+        if ((full = evn_conn_full(c)) != 0)
+            s = STEP_WAIT;
+        else if (st && st->in_body)
+            s = body_more(c, st, dc, in + off, len - off, &used);
+        else
+            s = request(c, dc, in + off, len - off, &used);
+        off += used;
+        if (s == STEP_CLOSE)
+            return EVN_CLOSE;
+        if (s == STEP_WAIT) {
+            if (off < len && evn_keep(c, len - off) < 0)
+                return EVN_CLOSE;
+            break;
+        }
+    }
+    /* Waiting on the client's input, not on its reading our output. */
+    struct conn *st = evn_conn_udata(c);
+    set_deadline(c, !full && (off < len || (st && st->in_body)));
+    return EVN_NONE;
+}
+
+static evn_action on_closed(evn_conn *c, int err)
+{
+    struct conn *st = evn_conn_udata(c);
+    if (st) {
+        free(st->body);
+        free(st);
+    }
+    return EVN_NONE;
+}
+
+static int set_max_body(const char *v)
+{
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || end == v || *end || *v == '-' || n > SIZE_MAX / 2)
+        return -1;
+    max_body = n;
+    return 0;
+}
+
+static int set_idle_timeout(const char *v)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || *end || n < 0)
+        return -1;
+    idle_timeout_ms = n;
+    return 0;
+}
+
+static int set_request_timeout(const char *v)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || *end || n < 0)
+        return -1;
+    request_timeout_ms = n;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct ex_option more[] = {
+        {"--max-body", "--max-body BYTES  largest request body taken (default 1048576)",
+         set_max_body},
+        {"--idle-timeout",
+         "--idle-timeout MS close a connection idle this long (default 60000; 0: never)",
+         set_idle_timeout},
+        {"--request-timeout",
+         "--request-timeout MS\n"
+         "                    answer 408 to a request not complete this long after it began\n"
+         "                    (default 30000; 0: never)",
+         set_request_timeout},
+    };
+    struct ex_opts o = {.port = 8080, .udp_port = -1, .loops = 1};
+    ex_parse_more(argc, argv, &o, "http-server", 0, more, sizeof more / sizeof more[0]);
+
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    atomic_store(&now_sec, (int64_t)ts.tv_sec);
+
+    evn_events ev = {.data = on_data,
+                     .closed = on_closed,
+                     .tick = on_tick,
+                     .timeout = on_timeout,
+                     .idle_timeout_ms = idle_timeout_ms};
+    return ex_run("http-server", &ev, &o);
+}
