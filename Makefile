@@ -1,0 +1,137 @@
+# Front for the CMake build. Every target installs what it needs first
+# (scripts/setup.sh: Debian/Ubuntu packages, as root, or it prints the
+# `sudo apt-get install` line to run).
+#
+#   make [build]       configure (once) and build in build/
+#   make run           build and start the example servers (Ctrl-C stops them)
+#   make test          build and run the test suite
+#   make test-sanitize the suite under ASan+UBSan (build-asan/), then the
+#                      threaded tests under TSan (build-tsan/)
+#   make bench         Release build in build-bench/, then bench/run.sh (QUICK=1: short)
+#   make fuzz          fuzz every target with libFuzzer (fuzz/run.sh; FUZZ_SECONDS=60 each)
+#   make format        clang-format -i on all C sources (format-check: only check)
+#   make install       install from build/ under PREFIX (default /usr/local; DESTDIR works)
+#   make clean         remove the build directories
+#
+# Variables: BUILD_TYPE, CMAKE_ARGS (extra -D options), JOBS, PREFIX, QUICK.
+
+SHELL := /bin/bash
+MAKEFLAGS += --no-print-directory
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := all
+
+CMAKE      ?= cmake
+CTEST      ?= ctest
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+PREFIX     ?= /usr/local
+BUILD_TYPE ?= RelWithDebInfo
+CMAKE_ARGS ?=
+QUICK      ?=
+SETUP      := bash scripts/setup.sh
+
+BUILD_DIR  := build
+ASAN_DIR   := build-asan
+TSAN_DIR   := build-tsan
+BENCH_DIR  := build-bench
+
+# The sanitizer builds leave out the benchmark helpers.
+SAN_ARGS := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEVN_BUILD_BENCH=OFF
+
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+           TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+           EVN_TEST_QUICK=1
+
+# gcc 12's TSan runtime cannot cope with more than 28 bits of mmap ASLR
+# ("FATAL: ThreadSanitizer: unexpected memory mapping"), which newer kernels
+# and distributions set; run the TSan tests without ASLR there.
+TSAN_WRAP ?= $(shell bits=$$(cat /proc/sys/vm/mmap_rnd_bits 2>/dev/null || echo 0); \
+	if [ "$$bits" -gt 28 ] && setarch $$(uname -m) -R true 2>/dev/null; then \
+	echo setarch $$(uname -m) -R; fi)
+
+# configure DIR, extra cmake args: only when DIR has no cache yet.
+define configure
+	@if [ ! -f $(1)/CMakeCache.txt ]; then \
+		echo "== configure $(1)"; \
+		$(CMAKE) -S . -B $(1) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(2) $(CMAKE_ARGS); \
+	fi
+endef
+
+.PHONY: all build setup run test test-sanitize test-asan test-tsan bench fuzz \
+        format format-check install clean help
+
+all: build
+
+help:
+	@sed -n '1,/^$$/{/^#/s/^# \{0,1\}//p}' Makefile
+
+setup:
+	@$(SETUP) core
+
+build: setup
+	$(call configure,$(BUILD_DIR),-DCMAKE_BUILD_TYPE=$(BUILD_TYPE))
+	@$(CMAKE) --build $(BUILD_DIR) -j $(JOBS)
+
+run: build
+	@# The clients named in the banner (nc, curl, redis-cli): only as root, they are optional.
+	@if [ "$$(id -u)" = 0 ]; then $(SETUP) examples; fi
+	@bash scripts/run-examples.sh $(BUILD_DIR)/examples
+
+test: build
+	@$(SETUP) test
+	cd $(BUILD_DIR) && $(CTEST) --output-on-failure --no-tests=error -j $(JOBS)
+
+# Both runs, even when the first fails, so that one go shows everything.
+test-sanitize:
+	@rc=0; $(MAKE) test-asan || rc=1; $(MAKE) test-tsan || rc=1; exit $$rc
+
+test-asan:
+	@$(SETUP) core test
+	$(call configure,$(ASAN_DIR),-DEVN_SANITIZE=address$(,)undefined $(SAN_ARGS))
+	@$(CMAKE) --build $(ASAN_DIR) -j $(JOBS)
+	cd $(ASAN_DIR) && $(SAN_ENV) $(CTEST) --output-on-failure --no-tests=error -j $(JOBS)
+
+test-tsan:
+	@$(SETUP) core test
+	$(call configure,$(TSAN_DIR),-DEVN_SANITIZE=thread $(SAN_ARGS))
+	@$(CMAKE) --build $(TSAN_DIR) -j $(JOBS)
+	cd $(TSAN_DIR) && $(SAN_ENV) $(TSAN_WRAP) $(CTEST) --output-on-failure --no-tests=error -j $(JOBS) -L threaded
+
+bench:
+	@$(SETUP) bench
+	$(call configure,$(BENCH_DIR),-DCMAKE_BUILD_TYPE=Release -DEVN_BUILD_TESTS=OFF)
+	@$(CMAKE) --build $(BENCH_DIR) -j $(JOBS)
+	@if [ -f bench/run.sh ]; then \
+		EVN_BUILD_DIR=$(CURDIR)/$(BENCH_DIR) QUICK=$(QUICK) bash bench/run.sh; \
+	else \
+		echo "bench: no bench/run.sh yet; the helpers are built in $(BENCH_DIR)/"; \
+	fi
+
+fuzz:
+	@if [ -f fuzz/run.sh ]; then \
+		$(SETUP) fuzz; \
+		QUICK=$(QUICK) bash fuzz/run.sh; \
+	else \
+		echo "fuzz: no fuzzers yet (fuzz/run.sh)"; \
+	fi
+
+FORMAT_FILES = $(shell find src include tests examples bench fuzz -name '*.[ch]' 2>/dev/null | sort)
+
+format:
+	@$(SETUP) format
+	@files="$(FORMAT_FILES)"; [ -z "$$files" ] || clang-format -i $$files
+
+format-check:
+	@$(SETUP) format
+	@files="$(FORMAT_FILES)"; [ -z "$$files" ] || clang-format --dry-run -Werror $$files
+
+# PREFIX is baked into evn.pc when configuring, so reconfigure with it.
+install: setup
+	$(CMAKE) -S . -B $(BUILD_DIR) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_ARGS) >/dev/null
+	@$(CMAKE) --build $(BUILD_DIR) -j $(JOBS)
+	$(CMAKE) --install $(BUILD_DIR)
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(BENCH_DIR)
+
+, := ,
