@@ -22,7 +22,8 @@ while read -r name srcs; do
   bin=$out/fuzz-$name
   "$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -D_GNU_SOURCE -DEVN_HAVE_EPOLL=1 -DEVN_HAVE_EVENTFD=1 -DEVN_HAVE_ACCEPT4=1 \
-    -I"$root/include" -I"$root/src" "${files[@]}" -o "$bin"
+    -I"$root/include" -I"$root/src" -I"$root/examples/http" -I"$root/examples/redis" \
+    "${files[@]}" -o "$bin"
   corpus=$out/corpus-$name
   mkdir -p "$corpus" "$out/artifacts-$name"
   cp -n "$root/fuzz/corpus/$name"/* "$corpus"/ 2>/dev/null || true
