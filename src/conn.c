@@ -373,7 +373,8 @@ static void deliver(struct evn_conn *c, const char *in, size_t len, bool from_st
         if (c->in)
             in_clear(c);
     } else if (from_stash) {
-        memmove(c->in, c->in + len - keep, keep);
+        if (keep != len)
+            memmove(c->in, c->in + len - keep, keep);
         c->in_len = keep;
     } else {
         char *nb = evn__malloc(keep > 4096 ? keep : 4096);
