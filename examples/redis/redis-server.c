@@ -1,0 +1,170 @@
+/*
+ * redis-server: a Redis-compatible key-value server on evn, speaking RESP2
+ * (multibulk and inline requests, pipelined) to redis-cli, redis-benchmark
+ * and client libraries. Strings only, with expiry; no persistence.
+ *
+ *   redis-server [--port 6380] [--loops N] [--max-bulk BYTES] ...
+ *
+ * Every loop serves its own connections and all share one store (store.h:
+ * sharded, a mutex per shard). Input is parsed in place, in the loop's read
+ * buffer: each complete command is run as soon as it is parsed, the replies
+ * to one read are gathered in one per-loop buffer and written at once, and a
+ * command cut off at the end of a read is left to evn with evn_keep(), which
+ * hands it back, completed by the next read, at the start of the next input.
+ * Once a connection's queued output passes evn's high-water mark, the rest of
+ * its input is kept the same way and handed back when the output drains.
+ */
+#include "commands.h"
+#include "common.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Replies to one input event gather here before evn_write(). */
+#define REPLY_BUF (64 * 1024)
+/* Active expiry: how often, and how many buckets of each shard per run at
+ * least and at most (see store_expire_some). */
+#define EXPIRE_EVERY_MS 100
+#define EXPIRE_MIN_BUCKETS 64
+#define EXPIRE_MAX_BUCKETS 4096
+
+/* One per loop, each on its own cache lines. */
+struct loop_state {
+    struct reply out;
+} __attribute__((aligned(64)));
+
+/* Set up by the serving callback, before any loop thread exists. */
+static struct store *store;
+static struct loop_state *loops;
+static int nloops;
+static bool setup_failed;
+
+static size_t max_bulk = (size_t)512 * 1024 * 1024;
+static atomic_uint_fast64_t next_client_id = 1;
+
+static evn_action on_serving(evn_server *srv)
+{
+    nloops = evn_server_nloops(srv);
+    store = store_new(nloops > 1);
+    /* aligned_alloc: each loop's state is on cache lines of its own. */
+    loops = aligned_alloc(_Alignof(struct loop_state), (size_t)nloops * sizeof *loops);
+    if (loops)
+        memset(loops, 0, (size_t)nloops * sizeof *loops);
+    bool ok = store && loops;
+    for (int i = 0; ok && i < nloops; i++)
+        ok = reply_init(&loops[i].out, REPLY_BUF) == 0;
+    if (!ok) {
+        fprintf(stderr, "redis-server: out of memory\n");
+        setup_failed = true;
+        return EVN_SHUTDOWN;
+    }
+    return ex_print_serving(srv);
+}
+
+static evn_action on_opened(evn_conn *c)
+{
+    struct client *cl = calloc(1, sizeof *cl);
+    if (!cl)
+        return EVN_CLOSE;
+    resp_init(&cl->parser, max_bulk);
+    cl->id = atomic_fetch_add(&next_client_id, 1);
+    evn_conn_set_udata(c, cl);
+    return EVN_NONE;
+}
+
+static evn_action on_closed(evn_conn *c, int err)
+{
+    struct client *cl = evn_conn_udata(c);
+    if (cl) {
+        resp_free(&cl->parser);
+        free(cl->name);
+        free(cl);
+    }
+    return EVN_NONE;
+}
+
+/*
+ * Run every complete command in in[0..len). A protocol error gets Redis's
+ * error reply and closes this connection only, after the replies to the
+ * commands before it; QUIT closes it too, and SHUTDOWN stops the server.
+ */
+static evn_action on_data(evn_conn *c, const char *in, size_t len)
+{
+    struct client *cl = evn_conn_udata(c);
+    if (!cl || !in)
+        return EVN_NONE;
+    struct reply *r = &loops[evn_conn_loop(c)].out;
+    evn_action act = EVN_NONE;
+    size_t off = 0;
+    reply_begin(r, c);
+    while (off < len && act == EVN_NONE) {
+        size_t used;
+        int rc = resp_parse(&cl->parser, in + off, len - off, &used);
+        if (rc == RESP_INCOMPLETE)
+            break;
+        if (rc == RESP_ERROR) {
+            reply_error(r, "%s", cl->parser.error);
+            resp_reset(&cl->parser);
+            act = EVN_CLOSE;
+            break;
+        }
+        off += used;
+        if (cl->parser.argc > 0)
+            act = redis_execute(store, cl, r, cl->parser.argv, cl->parser.argc);
+        /* Output past the high-water mark (a client pipelining more than it
+         * reads): stop and keep the rest, which evn hands back once the
+         * output has drained. */
+        if (act == EVN_NONE && evn_conn_full(c))
+            break;
+    }
+    reply_flush(r);
+    if (r->failed)
+        return EVN_CLOSE;
+    if (act == EVN_NONE && off < len && evn_keep(c, len - off) < 0)
+        return EVN_CLOSE;
+    return act;
+}
+
+static evn_action on_tick(evn_server *srv, int64_t *delay_ms)
+{
+    store_expire_some(store, EXPIRE_MIN_BUCKETS, EXPIRE_MAX_BUCKETS);
+    *delay_ms = EXPIRE_EVERY_MS;
+    return EVN_NONE;
+}
+
+static int set_max_bulk(const char *v)
+{
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || end == v || *end || *v == '-' || n == 0 || n > SIZE_MAX / 4)
+        return -1;
+    max_bulk = (size_t)n;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct ex_option more[] = {
+        {"--max-bulk", "--max-bulk BYTES  largest bulk argument taken (default 536870912, 512 MB)",
+         set_max_bulk},
+    };
+    struct ex_opts o = {.port = 6380, .udp_port = -1, .loops = 1};
+    ex_parse_more(argc, argv, &o, "redis-server", 0, more, 1);
+
+    evn_events ev = {.serving = on_serving,
+                     .opened = on_opened,
+                     .closed = on_closed,
+                     .data = on_data,
+                     .tick = on_tick};
+    int rc = ex_run("redis-server", &ev, &o);
+    for (int i = 0; loops && i < nloops; i++)
+        reply_free(&loops[i].out);
+    free(loops);
+    store_free(store);
+    return setup_failed ? 1 : rc;
+}

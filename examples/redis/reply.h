@@ -1,0 +1,48 @@
+/*
+ * Building RESP2 replies: everything the commands of one input event write
+ * is gathered in one buffer per event loop and handed to evn_write() once,
+ * when the event is done (or when the buffer fills). A large bulk value goes
+ * to evn_write() directly instead of through the buffer, to copy it once.
+ */
+#ifndef EVN_EXAMPLES_REPLY_H
+#define EVN_EXAMPLES_REPLY_H
+
+#include "evn.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct reply {
+    evn_conn *c;
+    char *buf;
+    size_t len, cap;
+    bool failed; /* evn_write failed: the connection should close */
+};
+
+/* Set r up with a buffer of cap bytes; -1 if out of memory. */
+int reply_init(struct reply *r, size_t cap);
+void reply_free(struct reply *r);
+
+/* Start gathering the replies for c. */
+void reply_begin(struct reply *r, evn_conn *c);
+/* Hand what is gathered to evn_write(). */
+void reply_flush(struct reply *r);
+
+void reply_raw(struct reply *r, const char *p, size_t n);
+/* A status reply: "+OK\r\n" for s = "OK". */
+void reply_status(struct reply *r, const char *s);
+/*
+ * An error reply, "-ERR ...\r\n". Like Redis, a '\r' or '\n' in the
+ * message is sent as a space, so that the reply stays one line.
+ */
+void reply_error(struct reply *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same for a message that is not a format, such as one with a NUL. */
+void reply_error_len(struct reply *r, const char *msg, size_t n);
+void reply_int(struct reply *r, long long v);
+void reply_bulk(struct reply *r, const char *p, size_t n);
+void reply_bulk_str(struct reply *r, const char *s);
+void reply_nil(struct reply *r);
+/* The header of an array of n elements, which follow. */
+void reply_array(struct reply *r, size_t n);
+
+#endif

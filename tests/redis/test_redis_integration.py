@@ -1,0 +1,971 @@
+#!/usr/bin/env python3
+"""Integration tests of evn's Redis example server (examples/redis).
+
+The real binary is started on an ephemeral port (--port 0; the port is read
+from the line it prints) and driven by raw sockets, by Debian's python3-redis
+(`import redis`), by redis-cli and by redis-benchmark. Wherever a real
+redis-server (Debian's package) is installed, the test starts one itself on a
+free port and every request of the comparison tables is sent to both: the
+replies must be the same, byte for byte.
+
+A missing redis-server, redis-cli, redis-benchmark or python3-redis fails the
+test, unless EVN_ALLOW_MISSING_CLIENTS=1, which turns each into a printed
+note and a skipped part.
+
+No sleeps are used to synchronise: replies are read until complete, a closed
+connection is seen as EOF, and waiting for a key to expire is a bounded loop
+of requests. Timeouts exist only to turn a hang into a failure.
+
+    test_redis_integration.py --server build/examples/redis-server [--backend poll]
+"""
+
+import argparse
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+IO_TIMEOUT = 30.0  # a hang becomes a failure after this long
+ALLOW_MISSING = os.environ.get("EVN_ALLOW_MISSING_CLIENTS") == "1"
+
+passed = 0
+failed = 0
+skipped = 0
+
+
+def note(msg):
+    print(f"NOTE: {msg}", flush=True)
+
+
+def check(cond, what, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print(f"FAIL: {what}" + (f"\n      {detail}" if detail else ""), flush=True)
+    return cond
+
+
+def check_eq(got, want, what):
+    return check(got == want, what, f"got  {short(got)}\n      want {short(want)}")
+
+
+def short(v, limit=300):
+    r = repr(v)
+    return r if len(r) <= limit else r[:limit] + f"... ({len(r)} chars)"
+
+
+def missing(tool):
+    """A tool is absent: a note and a skip if allowed, else a failure."""
+    global skipped
+    if ALLOW_MISSING:
+        skipped += 1
+        note(f"{tool} is not installed: its part is skipped (EVN_ALLOW_MISSING_CLIENTS=1)")
+    else:
+        check(False, f"{tool} is not installed",
+              "install it (Debian: redis-server redis-tools python3-redis) "
+              "or set EVN_ALLOW_MISSING_CLIENTS=1 to skip its part")
+
+
+# ---------------------------------------------------------------- protocol
+
+
+def encode(args):
+    """A request in the multibulk form."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class Conn:
+    """A raw connection that reads whole RESP replies, as bytes."""
+
+    def __init__(self, port, host="127.0.0.1", path=None):
+        if path:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(IO_TIMEOUT)
+            self.sock.connect(path)
+        else:
+            self.sock = socket.create_connection((host, port), timeout=IO_TIMEOUT)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+        self.pos = 0
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        d = self.sock.recv(1 << 20)
+        if not d:
+            raise EOFError("connection closed")
+        self.buf += d
+
+    def _line(self):
+        while True:
+            i = self.buf.find(b"\r\n", self.pos)
+            if i >= 0:
+                line = bytes(self.buf[self.pos:i])
+                self.pos = i + 2
+                return line
+            self._fill()
+
+    def _take(self, n):
+        while len(self.buf) - self.pos < n:
+            self._fill()
+        d = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += n
+        return d
+
+    def reply(self):
+        """One whole reply, as the bytes it was sent as."""
+        start = self.pos
+        self._reply()
+        raw = bytes(self.buf[start:self.pos])
+        del self.buf[:self.pos]
+        self.pos = 0
+        return raw
+
+    def _reply(self):
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind in (b"+", b"-", b":"):
+            return
+        if kind == b"$":
+            n = int(rest)
+            if n >= 0:
+                self._take(n + 2)
+            return
+        if kind == b"*":
+            for _ in range(max(int(rest), 0)):
+                self._reply()
+            return
+        raise ValueError(f"bad reply line {line!r}")
+
+    def replies(self, n):
+        return [self.reply() for _ in range(n)]
+
+    def call(self, *args):
+        self.send(encode(args))
+        return self.reply()
+
+    def rest_until_eof(self):
+        """Whatever comes until the peer closes: (bytes, saw_eof)."""
+        data = bytes(self.buf[self.pos:])
+        self.buf.clear()
+        self.pos = 0
+        try:
+            while True:
+                d = self.sock.recv(1 << 16)
+                if not d:
+                    return data, True
+                data += d
+        except (socket.timeout, ConnectionResetError):
+            return data, False
+
+
+# ---------------------------------------------------------------- servers
+
+
+class EvnServer:
+    """The server under test, on a port of the system's choosing."""
+
+    def __init__(self, binary, backend, *extra):
+        self.args = [binary, "--port", "0", "--backend", backend, *extra]
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.port = None
+        deadline = time.monotonic() + IO_TIMEOUT
+        out = b""
+        while self.port is None:
+            left = deadline - time.monotonic()
+            r, _, _ = select.select([self.proc.stdout], [], [], max(left, 0))
+            if not r:
+                raise RuntimeError(f"no 'listening on' line from {self.args}: {out!r}")
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"{self.args} exited: {out!r} {self.proc.stderr.read()!r}")
+            out += line
+            m = re.match(rb"listening on tcp://\[::\]:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+
+    def stop(self, sig=signal.SIGTERM):
+        """Stop it with a signal; returns its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=IO_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return "hung"
+        err = self.proc.stderr.read()
+        if err:
+            print(err.decode(errors="replace"), file=sys.stderr)
+        # Sanitizers that only print (UBSan without halt_on_error) fail the test too.
+        check(b"runtime error:" not in err and b"Sanitizer" not in err,
+              f"no sanitizer report from {' '.join(self.args[1:])}")
+        return self.proc.returncode
+
+
+def real_redis_binary():
+    for path in ("/usr/bin/redis-server", shutil.which("redis-server")):
+        if path and os.path.exists(path) and "examples" not in path:
+            return path
+    return None
+
+
+class RealRedis:
+    """Debian's redis-server, on a free port, saving nothing."""
+
+    def __init__(self, *extra):
+        binary = real_redis_binary()
+        for _ in range(10):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            self.proc = subprocess.Popen(
+                [binary, "--save", "", "--appendonly", "no", "--port", str(port),
+                 "--bind", "127.0.0.1", "--daemonize", "no", *extra],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if self._ready():
+                self.port = port
+                return
+            self.proc.kill()
+            self.proc.wait()
+        raise RuntimeError("could not start redis-server")
+
+    def _ready(self):
+        deadline = time.monotonic() + IO_TIMEOUT
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.proc.stdout], [], [], deadline - time.monotonic())
+            if not r:
+                return False
+            line = self.proc.stdout.readline()
+            if not line:
+                return False  # it exited, most likely the port was taken meanwhile
+            if b"Ready to accept connections" in line:
+                threading.Thread(target=self._drain, daemon=True).start()
+                return True
+        return False
+
+    def _drain(self):
+        for _ in self.proc.stdout:
+            pass
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=IO_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# ---------------------------------------------------------------- tables
+#
+# A case is a list of requests sent in one write; each request is a list of
+# arguments (sent as multibulk) or (raw bytes, number of replies expected).
+# Every case starts on an empty store. Where a case carries expected replies
+# (pinned), they are checked even without a real redis-server.
+
+BIG = "9223372036854775807"
+
+CASES = [
+    ("ping", [["PING"], ["ping", "hello"], ["PiNg", ""], ["PING", "a", "b"]]),
+    ("echo", [["ECHO", "x y"], ["ECHO"], ["ECHO", "a", "b"], ["echo", "a\r\nb"]]),
+    ("set get", [["SET", "k", "v"], ["GET", "k"], ["GET", "nope"], ["SET", "e", ""], ["GET", "e"],
+                 ["SET", "k", "w"], ["GET", "k"]]),
+    ("binary", [["SET", b"k\x00\r\n\xff", b"v\x00\r\n\xfe"], ["GET", b"k\x00\r\n\xff"],
+                ["GET", b"k\x00"], ["EXISTS", b"k\x00\r\n\xff"], ["DEL", b"k\x00\r\n\xff"]]),
+    ("set nx xx", [["SET", "k", "1", "NX"], ["SET", "k", "2", "NX"], ["GET", "k"],
+                   ["SET", "k", "3", "XX"], ["SET", "n", "3", "XX"], ["GET", "k"], ["GET", "n"],
+                   ["SET", "k", "4", "nx", "xx"], ["SET", "k", "5", "XX", "NX"],
+                   ["SET", "k", "6", "NX", "NX"]]),
+    ("set get option", [["SET", "k", "1", "GET"], ["SET", "k", "2", "GET"], ["GET", "k"],
+                        ["SET", "k", "3", "NX", "GET"], ["SET", "m", "1", "XX", "GET"],
+                        ["GET", "k"], ["GET", "m"]]),
+    ("set expiry options", [
+        ["SET", "k", "v", "EX", "100"], ["TTL", "k"], ["SET", "k", "v"], ["TTL", "k"],
+        ["SET", "k", "v", "PX", "100000"], ["TTL", "k"],
+        ["SET", "k", "w", "KEEPTTL"], ["TTL", "k"], ["GET", "k"],
+        ["SET", "k", "v", "EX", "0"], ["SET", "k", "v", "EX", "-1"], ["SET", "k", "v", "PX", "0"],
+        ["SET", "k", "v", "EX", "x"], ["SET", "k", "v", "EX", "1.5"], ["SET", "k", "v", "EX"],
+        ["SET", "k", "v", "EX", "10", "PX", "10"], ["SET", "k", "v", "KEEPTTL", "EX", "10"],
+        ["SET", "k", "v", "EX", "10", "KEEPTTL"], ["SET", "k", "v", "EX", "5", "EX", "100"],
+        ["TTL", "k"], ["SET", "k", "v", "EX", "0", "PX", "5"],
+        ["SET", "k", "v", "EX", "x", "NX", "XX"], ["SET", "k", "v", "PX", BIG],
+        ["SET", "k", "v", "EX", "9223372036854775"], ["SET", "k", "v", "EX", "9223372036854"],
+        ["SET", "k", "v", "EXAT", "1"], ["GET", "k"], ["EXISTS", "k"],
+        ["SET", "k", "v", "PXAT", "1", "EXAT", "1"], ["SET", "k", "v", "KEEPTTL", "KEEPTTL"],
+        ["SET", "k", "v", "FOO"], ["SET", "k"], ["SET"], ["DBSIZE"]]),
+    ("ttl", [["TTL", "nope"], ["PTTL", "nope"], ["SET", "k", "v"], ["PTTL", "k"], ["TTL"],
+             ["TTL", "a", "b"]]),
+    ("del exists", [["MSET", "a", "1", "b", "2", "c", "3"], ["EXISTS", "a", "a", "b", "zz"],
+                    ["DEL", "a", "a", "b", "zz"], ["EXISTS", "a", "b", "c"], ["DEL"], ["EXISTS"],
+                    ["DBSIZE"]]),
+    ("incr decr", [["INCR", "n"], ["INCR", "n"], ["DECR", "n"], ["DECR", "m"],
+                   ["INCRBY", "n", "100"], ["INCRBY", "n", "-1000"], ["DECRBY", "n", "5"],
+                   ["DECRBY", "n", "-5"], ["GET", "n"], ["INCRBY", "n", "x"],
+                   ["INCRBY", "n", "1.5"], ["INCRBY", "n", "9223372036854775808"],
+                   ["DECRBY", "n", "-9223372036854775808"], ["INCR"], ["INCRBY", "n"],
+                   ["DECR", "a", "b"]]),
+    ("incr values", [["SET", "a", " 1"], ["INCR", "a"], ["SET", "a", "-0"], ["INCR", "a"],
+                     ["SET", "a", "00"], ["INCR", "a"], ["SET", "a", "+1"], ["INCR", "a"],
+                     ["SET", "a", "1" * 30], ["INCR", "a"], ["SET", "a", "abc"], ["INCR", "a"],
+                     ["SET", "a", BIG], ["INCR", "a"], ["DECR", "a"],
+                     ["SET", "a", "-9223372036854775808"], ["DECR", "a"], ["INCR", "a"],
+                     ["SET", "a", "9"], ["INCR", "a"], ["INCRBY", "a", "99999999"], ["GET", "a"],
+                     ["SET", "t", "5", "EX", "100"], ["INCR", "t"], ["TTL", "t"]]),
+    ("mset mget", [["MSET", "a", "1", "b", "2", "a", "3"], ["MGET", "a", "b", "c", "a"],
+                   ["MSET", "a"], ["MSET", "a", "1", "b"], ["MSET"], ["MGET"],
+                   ["MSET", "x", "", "y", b"\x00"], ["MGET", "x", "y"], ["DBSIZE"]]),
+    ("dbsize flush", [["DBSIZE"], ["SET", "a", "1"], ["SET", "b", "1"], ["DBSIZE"],
+                      ["FLUSHDB"], ["DBSIZE"], ["SET", "a", "1"], ["FLUSHALL", "SYNC"],
+                      ["FLUSHALL", "ASYNC"], ["FLUSHDB", "async"], ["FLUSHDB", "x"],
+                      ["FLUSHALL", "ASYNC", "SYNC"], ["DBSIZE", "x"], ["DBSIZE"]]),
+    ("unknown commands", [["FOO"], ["FOO", "a", "b"], ["foo", "a" * 200, "b" * 200, "c"],
+                          ["FOO" * 50, "a"], ["FOO\r\nX", "a\r\nb", "c\nd"],
+                          ["FOO"] + ["x%d" % i for i in range(40)],
+                          ["FOO"] + ["x" * 100] * 40, [b"GE\x00T", "a"], [b"FOO", b"a\x00b", "c"],
+                          [""], ["GETT", "a"], ["%s%d", "%n"]]),
+    ("arity", [["GET"], ["GET", "a", "b"], ["SET", "a"], ["DEL"], ["MGET"], ["INCR"],
+               ["INCRBY", "a"], ["ECHO"], ["DBSIZE", "a"], ["SELECT"], ["TTL"], ["EXISTS"]]),
+    ("client", [["CLIENT"], ["CLIENT", "SETNAME"], ["CLIENT", "SETNAME", "a", "b"],
+                ["CLIENT", "GETNAME"], ["CLIENT", "SETNAME", "conn-1"], ["CLIENT", "GETNAME"],
+                ["client", "setname", "a b"], ["CLIENT", "SETNAME", "a\x80"],
+                ["CLIENT", "SETNAME", "a~!"], ["CLIENT", "GETNAME"], ["CLIENT", "SETNAME", ""],
+                ["CLIENT", "GETNAME"], ["CLIENT", "GETNAME", "x"], ["CLIENT", "FOO"],
+                ["CLIENT", "foo\r\nbar"], ["CLIENT", "x" * 200], ["CLIENT", "ID", "x"]]),
+    ("config", [["CONFIG", "GET", "save"], ["CONFIG", "GET", "appendonly"],
+                ["CONFIG", "GET", "SAVE"],
+                ["CONFIG", "GET", "save", "save"], ["CONFIG", "GET", "nonexistent"],
+                ["CONFIG", "GET", "appendon*"], ["CONFIG", "GET"], ["CONFIG"],
+                ["CONFIG", "FOO"]]),
+    ("select", [["SELECT", "0"], ["SELECT", "-1"], ["SELECT", "x"], ["SELECT", "99999999999"],
+                ["SELECT", "1.0"]]),
+    ("command errors", [["COMMAND", "FOO"], ["COMMAND", "COUNT", "x"], ["COMMAND", "INFO", "nosuch"],
+                        ["COMMAND", "DOCS", "nosuch"]]),
+    ("shutdown refused", [["SHUTDOWN", "ABORT"], ["SHUTDOWN", "foo"], ["SHUTDOWN", "NOSAVE", "x"],
+                          ["SHUTDOWN", "SAVE", "NOSAVE"], ["PING"]]),
+    ("inline", [(b"PING\r\n", 1), (b"ping hello\r\n", 1), (b"SET a b\n", 1), (b"GET a\r\n", 1),
+                (b"  set   x\t'y z'  \r\n", 1), (b"GET x\r\n", 1),
+                (b'SET "\\x41\\n\\t\\\\" \'a\\\'b\'\r\n', 1), (b'GET "A\\n\\t\\\\"\r\n', 1),
+                (b'ECHO "\\x4"\r\n', 1), (b'ECHO \\x41\r\n', 1), (b'ECHO "\\x41\\x4g"\r\n', 1),
+                (b'ECHO a"b c"\r\n', 1), (b"ECHO a\x0bb\r\n", 1), (b"ECHO a\tb\r\n", 1),
+                (b"\r\n", 0), (b"   \r\n", 0), (b"\n", 0), (b"PING\r\r\n", 1),
+                (b"ECHO \"\" ''\r\n", 1), (b"FOO bar\r\n", 1)]),
+    ("multibulk quirks", [(b"*0\r\n", 0), (b"*-1\r\n", 0), (b"*-5\r\n", 0),
+                          (b"*1\r\n$4\r\nPINGxx", 1), (b"*1\rx$4\r\nPING\r\n", 1),
+                          (b"*1\r\n$4\rxPING\r\n", 1), (b"*1\r\n$0\r\n\r\n", 1),
+                          (b"*1\r\n$1\r\n\r\n\r\n", 1), (b"*2\r\n$4\r\nECHO\r\n$0\r\n\r\n", 1)]),
+]
+
+# Replies pinned here, checked with or without a real redis-server.
+PINNED = [
+    (["GET"], b"-ERR wrong number of arguments for 'get' command\r\n"),
+    (["FOO", "a", "b"], b"-ERR unknown command 'FOO', with args beginning with: 'a' 'b' \r\n"),
+    (["INCRBY", "k", "x"], b"-ERR value is not an integer or out of range\r\n"),
+    (["SET", "k", "v", "NX", "XX"], b"-ERR syntax error\r\n"),
+    (["SET", "k", "v", "EX", "0"], b"-ERR invalid expire time in 'set' command\r\n"),
+    (["CONFIG", "GET", "save"], b"*2\r\n$4\r\nsave\r\n$0\r\n\r\n"),
+    (["CONFIG", "GET", "appendonly"], b"*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n"),
+    (["CLIENT", "SETNAME", "x"], b"+OK\r\n"),
+    (["CLIENT", "SETNAME"], b"-ERR wrong number of arguments for 'client|setname' command\r\n"),
+    (["PING"], b"+PONG\r\n"),
+    (["ECHO", "hi"], b"$2\r\nhi\r\n"),
+]
+
+# Requests that break the protocol: Redis replies with an error and closes.
+# (bytes, pinned reply or None). Commands before the error are answered.
+PROTOCOL_ERRORS = [
+    (b"*x\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
+    (b"*3000000000\r\n", None),
+    (b"*2147483648\r\n", None),
+    (b"*+1\r\n$4\r\nPING\r\n", None),
+    (b"*01\r\n$4\r\nPING\r\n", None),
+    (b"*-0\r\nPING\r\n", None),
+    (b"*1 \r\n$4\r\nPING\r\n", None),
+    (b"*1\r\nx3\r\nfoo\r\n", b"-ERR Protocol error: expected '$', got 'x'\r\n"),
+    (b"*1\r\n\r\n", None),
+    (b"*1\r\n\n\r\n", None),
+    (b"*1\r$4\r\nPING\r\n", None),
+    (b"*1\r\n$x\r\nfoo\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
+    (b"*1\r\n$-1\r\n", None),
+    (b"*1\r\n$04\r\nPING\r\n", None),
+    (b"*1\r\n$ 4\r\nPING\r\n", None),
+    (b"*1\r\n$+4\r\nPING\r\n", None),
+    (b"*1\r\n$" + b"1" * 30 + b"\r\n", None),
+    (b"PING\r\n*1\r\n$x\r\nPING\r\n", b"+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"),
+    (b'PING "a\r\n', b"-ERR Protocol error: unbalanced quotes in request\r\n"),
+    (b'ECHO "a"b\r\n', None),
+    (b"ECHO 'a\\'b'c\r\n", None),
+    (b"A" * 70000, b"-ERR Protocol error: too big inline request\r\n"),
+    (b"*" + b"1" * 70000, b"-ERR Protocol error: too big mbulk count string\r\n"),
+    (b"*1\r\n$" + b"1" * 70000, b"-ERR Protocol error: too big bulk count string\r\n"),
+    (b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$y\r\n", None),
+]
+
+
+def run_case(conn, case):
+    conn.call("FLUSHALL")
+    data = b""
+    nreplies = 0
+    for req in case:
+        if isinstance(req, tuple):
+            data += req[0]
+            nreplies += req[1]
+        else:
+            data += encode(req)
+            nreplies += 1
+    conn.send(data)
+    replies = conn.replies(nreplies)
+    # Nothing more may come: a PING answered next is the proof.
+    replies.append(conn.call("PING"))
+    return replies
+
+
+def protocol_error(port, data):
+    c = Conn(port)
+    c.send(data)
+    out, eof = c.rest_until_eof()
+    c.close()
+    return out, eof
+
+
+# ---------------------------------------------------------------- parts
+
+
+def part_compare(port, real):
+    """The tables, against the pins and, if present, a real redis-server."""
+    ours = Conn(port)
+    theirs = Conn(real.port) if real else None
+    for name, case in CASES:
+        got = run_case(ours, case)
+        check(len(got) > 0, f"case '{name}' answered")
+        if theirs:
+            want = run_case(theirs, case)
+            for i, (g, w) in enumerate(zip(got, want)):
+                check_eq(g, w, f"case '{name}' reply {i} (vs redis-server)")
+    # Several parameters come in the order of Redis's hash table, which varies.
+    for conn, who in ((ours, ""), (theirs, " (redis-server)")):
+        if conn:
+            got = conn.call("CONFIG", "GET", "save", "appendonly")
+            pairs = re.findall(rb"\$\d+\r\n([^\r]*)\r\n\$\d+\r\n([^\r]*)\r\n", got)
+            check(got.startswith(b"*4\r\n") and dict(pairs) == {b"save": b"", b"appendonly": b"no"},
+                  "CONFIG GET save appendonly" + who, short(got))
+    for req, want in PINNED:
+        ours.call("FLUSHALL")
+        check_eq(ours.call(*req), want, f"pinned {req}")
+        if theirs:
+            theirs.call("FLUSHALL")
+            check_eq(theirs.call(*req), want, f"pinned {req} (redis-server agrees)")
+    ours.close()
+    if theirs:
+        theirs.close()
+
+
+def part_protocol_errors(port, real):
+    """Each error: Redis's message, then the connection closes; others live on."""
+    bystander = Conn(port)
+    bystander.call("SET", "survivor", "yes")
+    for data, pinned in PROTOCOL_ERRORS:
+        out, eof = protocol_error(port, data)
+        what = f"protocol error {short(data[:40])}"
+        check(eof, f"{what}: connection closed")
+        check(b"-ERR Protocol error: " in out, f"{what}: error reply", short(out))
+        if pinned is not None:
+            check_eq(out, pinned, what)
+        if real:
+            want, _ = protocol_error(real.port, data)
+            check_eq(out, want, f"{what} (vs redis-server)")
+        check_eq(bystander.call("GET", "survivor"), b"$3\r\nyes\r\n",
+                 f"{what}: another connection still works")
+    bystander.close()
+
+
+def part_pipeline(port, real):
+    """1000 commands in one write, answered in order."""
+    reqs = []
+    for i in range(250):
+        reqs += [["SET", f"p{i}", f"v{i}"], ["GET", f"p{i}"], ["INCR", "pc"], ["PING"]]
+    data = b"".join(encode(r) for r in reqs)
+    c = Conn(port)
+    c.call("FLUSHALL")
+    c.send(data)
+    got = c.replies(len(reqs))
+    ok = all(got[4 * i] == b"+OK\r\n" and got[4 * i + 1] == b"$%d\r\nv%d\r\n" % (len(f"v{i}"), i)
+             and got[4 * i + 2] == b":%d\r\n" % (i + 1) and got[4 * i + 3] == b"+PONG\r\n"
+             for i in range(250))
+    check(ok, "1000 pipelined commands answered in order", short(got[:8]))
+    if real:
+        r = Conn(real.port)
+        r.call("FLUSHALL")
+        r.send(data)
+        check_eq(got, r.replies(len(reqs)), "1000 pipelined commands (vs redis-server)")
+        r.close()
+    # The same, inline, and cut into pieces at awkward places.
+    inline = b"".join(b"SET q%d %d\r\nGET q%d\n" % (i, i, i) for i in range(500))
+    for i in range(0, len(inline), 997):
+        c.send(inline[i:i + 997])
+    got = c.replies(1000)
+    check(all(got[2 * i] == b"+OK\r\n" and got[2 * i + 1] == b"$%d\r\n%d\r\n" % (len(str(i)), i)
+              for i in range(500)), "1000 pipelined inline commands sent in pieces")
+    c.close()
+
+
+def part_split(port):
+    """A request cut at every byte boundary still works (evn_keep)."""
+    c = Conn(port)
+    req = encode(["SET", "split", "x" * 300]) + encode(["GET", "split"])
+    for cut in list(range(1, 40)) + [len(req) // 2, len(req) - 1]:
+        c.send(req[:cut])
+        # A round trip on another connection gives the server time to read
+        # the first part on its own (likely, not certain: either way the
+        # replies must be right).
+        other = Conn(port)
+        other.call("PING")
+        other.close()
+        c.send(req[cut:])
+        got = c.replies(2)
+        check_eq(got, [b"+OK\r\n", b"$300\r\n" + b"x" * 300 + b"\r\n"], f"request cut at {cut}")
+    c.close()
+
+
+def part_big_value(port):
+    """A 10 MB value, SET then GET, arrives over many reads."""
+    value = bytes(range(256)) * (10 * 1024 * 1024 // 256)
+    c = Conn(port)
+    check_eq(c.call("SET", "big", value), b"+OK\r\n", "SET 10 MB")
+    got = c.call("GET", "big")
+    check(got == b"$%d\r\n" % len(value) + value + b"\r\n", "GET 10 MB returns the same bytes",
+          f"{len(got)} bytes")
+    check_eq(c.call("DEL", "big"), b":1\r\n", "DEL 10 MB")
+    c.close()
+
+
+def part_backpressure(port):
+    """A client that pipelines more output than it reads (64 GETs of 1 MB) gets it all."""
+    value = os.urandom(1024 * 1024)
+    c = Conn(port)
+    check_eq(c.call("SET", "bp", value), b"+OK\r\n", "SET 1 MB")
+    n = 64
+    c.send(encode(["GET", "bp"]) * n + encode(["PING"]))
+    want = b"$%d\r\n" % len(value) + value + b"\r\n"
+    got = c.replies(n + 1)
+    check(all(g == want for g in got[:n]) and got[n] == b"+PONG\r\n",
+          f"{n} pipelined GETs of 1 MB, read only afterwards, all answered in order")
+    check_eq(c.call("DEL", "bp"), b":1\r\n", "connection usable after the pause")
+    c.close()
+
+
+def part_max_bulk(binary, backend, real_cls):
+    """--max-bulk: a bulk one byte over it is 'invalid bulk length'."""
+    srv = EvnServer(binary, backend, "--max-bulk", "1048576")
+    real = real_cls("--proto-max-bulk-len", "1048576") if real_cls else None
+    try:
+        for n, ok in ((1048576, True), (1048577, False)):
+            # A refused bulk is sent without its body: the server closes without
+            # reading it, and unread input would make the close a reset.
+            head = b"*3\r\n$3\r\nSET\r\n$1\r\nm\r\n$%d\r\n" % n
+            data = head + b"v" * n + b"\r\n" if ok else head
+            c = Conn(srv.port)
+            c.send(data)
+            if ok:
+                check_eq(c.reply(), b"+OK\r\n", f"bulk of {n} with --max-bulk 1048576")
+            else:
+                out, eof = c.rest_until_eof()
+                check(eof and out == b"-ERR Protocol error: invalid bulk length\r\n",
+                      f"bulk of {n} with --max-bulk 1048576 refused", short(out))
+                if real:
+                    want, _ = protocol_error(real.port, data)
+                    check_eq(out, want, f"bulk of {n} refused (vs redis-server)")
+            c.close()
+    finally:
+        check_eq(srv.stop(), 0, "server with --max-bulk exits 0 on SIGTERM")
+        if real:
+            real.stop()
+
+
+def part_expiry(port):
+    """PX 100: gone soon after, by lazy (GET) and by active (DBSIZE) expiry."""
+    c = Conn(port)
+    c.call("FLUSHALL")
+    check_eq(c.call("SET", "e1", "v", "PX", "100"), b"+OK\r\n", "SET PX 100")
+    check_eq(c.call("SET", "e2", "v", "PX", "100"), b"+OK\r\n", "SET PX 100 (second key)")
+    check_eq(c.call("SET", "keep", "v", "EX", "1000"), b"+OK\r\n", "SET EX 1000")
+    pttl = int(c.call("PTTL", "e1")[1:-2])
+    check(-2 <= pttl <= 100 and pttl != -1, "PTTL after PX 100 is at most 100", str(pttl))
+    deadline = time.monotonic() + 20
+    gone = False
+    while time.monotonic() < deadline and not gone:
+        gone = c.call("GET", "e1") == b"$-1\r\n"
+    check(gone, "a PX 100 key is gone (GET) within 20 s")
+    # e2 is never touched: only the active expiry on the tick can free it.
+    deadline = time.monotonic() + 20
+    size = None
+    while time.monotonic() < deadline and size != b":1\r\n":
+        size = c.call("DBSIZE")
+    check_eq(size, b":1\r\n", "untouched expired key freed by active expiry (DBSIZE 1)")
+    check_eq(c.call("GET", "keep"), b"$1\r\nv\r\n", "EX 1000 key still there")
+    check(c.call("TTL", "keep") in (b":1000\r\n", b":999\r\n"), "TTL of EX 1000")
+    c.close()
+
+
+def part_quit_and_misc(port):
+    c = Conn(port)
+    c.send(encode(["PING"]) + encode(["QUIT"]) + encode(["PING"]))
+    out, eof = c.rest_until_eof()
+    check(eof and out == b"+PONG\r\n+OK\r\n", "QUIT answers +OK and closes, ignoring the rest",
+          short(out))
+    c.close()
+    c = Conn(port)
+    check(c.call("CLIENT", "ID").startswith(b":"), "CLIENT ID is an integer")
+    n = c.call("COMMAND", "COUNT")
+    check(re.fullmatch(rb":\d+\r\n", n) is not None, "COMMAND COUNT")
+    count = int(n[1:-2])
+    c.send(encode(["COMMAND"]))
+    table = c.reply()
+    check(table.startswith(b"*%d\r\n*10\r\n" % count), "COMMAND: one 10-field entry per command")
+    for name in (b"get", b"set", b"client", b"config", b"command", b"ping"):
+        check(b"$%d\r\n%s\r\n" % (len(name), name) in table, f"COMMAND lists {name.decode()}")
+    info = c.call("COMMAND", "INFO", "get", "client|setname", "nosuch")
+    check(info.startswith(b"*3\r\n*10\r\n$3\r\nget\r\n:2\r\n*2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n"),
+          "COMMAND INFO get", short(info))
+    check(b"$14\r\nclient|setname\r\n:3\r\n" in info and info.endswith(b"$-1\r\n"),
+          "COMMAND INFO client|setname and an unknown one", short(info))
+    docs = c.call("COMMAND", "DOCS")
+    check(docs.startswith(b"*%d\r\n" % (2 * count)) and b"$7\r\nsummary\r\n" in docs,
+          "COMMAND DOCS", short(docs))
+    docs = c.call("COMMAND", "DOCS", "get")
+    check(docs.startswith(b"*2\r\n$3\r\nget\r\n*8\r\n$7\r\nsummary\r\n"), "COMMAND DOCS get",
+          short(docs))
+    lst = c.call("COMMAND", "LIST")
+    check(lst.startswith(b"*%d\r\n" % count), "COMMAND LIST")
+    check(c.call("COMMAND", "HELP").startswith(b"*"), "COMMAND HELP")
+    check(c.call("CLIENT", "HELP").startswith(b"*"), "CLIENT HELP")
+    check(c.call("CONFIG", "HELP").startswith(b"*"), "CONFIG HELP")
+    c.close()
+
+
+def part_unix(binary, backend, tmpdir):
+    """--unixsocket: the same server on a unix socket too."""
+    path = os.path.join(tmpdir, f"redis-{os.getpid()}.sock")
+    srv = EvnServer(binary, backend, "--unixsocket", path)
+    try:
+        c = Conn(None, path=path)
+        check_eq(c.call("SET", "u", "1"), b"+OK\r\n", "SET over the unix socket")
+        c.close()
+        c = Conn(srv.port)
+        check_eq(c.call("GET", "u"), b"$1\r\n1\r\n", "same store over TCP")
+        c.close()
+        if shutil.which("redis-cli"):
+            out = subprocess.run(["redis-cli", "-s", path, "get", "u"], capture_output=True,
+                                 timeout=IO_TIMEOUT)
+            check_eq(out.stdout, b"1\n", "redis-cli -s over the unix socket")
+    finally:
+        check_eq(srv.stop(signal.SIGINT), 0, "server exits 0 on SIGINT")
+    check(not os.path.exists(path), "unix socket file removed at exit")
+
+
+def part_threads(port, nloops):
+    """Many connections at once (spread over the loops): the store is shared and safe."""
+    nconn, per = 8, 500
+    errors = []
+
+    def incr_worker():
+        try:
+            c = Conn(port)
+            c.send(b"".join(encode(["INCR", "shared"]) for _ in range(per)))
+            c.replies(per)
+            c.close()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    c = Conn(port)
+    c.call("DEL", "shared")
+    threads = [threading.Thread(target=incr_worker) for _ in range(nconn)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(not errors, f"INCR workers ({nloops} loops)", "; ".join(errors))
+    check_eq(c.call("GET", "shared"), b"$4\r\n%d\r\n" % (nconn * per),
+             f"{nconn} x {per} concurrent INCRs all counted ({nloops} loops)")
+
+    # MSET is atomic across shards: a reader never sees half of one.
+    stop = threading.Event()
+    torn = []
+
+    def writer():
+        w = Conn(port)
+        for i in range(400):
+            w.call("MSET", "ka", str(i), "kb", str(i), "kc", str(i), "kd", str(i))
+        stop.set()
+        w.close()
+
+    def reader():
+        r = Conn(port)
+        while not stop.is_set():
+            got = r.call("MGET", "ka", "kb", "kc", "kd")
+            vals = re.findall(rb"\$-?\d+\r\n(?:([^\r]*)\r\n)?", got)
+            if len(set(vals)) > 1:
+                torn.append(got)
+        r.close()
+
+    c.call("MSET", "ka", "0", "kb", "0", "kc", "0", "kd", "0")
+    ts = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    check(not torn, f"MGET never sees a half-done MSET ({nloops} loops)", short(torn[:2]))
+    c.close()
+
+
+def part_redis_py(port):
+    try:
+        import redis  # Debian's python3-redis
+    except ImportError:
+        missing("python3-redis (import redis)")
+        return
+    r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=IO_TIMEOUT)
+    check(r.ping() is True, "redis-py ping")
+    check(r.flushdb() is True, "redis-py flushdb")
+    check(r.set("a", "1") is True, "redis-py set")
+    check_eq(r.get("a"), b"1", "redis-py get")
+    check(r.get("nope") is None, "redis-py get missing")
+    check_eq(r.incr("a"), 2, "redis-py incr")
+    check_eq(r.incrby("a", 10), 12, "redis-py incrby")
+    check_eq(r.decr("a"), 11, "redis-py decr")
+    check(r.mset({"x": "1", "y": b"\x00\xff"}) is True, "redis-py mset")
+    check_eq(r.mget(["x", "y", "z"]), [b"1", b"\x00\xff", None], "redis-py mget")
+    check_eq(r.exists("x", "y", "z"), 2, "redis-py exists")
+    check_eq(r.delete("x", "z"), 1, "redis-py delete")
+    check_eq(r.dbsize(), 2, "redis-py dbsize")
+    check_eq(r.echo("hi"), b"hi", "redis-py echo")
+    check(r.set("n", "v", nx=True) is True and r.set("n", "w", nx=True) is None, "redis-py set nx")
+    check(r.set("n", "w", xx=True) is True and r.get("n") == b"w", "redis-py set xx")
+    check(r.set("t", "v", ex=100) is True and r.ttl("t") in (100, 99), "redis-py set ex, ttl")
+    check(r.set("t", "v", px=100000) is True and 0 < r.pttl("t") <= 100000, "redis-py px, pttl")
+    check(r.client_setname("py-conn") is True, "redis-py client_setname")
+    check(r.client_getname() in ("py-conn", b"py-conn"), "redis-py client_getname")
+    check_eq(r.config_get("save"), {"save": ""}, "redis-py config_get save")
+    check_eq(r.config_get("appendonly"), {"appendonly": "no"}, "redis-py config_get appendonly")
+    try:
+        r.incr("n")
+        check(False, "redis-py incr on a string raises")
+    except redis.ResponseError as e:
+        check_eq(str(e), "value is not an integer or out of range", "redis-py error text")
+    try:
+        r.execute_command("FOO", "bar")
+        check(False, "redis-py unknown command raises")
+    except redis.ResponseError as e:
+        check(str(e).startswith("unknown command 'FOO'"), "redis-py unknown command", str(e))
+    key = b"k\x00\r\n\xff"
+    check(r.set(key, b"\r\n\x00") is True and r.get(key) == b"\r\n\x00", "redis-py binary key")
+    big = os.urandom(10 * 1024 * 1024)
+    check(r.set("big", big) is True, "redis-py set 10 MB")
+    check(r.get("big") == big, "redis-py get 10 MB")
+    r.delete("big")
+    p = r.pipeline(transaction=False)
+    for i in range(1000):
+        p.set(f"pp{i}", i)
+        p.get(f"pp{i}")
+    res = p.execute()
+    check(all(res[2 * i] is True and res[2 * i + 1] == str(i).encode() for i in range(1000)),
+          "redis-py pipeline of 2000 commands")
+    check(r.flushall() is True and r.dbsize() == 0, "redis-py flushall")
+    r.close()
+
+
+def run_cli(args, stdin=None):
+    return subprocess.run(["redis-cli", *args], input=stdin, capture_output=True,
+                          timeout=IO_TIMEOUT)
+
+
+def interactive_cli(port):
+    """redis-cli in a pseudo-terminal, as a person would use it."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ["TERM"] = "dumb"
+        os.execvp("redis-cli", ["redis-cli", "-p", str(port)])
+    out = b""
+
+    def wait_for(pred):
+        nonlocal out
+        deadline = time.monotonic() + IO_TIMEOUT
+        while not pred(out) and time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], deadline - time.monotonic())
+            if not r:
+                break
+            try:
+                d = os.read(fd, 65536)
+            except OSError:
+                break
+            if not d:
+                break
+            if b"\x1b[6n" in d:  # the line editor asks where the cursor is
+                os.write(fd, b"\x1b[1;1R")
+            out += d
+        return pred(out)
+
+    prompt = b"127.0.0.1:%d> " % port
+    ok = wait_for(lambda o: o.endswith(prompt))
+    for line, want in ((b"set tty hello", b"OK"), (b"get tty", b'"hello"'),
+                       (b"incr tty", b"ERR value is not an integer"), (b"ping", b"PONG")):
+        mark = len(out)
+        os.write(fd, line + b"\r")
+        # The answer, then the next prompt.
+        ok = wait_for(lambda o: want in o[mark:] and o.endswith(prompt)) and ok
+    os.write(fd, b"quit\r")
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return ok, out, status
+
+
+def part_redis_cli(port, real):
+    if not shutil.which("redis-cli"):
+        missing("redis-cli")
+        return
+    check_eq(run_cli(["-p", str(port), "set", "a", "b"]).stdout, b"OK\n", "redis-cli set a b")
+    check_eq(run_cli(["-p", str(port), "get", "a"]).stdout, b"b\n", "redis-cli get a")
+    check_eq(run_cli(["-p", str(port), "--raw", "incr", "cnt"]).stdout, b"1\n", "redis-cli incr")
+    script = b"set x 1\nincr x\nget x\nget nope\nmget x nope\nping\nfoo bar\nset s \"a b\"\nget s\n"
+    got = run_cli(["-p", str(port)], stdin=script)
+    check_eq(got.returncode, 0, "redis-cli with commands on stdin exits 0")
+    if real:
+        run_cli(["-p", str(real.port), "del", "x", "s"])
+        want = run_cli(["-p", str(real.port)], stdin=script)
+        check_eq(got.stdout, want.stdout, "redis-cli stdin session output (vs redis-server)")
+    else:
+        check_eq(got.stdout, b"OK\n2\n2\n\n2\n\nPONG\nERR unknown command 'foo', with args "
+                 b"beginning with: 'bar' \n\nOK\na b\n", "redis-cli stdin session output")
+    ok, out, status = interactive_cli(port)
+    check(ok and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0,
+          "redis-cli interactive session (prompt, set, get, error, ping, quit)", short(out))
+
+
+BENCH_TESTS = {"PING_INLINE", "PING_MBULK", "SET", "GET", "INCR", "MSET (10 keys)"}
+
+
+def part_benchmark(port, nloops):
+    if not shutil.which("redis-benchmark"):
+        missing("redis-benchmark")
+        return
+    for pipeline in ("1", "16"):
+        res = subprocess.run(
+            ["redis-benchmark", "-p", str(port), "-t", "ping_inline,ping_mbulk,set,get,incr,mset",
+             "-n", "2000", "-q", "-P", pipeline], capture_output=True, timeout=120)
+        text = res.stdout.decode(errors="replace").replace("\r", "\n")
+        done = {m.group(1) for m in re.finditer(r"^\s*([A-Z_]+(?: \(10 keys\))?): [\d.]+ requests "
+                                                r"per second", text, re.M)}
+        what = f"redis-benchmark -P {pipeline} ({nloops} loop{'s' if nloops > 1 else ''})"
+        check_eq(res.returncode, 0, f"{what} exits 0")
+        check(done == BENCH_TESTS, f"{what}: every test reports", short(text[-600:]))
+        check(b"ERR" not in res.stdout + res.stderr, f"{what}: no error replies",
+              short(res.stderr))
+
+
+def part_flags(binary, backend):
+    r = subprocess.run([binary, "--help"], capture_output=True, timeout=IO_TIMEOUT)
+    check(r.returncode == 0 and b"--max-bulk" in r.stdout and b"--port" in r.stdout,
+          "--help: usage with --max-bulk, exit 0", short(r.stdout))
+    for bad in (["--nope"], ["--port"], ["--port", "x"], ["--max-bulk", "-1"], ["--max-bulk", "x"],
+                ["--loops", "many"], ["--balance", "sideways"]):
+        r = subprocess.run([binary, *bad], capture_output=True, timeout=IO_TIMEOUT)
+        check(r.returncode == 2 and b"usage" in r.stderr, f"bad flag {bad}: usage, exit 2",
+              f"rc {r.returncode} {short(r.stderr)}")
+    srv = EvnServer(binary, backend, "--loops", "2", "--balance", "round-robin", "--reuseport")
+    c = Conn(srv.port)
+    check_eq(c.call("PING"), b"+PONG\r\n", "--loops 2 --balance --reuseport serves")
+    c.close()
+    check_eq(srv.stop(signal.SIGTERM), 0, "exit 0 on SIGTERM")
+    # SHUTDOWN over the protocol: no reply, the connection closes, exit 0.
+    srv = EvnServer(binary, backend)
+    c = Conn(srv.port)
+    c.send(encode(["SET", "a", "b"]) + encode(["SHUTDOWN", "NOSAVE"]))
+    out, eof = c.rest_until_eof()
+    check(eof and out == b"+OK\r\n", "SHUTDOWN closes the connection without a reply", short(out))
+    c.close()
+    try:
+        srv.proc.wait(timeout=IO_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pass
+    check_eq(srv.stop(), 0, "exit 0 after SHUTDOWN")
+
+
+# ---------------------------------------------------------------- main
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--server", required=True)
+    ap.add_argument("--backend", default=os.environ.get("EVN_BACKEND", "epoll"))
+    args = ap.parse_args()
+    tmpdir = os.environ.get("TMPDIR", "/tmp")
+
+    real = None
+    real_cls = RealRedis if real_redis_binary() else None
+    if real_cls:
+        real = RealRedis()
+    else:
+        missing("redis-server (the real one, to compare replies with)")
+
+    parts = []
+    try:
+        part_flags(args.server, args.backend)
+        for nloops in (1, 2):
+            srv = EvnServer(args.server, args.backend, "--loops", str(nloops))
+            try:
+                print(f"== {nloops} loop(s), {args.backend}", flush=True)
+                if nloops == 1:
+                    parts = [lambda: part_compare(srv.port, real),
+                             lambda: part_protocol_errors(srv.port, real),
+                             lambda: part_split(srv.port),
+                             lambda: part_big_value(srv.port),
+                             lambda: part_backpressure(srv.port),
+                             lambda: part_expiry(srv.port),
+                             lambda: part_quit_and_misc(srv.port),
+                             lambda: part_redis_py(srv.port),
+                             lambda: part_redis_cli(srv.port, real)]
+                else:
+                    parts = [lambda: part_protocol_errors(srv.port, None),
+                             lambda: part_big_value(srv.port)]
+                parts += [lambda: part_pipeline(srv.port, real if nloops == 1 else None),
+                          lambda: part_threads(srv.port, nloops),
+                          lambda: part_benchmark(srv.port, nloops)]
+                for part in parts:
+                    try:
+                        part()
+                    except Exception:  # noqa: BLE001 - one part failing must not hide the rest
+                        check(False, "part raised", traceback.format_exc())
+            finally:
+                check_eq(srv.stop(), 0, f"{nloops}-loop server exits 0 on SIGTERM")
+        part_max_bulk(args.server, args.backend, real_cls)
+        part_unix(args.server, args.backend, tmpdir)
+    finally:
+        if real:
+            real.stop()
+
+    print(f"redis integration ({args.backend}): {passed} passed, {failed} failed"
+          + (f", {skipped} skipped" if skipped else ""), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
