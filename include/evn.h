@@ -225,6 +225,49 @@ EVN_API int evn_shutdown(evn_server *srv);
  */
 EVN_API int evn_wake(evn_server *srv, evn_id id);
 
+/*
+ * Queue output for the connection with this id from any thread, copying
+ * buf. The connection's loop appends it to the connection's output and sends
+ * it; writes from one thread arrive in the order made (on the connection's
+ * own loop thread, also in order with evn_write). Bytes for a
+ * connection that has closed by the time its loop sees them are dropped (use
+ * evn_send_owned to learn of it). Returns 0 when queued, -EINVAL for an id
+ * that cannot be this server's, -ESHUTDOWN if the server is stopping, or
+ * -ENOMEM.
+ */
+EVN_API int evn_send(evn_server *srv, evn_id id, const void *buf, size_t len);
+
+/*
+ * Like evn_send, but without a copy: evn takes buf and, once it no longer
+ * needs it, calls done(buf, status, arg) on the connection's loop thread
+ * (on the calling thread if evn_send_owned fails). status is 0 when every
+ * byte was sent, else a negative errno (-ENOTCONN: the connection was gone).
+ * done may be NULL. Returns as evn_send; on failure done has been called.
+ */
+EVN_API int evn_send_owned(evn_server *srv, evn_id id, void *buf, size_t len,
+                           void (*done)(void *buf, int status, void *arg), void *arg);
+
+/* evn_conn_listener() of a connection made with evn_connect(). */
+#define EVN_OUTBOUND ((size_t)-1)
+
+/*
+ * Open a client connection to url: tcp://, tcp4://, tcp6:// with a numeric
+ * address (host names are not resolved, so the loop never blocks on DNS),
+ * or unix://path. Call from a callback of srv (a loop thread): the
+ * connection belongs to the calling loop and gets the same events as an
+ * accepted one. udata is set before any event. opened fires once connected;
+ * if connecting fails or takes longer than timeout_ms (0: no limit but the
+ * kernel's), closed fires instead, with the error (-ECONNREFUSED,
+ * -ETIMEDOUT...). Output written before opened is sent once connected.
+ *
+ * Returns 0 and the new connection's id in *id (if not NULL), or a negative
+ * errno, with no event to follow: -EINVAL for a bad URL or a host name
+ * (evn_errmsg() says which), -EPERM when not called on one of srv's loop
+ * threads, or the error of a connect that failed at once.
+ */
+EVN_API int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udata,
+                        evn_id *id);
+
 /* The user data given in evn_events.udata. Any thread. */
 EVN_API void *evn_server_udata(const evn_server *srv);
 /* The number of loops the server runs. Any thread. */
@@ -253,7 +296,8 @@ EVN_API evn_id evn_conn_id(const evn_conn *c);
 /* Per-connection user data, NULL until set. */
 EVN_API void *evn_conn_udata(const evn_conn *c);
 EVN_API void evn_conn_set_udata(evn_conn *c, void *udata);
-/* The index, in the address list, of the listener that accepted it. */
+/* The index, in the address list, of the listener that accepted it, or
+ * EVN_OUTBOUND for a connection made with evn_connect(). */
 EVN_API size_t evn_conn_listener(const evn_conn *c);
 /* The index of the loop that runs it, 0 .. nloops-1. */
 EVN_API int evn_conn_loop(const evn_conn *c);

@@ -27,9 +27,13 @@
 /* Fairness: at most this much is sent to one connection per loop turn. */
 #define EVN__WRITE_PER_TURN (1u << 20)
 
-static void chunk_release(struct evn_loop *loop, struct evn__chunk *ch)
+/* Done with a chunk: status is 0 if all of it was sent, else why not. */
+void evn__chunk_release(struct evn_loop *loop, struct evn__chunk *ch, int status)
 {
-    if (ch->cap == EVN__CHUNK_SIZE && loop->npool < EVN__POOL_MAX) {
+    if (ch->done) {
+        ch->done(ch->buf, status, ch->arg);
+        free(ch);
+    } else if (ch->cap == EVN__CHUNK_SIZE && loop->npool < EVN__POOL_MAX) {
         ch->next = loop->pool;
         loop->pool = ch;
         loop->npool++;
@@ -53,6 +57,8 @@ static struct evn__chunk *chunk_get(struct evn_loop *loop, size_t want)
         ch->cap = cap;
     }
     ch->next = NULL;
+    ch->buf = ch->data;
+    ch->done = NULL;
     ch->off = ch->len = 0;
     return ch;
 }
@@ -67,12 +73,12 @@ void evn__chunk_pool_free(struct evn_loop *loop)
     loop->npool = 0;
 }
 
-static void out_clear(struct evn_conn *c)
+static void out_clear(struct evn_conn *c, int status)
 {
     while (c->out_head) {
         struct evn__chunk *ch = c->out_head;
         c->out_head = ch->next;
-        chunk_release(c->loop, ch);
+        evn__chunk_release(c->loop, ch, status);
     }
     c->out_tail = NULL;
     c->out_bytes = 0;
@@ -87,6 +93,8 @@ static void in_clear(struct evn_conn *c)
 
 static int interest(const struct evn_conn *c)
 {
+    if (c->flags & EVN__C_CONNECTING)
+        return EVN__WRITE;
     return (c->flags & (EVN__C_RDOFF | EVN__C_PAUSED) ? 0 : EVN__READ) |
            (c->flags & EVN__C_WANTW ? EVN__WRITE : 0);
 }
@@ -100,8 +108,8 @@ static void set_flags(struct evn_conn *c, uint16_t set, uint16_t clear)
         c->loop->be->mod(c->loop, c->fd, before, after);
 }
 
-int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener,
-                   const union evn__ip_addr *peer, socklen_t peerlen)
+struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint32_t listener,
+                               const union evn__ip_addr *peer, socklen_t peerlen, int mask)
 {
     struct evn_server *srv = loop->srv;
     struct evn_conn *c = evn__calloc(1, sizeof *c);
@@ -109,7 +117,7 @@ int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener,
 #ifndef __linux__
     /* Linux copies TCP_NODELAY from the listener; elsewhere set it here. */
     int one = 1;
-    if (c && srv->listeners[listener].url.proto == EVN__TCP)
+    if (c && listener != EVN__LISTENER_OUTBOUND && srv->listeners[listener].url.proto == EVN__TCP)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 #ifdef SO_NOSIGPIPE
     setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
@@ -131,7 +139,7 @@ int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener,
         c->out_high = srv->ev.out_high ? srv->ev.out_high : EVN__OUT_HIGH;
         c->out_low = srv->ev.out_high ? srv->ev.out_low : EVN__OUT_LOW;
         rc = evn__loop_track(loop, fd, &c->h);
-        if (rc == 0 && (rc = loop->be->add(loop, fd, EVN__READ)) < 0)
+        if (rc == 0 && (rc = loop->be->add(loop, fd, mask)) < 0)
             loop->table[fd] = NULL;
     }
     if (rc < 0) {
@@ -139,22 +147,57 @@ int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener,
         close(fd);
         atomic_fetch_sub_explicit(&loop->nconns, 1, memory_order_relaxed);
         atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
-        return rc;
+        return NULL;
     }
     loop->nconns_local++;
     if (srv->ev.idle_timeout_ms > 0)
         evn_conn_set_idle_timeout(c, srv->ev.idle_timeout_ms);
+    return c;
+}
+
+static void fire_opened(struct evn_conn *c)
+{
+    struct evn_server *srv = c->loop->srv;
     if (srv->ev.opened) {
-        loop->cur = c;
+        c->loop->cur = c;
         evn_action a = srv->ev.opened(c);
-        loop->cur = NULL;
+        c->loop->cur = NULL;
         evn__conn_act(c, a);
+    } else if (c->out_head) {
+        evn__conn_act(c, EVN_NONE);
     }
+}
+
+int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener,
+                   const union evn__ip_addr *peer, socklen_t peerlen)
+{
+    struct evn_conn *c = evn__conn_new(loop, fd, listener, peer, peerlen, EVN__READ);
+    if (!c)
+        return -ENOMEM;
+    fire_opened(c);
     return 0;
 }
 
-/* Remove c from the loop's bookkeeping (not from the poller). */
-static void forget(struct evn_conn *c)
+/* An outbound connection's socket became writable (or failed). */
+static void finish_connect(struct evn_conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err) {
+        evn__conn_close(c, -err);
+        return;
+    }
+    c->deadline_at = 0;
+    evn__timer_update(c);
+    set_flags(c, 0, EVN__C_CONNECTING);
+    fire_opened(c);
+}
+
+/* Remove c from the loop's bookkeeping (not from the poller); output still
+ * queued is dropped with `status` (for the done callbacks of evn_send_owned). */
+static void forget(struct evn_conn *c, int status)
 {
     struct evn_loop *loop = c->loop;
     loop->table[c->fd] = NULL;
@@ -162,7 +205,7 @@ static void forget(struct evn_conn *c)
     atomic_fetch_sub_explicit(&loop->nconns, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&loop->srv->total_conns, 1, memory_order_relaxed);
     evn__timer_remove(c);
-    out_clear(c);
+    out_clear(c, status);
     in_clear(c);
     /* A descriptor is free again: listeners paused on EMFILE may resume. */
     if (loop->accept_paused)
@@ -174,7 +217,7 @@ void evn__conn_close(struct evn_conn *c, int err)
     struct evn_loop *loop = c->loop;
     struct evn_server *srv = loop->srv;
     loop->be->del(loop, c->fd, interest(c), true);
-    forget(c);
+    forget(c, err ? err : -ECONNABORTED);
     c->flags |= EVN__C_CLOSING;
     /* The callback runs before the close so that address queries still see
      * this socket, not another that reused its number. */
@@ -192,7 +235,7 @@ static void detach(struct evn_conn *c)
     struct evn_loop *loop = c->loop;
     struct evn_server *srv = loop->srv;
     loop->be->del(loop, c->fd, interest(c), false);
-    forget(c);
+    forget(c, -ECONNABORTED);
     evn__set_nonblock(c->fd, false);
     if (srv->ev.detached) {
         evn_action a = srv->ev.detached(c, c->fd);
@@ -252,6 +295,8 @@ static bool flush(struct evn_conn *c)
         evn__conn_close(c, c->flags & EVN__C_NOMEM ? -ENOMEM : -ENOBUFS);
         return false;
     }
+    if (c->flags & EVN__C_CONNECTING)
+        return true;
     size_t budget = EVN__WRITE_PER_TURN;
     while (c->out_head) {
         ssize_t n;
@@ -259,13 +304,13 @@ static bool flush(struct evn_conn *c)
         if (!c->out_head->next) {
             struct evn__chunk *ch = c->out_head;
             want = ch->len - ch->off;
-            n = send(c->fd, ch->data + ch->off, want, MSG_NOSIGNAL);
+            n = send(c->fd, ch->buf + ch->off, want, MSG_NOSIGNAL);
         } else {
             struct iovec iov[EVN__IOV_MAX];
             int k = 0;
             want = 0;
             for (struct evn__chunk *ch = c->out_head; ch && k < EVN__IOV_MAX; ch = ch->next) {
-                iov[k].iov_base = ch->data + ch->off;
+                iov[k].iov_base = ch->buf + ch->off;
                 iov[k].iov_len = ch->len - ch->off;
                 want += iov[k++].iov_len;
             }
@@ -292,7 +337,7 @@ static bool flush(struct evn_conn *c)
             }
             left -= avail;
             c->out_head = ch->next;
-            chunk_release(c->loop, ch);
+            evn__chunk_release(c->loop, ch, 0);
         }
         if (!c->out_head)
             c->out_tail = NULL;
@@ -440,6 +485,10 @@ static void read_ready(struct evn_conn *c)
 
 void evn__conn_ready(struct evn_conn *c, int mask)
 {
+    if (c->flags & EVN__C_CONNECTING) {
+        finish_connect(c);
+        return;
+    }
     if ((mask & EVN__WRITE) && (c->flags & EVN__C_WANTW) && !flush(c))
         return;
     if ((mask & EVN__READ) && !(c->flags & EVN__C_RDOFF))
@@ -449,7 +498,7 @@ void evn__conn_ready(struct evn_conn *c, int mask)
 void evn__conn_wake(struct evn_conn *c)
 {
     struct evn_loop *loop = c->loop;
-    if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING))
+    if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_CONNECTING))
         return;
     evn_action a = EVN_NONE;
     if (loop->srv->ev.data) {
@@ -461,7 +510,7 @@ void evn__conn_wake(struct evn_conn *c)
     evn__conn_act(c, a);
 }
 
-static struct evn_conn *lookup_conn(struct evn_loop *loop, evn_id id)
+struct evn_conn *evn__conn_lookup(struct evn_loop *loop, evn_id id)
 {
     int fd = (int)((id >> 32) & 0xffffff);
     struct evn__handle *h = fd < loop->table_cap ? loop->table[fd] : NULL;
@@ -475,7 +524,7 @@ void evn__conn_flush_dirty(struct evn_loop *loop)
     /* Flushing can queue more (a closed callback that writes elsewhere), so
      * walk by index and let the array grow underneath. */
     for (size_t i = 0; i < loop->ndirty; i++) {
-        struct evn_conn *c = lookup_conn(loop, loop->dirty[i]);
+        struct evn_conn *c = evn__conn_lookup(loop, loop->dirty[i]);
         if (!c)
             continue;
         c->flags &= (uint16_t)~EVN__C_DIRTY;
@@ -483,6 +532,30 @@ void evn__conn_flush_dirty(struct evn_loop *loop)
             flush(c);
     }
     loop->ndirty = 0;
+}
+
+static int mark_dirty(struct evn_conn *c);
+
+void evn__conn_queue_chunk(struct evn_conn *c, struct evn__chunk *ch)
+{
+    struct evn_server *srv = c->loop->srv;
+    if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING)) {
+        evn__chunk_release(c->loop, ch, -ENOTCONN);
+        return;
+    }
+    if (srv->ev.out_cap && c->out_bytes + ch->len > srv->ev.out_cap)
+        c->flags |= EVN__C_NOBUFS;
+    ch->next = NULL;
+    if (c->out_tail)
+        c->out_tail->next = ch;
+    else
+        c->out_head = ch;
+    c->out_tail = ch;
+    c->out_bytes += ch->len;
+    /* Sent with everything else queued this turn, in one sendmsg. */
+    if (!(c->flags & EVN__C_DIRTY) &&
+        (!(c->flags & EVN__C_WANTW) || (c->flags & EVN__C_NOBUFS)))
+        mark_dirty(c);
 }
 
 static int mark_dirty(struct evn_conn *c)
@@ -519,7 +592,7 @@ int evn_write(evn_conn *c, const void *buf, size_t len)
     struct evn__chunk *t = c->out_tail;
     if (t && t->cap > t->len) {
         size_t n = t->cap - t->len < left ? t->cap - t->len : left;
-        memcpy(t->data + t->len, p, n);
+        memcpy(t->buf + t->len, p, n);
         t->len += n;
         p += n;
         left -= n;
@@ -533,7 +606,7 @@ int evn_write(evn_conn *c, const void *buf, size_t len)
                 mark_dirty(c);
             return -ENOMEM;
         }
-        memcpy(ch->data, p, left);
+        memcpy(ch->buf, p, left);
         ch->len = left;
         if (t)
             t->next = ch;
@@ -594,7 +667,7 @@ void evn__udp_ready(struct evn__lsock *ls)
             struct iovec iov[EVN__IOV_MAX];
             int i = 0;
             for (struct evn__chunk *ch = c->out_head; ch && i < EVN__IOV_MAX; ch = ch->next, i++)
-                iov[i] = (struct iovec){ch->data + ch->off, ch->len - ch->off};
+                iov[i] = (struct iovec){ch->buf + ch->off, ch->len - ch->off};
             struct msghdr mh = {.msg_name = &c->peer,
                                 .msg_namelen = c->peerlen,
                                 .msg_iov = iov,
@@ -602,7 +675,7 @@ void evn__udp_ready(struct evn__lsock *ls)
             /* A datagram that cannot be sent now is dropped, as UDP would. */
             ssize_t r = sendmsg(ls->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
             (void)r;
-            out_clear(c);
+            out_clear(c, 0);
         }
         if (a == EVN_SHUTDOWN) {
             evn_shutdown(srv);
@@ -614,7 +687,7 @@ void evn__udp_ready(struct evn__lsock *ls)
 void evn__conn_timeout(struct evn_conn *c, bool idle)
 {
     struct evn_server *srv = c->loop->srv;
-    if (idle || !srv->ev.timeout) {
+    if (idle || !srv->ev.timeout || (c->flags & EVN__C_CONNECTING)) {
         evn__conn_close(c, -ETIMEDOUT);
         return;
     }
@@ -635,7 +708,7 @@ void evn__conn_resume_all(struct evn_loop *loop)
     struct evn_server *srv = loop->srv;
     size_t n = loop->nresume;
     for (size_t i = 0; i < n; i++) {
-        struct evn_conn *c = lookup_conn(loop, loop->resume[i]);
+        struct evn_conn *c = evn__conn_lookup(loop, loop->resume[i]);
         if (!c)
             continue;
         c->flags &= (uint16_t)~EVN__C_RESUME;
@@ -714,7 +787,7 @@ void evn_conn_set_udata(evn_conn *c, void *udata)
 
 size_t evn_conn_listener(const evn_conn *c)
 {
-    return c->listener;
+    return c->listener == EVN__LISTENER_OUTBOUND ? EVN_OUTBOUND : c->listener;
 }
 
 int evn_conn_loop(const evn_conn *c)

@@ -134,7 +134,11 @@ union evn__ip_addr {
 /* One piece of queued output. */
 struct evn__chunk {
     struct evn__chunk *next;
+    char *buf; /* data, or the application's buffer (cap 0) */
     size_t off, len, cap;
+    /* For an application's buffer: called when evn is done with it. */
+    void (*done)(void *buf, int status, void *arg);
+    void *arg;
     char data[];
 };
 
@@ -151,7 +155,8 @@ enum {
     EVN__C_NOMEM = 1u << 9,   /* an allocation failed: close with -ENOMEM */
     EVN__C_NOBUFS = 1u << 10, /* out_cap passed: close with -ENOBUFS */
     EVN__C_RESUME = 1u << 11,   /* on the loop's resume list */
-    EVN__C_RESUMABLE = 1u << 12 /* paused: queue a resume when drained */
+    EVN__C_RESUMABLE = 1u << 12, /* paused: queue a resume when drained */
+    EVN__C_CONNECTING = 1u << 13 /* evn_connect in progress */
 };
 
 struct evn_conn {
@@ -189,9 +194,10 @@ struct evn__msg {
     uint64_t arg; /* wake: the id; conn: the listener index */
     union evn__ip_addr peer; /* conn: the remote address */
     uint8_t peerlen;
+    struct evn__chunk *chunk; /* write: the bytes */
 };
 
-enum { EVN__M_WAKE = 1, EVN__M_CONN };
+enum { EVN__M_WAKE = 1, EVN__M_CONN, EVN__M_WRITE };
 
 struct evn__timer {
     int64_t at;
@@ -337,6 +343,19 @@ EVN__HIDDEN int64_t evn__now_ms(void);
 
 EVN__HIDDEN int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener,
                                const union evn__ip_addr *peer, socklen_t peerlen);
+/* Register a new connection (not firing opened); NULL and fd closed on failure. */
+EVN__HIDDEN struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint32_t listener,
+                                           const union evn__ip_addr *peer, socklen_t peerlen,
+                                           int mask);
+/* Append a chunk from another thread's evn_send to c's output. */
+EVN__HIDDEN void evn__conn_queue_chunk(struct evn_conn *c, struct evn__chunk *ch);
+EVN__HIDDEN void evn__chunk_release(struct evn_loop *loop, struct evn__chunk *ch, int status);
+EVN__HIDDEN struct evn_conn *evn__conn_lookup(struct evn_loop *loop, evn_id id);
+
+/* The loop the calling thread runs, or NULL. */
+EVN__HIDDEN extern _Thread_local struct evn_loop *evn__cur_loop;
+
+#define EVN__LISTENER_OUTBOUND UINT32_MAX
 EVN__HIDDEN void evn__conn_ready(struct evn_conn *c, int mask);
 EVN__HIDDEN void evn__conn_wake(struct evn_conn *c);
 EVN__HIDDEN void evn__conn_flush_dirty(struct evn_loop *loop);

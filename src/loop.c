@@ -149,9 +149,12 @@ int evn__loop_init(struct evn_loop *loop, struct evn_server *srv, int index)
 void evn__loop_destroy(struct evn_loop *loop)
 {
     /* Connections handed over but never opened are closed unseen. */
-    for (size_t i = 0; i < loop->ninbox; i++)
+    for (size_t i = 0; i < loop->ninbox; i++) {
         if (loop->inbox[i].type == EVN__M_CONN)
             close(loop->inbox[i].fd);
+        else if (loop->inbox[i].type == EVN__M_WRITE)
+            evn__chunk_release(loop, loop->inbox[i].chunk, -ENOTCONN);
+    }
     for (size_t i = 0; i < loop->nlsocks; i++)
         if (loop->lsocks[i].udp) {
             free(loop->lsocks[i].udp);
@@ -237,6 +240,14 @@ static void drain_inbox(struct evn_loop *loop)
         if (msgs[i].type == EVN__M_CONN) {
             evn__conn_open(loop, msgs[i].fd, (uint32_t)msgs[i].arg, &msgs[i].peer,
                            msgs[i].peerlen);
+            continue;
+        }
+        if (msgs[i].type == EVN__M_WRITE) {
+            struct evn_conn *wc = lookup(loop, msgs[i].arg);
+            if (wc)
+                evn__conn_queue_chunk(wc, msgs[i].chunk);
+            else
+                evn__chunk_release(loop, msgs[i].chunk, -ENOTCONN);
             continue;
         }
         struct evn_conn *c = lookup(loop, msgs[i].arg);
@@ -444,10 +455,13 @@ static void close_all(struct evn_loop *loop)
     }
 }
 
+_Thread_local struct evn_loop *evn__cur_loop;
+
 int evn__loop_run(struct evn_loop *loop)
 {
     struct evn_server *srv = loop->srv;
     int rc = 0;
+    evn__cur_loop = loop;
     if (loop->index == 0 && srv->ev.tick) {
         loop->tick_on = true;
         loop->tick_delay_ms = 1000;
@@ -478,5 +492,6 @@ int evn__loop_run(struct evn_loop *loop)
             evn__conn_flush_dirty(loop);
     }
     close_all(loop);
+    evn__cur_loop = NULL;
     return rc;
 }

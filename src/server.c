@@ -154,8 +154,14 @@ int evn_server_run(evn_server *srv)
     srv->ran = true;
     if (atomic_load(&srv->stopping))
         return 0;
-    if (srv->ev.serving && srv->ev.serving(srv) == EVN_SHUTDOWN)
-        return 0;
+    if (srv->ev.serving) {
+        /* serving runs on loop 0's thread, so it may call evn_connect. */
+        evn__cur_loop = &srv->loops[0];
+        evn_action a = srv->ev.serving(srv);
+        evn__cur_loop = NULL;
+        if (a == EVN_SHUTDOWN)
+            return 0;
+    }
 
     /* Loop threads take no signals: the application's thread handles them. */
     sigset_t all, old;

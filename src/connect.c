@@ -1,0 +1,113 @@
+/*
+ * Outbound connections. The address must be numeric (or a unix path), so
+ * nothing here can block the loop; the connect itself is non-blocking and
+ * finishes when the socket turns writable (conn.c, finish_connect).
+ */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+/* Fill sa from a parsed URL; -EINVAL with a message for what cannot be. */
+static int numeric_addr(const char *url, const struct evn__url *u, struct sockaddr_storage *ss,
+                        socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    if (u->proto == EVN__UNIX) {
+        struct sockaddr_un *un = (struct sockaddr_un *)ss;
+        un->sun_family = AF_UNIX;
+        memcpy(un->sun_path, u->path, strlen(u->path) + 1);
+        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(u->path) + 1);
+        return 0;
+    }
+    if (u->proto != EVN__TCP) {
+        evn__set_errmsg("%s: evn_connect takes tcp://, tcp4://, tcp6:// or unix:// URLs", url);
+        return -EINVAL;
+    }
+    if (u->reuseport || u->backlog != 1024) {
+        evn__set_errmsg("%s: options are for listeners, not for evn_connect", url);
+        return -EINVAL;
+    }
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (u->family != AF_INET6 && inet_pton(AF_INET, u->host, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)u->port);
+        *len = sizeof *in;
+        return 0;
+    }
+    if (u->family != AF_INET && inet_pton(AF_INET6, u->host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)u->port);
+        *len = sizeof *in6;
+        return 0;
+    }
+    evn__set_errmsg("%s: '%s' is not a numeric %s address (evn_connect resolves no names)", url,
+                    u->host, u->family == AF_INET ? "IPv4" : u->family == AF_INET6 ? "IPv6" : "IP");
+    return -EINVAL;
+}
+
+int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udata, evn_id *id)
+{
+    struct evn_loop *loop = evn__cur_loop;
+    char err[256];
+    if (!srv || !loop || loop->srv != srv) {
+        evn__set_errmsg("evn_connect: call it from a callback of this server");
+        return -EPERM;
+    }
+    if (timeout_ms < 0) {
+        evn__set_errmsg("evn_connect: negative timeout");
+        return -EINVAL;
+    }
+    struct evn__url u;
+    int rc = evn__url_parse(url, &u, err, sizeof err);
+    if (rc < 0) {
+        evn__set_errmsg("%s", err);
+        return rc;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if ((rc = numeric_addr(url, &u, &ss, &len)) < 0)
+        return rc;
+
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        rc = -errno;
+        evn__set_errmsg("%s: socket: %s", url, evn_strerror(rc));
+        return rc;
+    }
+#ifdef EVN__NEED_FCNTL
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    evn__set_nonblock(fd, true);
+#endif
+    int one = 1;
+    if (u.proto == EVN__TCP)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) {
+        rc = -errno;
+        evn__set_errmsg("%s: connect: %s", url, evn_strerror(rc));
+        close(fd);
+        return rc;
+    }
+    atomic_fetch_add_explicit(&loop->nconns, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&srv->total_conns, 1, memory_order_relaxed);
+    struct evn_conn *c = evn__conn_new(loop, fd, EVN__LISTENER_OUTBOUND,
+                                       (const union evn__ip_addr *)&ss, len, EVN__WRITE);
+    if (!c) {
+        evn__set_errmsg("%s: out of memory", url);
+        return -ENOMEM;
+    }
+    c->flags |= EVN__C_CONNECTING;
+    c->udata = udata;
+    if (timeout_ms > 0)
+        evn_conn_set_deadline(c, timeout_ms);
+    if (id)
+        *id = evn_conn_id(c);
+    return 0;
+}
