@@ -140,6 +140,15 @@ typedef struct evn_events {
      * callback the connection is closed with -ETIMEDOUT.
      */
     evn_action (*timeout)(evn_conn *c);
+    /*
+     * The peer shut down its sending side (a half-close); no more input
+     * will come. Without this callback evn closes the connection once its
+     * pending output is sent. With it, the connection stays open for output
+     * until the application returns EVN_CLOSE (now or later), or calls
+     * evn_conn_shutdown_write(), after which evn closes it once both
+     * directions are finished.
+     */
+    evn_action (*eof)(evn_conn *c);
 
     /*
      * Flow control. Once a connection's queued output passes out_high bytes
@@ -345,6 +354,22 @@ EVN_API int evn_keep(evn_conn *c, size_t n);
 
 /* Bytes of output queued for this connection and not yet sent. */
 EVN_API size_t evn_conn_pending(const evn_conn *c);
+
+/*
+ * Half-close: once the output queued so far is sent, shut down the sending
+ * side (the peer reads end-of-file); input keeps arriving. Later writes fail
+ * with -EPIPE. When the peer has shut down its side too (see eof), evn
+ * closes the connection. Returns 0 or -EINVAL (UDP, or already closing).
+ */
+EVN_API int evn_conn_shutdown_write(evn_conn *c);
+
+/*
+ * Stop (on = 0) or resume (on = 1) reading input from this connection, for
+ * backpressure between connections: a proxy stops reading one side while
+ * the other side's output is full and resumes in drained. Output still
+ * flows while reading is stopped. Returns 0, or -EINVAL for UDP.
+ */
+EVN_API int evn_conn_read(evn_conn *c, int on);
 
 /*
  * Non-zero while the connection's queued output is above its high-water

@@ -95,14 +95,14 @@ static int interest(const struct evn_conn *c)
 {
     if (c->flags & EVN__C_CONNECTING)
         return EVN__WRITE;
-    return (c->flags & (EVN__C_RDOFF | EVN__C_PAUSED) ? 0 : EVN__READ) |
+    return (c->flags & (EVN__C_RDOFF | EVN__C_PAUSED | EVN__C_HOLD) ? 0 : EVN__READ) |
            (c->flags & EVN__C_WANTW ? EVN__WRITE : 0);
 }
 
-static void set_flags(struct evn_conn *c, uint16_t set, uint16_t clear)
+static void set_flags(struct evn_conn *c, uint32_t set, uint32_t clear)
 {
     int before = interest(c);
-    c->flags = (uint16_t)((c->flags | set) & ~clear);
+    c->flags = (c->flags | set) & ~clear;
     int after = interest(c);
     if (before != after)
         c->loop->be->mod(c->loop, c->fd, before, after);
@@ -250,7 +250,7 @@ static void detach(struct evn_conn *c)
 static void queue_resume(struct evn_conn *c)
 {
     struct evn_loop *loop = c->loop;
-    c->flags &= (uint16_t)~EVN__C_RESUMABLE;
+    c->flags &= (uint32_t)~EVN__C_RESUMABLE;
     if (c->flags & EVN__C_RESUME)
         return;
     if (loop->nresume == loop->resume_cap) {
@@ -359,6 +359,15 @@ static bool flush(struct evn_conn *c)
         evn__conn_close(c, 0);
         return false;
     }
+    if ((c->flags & (EVN__C_WSHUT | EVN__C_WSHUT_DONE)) == EVN__C_WSHUT) {
+        shutdown(c->fd, SHUT_WR);
+        c->flags |= EVN__C_WSHUT_DONE;
+    }
+    /* Both directions finished: nothing more can happen on it. */
+    if ((c->flags & (EVN__C_EOF | EVN__C_WSHUT_DONE)) == (EVN__C_EOF | EVN__C_WSHUT_DONE)) {
+        evn__conn_close(c, 0);
+        return false;
+    }
     return true;
 }
 
@@ -402,7 +411,7 @@ static void deliver(struct evn_conn *c, const char *in, size_t len, bool from_st
 {
     struct evn_loop *loop = c->loop;
     evn_action a = EVN_NONE;
-    c->flags &= (uint16_t)~EVN__C_KEPT;
+    c->flags &= (uint32_t)~EVN__C_KEPT;
     c->cur_len = len;
     if (loop->srv->ev.data) {
         loop->cur = c;
@@ -475,7 +484,16 @@ static void read_ready(struct evn_conn *c)
         evn__conn_close(c, -errno);
         return;
     }
-    /* End of input: what is queued still goes out, then the close. */
+    /* End of input. An application that handles eof decides what follows
+     * (half-close); otherwise what is queued still goes out, then the close. */
+    if (loop->srv->ev.eof) {
+        set_flags(c, EVN__C_EOF | EVN__C_RDOFF, 0);
+        loop->cur = c;
+        evn_action a = loop->srv->ev.eof(c);
+        loop->cur = NULL;
+        evn__conn_act(c, a);
+        return;
+    }
     if (c->out_head) {
         set_flags(c, EVN__C_CLOSING | EVN__C_RDOFF, 0);
         return;
@@ -527,7 +545,7 @@ void evn__conn_flush_dirty(struct evn_loop *loop)
         struct evn_conn *c = evn__conn_lookup(loop, loop->dirty[i]);
         if (!c)
             continue;
-        c->flags &= (uint16_t)~EVN__C_DIRTY;
+        c->flags &= (uint32_t)~EVN__C_DIRTY;
         if (!(c->flags & EVN__C_WANTW) || (c->flags & (EVN__C_NOMEM | EVN__C_NOBUFS)))
             flush(c);
     }
@@ -576,7 +594,7 @@ static int mark_dirty(struct evn_conn *c)
 
 int evn_write(evn_conn *c, const void *buf, size_t len)
 {
-    if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING))
+    if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_WSHUT))
         return -EPIPE;
     if (len == 0)
         return 0;
@@ -711,7 +729,7 @@ void evn__conn_resume_all(struct evn_loop *loop)
         struct evn_conn *c = evn__conn_lookup(loop, loop->resume[i]);
         if (!c)
             continue;
-        c->flags &= (uint16_t)~EVN__C_RESUME;
+        c->flags &= (uint32_t)~EVN__C_RESUME;
         if (c->flags & (EVN__C_PAUSED | EVN__C_CLOSING | EVN__C_DETACHING))
             continue;
         if (srv->ev.drained) {
@@ -726,6 +744,24 @@ void evn__conn_resume_all(struct evn_loop *loop)
     }
     memmove(loop->resume, loop->resume + n, sizeof *loop->resume * (loop->nresume - n));
     loop->nresume -= n;
+}
+
+int evn_conn_shutdown_write(evn_conn *c)
+{
+    if (c->flags & (EVN__C_UDP | EVN__C_CLOSING | EVN__C_DETACHING))
+        return -EINVAL;
+    c->flags |= EVN__C_WSHUT;
+    if (c != c->loop->cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW)))
+        return mark_dirty(c);
+    return 0;
+}
+
+int evn_conn_read(evn_conn *c, int on)
+{
+    if (c->flags & EVN__C_UDP)
+        return -EINVAL;
+    set_flags(c, on ? 0 : EVN__C_HOLD, on ? EVN__C_HOLD : 0);
+    return 0;
 }
 
 int evn_conn_full(const evn_conn *c)

@@ -156,12 +156,16 @@ enum {
     EVN__C_NOBUFS = 1u << 10, /* out_cap passed: close with -ENOBUFS */
     EVN__C_RESUME = 1u << 11,   /* on the loop's resume list */
     EVN__C_RESUMABLE = 1u << 12, /* paused: queue a resume when drained */
-    EVN__C_CONNECTING = 1u << 13 /* evn_connect in progress */
+    EVN__C_CONNECTING = 1u << 13, /* evn_connect in progress */
+    EVN__C_HOLD = 1u << 14,       /* the application paused reading */
+    EVN__C_EOF = 1u << 15,        /* the peer shut down its sending side */
+    EVN__C_WSHUT = 1u << 16,      /* shut down our sending side once drained */
+    EVN__C_WSHUT_DONE = 1u << 17  /* ... and it is done */
 };
 
 struct evn_conn {
     struct evn__handle h;
-    uint16_t flags;
+    uint32_t flags;
     int fd;
     uint32_t seq;    /* low half of the id; matches the fd table entry */
     uint32_t listener;

@@ -252,7 +252,7 @@ static void drain_inbox(struct evn_loop *loop)
         }
         struct evn_conn *c = lookup(loop, msgs[i].arg);
         if (c && (c->flags & EVN__C_WOKEN)) {
-            c->flags &= (uint16_t)~EVN__C_WOKEN;
+            c->flags &= (uint32_t)~EVN__C_WOKEN;
             evn__conn_wake(c);
         }
     }
