@@ -149,6 +149,13 @@ typedef struct evn_events {
      * directions are finished.
      */
     evn_action (*eof)(evn_conn *c);
+    /*
+     * A graceful shutdown began (evn_shutdown_graceful); fires once for each
+     * open connection. Return EVN_CLOSE for an idle one, or let a busy one
+     * finish (an HTTP server answers its current request with
+     * "Connection: close"). evn_server_draining() tells later callbacks.
+     */
+    evn_action (*draining)(evn_conn *c);
 
     /*
      * Flow control. Once a connection's queued output passes out_high bytes
@@ -224,6 +231,32 @@ EVN_API int evn_serve(const evn_events *ev, const char *const *addrs, size_t nad
  * evn_server_run(), which then returns at once. Returns 0.
  */
 EVN_API int evn_shutdown(evn_server *srv);
+
+/*
+ * Stop gracefully, from any thread: every loop closes its listeners at once
+ * (new connections are refused), fires draining for each open connection,
+ * and lets the connections finish; a loop ends when it has none left. Those
+ * still open after drain_ms milliseconds are closed, with -ETIMEDOUT. Queued
+ * output is sent in full by a connection that closes itself meanwhile.
+ * evn_shutdown() during the drain stops at once. drain_ms <= 0 is
+ * evn_shutdown(). Returns 0.
+ */
+EVN_API int evn_shutdown_graceful(evn_server *srv, int64_t drain_ms);
+
+/* Non-zero once a graceful shutdown has begun. Any thread. */
+EVN_API int evn_server_draining(const evn_server *srv);
+
+/*
+ * Stop the server on SIGINT or SIGTERM, safely: call before evn_server_run()
+ * on the thread that will run it, before it starts other threads of its own
+ * (or block the two signals in them). The signals are blocked on this thread
+ * (the loop threads inherit that) and read by loop 0 from a signalfd (Linux)
+ * or a self-pipe, never handled inside a signal handler: the first starts
+ * evn_shutdown_graceful(srv, drain_ms), a second stops at once. The signal
+ * mask is restored when evn_server_run() returns. Returns 0 or a negative
+ * errno.
+ */
+EVN_API int evn_server_stop_on_signals(evn_server *srv, int64_t drain_ms);
 
 /*
  * Make the data callback fire, with no input, for the connection with this

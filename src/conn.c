@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -26,6 +27,8 @@
 #define EVN__OUT_LOW (1u << 20)
 /* Fairness: at most this much is sent to one connection per loop turn. */
 #define EVN__WRITE_PER_TURN (1u << 20)
+/* How long a lingering close waits for the peer's end-of-file. */
+#define EVN__LINGER_MS 2000
 
 /* Done with a chunk: status is 0 if all of it was sent, else why not. */
 void evn__chunk_release(struct evn_loop *loop, struct evn__chunk *ch, int status)
@@ -212,20 +215,62 @@ static void forget(struct evn_conn *c, int status)
         evn__loop_accept_resume(loop);
 }
 
-void evn__conn_close(struct evn_conn *c, int err)
+/*
+ * Closing a socket that still holds unread input makes the kernel answer with
+ * a reset, which also throws away whatever output it had not yet sent. So a
+ * clean close with input pending lingers: the application sees closed now,
+ * evn sends end-of-file after the output and reads and discards input until
+ * the peer's end-of-file or EVN__LINGER_MS, then closes.
+ */
+static bool should_linger(struct evn_conn *c, int err)
 {
-    struct evn_loop *loop = c->loop;
-    struct evn_server *srv = loop->srv;
-    loop->be->del(loop, c->fd, interest(c), true);
-    forget(c, err ? err : -ECONNABORTED);
-    c->flags |= EVN__C_CLOSING;
-    /* The callback runs before the close so that address queries still see
-     * this socket, not another that reused its number. */
+    int unread = 0;
+    if (err != 0 || (c->flags & (EVN__C_LINGER | EVN__C_EOF | EVN__C_UDP)) ||
+        atomic_load_explicit(&c->loop->srv->stopping, memory_order_relaxed))
+        return false;
+    return ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0;
+}
+
+static void fire_closed(struct evn_conn *c, int err)
+{
+    struct evn_server *srv = c->loop->srv;
     if (srv->ev.closed) {
         evn_action a = srv->ev.closed(c, err);
         if (a == EVN_SHUTDOWN)
             evn_shutdown(srv);
     }
+}
+
+static void linger(struct evn_conn *c)
+{
+    c->flags |= EVN__C_CLOSING;
+    out_clear(c, -ECONNABORTED);
+    in_clear(c);
+    fire_closed(c, 0);
+    shutdown(c->fd, SHUT_WR);
+    set_flags(c, EVN__C_LINGER,
+              EVN__C_RDOFF | EVN__C_PAUSED | EVN__C_HOLD | EVN__C_WANTW | EVN__C_RESUMABLE);
+    c->idle_ms = 0;
+    c->loop->now_ms = evn__now_ms();
+    c->deadline_at = c->loop->now_ms + EVN__LINGER_MS;
+    evn__timer_update(c);
+}
+
+void evn__conn_close(struct evn_conn *c, int err)
+{
+    struct evn_loop *loop = c->loop;
+    if (should_linger(c, err)) {
+        linger(c);
+        return;
+    }
+    bool told = c->flags & EVN__C_LINGER;
+    loop->be->del(loop, c->fd, interest(c), true);
+    forget(c, err ? err : -ECONNABORTED);
+    c->flags |= EVN__C_CLOSING;
+    /* The callback runs before the close so that address queries still see
+     * this socket, not another that reused its number. */
+    if (!told)
+        fire_closed(c, err);
     close(c->fd);
     free(c);
 }
@@ -275,7 +320,7 @@ static bool wait_writable(struct evn_conn *c)
 {
     if (c->out_bytes > c->out_high) {
         set_flags(c, EVN__C_WANTW | EVN__C_PAUSED | EVN__C_RESUMABLE, 0);
-    } else if ((c->flags & EVN__C_PAUSED) && c->out_bytes <= c->out_low) {
+    } else if ((c->flags & EVN__C_RESUMABLE) && c->out_bytes <= c->out_low) {
         set_flags(c, EVN__C_WANTW, EVN__C_PAUSED);
         queue_resume(c);
     } else {
@@ -373,6 +418,10 @@ static bool flush(struct evn_conn *c)
 
 bool evn__conn_act(struct evn_conn *c, evn_action a)
 {
+    /* A callback that left output above high water gets drained once it is
+     * down to low water, however fast it then goes out. */
+    if (c->out_bytes > c->out_high)
+        c->flags |= EVN__C_RESUMABLE;
     switch (a) {
     case EVN_CLOSE:
         if (!c->out_head) {
@@ -418,11 +467,10 @@ static void deliver(struct evn_conn *c, const char *in, size_t len, bool from_st
         a = loop->srv->ev.data(c, in, len);
         loop->cur = NULL;
     }
+    /* Stopped because its output is full, the kept rest is handed back once
+     * the output drains (evn__conn_act arms that), even if no more input
+     * ever arrives. */
     size_t keep = (c->flags & EVN__C_KEPT) ? c->keep : 0;
-    /* Stopped because its output is full: the kept rest is handed back once
-     * the output drains, even if no more input ever arrives. */
-    if (keep && c->out_bytes > c->out_high)
-        c->flags |= EVN__C_RESUMABLE;
     if (keep == 0) {
         if (c->in)
             in_clear(c);
@@ -444,9 +492,32 @@ static void deliver(struct evn_conn *c, const char *in, size_t len, bool from_st
     evn__conn_act(c, a);
 }
 
+/*
+ * After end of input, with no eof callback: close once the output is sent,
+ * unless the application is waiting for its output to drain (to go on
+ * producing, or to take back input it kept), in which case this runs again
+ * after that.
+ */
+static void eof_close(struct evn_conn *c)
+{
+    if (c->flags & (EVN__C_RESUMABLE | EVN__C_RESUME))
+        return;
+    if (c->out_head) {
+        set_flags(c, EVN__C_CLOSING, 0);
+        return;
+    }
+    evn__conn_close(c, 0);
+}
+
 static void read_ready(struct evn_conn *c)
 {
     struct evn_loop *loop = c->loop;
+    if (c->flags & EVN__C_LINGER) {
+        ssize_t n = read(c->fd, loop->rbuf, loop->rbuf_cap);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            evn__conn_close(c, 0);
+        return;
+    }
     char *buf;
     size_t room;
     if (c->in_len) {
@@ -486,19 +557,15 @@ static void read_ready(struct evn_conn *c)
     }
     /* End of input. An application that handles eof decides what follows
      * (half-close); otherwise what is queued still goes out, then the close. */
+    set_flags(c, EVN__C_EOF | EVN__C_RDOFF, 0);
     if (loop->srv->ev.eof) {
-        set_flags(c, EVN__C_EOF | EVN__C_RDOFF, 0);
         loop->cur = c;
         evn_action a = loop->srv->ev.eof(c);
         loop->cur = NULL;
         evn__conn_act(c, a);
         return;
     }
-    if (c->out_head) {
-        set_flags(c, EVN__C_CLOSING | EVN__C_RDOFF, 0);
-        return;
-    }
-    evn__conn_close(c, 0);
+    eof_close(c);
 }
 
 void evn__conn_ready(struct evn_conn *c, int mask)
@@ -705,6 +772,10 @@ void evn__udp_ready(struct evn__lsock *ls)
 void evn__conn_timeout(struct evn_conn *c, bool idle)
 {
     struct evn_server *srv = c->loop->srv;
+    if (c->flags & EVN__C_LINGER) {
+        evn__conn_close(c, 0);
+        return;
+    }
     if (idle || !srv->ev.timeout || (c->flags & EVN__C_CONNECTING)) {
         evn__conn_close(c, -ETIMEDOUT);
         return;
@@ -739,8 +810,14 @@ void evn__conn_resume_all(struct evn_loop *loop)
             if (!evn__conn_act(c, a))
                 continue;
         }
-        if (c->in_len && !(c->flags & (EVN__C_PAUSED | EVN__C_CLOSING | EVN__C_DETACHING)))
+        if (c->in_len && !(c->flags & (EVN__C_PAUSED | EVN__C_CLOSING | EVN__C_DETACHING))) {
+            evn_id id = evn_conn_id(c);
             deliver(c, c->in, c->in_len, true);
+            c = evn__conn_lookup(loop, id);
+        }
+        if (c && (c->flags & EVN__C_EOF) && !srv->ev.eof &&
+            !(c->flags & (EVN__C_CLOSING | EVN__C_DETACHING)))
+            eof_close(c);
     }
     memmove(loop->resume, loop->resume + n, sizeof *loop->resume * (loop->nresume - n));
     loop->nresume -= n;

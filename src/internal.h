@@ -9,6 +9,7 @@
 #include "evn.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -97,7 +98,7 @@ EVN__HIDDEN const struct evn__backend *evn__backend_find(const char *name, int *
 
 /* ---- objects registered with a loop ---- */
 
-enum { EVN__H_CONN = 1, EVN__H_LISTENER, EVN__H_UDP, EVN__H_INBOX };
+enum { EVN__H_CONN = 1, EVN__H_LISTENER, EVN__H_UDP, EVN__H_INBOX, EVN__H_SIGNAL };
 
 /* Every object in a loop's fd table starts with this. */
 struct evn__handle {
@@ -160,7 +161,8 @@ enum {
     EVN__C_HOLD = 1u << 14,       /* the application paused reading */
     EVN__C_EOF = 1u << 15,        /* the peer shut down its sending side */
     EVN__C_WSHUT = 1u << 16,      /* shut down our sending side once drained */
-    EVN__C_WSHUT_DONE = 1u << 17  /* ... and it is done */
+    EVN__C_WSHUT_DONE = 1u << 17, /* ... and it is done */
+    EVN__C_LINGER = 1u << 18      /* closed for the application; draining input */
 };
 
 struct evn_conn {
@@ -271,6 +273,9 @@ struct evn_loop {
     bool accept_paused;
     int64_t accept_retry_ms;
 
+    /* Graceful shutdown: listeners closed, waiting for connections to end. */
+    bool drain_started;
+
     /* Ticker (loop 0 only). */
     int64_t tick_at_ms, tick_delay_ms;
     bool tick_on;
@@ -284,6 +289,16 @@ struct evn_server {
     struct evn__listener *listeners;
     size_t nlisteners;
     atomic_bool stopping;
+    atomic_bool draining;
+    atomic_llong drain_deadline_ms;
+    /* evn_server_stop_on_signals: the fds loop 0 reads, and the mask to
+     * restore. */
+    struct evn__handle sig_h;
+    int sig_rfd, sig_wfd;
+    int64_t sig_drain_ms;
+    int nsignals;
+    bool sig_on;
+    sigset_t sig_oldmask;
     atomic_int total_conns; /* for max_conns */
     atomic_uint rr_next;
     atomic_uint rand_state;
@@ -331,6 +346,16 @@ EVN__HIDDEN int64_t evn__timer_next(struct evn_loop *loop);
 EVN__HIDDEN void evn__conn_resume_all(struct evn_loop *loop);
 EVN__HIDDEN void evn__conn_timeout(struct evn_conn *c, bool idle);
 EVN__HIDDEN void evn__loop_accept_resume(struct evn_loop *loop);
+
+/* Graceful shutdown and signals (shutdown.c). */
+EVN__HIDDEN void evn__loop_drain_start(struct evn_loop *loop);
+/* true when a draining loop is done (no connections, or time is up). */
+EVN__HIDDEN bool evn__loop_drain_done(struct evn_loop *loop);
+EVN__HIDDEN int64_t evn__drain_left_ms(struct evn_server *srv);
+EVN__HIDDEN int evn__signals_attach(struct evn_loop *loop0);
+EVN__HIDDEN void evn__signals_ready(struct evn_server *srv);
+EVN__HIDDEN void evn__signals_detach(struct evn_server *srv);
+EVN__HIDDEN void evn__conn_close_all(struct evn_loop *loop, int err);
 
 EVN__HIDDEN int evn__listener_open(struct evn__listener *l, const char *url, int nloops,
                                    char *err, size_t errlen);

@@ -314,7 +314,7 @@ static void accept_pause(struct evn_loop *loop)
     if (loop->accept_paused)
         return;
     for (size_t i = 0; i < loop->nlsocks; i++)
-        if (loop->lsocks[i].h.kind == EVN__H_LISTENER)
+        if (loop->lsocks[i].h.kind == EVN__H_LISTENER && loop->lsocks[i].fd >= 0)
             loop->be->del(loop, loop->lsocks[i].fd, EVN__READ, false);
     loop->accept_paused = true;
     loop->accept_retry_ms = evn__now_ms() + EVN__ACCEPT_RETRY_MS;
@@ -326,7 +326,7 @@ void evn__loop_accept_resume(struct evn_loop *loop)
         return;
     loop->accept_paused = false;
     for (size_t i = 0; i < loop->nlsocks; i++)
-        if (loop->lsocks[i].h.kind == EVN__H_LISTENER)
+        if (loop->lsocks[i].h.kind == EVN__H_LISTENER && loop->lsocks[i].fd >= 0)
             loop->be->add(loop, loop->lsocks[i].fd, EVN__READ);
 }
 
@@ -400,6 +400,9 @@ static void dispatch(struct evn_loop *loop, const struct evn__fired *f)
     case EVN__H_INBOX:
         drain_inbox(loop);
         break;
+    case EVN__H_SIGNAL:
+        evn__signals_ready(loop->srv);
+        break;
     }
 }
 
@@ -427,9 +430,11 @@ static int next_timeout(struct evn_loop *loop)
 {
     if (loop->nresume)
         return 0;
-    if (!loop->tick_on && !loop->nheap && !loop->accept_paused)
+    if (!loop->tick_on && !loop->nheap && !loop->accept_paused && !loop->drain_started)
         return -1;
     int64_t now = evn__now_ms(), left = INT64_MAX;
+    if (loop->drain_started)
+        left = evn__drain_left_ms(loop->srv);
     if (loop->tick_on)
         left = loop->tick_at_ms - now;
     if (loop->nheap) {
@@ -446,12 +451,12 @@ static int next_timeout(struct evn_loop *loop)
 }
 
 /* Close every connection this loop still has, firing closed for each. */
-static void close_all(struct evn_loop *loop)
+void evn__conn_close_all(struct evn_loop *loop, int err)
 {
     for (int fd = 0; fd < loop->table_cap; fd++) {
         struct evn__handle *h = loop->table[fd];
         if (h && h->kind == EVN__H_CONN)
-            evn__conn_close((struct evn_conn *)h, 0);
+            evn__conn_close((struct evn_conn *)h, err);
     }
 }
 
@@ -468,6 +473,12 @@ int evn__loop_run(struct evn_loop *loop)
         loop->tick_at_ms = evn__now_ms();
     }
     while (!atomic_load_explicit(&srv->stopping, memory_order_acquire)) {
+        if (atomic_load_explicit(&srv->draining, memory_order_acquire)) {
+            if (!loop->drain_started)
+                evn__loop_drain_start(loop);
+            if (evn__loop_drain_done(loop))
+                break;
+        }
         int n = loop->be->wait(loop, next_timeout(loop));
         if (n < 0) {
             rc = n;
@@ -491,7 +502,7 @@ int evn__loop_run(struct evn_loop *loop)
         if (loop->ndirty)
             evn__conn_flush_dirty(loop);
     }
-    close_all(loop);
+    evn__conn_close_all(loop, 0);
     evn__cur_loop = NULL;
     return rc;
 }

@@ -57,6 +57,7 @@ static int resolve_nloops(int n)
 
 static void server_destroy(struct evn_server *srv)
 {
+    evn__signals_detach(srv);
     /* Only loops that evn__loop_init touched: a zeroed one holds fd 0. */
     if (srv->loops)
         for (int i = 0; i < srv->nloops_init; i++)
@@ -96,6 +97,8 @@ int evn_server_new(evn_server **srvp, const evn_events *ev, const char *const *a
     srv->be = be;
     srv->nloops = resolve_nloops(ev->nloops);
     atomic_init(&srv->stopping, false);
+    atomic_init(&srv->draining, false);
+    srv->sig_rfd = srv->sig_wfd = -1;
     atomic_init(&srv->rr_next, 0);
     atomic_init(&srv->rand_state, (unsigned)time(NULL) ^ ((unsigned)getpid() << 16) ^ 0x9e3779b9u);
     if (atomic_load(&srv->rand_state) == 0)
@@ -152,15 +155,19 @@ int evn_server_run(evn_server *srv)
     if (srv->ran)
         return -EALREADY;
     srv->ran = true;
-    if (atomic_load(&srv->stopping))
+    if (atomic_load(&srv->stopping)) {
+        evn__signals_detach(srv);
         return 0;
+    }
     if (srv->ev.serving) {
         /* serving runs on loop 0's thread, so it may call evn_connect. */
         evn__cur_loop = &srv->loops[0];
         evn_action a = srv->ev.serving(srv);
         evn__cur_loop = NULL;
-        if (a == EVN_SHUTDOWN)
+        if (a == EVN_SHUTDOWN) {
+            evn__signals_detach(srv);
             return 0;
+        }
     }
 
     /* Loop threads take no signals: the application's thread handles them. */
@@ -184,6 +191,7 @@ int evn_server_run(evn_server *srv)
     for (int i = 1; i < srv->nloops; i++)
         if (srv->loops[i].started)
             pthread_join(srv->loops[i].thread, NULL);
+    evn__signals_detach(srv);
     return rc < 0 ? rc : rc0;
 }
 

@@ -1,0 +1,205 @@
+/*
+ * Graceful shutdown and stopping on signals.
+ *
+ * A drain closes every listener at once (so new clients are refused, not
+ * left hanging in a backlog), tells each open connection, and lets loops end
+ * as their connections do. Loop 0 stays until the whole server is done, since
+ * it holds the ticker and reads the signals; the other loops wake it as they
+ * finish.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/signalfd.h>
+#endif
+
+int evn_shutdown_graceful(evn_server *srv, int64_t drain_ms)
+{
+    if (!srv)
+        return -EINVAL;
+    if (drain_ms <= 0)
+        return evn_shutdown(srv);
+    if (atomic_load(&srv->stopping) || atomic_load(&srv->draining))
+        return 0;
+    atomic_store(&srv->drain_deadline_ms, (long long)(evn__now_ms() + drain_ms));
+    if (atomic_exchange(&srv->draining, true))
+        return 0;
+    for (int i = 0; i < srv->nloops; i++)
+        evn__loop_signal(&srv->loops[i]);
+    return 0;
+}
+
+int evn_server_draining(const evn_server *srv)
+{
+    return atomic_load(&srv->draining);
+}
+
+int64_t evn__drain_left_ms(struct evn_server *srv)
+{
+    int64_t left = (int64_t)atomic_load(&srv->drain_deadline_ms) - evn__now_ms();
+    return left > 0 ? left : 0;
+}
+
+void evn__loop_drain_start(struct evn_loop *loop)
+{
+    struct evn_server *srv = loop->srv;
+    loop->drain_started = true;
+    loop->accept_paused = false;
+    for (size_t i = 0; i < loop->nlsocks; i++) {
+        struct evn__lsock *ls = &loop->lsocks[i];
+        if (ls->fd < 0)
+            continue;
+        loop->be->del(loop, ls->fd, EVN__READ, true);
+        loop->table[ls->fd] = NULL;
+        close(ls->fd);
+        /* The listener must not close it again at free. */
+        if (ls->l->fds)
+            ls->l->fds[loop->index] = -1;
+        else
+            ls->l->fd = -1;
+        ls->fd = -1;
+    }
+    if (!srv->ev.draining)
+        return;
+    for (int fd = 0; fd < loop->table_cap; fd++) {
+        struct evn__handle *h = loop->table[fd];
+        if (!h || h->kind != EVN__H_CONN)
+            continue;
+        struct evn_conn *c = (struct evn_conn *)h;
+        if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING))
+            continue;
+        loop->cur = c;
+        evn_action a = srv->ev.draining(c);
+        loop->cur = NULL;
+        evn__conn_act(c, a);
+    }
+}
+
+bool evn__loop_drain_done(struct evn_loop *loop)
+{
+    struct evn_server *srv = loop->srv;
+    long left = loop->index == 0 ? atomic_load(&srv->total_conns) : atomic_load(&loop->nconns);
+    if (left > 0 && evn__drain_left_ms(srv) == 0) {
+        evn__conn_close_all(loop, -ETIMEDOUT);
+        if (loop->index != 0)
+            left = 0;
+        else
+            left = atomic_load(&srv->total_conns);
+    }
+    /* Loop 0 ends last, at the deadline at the latest. */
+    if (loop->index == 0 && left > 0 && evn__drain_left_ms(srv) == 0)
+        left = 0;
+    if (left == 0 && loop->index != 0)
+        evn__loop_signal(&srv->loops[0]);
+    return left == 0;
+}
+
+#ifndef __linux__
+/* Elsewhere a self-pipe: the handler only writes the signal number. */
+static volatile sig_atomic_t sig_pipe_wfd = -1;
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    if (sig_pipe_wfd >= 0) {
+        ssize_t r = write(sig_pipe_wfd, &b, 1);
+        (void)r;
+    }
+    errno = saved;
+}
+#endif
+
+int evn_server_stop_on_signals(evn_server *srv, int64_t drain_ms)
+{
+    if (!srv)
+        return -EINVAL;
+    if (srv->ran || srv->sig_on)
+        return -EALREADY;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+#ifdef __linux__
+    pthread_sigmask(SIG_BLOCK, &set, &srv->sig_oldmask);
+    int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        pthread_sigmask(SIG_SETMASK, &srv->sig_oldmask, NULL);
+        evn__set_errmsg("signalfd: %s", evn_strerror(e));
+        return -e;
+    }
+    srv->sig_rfd = srv->sig_wfd = fd;
+#else
+    int p[2];
+    if (pipe(p) < 0)
+        return -errno;
+    for (int i = 0; i < 2; i++) {
+        fcntl(p[i], F_SETFD, FD_CLOEXEC);
+        evn__set_nonblock(p[i], true);
+    }
+    srv->sig_rfd = p[0];
+    srv->sig_wfd = p[1];
+    sig_pipe_wfd = p[1];
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    pthread_sigmask(SIG_BLOCK, NULL, &srv->sig_oldmask);
+#endif
+    struct evn_loop *loop0 = &srv->loops[0];
+    srv->sig_h.kind = EVN__H_SIGNAL;
+    int rc = evn__loop_track(loop0, srv->sig_rfd, &srv->sig_h);
+    if (rc == 0)
+        rc = loop0->be->add(loop0, srv->sig_rfd, EVN__READ);
+    srv->sig_on = true;
+    srv->sig_drain_ms = drain_ms;
+    if (rc < 0)
+        evn__signals_detach(srv);
+    return rc;
+}
+
+void evn__signals_ready(struct evn_server *srv)
+{
+    for (;;) {
+#ifdef __linux__
+        struct signalfd_siginfo si;
+        if (read(srv->sig_rfd, &si, sizeof si) != (ssize_t)sizeof si)
+            return;
+#else
+        unsigned char b;
+        if (read(srv->sig_rfd, &b, 1) != 1)
+            return;
+#endif
+        if (++srv->nsignals == 1)
+            evn_shutdown_graceful(srv, srv->sig_drain_ms);
+        else
+            evn_shutdown(srv);
+    }
+}
+
+void evn__signals_detach(struct evn_server *srv)
+{
+    if (!srv->sig_on)
+        return;
+    struct evn_loop *loop0 = &srv->loops[0];
+    loop0->be->del(loop0, srv->sig_rfd, EVN__READ, true);
+    loop0->table[srv->sig_rfd] = NULL;
+#ifndef __linux__
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    sig_pipe_wfd = -1;
+    close(srv->sig_wfd);
+#endif
+    close(srv->sig_rfd);
+    srv->sig_rfd = srv->sig_wfd = -1;
+    srv->sig_on = false;
+    pthread_sigmask(SIG_SETMASK, &srv->sig_oldmask, NULL);
+}
