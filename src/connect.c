@@ -30,7 +30,7 @@ static int numeric_addr(const char *url, const struct evn__url *u, struct sockad
         evn__set_errmsg("%s: evn_connect takes tcp://, tcp4://, tcp6:// or unix:// URLs", url);
         return -EINVAL;
     }
-    if (u->reuseport || u->backlog != 1024) {
+    if (strchr(url, '?')) {
         evn__set_errmsg("%s: options are for listeners, not for evn_connect", url);
         return -EINVAL;
     }

@@ -46,7 +46,20 @@ struct evn__url {
     char path[108]; /* unix socket path */
     int reuseport;
     int backlog;
+    /* TCP tuning (see the option table in url.c); -1 or 0: leave alone. */
+    int nodelay;     /* default 1 */
+    int keepalive;   /* idle seconds before probes; 0 off */
+    int fastopen;    /* TFO queue length; 0 off */
+    int deferaccept; /* seconds; 0 off */
+    int ipv6only;    /* -1: by scheme */
+    int sndbuf, rcvbuf;
+    /* TLS: tls://, tls4://, tls6:// */
+    int tls;
+    int verify; /* EVN__VERIFY_* */
+    char cert[256], key[256], ca[256], alpn[128];
 };
+
+enum { EVN__VERIFY_NONE = 0, EVN__VERIFY_OPTIONAL, EVN__VERIFY_REQUIRE };
 
 /*
  * Parse an address URL. Returns 0, or -EINVAL with a message naming the bad

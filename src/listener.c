@@ -143,6 +143,50 @@ static int clear_stale_unix(const struct evn__listener *l, const char *url, char
     return 0;
 }
 
+/*
+ * TCP options from the URL, set on the listening socket, from which accepted
+ * sockets inherit them (Linux copies the whole socket state on accept), so
+ * they cost nothing per connection. Returns the option that failed, or NULL.
+ */
+static const char *tcp_tuning(int fd, const struct evn__url *u)
+{
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &u->nodelay, sizeof(int)) < 0)
+        return "TCP_NODELAY";
+    if (u->keepalive) {
+        if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) < 0)
+            return "SO_KEEPALIVE";
+#if defined(TCP_KEEPIDLE)
+        int intvl = u->keepalive / 3 > 0 ? u->keepalive / 3 : 1;
+        if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &u->keepalive, sizeof(int)) < 0 ||
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl) < 0)
+            return "TCP_KEEPIDLE";
+#elif defined(TCP_KEEPALIVE)
+        if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPALIVE, &u->keepalive, sizeof(int)) < 0)
+            return "TCP_KEEPALIVE";
+#endif
+    }
+    if (u->fastopen) {
+#ifdef TCP_FASTOPEN
+        if (setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN, &u->fastopen, sizeof(int)) < 0)
+            return "TCP_FASTOPEN";
+#else
+        errno = ENOTSUP;
+        return "fastopen (TCP_FASTOPEN is not available on this platform)";
+#endif
+    }
+    if (u->deferaccept) {
+#ifdef TCP_DEFER_ACCEPT
+        if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &u->deferaccept, sizeof(int)) < 0)
+            return "TCP_DEFER_ACCEPT";
+#else
+        errno = ENOTSUP;
+        return "deferaccept (TCP_DEFER_ACCEPT is not available on this platform)";
+#endif
+    }
+    return NULL;
+}
+
 static int open_socket(struct evn__listener *l, const char *url, char *err, size_t errlen)
 {
     const struct evn__url *u = &l->url;
@@ -169,16 +213,17 @@ static int open_socket(struct evn__listener *l, const char *url, char *err, size
             what = "SO_REUSEPORT";
         if (!what && l->addr.ss_family == AF_INET6) {
             /* An empty host under tcp:// or udp:// serves IPv4 too. */
-            int v6only = u->family == AF_INET6;
+            int v6only = u->ipv6only >= 0 ? u->ipv6only : u->family == AF_INET6;
             if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, v6only ? &one : &zero, sizeof one) < 0)
                 what = "IPV6_V6ONLY";
         }
-        /* Accepted sockets inherit TCP_NODELAY from the listener on Linux, which
-         * saves a system call per connection; conn.c sets it where not. */
-        if (!what && u->proto == EVN__TCP &&
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
-            what = "TCP_NODELAY";
+        if (!what && u->proto == EVN__TCP)
+            what = tcp_tuning(fd, u);
     }
+    if (!what && u->sndbuf && setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &u->sndbuf, sizeof(int)) < 0)
+        what = "SO_SNDBUF";
+    if (!what && u->rcvbuf && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &u->rcvbuf, sizeof(int)) < 0)
+        what = "SO_RCVBUF";
     if (!what && bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) < 0)
         what = "bind";
     if (!what && u->proto != EVN__UDP && listen(fd, u->backlog) < 0)
@@ -217,6 +262,12 @@ int evn__listener_open(struct evn__listener *l, const char *url, int nloops, cha
         snprintf(err, errlen, "%s: reuseport is not supported for unix sockets", url);
         return -EINVAL;
     }
+#ifndef EVN_HAVE_TLS
+    if (l->url.tls) {
+        snprintf(err, errlen, "%s: tls:// needs evn built with OpenSSL (EVN_TLS)", url);
+        return -ENOTSUP;
+    }
+#endif
     if ((rc = resolve(l, url, err, errlen)) < 0)
         return rc;
     if (l->url.proto == EVN__UNIX && (rc = clear_stale_unix(l, url, err, errlen)) < 0)

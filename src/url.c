@@ -19,6 +19,7 @@ static const struct {
     {"tcp", EVN__TCP, AF_UNSPEC},  {"tcp4", EVN__TCP, AF_INET}, {"tcp6", EVN__TCP, AF_INET6},
     {"udp", EVN__UDP, AF_UNSPEC},  {"udp4", EVN__UDP, AF_INET}, {"udp6", EVN__UDP, AF_INET6},
     {"unix", EVN__UNIX, AF_UNIX},
+    {"tls", EVN__TCP, AF_UNSPEC},  {"tls4", EVN__TCP, AF_INET}, {"tls6", EVN__TCP, AF_INET6},
 };
 
 static int fail(char *err, size_t errlen, const char *url, const char *what, const char *part,
@@ -62,9 +63,83 @@ static bool parse_bool(const char *s, size_t n, int *out)
     return false;
 }
 
+enum { OPT_BOOL, OPT_INT, OPT_PATH, OPT_VERIFY };
+#define P_TCP (1u << EVN__TCP)
+#define P_UDP (1u << EVN__UDP)
+#define P_UNIX (1u << EVN__UNIX)
+#define P_TLS (1u << 8)
+
+/* Every option a URL may carry, what it takes and where it applies. */
+static const struct option {
+    const char *name;
+    int type;
+    size_t off, size;
+    long min, max;
+    unsigned where;
+} options[] = {
+#define F(field) offsetof(struct evn__url, field), sizeof(((struct evn__url *)0)->field)
+    {"reuseport", OPT_BOOL, F(reuseport), 0, 1, P_TCP | P_UDP | P_UNIX},
+    {"backlog", OPT_INT, F(backlog), 1, 1 << 20, P_TCP | P_UNIX},
+    {"nodelay", OPT_BOOL, F(nodelay), 0, 1, P_TCP},
+    {"keepalive", OPT_INT, F(keepalive), 0, 86400, P_TCP},
+    {"fastopen", OPT_INT, F(fastopen), 0, 65535, P_TCP},
+    {"deferaccept", OPT_INT, F(deferaccept), 0, 3600, P_TCP},
+    {"ipv6only", OPT_BOOL, F(ipv6only), 0, 1, P_TCP | P_UDP},
+    {"sndbuf", OPT_INT, F(sndbuf), 1, 1 << 30, P_TCP | P_UDP | P_UNIX},
+    {"rcvbuf", OPT_INT, F(rcvbuf), 1, 1 << 30, P_TCP | P_UDP | P_UNIX},
+    {"cert", OPT_PATH, F(cert), 0, 0, P_TLS},
+    {"key", OPT_PATH, F(key), 0, 0, P_TLS},
+    {"ca", OPT_PATH, F(ca), 0, 0, P_TLS},
+    {"verify", OPT_VERIFY, F(verify), 0, 0, P_TLS},
+    {"alpn", OPT_PATH, F(alpn), 0, 0, P_TLS},
+#undef F
+};
+
+static int set_option(const char *url, const struct option *o, const char *v, size_t vlen,
+                      struct evn__url *out, char *err, size_t errlen)
+{
+    char *field = (char *)out + o->off;
+    long num;
+    int b;
+    switch (o->type) {
+    case OPT_BOOL:
+        if (!parse_bool(v, vlen, &b))
+            return fail(err, errlen, url, "this option takes true or false, not", v, vlen);
+        *(int *)field = b;
+        return 0;
+    case OPT_INT:
+        if (!parse_int(v, vlen, o->min, o->max, &num)) {
+            char what[96];
+            snprintf(what, sizeof what, "%s must be %ld..%ld, not", o->name, o->min, o->max);
+            return fail(err, errlen, url, what, v, vlen);
+        }
+        *(int *)field = (int)num;
+        return 0;
+    case OPT_VERIFY:
+        if (vlen == 4 && strncmp(v, "none", 4) == 0)
+            *(int *)field = EVN__VERIFY_NONE;
+        else if (vlen == 8 && strncmp(v, "optional", 8) == 0)
+            *(int *)field = EVN__VERIFY_OPTIONAL;
+        else if (vlen == 7 && strncmp(v, "require", 7) == 0)
+            *(int *)field = EVN__VERIFY_REQUIRE;
+        else
+            return fail(err, errlen, url, "verify must be none, optional or require, not", v,
+                        vlen);
+        return 0;
+    default:
+        if (vlen == 0 || vlen >= o->size)
+            return fail(err, errlen, url, "empty or too long value for", o->name,
+                        strlen(o->name));
+        memcpy(field, v, vlen);
+        field[vlen] = '\0';
+        return 0;
+    }
+}
+
 static int parse_options(const char *url, const char *q, struct evn__url *out, char *err,
                          size_t errlen)
 {
+    unsigned here = (out->tls ? P_TLS : 0) | (1u << out->proto);
     while (*q) {
         const char *amp = strchr(q, '&');
         size_t n = amp ? (size_t)(amp - q) : strlen(q);
@@ -72,22 +147,26 @@ static int parse_options(const char *url, const char *q, struct evn__url *out, c
         if (!eq)
             return fail(err, errlen, url, "option without a value", q, n);
         size_t klen = (size_t)(eq - q), vlen = n - klen - 1;
-        const char *v = eq + 1;
-        long num;
-        if (klen == 9 && strncmp(q, "reuseport", 9) == 0) {
-            if (!parse_bool(v, vlen, &out->reuseport))
-                return fail(err, errlen, url, "reuseport must be true or false, not", v, vlen);
-        } else if (klen == 7 && strncmp(q, "backlog", 7) == 0) {
-            if (!parse_int(v, vlen, 1, 1 << 20, &num))
-                return fail(err, errlen, url, "backlog must be 1..1048576, not", v, vlen);
-            out->backlog = (int)num;
-        } else {
+        const struct option *o = NULL;
+        for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+            if (strlen(options[i].name) == klen && strncmp(q, options[i].name, klen) == 0)
+                o = &options[i];
+        if (!o)
             return fail(err, errlen, url, "unknown option", q, klen);
-        }
+        if (!(o->where & here))
+            return fail(err, errlen, url,
+                        o->where == P_TLS ? "option only for tls:// URLs:"
+                                          : "option does not apply to this kind of socket:",
+                        q, klen);
+        int rc = set_option(url, o, eq + 1, vlen, out, err, errlen);
+        if (rc < 0)
+            return rc;
         if (!amp)
             break;
         q = amp + 1;
     }
+    if (out->tls && (!out->cert[0] || !out->key[0]))
+        return fail(err, errlen, url, "a tls:// listener needs cert= and key=", NULL, 0);
     return 0;
 }
 
@@ -97,6 +176,8 @@ int evn__url_parse(const char *url, struct evn__url *out, char *err, size_t errl
         err[0] = '\0';
     memset(out, 0, sizeof *out);
     out->backlog = EVN__DEFAULT_BACKLOG;
+    out->nodelay = 1;
+    out->ipv6only = -1;
     if (!url || !*url)
         return fail(err, errlen, "\"\"", "empty address", NULL, 0);
 
@@ -112,6 +193,7 @@ int evn__url_parse(const char *url, struct evn__url *out, char *err, size_t errl
             return fail(err, errlen, url, "unknown scheme", url, n);
         out->proto = schemes[i].proto;
         out->family = schemes[i].family;
+        out->tls = strncmp(url, "tls", 3) == 0;
         rest = sep + 3;
     } else {
         out->proto = EVN__TCP;
@@ -170,7 +252,5 @@ int evn__url_parse(const char *url, struct evn__url *out, char *err, size_t errl
             return fail(err, errlen, url, "port must be a number 0..65535, not", port, plen);
         out->port = (int)pn;
     }
-    if (q)
-        return parse_options(url, q + 1, out, err, errlen);
-    return 0;
+    return parse_options(url, q ? q + 1 : "", out, err, errlen);
 }
