@@ -1,7 +1,8 @@
 #include "common.h"
 
+#define EX_DRAIN_MS 10000
+
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,26 +113,19 @@ evn_action ex_print_serving(evn_server *srv)
     return EVN_NONE;
 }
 
-struct sigwaiter {
-    evn_server *srv;
-    sigset_t set;
-};
-
-/* Signals are taken by sigwait on a thread of their own, so no work is done
- * inside a signal handler; evn_shutdown is safe from any thread. */
-static void *sig_thread(void *arg)
-{
-    struct sigwaiter *w = arg;
-    int sig;
-    if (sigwait(&w->set, &sig) == 0 && sig != SIGUSR2)
-        evn_shutdown(w->srv);
-    return NULL;
-}
-
 int ex_run(const char *name, evn_events *ev, const struct ex_opts *o)
 {
-    char bufs[3][160];
-    const char *addrs[3];
+    return ex_run_ext(name, ev, o, NULL, 0, NULL);
+}
+
+/* The largest number of addresses an example serves. */
+#define EX_MAX_ADDRS 16
+
+int ex_run_ext(const char *name, evn_events *ev, const struct ex_opts *o, const char *const *urls,
+               size_t nurls, void (*stopped)(evn_server *srv))
+{
+    char bufs[EX_MAX_ADDRS][512];
+    const char *addrs[EX_MAX_ADDRS];
     size_t n = 0;
     const char *rp = o->reuseport ? "?reuseport=true" : "";
     if (o->port >= 0) {
@@ -146,30 +140,37 @@ int ex_run(const char *name, evn_events *ev, const struct ex_opts *o)
         snprintf(bufs[n], sizeof bufs[n], "udp://:%d%s", o->udp_port, rp);
         addrs[n] = bufs[n], n++;
     }
+    for (size_t i = 0; i < nurls; i++) {
+        if (n == EX_MAX_ADDRS) {
+            fprintf(stderr, "%s: at most %d addresses\n", name, EX_MAX_ADDRS);
+            return 1;
+        }
+        int len = snprintf(bufs[n], sizeof bufs[n], "%s%s", urls[i],
+                           strchr(urls[i], '?') || strncmp(urls[i], "unix:", 5) == 0 ? "" : rp);
+        if (len < 0 || (size_t)len >= sizeof bufs[n]) {
+            fprintf(stderr, "%s: address too long: %s\n", name, urls[i]);
+            return 1;
+        }
+        addrs[n] = bufs[n], n++;
+    }
     ev->nloops = o->loops;
     ev->balance = o->balance;
     ev->backend = o->backend;
     if (!ev->serving)
         ev->serving = ex_print_serving;
 
-    struct sigwaiter w;
-    sigemptyset(&w.set);
-    sigaddset(&w.set, SIGINT);
-    sigaddset(&w.set, SIGTERM);
-    sigaddset(&w.set, SIGUSR2);
-    pthread_sigmask(SIG_BLOCK, &w.set, NULL);
-
-    int rc = evn_server_new(&w.srv, ev, addrs, n);
+    evn_server *srv;
+    int rc = evn_server_new(&srv, ev, addrs, n);
     if (rc < 0) {
         fprintf(stderr, "%s: %s (%s)\n", name, evn_errmsg(), evn_strerror(rc));
         return 1;
     }
-    pthread_t th;
-    pthread_create(&th, NULL, sig_thread, &w);
-    rc = evn_server_run(w.srv);
-    pthread_kill(th, SIGUSR2);
-    pthread_join(th, NULL);
-    evn_server_free(w.srv);
+    /* SIGINT or SIGTERM: let connections finish for up to 10 s; a second
+     * signal stops at once. */
+    rc = evn_server_stop_on_signals(srv, EX_DRAIN_MS);
+    if (rc == 0)
+        rc = evn_server_run(srv);
+    evn_server_free(srv);
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", name, evn_strerror(rc));
         return 1;

@@ -553,6 +553,9 @@ static enum step request(evn_conn *c, const struct date_cache *dc, const char *p
     int status = inspect(&req, &r, &f);
     if (status)
         return fail(c, dc, status, r.head);
+    /* While the server drains, every answer closes its connection. */
+    if (evn_server_draining(evn_conn_server(c)))
+        r.keep_alive = false;
 
     size_t head_len = (size_t)n, body_avail = avail - head_len;
     if (!f.chunked && f.length <= body_avail) {
@@ -599,6 +602,14 @@ static void set_deadline(evn_conn *c, bool pending)
         evn_conn_set_deadline(c, 0);
         st->deadline = false;
     }
+}
+
+/* A graceful shutdown began: an idle keep-alive connection can go now; one
+ * in the middle of a request gets its answer with "Connection: close". */
+static evn_action on_draining(evn_conn *c)
+{
+    struct conn *st = evn_conn_udata(c);
+    return st && st->deadline ? EVN_NONE : EVN_CLOSE;
 }
 
 static evn_action on_timeout(evn_conn *c)
@@ -713,6 +724,7 @@ int main(int argc, char **argv)
                      .closed = on_closed,
                      .tick = on_tick,
                      .timeout = on_timeout,
+                     .draining = on_draining,
                      .idle_timeout_ms = idle_timeout_ms};
     return ex_run("http-server", &ev, &o);
 }
