@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""The echo-server example, driven as a user would: TCP (IPv4 and IPv6),
+a unix socket and UDP echo every byte; --help exits 0; a bad flag prints the
+usage and exits 2; SIGINT and SIGTERM stop it with status 0."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+
+BIN = sys.argv[1]
+BACKEND = os.environ.get("EVN_BACKEND", "")
+failures = 0
+
+
+def check(cond, what):
+    global failures
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failures += 1
+
+
+def start(*args):
+    cmd = [BIN, "--port", "0", *args]
+    if BACKEND:
+        cmd += ["--backend", BACKEND]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    urls = []
+    for line in p.stdout:
+        m = re.match(r"listening on (\S+)", line)
+        if m:
+            urls.append(m.group(1))
+        elif "backend" in line:
+            break
+    return p, urls
+
+
+def port_of(urls, scheme):
+    for u in urls:
+        if u.startswith(scheme + "://"):
+            return int(u.rsplit(":", 1)[1])
+    return None
+
+
+def echo_stream(sock, payload):
+    got = bytearray()
+    t = threading.Thread(target=sock.sendall, args=(payload,))
+    t.start()
+    while len(got) < len(payload):
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        got += chunk
+    t.join()
+    return bytes(got)
+
+
+def main():
+    d = tempfile.mkdtemp()
+    path = os.path.join(d, "echo.sock")
+    p, urls = start("--udp", "0", "--unixsocket", path)
+    tcp, udp = port_of(urls, "tcp"), port_of(urls, "udp")
+    check(tcp is not None and udp is not None and len(urls) == 3, f"prints its addresses {urls}")
+    payload = os.urandom(8 << 20)
+    for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        with socket.socket(fam) as s:
+            s.settimeout(20)
+            s.connect((host, tcp))
+            check(echo_stream(s, payload) == payload, f"8 MB echoed over TCP to {host}")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(20)
+        s.connect(path)
+        check(echo_stream(s, payload[:1 << 20]) == payload[:1 << 20], "1 MB echoed over the unix socket")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(20)
+        for n in (1, 512, 60000):
+            msg = os.urandom(n)
+            s.sendto(msg, ("127.0.0.1", udp))
+            data, _ = s.recvfrom(65536)
+            check(data == msg, f"UDP datagram of {n} bytes echoed")
+    p.send_signal(signal.SIGINT)
+    check(p.wait(timeout=30) == 0, "SIGINT: exit status 0")
+    check(not os.path.exists(path), "unix socket file removed at exit")
+
+    p, _ = start()
+    p.send_signal(signal.SIGTERM)
+    check(p.wait(timeout=30) == 0, "SIGTERM: exit status 0")
+
+    r = subprocess.run([BIN, "--help"], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0 and "--port" in r.stdout, "--help prints the usage, status 0")
+    for bad in (["--bogus"], ["--port", "70000"], ["--loops"], ["--balance", "fastest"]):
+        r = subprocess.run([BIN, *bad], capture_output=True, text=True, timeout=30)
+        check(r.returncode == 2 and "usage" in r.stderr, f"{' '.join(bad)}: usage, status 2")
+    print(f"{failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
