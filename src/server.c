@@ -86,6 +86,15 @@ int evn_server_new(evn_server **srvp, const evn_events *ev, const char *const *a
                         ev->nloops < -1 ? ev->nloops : (int)ev->balance);
         return -EINVAL;
     }
+    if (ev->out_high && ev->out_low > ev->out_high) {
+        evn__set_errmsg("out_low (%zu) must not be above out_high (%zu)", ev->out_low,
+                        ev->out_high);
+        return -EINVAL;
+    }
+    if (ev->idle_timeout_ms < 0 || ev->max_conns < 0) {
+        evn__set_errmsg("idle_timeout_ms and max_conns must not be negative");
+        return -EINVAL;
+    }
     const struct evn__backend *be = evn__backend_find(ev->backend, &rc);
     if (!be)
         return rc;
