@@ -170,6 +170,8 @@ int ex_run_ext(const char *name, evn_events *ev, const struct ex_opts *o, const 
     rc = evn_server_stop_on_signals(srv, EX_DRAIN_MS);
     if (rc == 0)
         rc = evn_server_run(srv);
+    if (stopped)
+        stopped(srv);
     evn_server_free(srv);
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", name, evn_strerror(rc));

@@ -1,0 +1,416 @@
+/*
+ * tcp-proxy: a TCP (layer 4) proxy on evn.
+ *
+ *   tcp-proxy --listen tcp://:9000 --backend tcp://127.0.0.1:6380 [--backend ...]
+ *
+ * Each accepted client is paired with a new connection to the next backend,
+ * round-robin, made with evn_connect from the client's opened callback, so
+ * both ends of a pair live on the same loop and every callback of the pair
+ * runs on that one thread: the pair's state needs no lock.
+ *
+ * Bytes are relayed both ways as they come, each read written once to the
+ * other end with evn_write. Backpressure, per direction: when a write would
+ * take the other end's queued output (evn_conn_pending) over --buffer bytes,
+ * the proxy stops reading this end (evn_conn_read(c, 0)) and reads it again
+ * once that write has been sent, which evn_send_owned's completion tells. So
+ * a slow reader on either side holds at most --buffer bytes plus one read of
+ * the proxy's memory per direction, and TCP slows the sender down.
+ *
+ * The two directions must stay independent, so evn's own flow control is
+ * turned off (out_high = SIZE_MAX): evn stops reading a connection whose own
+ * output is over its high-water mark, which for a proxy's backend connection
+ * means not taking the backend's answers while the backend is not taking
+ * the client's input. A backend that does the same (as the echo example
+ * does) then waits on the proxy while the proxy waits on it, for good, even
+ * though the client reads. drained, which fires only after that mark is
+ * passed, is not used either; see also tests/proxy/test-drained-other.c.
+ *
+ * Half-close is passed through: end-of-file from one end (the eof callback)
+ * becomes evn_conn_shutdown_write on the other, after what is queued for it;
+ * evn closes a connection once both its directions are finished. When one
+ * end fails (a refused or timed-out connect, a reset, an idle timeout), the
+ * other is closed once its queued output is sent, through an evn_wake that
+ * returns EVN_CLOSE from its data callback; no other pair is touched.
+ *
+ * What a client sends before its backend is connected is queued on the
+ * backend connection at once with evn_send on its id (evn sends it once
+ * connected); past one high-water mark of it the client is not read until
+ * it has been sent.
+ */
+#include "common.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_BACKENDS 64
+#define MAX_LISTEN 8
+
+enum { CLIENT, BACKEND };
+
+/*
+ * One client and its backend connection. Both connections' user data point
+ * here. end[i] is the evn_conn of side i while it is open (the backend's only
+ * from its opened callback on); each side's closed callback clears its own
+ * pointer, so the other side never follows a dangling one. Every field is
+ * touched only on the pair's loop thread. The pair is freed by the last of
+ * its connections to close.
+ */
+struct pair {
+    evn_conn *end[2];
+    evn_id id[2];
+    /* Side i has closed (or, for the backend, could not be started). */
+    bool gone[2];
+    /* Side i is not being read because the other side's output is full,
+     * for the hold[i]-th time (a stale completion must not end a newer
+     * hold). */
+    bool held[2];
+    unsigned hold[2];
+    /* The client sent end-of-file before its backend was connected. */
+    bool client_eof;
+    /* Bytes sent to the backend before it was connected. */
+    size_t early;
+    /* Which backend, for messages. */
+    unsigned backend;
+    int refs;
+};
+
+static const char *backends[MAX_BACKENDS];
+static size_t nbackends;
+static atomic_uint next_backend;
+static int64_t connect_timeout_ms = 5000;
+static int64_t idle_timeout_ms;
+static size_t high_water = 4u << 20;
+
+static int side_of(const evn_conn *c)
+{
+    return evn_conn_listener(c) == EVN_OUTBOUND ? BACKEND : CLIENT;
+}
+
+static void pair_unref(struct pair *p)
+{
+    if (--p->refs == 0)
+        free(p);
+}
+
+/* A new client: start its backend connection. */
+static evn_action client_opened(evn_conn *c)
+{
+    struct pair *p = calloc(1, sizeof *p);
+    if (!p)
+        return EVN_CLOSE;
+    unsigned i = atomic_fetch_add_explicit(&next_backend, 1, memory_order_relaxed);
+    p->backend = i % nbackends;
+    const char *url = backends[p->backend];
+    p->end[CLIENT] = c;
+    p->id[CLIENT] = evn_conn_id(c);
+    p->refs = 2;
+    int rc = evn_connect(evn_conn_server(c), url, connect_timeout_ms, p, &p->id[BACKEND]);
+    if (rc < 0) {
+        fprintf(stderr, "tcp-proxy: %s: %s\n", evn_errmsg(), evn_strerror(rc));
+        free(p);
+        return EVN_CLOSE;
+    }
+    evn_conn_set_udata(c, p);
+    return EVN_NONE;
+}
+
+/* The backend is connected: link it, and pass on what the client did
+ * meanwhile. */
+static evn_action backend_opened(evn_conn *c)
+{
+    struct pair *p = evn_conn_udata(c);
+    p->end[BACKEND] = c;
+    if (p->gone[CLIENT])
+        return EVN_CLOSE;
+    if (p->client_eof)
+        evn_conn_shutdown_write(c);
+    return EVN_NONE;
+}
+
+static evn_action on_opened(evn_conn *c)
+{
+    if (idle_timeout_ms > 0)
+        evn_conn_set_idle_timeout(c, idle_timeout_ms);
+    return side_of(c) == CLIENT ? client_opened(c) : backend_opened(c);
+}
+
+/*
+ * The write that takes the other side's queued output over --buffer. Its
+ * bytes go with evn_send_owned, whose completion says when they, and so
+ * everything queued before them, are sent: this side is read again then. It
+ * costs one allocation and copy each time a side is held, not per read.
+ */
+struct mark {
+    struct pair *p;
+    int side;      /* the side held */
+    unsigned hold; /* which hold of that side */
+    char data[];
+};
+
+/*
+ * On the pair's loop thread, when the bytes are sent (status 0) or dropped.
+ * The pair is still there: a dropped chunk is released before its
+ * connection's closed callback runs, and a sent one means the connection is
+ * open.
+ */
+static void mark_done(void *buf, int status, void *arg)
+{
+    struct mark *m = arg;
+    struct pair *p = m->p;
+    if (status == 0 && p->held[m->side] && p->hold[m->side] == m->hold && p->end[m->side]) {
+        p->held[m->side] = false;
+        evn_conn_read(p->end[m->side], 1);
+    }
+    free(m);
+}
+
+/* Send in[0..len) to the other side and stop reading this one. */
+static int relay_and_hold(evn_conn *c, struct pair *p, int me, const char *in, size_t len)
+{
+    struct mark *m = malloc(sizeof *m + len);
+    if (!m)
+        return -ENOMEM;
+    memcpy(m->data, in, len);
+    m->p = p;
+    m->side = me;
+    m->hold = ++p->hold[me];
+    p->held[me] = true;
+    evn_conn_read(c, 0);
+    return evn_send_owned(evn_conn_server(c), p->id[!me], m->data, len, mark_done, m);
+}
+
+/*
+ * Pass in[0..len) to the other side: with evn_write once it is connected;
+ * before, by id with evn_send, which queues it on the backend connection to
+ * go out once the connect is done.
+ */
+static evn_action relay(evn_conn *c, struct pair *p, int me, const char *in, size_t len)
+{
+    evn_conn *peer = p->end[!me];
+    size_t queued = peer ? evn_conn_pending(peer) : p->early;
+    int rc;
+    if (queued + len > high_water)
+        rc = relay_and_hold(c, p, me, in, len);
+    else if (peer)
+        rc = evn_write(peer, in, len);
+    else
+        rc = evn_send(evn_conn_server(c), p->id[BACKEND], in, len);
+    if (!peer)
+        p->early += len;
+    return rc < 0 ? EVN_CLOSE : EVN_NONE;
+}
+
+static evn_action on_data(evn_conn *c, const char *in, size_t len)
+{
+    struct pair *p = evn_conn_udata(c);
+    int me = side_of(c), other = !me;
+    if (!p)
+        return EVN_CLOSE;
+    /* A wake: sent by the other side's closed callback. */
+    if (!in)
+        return p->gone[other] ? EVN_CLOSE : EVN_NONE;
+    if (p->gone[other])
+        return EVN_CLOSE;
+    return relay(c, p, me, in, len);
+}
+
+/* This side sent end-of-file: so does the proxy to the other side, after
+ * what is queued for it. Each connection closes once both its directions are
+ * done. */
+static evn_action on_eof(evn_conn *c)
+{
+    struct pair *p = evn_conn_udata(c);
+    int me = side_of(c), other = !me;
+    if (!p || p->gone[other])
+        return EVN_CLOSE;
+    if (p->end[other])
+        evn_conn_shutdown_write(p->end[other]);
+    else
+        p->client_eof = true;
+    return EVN_NONE;
+}
+
+/*
+ * One side is gone. Unlink it, and have the other side close once its queued
+ * output is sent: evn has no call to close another connection, so a wake
+ * makes its data callback run, and that returns EVN_CLOSE. A backend still
+ * connecting ignores wakes; its opened callback sees the client gone.
+ */
+static evn_action on_closed(evn_conn *c, int err)
+{
+    struct pair *p = evn_conn_udata(c);
+    if (!p)
+        return EVN_NONE;
+    int me = side_of(c), other = !me;
+    if (me == BACKEND && !p->end[BACKEND] && err)
+        fprintf(stderr, "tcp-proxy: %s: %s\n", backends[p->backend], evn_strerror(err));
+    p->end[me] = NULL;
+    p->gone[me] = true;
+    if (!p->gone[other])
+        evn_wake(evn_conn_server(c), p->id[other]);
+    pair_unref(p);
+    return EVN_NONE;
+}
+
+/*
+ * A backend URL must be one evn_connect takes: tcp://, tcp4:// or tcp6://
+ * with a numeric address and a port, or unix://PATH. Checked at start so a
+ * typo is a usage error, not a failure on the first client.
+ */
+static bool backend_ok(const char *url)
+{
+    static const char *const schemes[] = {"tcp://", "tcp4://", "tcp6://"};
+    if (strncmp(url, "unix://", 7) == 0)
+        return url[7] != '\0';
+    const char *hp = NULL;
+    for (size_t i = 0; i < 3; i++) {
+        if (strncmp(url, schemes[i], strlen(schemes[i])) == 0)
+            hp = url + strlen(schemes[i]);
+    }
+    if (!hp)
+        return false;
+    char host[64];
+    const char *colon;
+    size_t hl;
+    if (*hp == '[') {
+        const char *close = strchr(hp, ']');
+        if (!close || close[1] != ':')
+            return false;
+        hl = (size_t)(close - hp - 1);
+        if (hl >= sizeof host)
+            return false;
+        memcpy(host, hp + 1, hl);
+        colon = close + 1;
+    } else {
+        colon = strrchr(hp, ':');
+        if (!colon)
+            return false;
+        hl = (size_t)(colon - hp);
+        if (hl >= sizeof host)
+            return false;
+        memcpy(host, hp, hl);
+    }
+    host[hl] = '\0';
+    unsigned char addr[16];
+    if (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1)
+        return false;
+    char *end;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    return !errno && end != colon + 1 && *end == '\0' && port > 0 && port <= 65535;
+}
+
+/* "--backend URL" names a server; "--backend epoll|kqueue|poll" picks the
+ * event backend, as in the other examples. */
+static const char *poller;
+
+static int add_backend(const char *v)
+{
+    if (strcmp(v, "epoll") == 0 || strcmp(v, "kqueue") == 0 || strcmp(v, "poll") == 0) {
+        poller = v;
+        return 0;
+    }
+    if (nbackends == MAX_BACKENDS || !backend_ok(v)) {
+        fprintf(stderr,
+                "tcp-proxy: bad backend '%s': want tcp://IP:PORT, tcp6://[IP]:PORT or "
+                "unix://PATH, numeric (no names are resolved)\n",
+                v);
+        return -1;
+    }
+    backends[nbackends++] = v;
+    return 0;
+}
+
+static const char *listen_urls[MAX_LISTEN];
+static size_t nlisten;
+
+static int add_listen(const char *v)
+{
+    if (nlisten == MAX_LISTEN)
+        return -1;
+    listen_urls[nlisten++] = v;
+    return 0;
+}
+
+static int parse_ms(const char *v, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || *end || n < 0)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+static int set_connect_timeout(const char *v)
+{
+    return parse_ms(v, &connect_timeout_ms);
+}
+
+static int set_idle_timeout(const char *v)
+{
+    return parse_ms(v, &idle_timeout_ms);
+}
+
+static int set_buffer(const char *v)
+{
+    int64_t n;
+    if (parse_ms(v, &n) < 0 || n < 4096 || (uint64_t)n > SIZE_MAX / 4)
+        return -1;
+    high_water = (size_t)n;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct ex_option more[] = {
+        {"--listen",
+         "--listen URL      serve on URL (tcp://:9000, unix:///path; may repeat;\n"
+         "                    default tcp://:9000 unless --port is given)",
+         add_listen},
+        {"--backend",
+         "--backend URL     a server to relay to, tcp://IP:PORT, tcp6://[IP]:PORT or\n"
+         "                    unix://PATH; numeric only: no host names are resolved.\n"
+         "                    Repeat it: clients go to the backends round-robin",
+         add_backend},
+        {"--backend-timeout",
+         "--backend-timeout MS  connect timeout (default 5000; 0: the kernel's)",
+         set_connect_timeout},
+        {"--idle-timeout", "--idle-timeout MS close a connection idle this long (default 0: never)",
+         set_idle_timeout},
+        {"--buffer",
+         "--buffer BYTES    output queued per connection before the other end is\n"
+         "                    no longer read (default 4194304)",
+         set_buffer},
+    };
+    struct ex_opts o = {.port = -1, .udp_port = -1, .loops = 1};
+    ex_parse_more(argc, argv, &o, "tcp-proxy", 0, more, sizeof more / sizeof more[0]);
+    if (nbackends == 0) {
+        fprintf(stderr, "tcp-proxy: at least one --backend URL is needed (see --help)\n");
+        return 2;
+    }
+    if (poller)
+        o.backend = poller;
+    static const char *const default_listen[] = {"tcp://:9000"};
+    const char *const *urls = listen_urls;
+    size_t nurls = nlisten;
+    if (nlisten == 0 && o.port < 0 && !o.unixsock) {
+        urls = default_listen;
+        nurls = 1;
+    }
+    evn_events ev = {
+        .opened = on_opened,
+        .data = on_data,
+        .eof = on_eof,
+        .closed = on_closed,
+        /* No flow control of evn's own: see the top of this file. */
+        .out_high = SIZE_MAX,
+    };
+    return ex_run_ext("tcp-proxy", &ev, &o, urls, nurls, NULL);
+}
