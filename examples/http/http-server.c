@@ -43,9 +43,9 @@
 static const char hello[] = "Hello World!\r\n";
 
 static uint64_t max_body = 1024 * 1024;
-static int64_t idle_timeout_ms = 60000;
+static int64_t idle_timeout_ms = 75000;
 /* A request begun must be complete within this (0: no limit). */
-static int64_t request_timeout_ms = 30000;
+static int64_t request_timeout_ms = 10000;
 
 /*
  * The Date header changes once a second. The ticker on loop 0 publishes the
@@ -705,12 +705,12 @@ int main(int argc, char **argv)
         {"--max-body", "--max-body BYTES  largest request body taken (default 1048576)",
          set_max_body},
         {"--idle-timeout",
-         "--idle-timeout MS close a connection idle this long (default 60000; 0: never)",
+         "--idle-timeout MS close a connection idle this long (default 75000; 0: never)",
          set_idle_timeout},
         {"--request-timeout",
          "--request-timeout MS\n"
          "                    answer 408 to a request not complete this long after it began\n"
-         "                    (default 30000; 0: never)",
+         "                    (default 10000; 0: never)",
          set_request_timeout},
     };
     struct ex_opts o = {.port = 8080, .udp_port = -1, .loops = 1};

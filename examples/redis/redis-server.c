@@ -147,20 +147,38 @@ static int set_max_bulk(const char *v)
     return 0;
 }
 
+/* As Redis: past this many clients a new one is told so and closed. */
+static int max_clients = 10000;
+
+static int set_max_clients(const char *v)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < 1 || n > 1000000)
+        return -1;
+    max_clients = (int)n;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct ex_option more[] = {
         {"--max-bulk", "--max-bulk BYTES  largest bulk argument taken (default 536870912, 512 MB)",
          set_max_bulk},
+        {"--maxclients", "--maxclients N    clients served at once (default 10000)",
+         set_max_clients},
     };
     struct ex_opts o = {.port = 6380, .udp_port = -1, .loops = 1};
-    ex_parse_more(argc, argv, &o, "redis-server", 0, more, 1);
+    ex_parse_more(argc, argv, &o, "redis-server", 0, more, sizeof more / sizeof more[0]);
 
     evn_events ev = {.serving = on_serving,
                      .opened = on_opened,
                      .closed = on_closed,
                      .data = on_data,
-                     .tick = on_tick};
+                     .tick = on_tick,
+                     .max_conns = max_clients,
+                     .busy_reply = "-ERR max number of clients reached\r\n"};
     int rc = ex_run("redis-server", &ev, &o);
     for (int i = 0; loops && i < nloops; i++)
         reply_free(&loops[i].out);

@@ -601,6 +601,37 @@ def part_max_bulk(binary, backend, real_cls):
             real.stop()
 
 
+def part_max_clients(binary, backend):
+    """--maxclients 2: a third client gets Redis's error and is closed; once one
+    of the two leaves, a new client is served."""
+    srv = EvnServer(binary, backend, "--maxclients", "2")
+    try:
+        a, b = Conn(srv.port), Conn(srv.port)
+        for c in (a, b):
+            c.send(b"PING\r\n")
+            check_eq(c.reply(), b"+PONG\r\n", "a client under --maxclients 2 is served")
+        third = Conn(srv.port)
+        out, eof = third.rest_until_eof()
+        check(eof and out == b"-ERR max number of clients reached\r\n",
+              "the third client is told the limit is reached, then closed", short(out))
+        third.close()
+        a.close()
+        # The slot frees once the server has seen a's close: ask b to make sure.
+        b.send(b"PING\r\n")
+        check_eq(b.reply(), b"+PONG\r\n", "the second client is still served")
+        for _ in range(200):
+            c = Conn(srv.port)
+            c.send(b"PING\r\n")
+            out = c.reply()
+            c.close()
+            if out == b"+PONG\r\n":
+                break
+        check_eq(out, b"+PONG\r\n", "a new client is served once one has left")
+        b.close()
+    finally:
+        check_eq(srv.stop(), 0, "server with --maxclients exits 0 on SIGTERM")
+
+
 def part_expiry(port):
     """PX 100: gone soon after, by lazy (GET) and by active (DBSIZE) expiry."""
     c = Conn(port)
@@ -929,6 +960,7 @@ def main():
     parts = []
     try:
         part_flags(args.server, args.backend)
+        part_max_clients(args.server, args.backend)
         for nloops in (1, 2):
             srv = EvnServer(args.server, args.backend, "--loops", str(nloops))
             try:
