@@ -96,6 +96,9 @@ typedef struct evn_events {
     /*
      * A stream connection was accepted. It may write a greeting and set
      * user data. EVN_DETACH and EVN_CLOSE act as from data. Not fired for UDP.
+     * On a tls:// listener it fires once the TLS handshake has completed; a
+     * connection whose handshake fails or times out is closed without any
+     * event (neither opened nor closed).
      */
     evn_action (*opened)(evn_conn *c);
     /*
@@ -103,7 +106,8 @@ typedef struct evn_events {
      * action or by shutdown), else a negative errno such as -ECONNRESET. The
      * connection's memory is freed when this returns; free your user data
      * here. The return value is ignored except for EVN_SHUTDOWN.
-     * Not fired for UDP or for detached connections.
+     * Not fired for UDP, for detached connections, or for a TLS connection
+     * that never completed its handshake (opened did not fire either).
      */
     evn_action (*closed)(evn_conn *c, int err);
     /*
@@ -112,6 +116,8 @@ typedef struct evn_events {
      * output was sent first. Bytes kept with evn_keep() are discarded. The
      * evn_conn is freed when this returns (its id goes stale). Only
      * EVN_SHUTDOWN means anything as a return value.
+     * A TLS connection cannot be detached (its session lives in evn): there
+     * EVN_DETACH closes it instead, and closed gets -EPROTONOSUPPORT.
      */
     evn_action (*detached)(evn_conn *c, int fd);
     /*
@@ -184,6 +190,12 @@ typedef struct evn_events {
      */
     int max_conns;
     const char *busy_reply;
+    /*
+     * A TLS connection whose handshake has not completed this many
+     * milliseconds after it was accepted is closed (without any event).
+     * 0 means the default, 10000.
+     */
+    int64_t tls_handshake_timeout_ms;
 } evn_events;
 
 /*
@@ -193,6 +205,7 @@ typedef struct evn_events {
  *   tcp://host:port    tcp4://host:port   tcp6://[::1]:port   host:port (tcp)
  *   udp://host:port    udp4://host:port   udp6://[::1]:port
  *   unix:///path/to/socket   unix://relative/path
+ *   tls://host:port?cert=PATH&key=PATH   tls4://...   tls6://...
  *
  * An empty host (tcp://:6380) listens on every interface, IPv6 and IPv4. A
  * host name is resolved here, once, with getaddrinfo. Options go in the query
@@ -200,10 +213,23 @@ typedef struct evn_events {
  * SO_REUSEPORT), backlog=N (listen backlog, default 1024). A stale unix socket
  * file is replaced; evn_server_free() removes it.
  *
+ * tls:// is TCP with TLS (1.2 or later, when evn is built with OpenSSL):
+ * cert= names a PEM certificate chain, key= its PEM private key. Clients may
+ * be asked for a certificate with ca=PATH (PEM CAs to verify it against) and
+ * verify=optional (checked if sent) or verify=require; the default is
+ * verify=none. alpn=h2,http/1.1 lists the application protocols offered, in
+ * the server's order of preference: the first one the client also offers is
+ * chosen (see evn_conn_alpn); a client offering none of them gets none. The
+ * files are read here, once. The data callback sees plaintext; a peer
+ * closing without a TLS close_notify is an ordinary end of input.
+ *
  * On success *srvp holds the server and 0 is returned. On failure *srvp is
  * NULL and a negative errno is returned: -EINVAL for a malformed URL or an
- * unknown option (evn_errmsg() names the bad part), or the errno of the
- * failing call (e.g. -EADDRINUSE). The strings need only live during the call.
+ * unknown option (evn_errmsg() names the bad part), -ENOENT for a missing
+ * certificate or key file, -EINVAL for one OpenSSL cannot use or a key that
+ * does not match its certificate (evn_errmsg() names the file and OpenSSL's
+ * reason), -ENOTSUP for tls:// without OpenSSL, or the errno of the failing
+ * call (e.g. -EADDRINUSE). The strings need only live during the call.
  */
 EVN_API int evn_server_new(evn_server **srvp, const evn_events *ev, const char *const *addrs,
                            size_t naddrs);
@@ -343,10 +369,20 @@ EVN_API void evn_conn_set_udata(evn_conn *c, void *udata);
 EVN_API size_t evn_conn_listener(const evn_conn *c);
 /* The index of the loop that runs it, 0 .. nloops-1. */
 EVN_API int evn_conn_loop(const evn_conn *c);
-/* The socket. Use it for socket options only; evn owns it. */
+/* The socket. Use it for socket options only; evn owns it (and for TLS,
+ * every byte on it is encrypted). */
 EVN_API int evn_conn_fd(const evn_conn *c);
 /* Non-zero for a UDP pseudo-connection. */
 EVN_API int evn_conn_is_udp(const evn_conn *c);
+/* Non-zero for a connection accepted on a tls:// listener. */
+EVN_API int evn_conn_is_tls(const evn_conn *c);
+/*
+ * The application protocol negotiated with ALPN on a TLS connection (one of
+ * the listener's alpn= names, such as "h2"), or NULL if none was (no alpn=
+ * option, a client that offered none of them, or not TLS). The string lives
+ * as long as the server.
+ */
+EVN_API const char *evn_conn_alpn(const evn_conn *c);
 /*
  * The connection's local or remote address, copied to *ss with its length in
  * *len. For UDP the remote address is the current datagram's sender. Returns
@@ -377,6 +413,28 @@ EVN_API int evn_addr_str(const struct sockaddr *sa, socklen_t len, char *buf, si
 EVN_API int evn_write(evn_conn *c, const void *buf, size_t len);
 
 /*
+ * Queue length bytes of the file fd, starting at offset, as output, in order
+ * with evn_write() and the rest. evn duplicates fd, so the caller may close
+ * its own descriptor at once; the file's content is read as the socket takes
+ * it, so bytes changed before then go out changed. length 0 means up to the
+ * end of the file as it is now. On a plain socket the bytes go from the page
+ * cache to the socket with sendfile(2), without a copy through user memory;
+ * over TLS they are read and encrypted piece by piece. Like evn_write the
+ * region counts as queued output (evn_conn_pending, evn_conn_full, drained
+ * and out_cap all see it), and it may be called from any callback on the
+ * connection's loop thread.
+ *
+ * fd must be a regular file open for reading and the region must lie within
+ * the file. Returns 0; -EINVAL for a bad fd or region or a UDP connection;
+ * -EPIPE if the connection is closing or shut down for writing; -EMFILE if
+ * no descriptor is left for the duplicate; -ENOMEM or -ENOBUFS (out_cap), on
+ * which, as with evn_write, the connection is closed with that error once the
+ * callback returns. A file that shrinks before it is sent closes the
+ * connection with -EIO.
+ */
+EVN_API int evn_sendfile(evn_conn *c, int fd, off_t offset, size_t length);
+
+/*
  * Call from the data callback: the last n bytes of the input it was given
  * were not consumed. They are kept (copied, once) and handed back, followed by
  * whatever arrives next, at the start of the next data event's input.
@@ -392,7 +450,8 @@ EVN_API size_t evn_conn_pending(const evn_conn *c);
  * Half-close: once the output queued so far is sent, shut down the sending
  * side (the peer reads end-of-file); input keeps arriving. Later writes fail
  * with -EPIPE. When the peer has shut down its side too (see eof), evn
- * closes the connection. Returns 0 or -EINVAL (UDP, or already closing).
+ * closes the connection. Over TLS a close_notify goes first, then the TCP
+ * shutdown. Returns 0 or -EINVAL (UDP, or already closing).
  */
 EVN_API int evn_conn_shutdown_write(evn_conn *c);
 

@@ -5,15 +5,18 @@
 #   scripts/setup.sh --list PURPOSE  print the packages, one a line, and exit
 #
 # Purposes:
-#   core      build the library and examples: cmake, pkg-config, python3
-#   test      core + what the test suite uses: nc; with tests/http, the HTTP
+#   core      build the library and examples: cmake, pkg-config, python3, and
+#             OpenSSL's headers for tls:// (libssl-dev; without it evn builds
+#             without TLS)
+#   test      core + what the test suite uses: nc, the openssl command (the TLS
+#             tests make their certificates with it); with tests/http, the HTTP
 #             clients (curl, wrk, ab, h2load); with tests/redis, Debian's
 #             redis-server to compare with, redis-cli, redis-benchmark and
 #             python3-redis
 #   sanitize  same as test (gcc's ASan/UBSan/TSan runtimes come with
 #             build-essential: libasan8, libubsan1, libtsan2)
 #   examples  core + clients to try the example servers (nc, curl, redis-cli)
-#   tls       core + OpenSSL headers
+#   tls       core (which has the OpenSSL headers) + the openssl command
 #   bench     core + the comparison servers, load generators and plotting
 #   fuzz      core + clang and its libFuzzer runtime
 #   format    clang-format
@@ -30,20 +33,20 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages_for() {
     case "$1" in
-    core) echo cmake pkg-config python3 ;;
+    core) echo cmake pkg-config python3 libssl-dev ;;
     test | sanitize)
         packages_for core
-        echo netcat-openbsd
+        echo netcat-openbsd openssl
         # The example servers' tests drive them with real clients.
         [ ! -d "$repo/tests/http" ] || echo curl wrk apache2-utils nghttp2-client
         [ ! -d "$repo/tests/redis" ] || echo redis-server redis-tools python3-redis
         ;;
     examples) packages_for core; echo netcat-openbsd curl redis-tools ;;
-    tls) packages_for core; echo libssl-dev ;;
+    tls) packages_for core; echo openssl ;;
     bench)
         packages_for core
-        echo redis-server redis-tools wrk nginx-light libuv1-dev libevent-dev \
-            gnuplot-nox util-linux hyperfine
+        echo redis-server redis-tools wrk nginx-light h2o haproxy libuv1-dev \
+            libevent-dev gnuplot-nox util-linux hyperfine valgrind strace
         ;;
     fuzz) packages_for core; echo clang "$(clang_rt_package)" ;;
     format) echo clang-format ;;
@@ -106,11 +109,13 @@ fi
 # A tool installed some other way (a newer cmake in /usr/local, say) will do.
 command_of() {
     case "$1" in
-    cmake | pkg-config | python3 | clang-format | curl | wrk | hyperfine) echo "$1" ;;
+    cmake | pkg-config | python3 | clang-format | curl | wrk | hyperfine | haproxy | h2o | \
+        valgrind | strace | openssl) echo "$1" ;;
     redis-tools) echo redis-cli ;;
     apache2-utils) echo ab ;;
     nghttp2-client) echo h2load ;;
     gnuplot-nox) echo gnuplot ;;
+    nginx-light) echo nginx ;;
     esac
 }
 

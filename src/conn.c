@@ -6,6 +6,13 @@
  * buffer, the callback, its output copied into a pooled chunk, one send. No
  * allocation, no poller change; the poller hears of a connection again only
  * when its socket is full.
+ *
+ * TLS connections (tls.c does the OpenSSL calls) and queues holding file
+ * regions (evn_sendfile, sendfile.c) take the same path with one test more:
+ * the EVN__C_SLOWOUT flag sends their output through write_general(), and a
+ * TLS connection's reads go through read_tls(). The states a plain
+ * connection never has (connecting, handshaking, a TLS read waiting to write)
+ * share one flag test in interest() and evn__conn_ready().
  */
 #include "internal.h"
 
@@ -96,19 +103,40 @@ static void in_clear(struct evn_conn *c)
 
 static int interest(const struct evn_conn *c)
 {
-    if (c->flags & EVN__C_CONNECTING)
+    if (c->flags & (EVN__C_CONNECTING | EVN__C_HANDSHAKE | EVN__C_TLS_RWANTW)) {
+        if (c->flags & EVN__C_HANDSHAKE)
+            return c->flags & EVN__C_TLS_HSW ? EVN__WRITE : EVN__READ;
+        /* Connecting, or a TLS read that must write first: reading before the
+         * socket takes the write would only spin. */
         return EVN__WRITE;
+    }
     return (c->flags & (EVN__C_RDOFF | EVN__C_PAUSED | EVN__C_HOLD) ? 0 : EVN__READ) |
            (c->flags & EVN__C_WANTW ? EVN__WRITE : 0);
 }
+
+static void queue_reread(struct evn_conn *c);
 
 static void set_flags(struct evn_conn *c, uint32_t set, uint32_t clear)
 {
     int before = interest(c);
     c->flags = (c->flags | set) & ~clear;
     int after = interest(c);
-    if (before != after)
-        c->loop->be->mod(c->loop, c->fd, before, after);
+    if (before != after) {
+        /* With no interest at all the socket leaves the poller: pollers report
+         * hang-ups whatever the mask, which would wake a held connection, or
+         * spin a level-triggered loop. */
+        if (!after)
+            c->loop->be->del(c->loop, c->fd, before, false);
+        else if (!before)
+            c->loop->be->add(c->loop, c->fd, after);
+        else
+            c->loop->be->mod(c->loop, c->fd, before, after);
+        /* Reading resumes: input TLS decrypted earlier may be waiting inside
+         * it, where the poller cannot see it. */
+        if (c->tls && (after & ~before & EVN__READ) && !(c->flags & EVN__C_HANDSHAKE) &&
+            evn__tls_pending(c))
+            queue_reread(c);
+    }
 }
 
 struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint32_t listener,
@@ -171,12 +199,67 @@ static void fire_opened(struct evn_conn *c)
     }
 }
 
+/*
+ * One step of a TLS handshake. When it completes, the handshake deadline is
+ * cleared and opened fires; input that came with the handshake's last flight
+ * may already sit decrypted inside OpenSSL, so it is read at the end of the
+ * turn. A handshake that fails closes the connection without any event.
+ */
+static void handshake(struct evn_conn *c)
+{
+    struct evn_loop *loop = c->loop;
+    int rc = evn__tls_handshake(c);
+    if (rc == EVN__TLS_WANT_READ) {
+        set_flags(c, 0, EVN__C_TLS_HSW);
+        return;
+    }
+    if (rc == EVN__TLS_WANT_WRITE) {
+        set_flags(c, EVN__C_TLS_HSW, 0);
+        return;
+    }
+    if (rc < 0) {
+        evn__conn_close(c, rc);
+        return;
+    }
+    evn_id id = evn_conn_id(c);
+    c->deadline_at = 0;
+    evn__timer_update(c);
+    set_flags(c, 0, EVN__C_HANDSHAKE | EVN__C_TLS_HSW);
+    fire_opened(c);
+    c = evn__conn_lookup(loop, id);
+    if (c && c->tls && !(c->flags & (EVN__C_CLOSING | EVN__C_DETACHING)) && evn__tls_pending(c))
+        queue_reread(c);
+}
+
+/* A connection accepted on a tls:// listener: handshake first, within the
+ * handshake timeout; opened fires after. */
+static void tls_start(struct evn_conn *c, struct evn__listener *l)
+{
+    struct evn_loop *loop = c->loop;
+    int64_t ms = loop->srv->ev.tls_handshake_timeout_ms;
+    c->flags |= EVN__C_HANDSHAKE | EVN__C_SLOWOUT;
+    int rc = evn__tls_new(c, l);
+    if (rc < 0) {
+        evn__conn_close(c, rc);
+        return;
+    }
+    loop->now_ms = evn__now_ms();
+    c->deadline_at = loop->now_ms + (ms > 0 ? ms : EVN__TLS_HANDSHAKE_MS);
+    evn__timer_update(c);
+    /* The ClientHello has often arrived with the connection: try at once. */
+    handshake(c);
+}
+
 int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener,
                    const union evn__ip_addr *peer, socklen_t peerlen)
 {
     struct evn_conn *c = evn__conn_new(loop, fd, listener, peer, peerlen, EVN__READ);
     if (!c)
         return -ENOMEM;
+    if (listener != EVN__LISTENER_OUTBOUND && loop->srv->listeners[listener].tls) {
+        tls_start(c, &loop->srv->listeners[listener]);
+        return 0;
+    }
     fire_opened(c);
     return 0;
 }
@@ -225,7 +308,7 @@ static void forget(struct evn_conn *c, int status)
 static bool should_linger(struct evn_conn *c, int err)
 {
     int unread = 0;
-    if (err != 0 || (c->flags & (EVN__C_LINGER | EVN__C_EOF | EVN__C_UDP)) ||
+    if (err != 0 || (c->flags & (EVN__C_LINGER | EVN__C_EOF | EVN__C_UDP | EVN__C_HANDSHAKE)) ||
         atomic_load_explicit(&c->loop->srv->stopping, memory_order_relaxed))
         return false;
     return ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0;
@@ -247,9 +330,13 @@ static void linger(struct evn_conn *c)
     out_clear(c, -ECONNABORTED);
     in_clear(c);
     fire_closed(c, 0);
+    /* TLS ends here: close_notify, then the rest is discarded unread. */
+    if (c->tls)
+        evn__tls_free(c, true);
     shutdown(c->fd, SHUT_WR);
     set_flags(c, EVN__C_LINGER,
-              EVN__C_RDOFF | EVN__C_PAUSED | EVN__C_HOLD | EVN__C_WANTW | EVN__C_RESUMABLE);
+              EVN__C_RDOFF | EVN__C_PAUSED | EVN__C_HOLD | EVN__C_WANTW | EVN__C_RESUMABLE |
+                  EVN__C_TLS_RWANTW);
     c->idle_ms = 0;
     c->loop->now_ms = evn__now_ms();
     c->deadline_at = c->loop->now_ms + EVN__LINGER_MS;
@@ -263,14 +350,17 @@ void evn__conn_close(struct evn_conn *c, int err)
         linger(c);
         return;
     }
-    bool told = c->flags & EVN__C_LINGER;
+    /* Already told (lingering), or never opened (TLS handshake). */
+    bool silent = c->flags & (EVN__C_LINGER | EVN__C_HANDSHAKE);
     loop->be->del(loop, c->fd, interest(c), true);
     forget(c, err ? err : -ECONNABORTED);
     c->flags |= EVN__C_CLOSING;
     /* The callback runs before the close so that address queries still see
      * this socket, not another that reused its number. */
-    if (!told)
+    if (!silent)
         fire_closed(c, err);
+    if (c->tls)
+        evn__tls_free(c, true);
     close(c->fd);
     free(c);
 }
@@ -292,24 +382,62 @@ static void detach(struct evn_conn *c)
     free(c);
 }
 
-static void queue_resume(struct evn_conn *c)
+/*
+ * Put c on the loop's resume list, served at the end of this turn, unless it
+ * is on it already: for drained (EVN__C_RESUME) or to read input waiting
+ * inside TLS (EVN__C_REREAD). false if the list could not grow.
+ */
+static bool resume_push(struct evn_conn *c)
 {
     struct evn_loop *loop = c->loop;
-    c->flags &= (uint32_t)~EVN__C_RESUMABLE;
-    if (c->flags & EVN__C_RESUME)
-        return;
+    if (c->flags & (EVN__C_RESUME | EVN__C_REREAD))
+        return true;
     if (loop->nresume == loop->resume_cap) {
         size_t ncap = loop->resume_cap ? loop->resume_cap * 2 : 64;
         evn_id *nr = evn__realloc(loop->resume, sizeof *nr * ncap);
-        if (!nr) {
-            c->flags |= EVN__C_NOMEM;
-            return;
-        }
+        if (!nr)
+            return false;
         loop->resume = nr;
         loop->resume_cap = ncap;
     }
     loop->resume[loop->nresume++] = evn_conn_id(c);
-    c->flags |= EVN__C_RESUME;
+    return true;
+}
+
+/*
+ * A list that would bring c back to the loop could not grow, and without it
+ * c might never be looked at again: close it with -ENOMEM, at the end of this
+ * turn if the resume list has room (evn__conn_resume_all), else once the
+ * socket is writable, which needs no memory at all. Either way flush() does
+ * the closing.
+ */
+static void out_of_memory(struct evn_conn *c)
+{
+    c->flags |= EVN__C_NOMEM;
+    set_flags(c, EVN__C_WANTW, 0);
+    resume_push(c);
+}
+
+static void queue_resume(struct evn_conn *c)
+{
+    c->flags &= (uint32_t)~EVN__C_RESUMABLE;
+    if (c->flags & EVN__C_RESUME)
+        return;
+    if (resume_push(c))
+        c->flags |= EVN__C_RESUME;
+    else
+        out_of_memory(c);
+}
+
+/* Read c again at the end of this turn without waiting for the poller. */
+static void queue_reread(struct evn_conn *c)
+{
+    if (c->flags & EVN__C_REREAD)
+        return;
+    if (resume_push(c))
+        c->flags |= EVN__C_REREAD;
+    else
+        out_of_memory(c);
 }
 
 /*
@@ -330,6 +458,33 @@ static bool wait_writable(struct evn_conn *c)
 }
 
 /*
+ * The general output path, for TLS connections and for queues that hold file
+ * regions. It sends from the head of the queue: through TLS one chunk at a
+ * time, a file region with evn__file_send, or else the memory chunks up to
+ * the next file region in one sendmsg. Like the plain sends in flush it
+ * returns the bytes sent, with *want what was offered (so that a short count
+ * means a full socket), or -1 with errno set.
+ */
+static ssize_t write_general(struct evn_conn *c, size_t budget, size_t *want)
+{
+    struct evn__chunk *ch = c->out_head;
+    if (!ch->buf)
+        return evn__file_send(c, ch, budget, want);
+    if (c->tls)
+        return evn__tls_sent(evn__tls_write(c, ch->buf + ch->off, ch->len - ch->off), want);
+    struct iovec iov[EVN__IOV_MAX];
+    int k = 0;
+    *want = 0;
+    for (; ch && ch->buf && k < EVN__IOV_MAX; ch = ch->next) {
+        iov[k].iov_base = ch->buf + ch->off;
+        iov[k].iov_len = ch->len - ch->off;
+        *want += iov[k++].iov_len;
+    }
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)k};
+    return sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+}
+
+/*
  * Send queued output. Returns false if c is gone (closed, detached). A short
  * send means the socket buffer is full, so it waits for writability at once
  * rather than spend a system call to learn the same.
@@ -340,13 +495,15 @@ static bool flush(struct evn_conn *c)
         evn__conn_close(c, c->flags & EVN__C_NOMEM ? -ENOMEM : -ENOBUFS);
         return false;
     }
-    if (c->flags & EVN__C_CONNECTING)
+    if (c->flags & (EVN__C_CONNECTING | EVN__C_HANDSHAKE))
         return true;
     size_t budget = EVN__WRITE_PER_TURN;
     while (c->out_head) {
         ssize_t n;
         size_t want;
-        if (!c->out_head->next) {
+        if (c->flags & EVN__C_SLOWOUT) {
+            n = write_general(c, budget, &want);
+        } else if (!c->out_head->next) {
             struct evn__chunk *ch = c->out_head;
             want = ch->len - ch->off;
             n = send(c->fd, ch->buf + ch->off, want, MSG_NOSIGNAL);
@@ -405,6 +562,8 @@ static bool flush(struct evn_conn *c)
         return false;
     }
     if ((c->flags & (EVN__C_WSHUT | EVN__C_WSHUT_DONE)) == EVN__C_WSHUT) {
+        if (c->tls)
+            evn__tls_notify(c);
         shutdown(c->fd, SHUT_WR);
         c->flags |= EVN__C_WSHUT_DONE;
     }
@@ -433,6 +592,12 @@ bool evn__conn_act(struct evn_conn *c, evn_action a)
         set_flags(c, EVN__C_CLOSING | EVN__C_RDOFF, 0);
         break;
     case EVN_DETACH:
+        /* The TLS session cannot go with the socket, and the socket alone is
+         * no use to anyone: refuse, loudly. */
+        if (c->tls) {
+            evn__conn_close(c, -EPROTONOSUPPORT);
+            return false;
+        }
         if (!c->out_head) {
             detach(c);
             return false;
@@ -509,6 +674,25 @@ static void eof_close(struct evn_conn *c)
     evn__conn_close(c, 0);
 }
 
+/* read(2) for a TLS connection: the same results, errno included. */
+static ssize_t read_tls(struct evn_conn *c, char *buf, size_t room)
+{
+    ssize_t n = evn__tls_read(c, buf, room);
+    if (n > 0) {
+        /* The buffer filled with more inside OpenSSL, or the read ran into
+         * the end after these bytes: go on at the end of the turn. */
+        if (evn__tls_pending(c))
+            queue_reread(c);
+        return n;
+    }
+    if (n == 0)
+        return 0;
+    if (n == EVN__TLS_WANT_WRITE)
+        set_flags(c, EVN__C_TLS_RWANTW, 0);
+    errno = n == EVN__TLS_WANT_READ || n == EVN__TLS_WANT_WRITE ? EAGAIN : (int)-n;
+    return -1;
+}
+
 static void read_ready(struct evn_conn *c)
 {
     struct evn_loop *loop = c->loop;
@@ -538,7 +722,7 @@ static void read_ready(struct evn_conn *c)
         buf = loop->rbuf;
         room = loop->rbuf_cap;
     }
-    ssize_t n = read(c->fd, buf, room);
+    ssize_t n = c->tls ? read_tls(c, buf, room) : read(c->fd, buf, room);
     c->last_active = loop->now_ms;
     if (n > 0) {
         if (c->in_len) {
@@ -568,22 +752,41 @@ static void read_ready(struct evn_conn *c)
     eof_close(c);
 }
 
-void evn__conn_ready(struct evn_conn *c, int mask)
+/* The states a plain, established connection is never in. */
+static void ready_slow(struct evn_conn *c, int mask)
 {
     if (c->flags & EVN__C_CONNECTING) {
         finish_connect(c);
         return;
     }
+    if (c->flags & EVN__C_HANDSHAKE) {
+        handshake(c);
+        return;
+    }
+    /* A TLS read had to write first, and now the socket can take it. */
+    set_flags(c, 0, EVN__C_TLS_RWANTW);
+    if ((c->flags & EVN__C_WANTW) && !flush(c))
+        return;
+    if (interest(c) & EVN__READ)
+        read_ready(c);
+}
+
+void evn__conn_ready(struct evn_conn *c, int mask)
+{
+    if (c->flags & (EVN__C_CONNECTING | EVN__C_HANDSHAKE | EVN__C_TLS_RWANTW)) {
+        ready_slow(c, mask);
+        return;
+    }
     if ((mask & EVN__WRITE) && (c->flags & EVN__C_WANTW) && !flush(c))
         return;
-    if ((mask & EVN__READ) && !(c->flags & EVN__C_RDOFF))
+    if ((mask & EVN__READ) && !(c->flags & (EVN__C_RDOFF | EVN__C_HOLD | EVN__C_PAUSED)))
         read_ready(c);
 }
 
 void evn__conn_wake(struct evn_conn *c)
 {
     struct evn_loop *loop = c->loop;
-    if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_CONNECTING))
+    if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_CONNECTING | EVN__C_HANDSHAKE))
         return;
     evn_action a = EVN_NONE;
     if (loop->srv->ev.data) {
@@ -637,6 +840,9 @@ void evn__conn_queue_chunk(struct evn_conn *c, struct evn__chunk *ch)
         c->out_head = ch;
     c->out_tail = ch;
     c->out_bytes += ch->len;
+    /* Pushed past high water from anywhere: drained is owed once it drains. */
+    if (c->out_bytes > c->out_high)
+        c->flags |= EVN__C_RESUMABLE;
     /* Sent with everything else queued this turn, in one sendmsg. */
     if (!(c->flags & EVN__C_DIRTY) &&
         (!(c->flags & EVN__C_WANTW) || (c->flags & EVN__C_NOBUFS)))
@@ -649,8 +855,10 @@ static int mark_dirty(struct evn_conn *c)
     if (loop->ndirty == loop->dirty_cap) {
         size_t ncap = loop->dirty_cap ? loop->dirty_cap * 2 : 64;
         evn_id *nd = evn__realloc(loop->dirty, sizeof *nd * ncap);
-        if (!nd)
+        if (!nd) {
+            out_of_memory(c);
             return -ENOMEM;
+        }
         loop->dirty = nd;
         loop->dirty_cap = ncap;
     }
@@ -700,7 +908,48 @@ int evn_write(evn_conn *c, const void *buf, size_t len)
         c->out_tail = ch;
     }
     c->out_bytes += len;
+    /* Pushed past high water from anywhere: drained is owed once it drains. */
+    if (c->out_bytes > c->out_high)
+        c->flags |= EVN__C_RESUMABLE;
     if (c != c->loop->cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW | EVN__C_UDP)))
+        return mark_dirty(c);
+    return 0;
+}
+
+int evn_sendfile(evn_conn *c, int fd, off_t offset, size_t length)
+{
+    if (c->flags & EVN__C_UDP)
+        return -EINVAL;
+    if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_WSHUT))
+        return -EPIPE;
+    struct evn__chunk *ch;
+    int rc = evn__file_chunk(fd, offset, &length, &ch);
+    struct evn_server *srv = c->loop->srv;
+    if (rc == 0 && ch && srv->ev.out_cap && c->out_bytes + length > srv->ev.out_cap) {
+        evn__chunk_release(c->loop, ch, -ENOBUFS);
+        rc = -ENOBUFS;
+    }
+    /* As with evn_write, a region that cannot be queued would leave a hole
+     * in the stream: the connection closes once the callback returns. */
+    if (rc == -ENOMEM || rc == -ENOBUFS) {
+        c->flags |= rc == -ENOMEM ? EVN__C_NOMEM : EVN__C_NOBUFS;
+        if (c != c->loop->cur && !(c->flags & EVN__C_DIRTY))
+            mark_dirty(c);
+        return rc;
+    }
+    if (rc < 0 || !ch)
+        return rc;
+    if (c->out_tail)
+        c->out_tail->next = ch;
+    else
+        c->out_head = ch;
+    c->out_tail = ch;
+    c->out_bytes += length;
+    /* Pushed past high water from anywhere: drained is owed once it drains. */
+    if (c->out_bytes > c->out_high)
+        c->flags |= EVN__C_RESUMABLE;
+    c->flags |= EVN__C_SLOWOUT;
+    if (c != c->loop->cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW)))
         return mark_dirty(c);
     return 0;
 }
@@ -776,7 +1025,7 @@ void evn__conn_timeout(struct evn_conn *c, bool idle)
         evn__conn_close(c, 0);
         return;
     }
-    if (idle || !srv->ev.timeout || (c->flags & EVN__C_CONNECTING)) {
+    if (idle || !srv->ev.timeout || (c->flags & (EVN__C_CONNECTING | EVN__C_HANDSHAKE))) {
         evn__conn_close(c, -ETIMEDOUT);
         return;
     }
@@ -787,37 +1036,58 @@ void evn__conn_timeout(struct evn_conn *c, bool idle)
         evn__timer_update(c);
 }
 
+/* The drained half of evn__conn_resume_all; returns c, or NULL if it is gone. */
+static struct evn_conn *resume_drained(struct evn_conn *c)
+{
+    struct evn_loop *loop = c->loop;
+    struct evn_server *srv = loop->srv;
+    evn_id id = evn_conn_id(c);
+    if (c->flags & (EVN__C_PAUSED | EVN__C_CLOSING | EVN__C_DETACHING))
+        return c;
+    if (srv->ev.drained) {
+        loop->cur = c;
+        evn_action a = srv->ev.drained(c);
+        loop->cur = NULL;
+        if (!evn__conn_act(c, a))
+            return NULL;
+    }
+    if (c->in_len && !(c->flags & (EVN__C_PAUSED | EVN__C_CLOSING | EVN__C_DETACHING))) {
+        deliver(c, c->in, c->in_len, true);
+        c = evn__conn_lookup(loop, id);
+    }
+    if (c && (c->flags & EVN__C_EOF) && !srv->ev.eof &&
+        !(c->flags & (EVN__C_CLOSING | EVN__C_DETACHING))) {
+        eof_close(c);
+        c = evn__conn_lookup(loop, id);
+    }
+    return c;
+}
+
 /*
  * Connections whose output drained after a pause: tell the application, then
- * hand back the input it kept. Only those queued before this call are
+ * hand back the input it kept. And TLS connections with input waiting inside
+ * OpenSSL: read it, if reading is on. And connections that must close for
+ * want of memory (out_of_memory). Only those queued before this call are
  * served now; any queued meanwhile wait for the next turn.
  */
 void evn__conn_resume_all(struct evn_loop *loop)
 {
-    struct evn_server *srv = loop->srv;
     size_t n = loop->nresume;
     for (size_t i = 0; i < n; i++) {
         struct evn_conn *c = evn__conn_lookup(loop, loop->resume[i]);
         if (!c)
             continue;
-        c->flags &= (uint32_t)~EVN__C_RESUME;
-        if (c->flags & (EVN__C_PAUSED | EVN__C_CLOSING | EVN__C_DETACHING))
+        uint32_t f = c->flags;
+        c->flags &= (uint32_t) ~(EVN__C_RESUME | EVN__C_REREAD);
+        if (f & (EVN__C_NOMEM | EVN__C_NOBUFS)) {
+            flush(c);
             continue;
-        if (srv->ev.drained) {
-            loop->cur = c;
-            evn_action a = srv->ev.drained(c);
-            loop->cur = NULL;
-            if (!evn__conn_act(c, a))
-                continue;
         }
-        if (c->in_len && !(c->flags & (EVN__C_PAUSED | EVN__C_CLOSING | EVN__C_DETACHING))) {
-            evn_id id = evn_conn_id(c);
-            deliver(c, c->in, c->in_len, true);
-            c = evn__conn_lookup(loop, id);
-        }
-        if (c && (c->flags & EVN__C_EOF) && !srv->ev.eof &&
-            !(c->flags & (EVN__C_CLOSING | EVN__C_DETACHING)))
-            eof_close(c);
+        if ((f & EVN__C_RESUME) && !(c = resume_drained(c)))
+            continue;
+        if ((f & EVN__C_REREAD) && (interest(c) & EVN__READ) &&
+            !(c->flags & (EVN__C_HANDSHAKE | EVN__C_CONNECTING)))
+            read_ready(c);
     }
     memmove(loop->resume, loop->resume + n, sizeof *loop->resume * (loop->nresume - n));
     loop->nresume -= n;
@@ -916,6 +1186,16 @@ int evn_conn_fd(const evn_conn *c)
 int evn_conn_is_udp(const evn_conn *c)
 {
     return (c->flags & EVN__C_UDP) != 0;
+}
+
+int evn_conn_is_tls(const evn_conn *c)
+{
+    return c->tls != NULL;
+}
+
+const char *evn_conn_alpn(const evn_conn *c)
+{
+    return c->tls ? evn__tls_alpn(c) : NULL;
 }
 
 size_t evn_conn_pending(const evn_conn *c)

@@ -65,6 +65,10 @@ int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udat
         evn__set_errmsg("evn_connect: negative timeout");
         return -EINVAL;
     }
+    if (url && strncmp(url, "tls", 3) == 0) {
+        evn__set_errmsg("%s: evn_connect takes tcp://, tcp4://, tcp6:// or unix:// URLs", url);
+        return -EINVAL;
+    }
     struct evn__url u;
     int rc = evn__url_parse(url, &u, err, sizeof err);
     if (rc < 0) {

@@ -8,6 +8,7 @@
 
 #include "evn.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -16,6 +17,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <netinet/in.h>
 #include <sys/un.h>
 
@@ -128,6 +130,7 @@ struct evn__listener {
     int *fds;                /* with reuseport: one socket per loop */
     int nfds;
     bool unlink_on_free;
+    struct evn__tls_ctx *tls; /* tls:// listeners: the SSL_CTX and ALPN list (tls.c) */
 };
 
 /* A socket listening (TCP/unix) or bound (UDP) on one loop. */
@@ -145,10 +148,14 @@ union evn__ip_addr {
     struct sockaddr_in6 in6;
 };
 
-/* One piece of queued output. */
+/*
+ * One piece of queued output. A file region queued by evn_sendfile has buf
+ * NULL and cap 0; its descriptor and starting offset are in data (struct
+ * evn__file), and its done callback closes the descriptor.
+ */
 struct evn__chunk {
     struct evn__chunk *next;
-    char *buf; /* data, or the application's buffer (cap 0) */
+    char *buf; /* data, the application's buffer (cap 0), or NULL: a file */
     size_t off, len, cap;
     /* For an application's buffer: called when evn is done with it. */
     void (*done)(void *buf, int status, void *arg);
@@ -175,7 +182,13 @@ enum {
     EVN__C_EOF = 1u << 15,        /* the peer shut down its sending side */
     EVN__C_WSHUT = 1u << 16,      /* shut down our sending side once drained */
     EVN__C_WSHUT_DONE = 1u << 17, /* ... and it is done */
-    EVN__C_LINGER = 1u << 18      /* closed for the application; draining input */
+    EVN__C_LINGER = 1u << 18,     /* closed for the application; draining input */
+    EVN__C_SLOWOUT = 1u << 19,    /* output goes through TLS or holds file chunks */
+    EVN__C_HANDSHAKE = 1u << 20,  /* TLS handshake in progress: not opened yet */
+    EVN__C_TLS_HSW = 1u << 21,    /* ... and it waits for writability */
+    EVN__C_TLS_RWANTW = 1u << 22, /* a TLS read must write first: wait for writability */
+    EVN__C_REREAD = 1u << 23,     /* on the resume list to read input buffered in TLS */
+    EVN__C_TLS_DEAD = 1u << 24    /* fatal TLS or socket error: no close_notify */
 };
 
 struct evn_conn {
@@ -204,6 +217,8 @@ struct evn_conn {
      * not known (a unix socket's peer), ask the kernel. */
     union evn__ip_addr peer;
     uint8_t peerlen;
+    /* The TLS session (tls.c), NULL for a plain connection. */
+    struct evn__tls *tls;
 };
 
 /* A message for a loop from another thread. */
@@ -317,6 +332,124 @@ struct evn_server {
     atomic_uint rand_state;
     bool ran;
 };
+
+/* ---- TLS (tls.c) ---- */
+
+/*
+ * What the TLS calls return besides byte counts and negative errno values:
+ * the operation must be retried once the socket is readable or writable.
+ */
+#define EVN__TLS_WANT_READ (-0x10001)
+#define EVN__TLS_WANT_WRITE (-0x10002)
+/* Default for evn_events.tls_handshake_timeout_ms. */
+#define EVN__TLS_HANDSHAKE_MS 10000
+
+struct evn__tls_ctx;
+struct evn__tls;
+
+#ifdef EVN_HAVE_TLS
+/* Build l->tls from l->url (certificate, key, CA, verify, ALPN). On failure
+ * err names the file and OpenSSL's reason; -ENOENT, -EINVAL or -ENOMEM. */
+EVN__HIDDEN int evn__tls_ctx_new(struct evn__listener *l, const char *url, char *err,
+                                 size_t errlen);
+EVN__HIDDEN void evn__tls_ctx_free(struct evn__listener *l);
+/* Start a server-side session on c's socket: 0 or -ENOMEM. */
+EVN__HIDDEN int evn__tls_new(struct evn_conn *c, struct evn__listener *l);
+/* One handshake step: 1 when complete, EVN__TLS_WANT_*, or -errno. */
+EVN__HIDDEN int evn__tls_handshake(struct evn_conn *c);
+/*
+ * Read plaintext into buf, as much as OpenSSL has or the socket gives without
+ * blocking, up to len: bytes read, 0 at end of input, EVN__TLS_WANT_*, or
+ * -errno. A condition met after some bytes were read is reported by the next
+ * call; evn__tls_pending() is then true.
+ */
+EVN__HIDDEN ssize_t evn__tls_read(struct evn_conn *c, char *buf, size_t len);
+/* Encrypt and send from buf: bytes taken (> 0), EVN__TLS_WANT_*, or -errno.
+ * After a WANT, call again with the same bytes (len may have grown). */
+EVN__HIDDEN ssize_t evn__tls_write(struct evn_conn *c, const char *buf, size_t len);
+/* Input is waiting inside the TLS layer, where the poller cannot see it. */
+EVN__HIDDEN bool evn__tls_pending(const struct evn_conn *c);
+/* Send close_notify, once, without blocking (best effort). */
+EVN__HIDDEN void evn__tls_notify(struct evn_conn *c);
+/* Free the session (c->tls = NULL), first sending close_notify if notify. */
+EVN__HIDDEN void evn__tls_free(struct evn_conn *c, bool notify);
+EVN__HIDDEN const char *evn__tls_alpn(const struct evn_conn *c);
+#else
+/* Without OpenSSL no listener has a context and no connection a session, so
+ * these are never called; they let conn.c read the same either way. */
+static inline int evn__tls_new(struct evn_conn *c, struct evn__listener *l)
+{
+    return -ENOTSUP;
+}
+static inline int evn__tls_handshake(struct evn_conn *c)
+{
+    return -ENOTSUP;
+}
+static inline ssize_t evn__tls_read(struct evn_conn *c, char *buf, size_t len)
+{
+    return -ENOTSUP;
+}
+static inline ssize_t evn__tls_write(struct evn_conn *c, const char *buf, size_t len)
+{
+    return -ENOTSUP;
+}
+static inline bool evn__tls_pending(const struct evn_conn *c)
+{
+    return false;
+}
+static inline void evn__tls_notify(struct evn_conn *c)
+{
+}
+static inline void evn__tls_free(struct evn_conn *c, bool notify)
+{
+}
+static inline const char *evn__tls_alpn(const struct evn_conn *c)
+{
+    return NULL;
+}
+#endif
+
+/*
+ * An evn__tls_write result as a send(2)-like one for the output path: a
+ * partial write there means one record went out, not that the socket is full,
+ * so *want is what was taken. SSL_write cannot want to read with
+ * renegotiation off; if it ever did, waiting for writability would spin, so
+ * it is an error.
+ */
+static inline ssize_t evn__tls_sent(ssize_t n, size_t *want)
+{
+    if (n > 0) {
+        *want = (size_t)n;
+        return n;
+    }
+    errno = n == EVN__TLS_WANT_WRITE ? EAGAIN : n == EVN__TLS_WANT_READ ? EPROTO : (int)-n;
+    return -1;
+}
+
+/* ---- file regions (sendfile.c) ---- */
+
+struct evn__file {
+    int fd;     /* evn's own duplicate of the application's descriptor */
+    off_t base; /* file offset of the region's first byte */
+};
+
+/*
+ * Check fd and the region [offset, offset + *length) (a length of 0 meaning
+ * up to the end of the file, stored back in *length) and make a file chunk
+ * holding a duplicate of fd. Returns 0 with *chp set (NULL for an empty
+ * region), or -EINVAL, -EMFILE, -ENOMEM.
+ */
+EVN__HIDDEN int evn__file_chunk(int fd, off_t offset, size_t *length, struct evn__chunk **chp);
+/*
+ * Send from the file chunk at the head of c's output: at most max bytes with
+ * sendfile(2) on a plain socket; under TLS one piece of up to 16 KiB, read
+ * with pread and given to evn__tls_write (max is ignored there, so that a
+ * retry after a WANT offers the same bytes). Returns
+ * the bytes sent, with *want set to what was offered (more than that: the
+ * socket is full), or -1 with errno set (EAGAIN: wait for writability).
+ */
+EVN__HIDDEN ssize_t evn__file_send(struct evn_conn *c, struct evn__chunk *ch, size_t max,
+                                   size_t *want);
 
 /* ---- shared between files ---- */
 

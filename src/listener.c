@@ -247,7 +247,8 @@ static void format_url(struct evn__listener *l)
     }
     if (evn_addr_str((struct sockaddr *)&l->addr, l->addrlen, addr, sizeof addr) < 0)
         addr[0] = '\0';
-    snprintf(l->urlstr, sizeof l->urlstr, "%s://%s", names[l->url.proto], addr);
+    snprintf(l->urlstr, sizeof l->urlstr, "%s://%s", l->url.tls ? "tls" : names[l->url.proto],
+             addr);
 }
 
 int evn__listener_open(struct evn__listener *l, const char *url, int nloops, char *err,
@@ -267,6 +268,10 @@ int evn__listener_open(struct evn__listener *l, const char *url, int nloops, cha
         snprintf(err, errlen, "%s: tls:// needs evn built with OpenSSL (EVN_TLS)", url);
         return -ENOTSUP;
     }
+#else
+    /* Certificate and key are read now, so that a bad one fails here. */
+    if (l->url.tls && (rc = evn__tls_ctx_new(l, url, err, errlen)) < 0)
+        return rc;
 #endif
     if ((rc = resolve(l, url, err, errlen)) < 0)
         return rc;
@@ -327,6 +332,9 @@ void evn__listener_close(struct evn__listener *l)
         close(l->fd);
     }
     l->fd = -1;
+#ifdef EVN_HAVE_TLS
+    evn__tls_ctx_free(l);
+#endif
     if (l->unlink_on_free) {
         unlink(l->url.path);
         l->unlink_on_free = false;

@@ -71,7 +71,8 @@ void evn__loop_drain_start(struct evn_loop *loop)
         if (!h || h->kind != EVN__H_CONN)
             continue;
         struct evn_conn *c = (struct evn_conn *)h;
-        if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING))
+        /* Not yet opened (TLS handshake, outbound connect): nothing to tell. */
+        if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_HANDSHAKE | EVN__C_CONNECTING))
             continue;
         loop->cur = c;
         evn_action a = srv->ev.draining(c);

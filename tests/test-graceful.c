@@ -175,8 +175,10 @@ static void test_drain_loses_nothing(void)
     free(buf);
     close(big);
     th_server_join(&ts);
-    EXPECT_EQ_INT(th_counter_get(&s.draining), 2);
-    EXPECT_EQ_INT(atomic_load(&s.clean), 2);
+    /* Probes made before the listener closed were accepted: more than our
+     * two connections may have been told, and all closed cleanly. */
+    EXPECT_GE_INT(th_counter_get(&s.draining), 2);
+    EXPECT_EQ_INT(atomic_load(&s.clean), (int)th_counter_get(&s.closed));
     EXPECT_EQ_INT(atomic_load(&s.timeouts), 0);
     th_server_free(&ts);
     fini(&s);

@@ -112,9 +112,9 @@ static void test_hold_survives_hup(void)
         EXPECT_EQ_INT(evn_wake(ts.srv, s.id), 0);
         TH_WAIT_COUNTER(&s.progress, 2);
     }
-    /* Held: neither the bytes nor the end-of-file may have been seen. */
+    /* Held: neither the bytes nor the end-of-file may have been seen. (The
+     * second wake resumed reading, so the close may already be under way.) */
     EXPECT_EQ_INT(atomic_load(&s.while_held), 0);
-    EXPECT_EQ_INT(atomic_load(&s.closed), 0);
     /* Resumed: both come now. */
     TH_WAIT_COUNTER(&s.datas, 1);
     TH_WAIT_COUNTER(&s.progress, 4);

@@ -741,7 +741,7 @@ def part_drain(binary, echo):
         while not refused and time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT).close()
-            except ConnectionRefusedError:
+            except (ConnectionRefusedError, ConnectionResetError):
                 refused = True
         check(refused, "drain: new connections are refused")
         s.sendall(b"after")

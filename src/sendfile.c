@@ -1,0 +1,151 @@
+/*
+ * File regions in the output queue (evn_sendfile). A region is a chunk with
+ * no buffer: it holds evn's own duplicate of the application's descriptor and
+ * the region's start, and its off/len count sent and total bytes like any
+ * chunk's, so flow control and the queue's order treat it as output like the
+ * rest. On Linux a plain socket gets it with sendfile(2), from the page cache
+ * without a copy through user memory; over TLS (and elsewhere) it is read
+ * piece by piece into the loop's read buffer, which no input needs while
+ * output is being flushed.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <pthread.h>
+#include <signal.h>
+#include <sys/sendfile.h>
+#include <time.h>
+#endif
+
+/* One TLS record's worth of plaintext per piece. */
+#define EVN__FILE_PIECE (16 * 1024)
+
+/* The chunk's done callback: evn no longer needs the descriptor. */
+static void file_done(void *buf, int status, void *arg)
+{
+    struct evn__file f;
+    memcpy(&f, arg, sizeof f);
+    close(f.fd);
+}
+
+int evn__file_chunk(int fd, off_t offset, size_t *length, struct evn__chunk **chp)
+{
+    struct stat st;
+    *chp = NULL;
+    if (fd < 0 || offset < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return -EINVAL;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || (fl & O_ACCMODE) == O_WRONLY || offset > st.st_size)
+        return -EINVAL;
+    size_t avail = (size_t)(st.st_size - offset);
+    if (*length == 0)
+        *length = avail;
+    if (*length > avail)
+        return -EINVAL;
+    if (*length == 0)
+        return 0;
+    struct evn__chunk *ch = evn__malloc(sizeof *ch + sizeof(struct evn__file));
+    if (!ch)
+        return -ENOMEM;
+    struct evn__file f = {.fd = fcntl(fd, F_DUPFD_CLOEXEC, 0), .base = offset};
+    if (f.fd < 0) {
+        int e = errno;
+        free(ch);
+        return -e;
+    }
+    memset(ch, 0, sizeof *ch);
+    memcpy(ch->data, &f, sizeof f);
+    ch->len = *length;
+    ch->done = file_done;
+    ch->arg = ch->data;
+    *chp = ch;
+    return 0;
+}
+
+/* pread once; a region that now lies past the end of the file is an error. */
+static ssize_t read_piece(const struct evn__file *f, char *buf, size_t n, off_t pos)
+{
+    ssize_t r;
+    do
+        r = pread(f->fd, buf, n, pos);
+    while (r < 0 && errno == EINTR);
+    if (r == 0)
+        errno = EIO;
+    return r > 0 ? r : -1;
+}
+
+#ifdef __linux__
+/*
+ * sendfile(2) has no MSG_NOSIGNAL: to a socket whose peer has gone it raises
+ * SIGPIPE, which evn promises never to do. So SIGPIPE is blocked on this
+ * thread around the call, and one that the call raised is taken back before
+ * the mask is restored, unless one was pending already (the application's).
+ * Two or three system calls more per sendfile, each of which moves up to the
+ * loop's per-turn budget.
+ */
+static ssize_t sendfile_quiet(int sock, int fd, off_t *pos, size_t n)
+{
+    sigset_t pipe, old, before;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, &old);
+    /* Not blocked until now, no SIGPIPE can be pending (it would have been
+     * delivered); blocked, one may be, and then it is the application's. */
+    bool blocked = sigismember(&old, SIGPIPE);
+    sigemptyset(&before);
+    if (blocked)
+        sigpending(&before);
+    ssize_t r = sendfile(sock, fd, pos, n);
+    int e = errno;
+    if (r < 0 && e == EPIPE && !sigismember(&before, SIGPIPE)) {
+        static const struct timespec zero = {0, 0};
+        sigtimedwait(&pipe, NULL, &zero);
+    }
+    if (!blocked)
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = e;
+    return r;
+}
+#endif
+
+ssize_t evn__file_send(struct evn_conn *c, struct evn__chunk *ch, size_t max, size_t *want)
+{
+    struct evn__file f;
+    memcpy(&f, ch->data, sizeof f);
+    off_t pos = f.base + (off_t)ch->off;
+    size_t n = ch->len - ch->off;
+    if (c->tls) {
+        /* A retry after a WANT must offer the same bytes again, at least as
+         * many: the same piece is read again (max plays no part, so that it
+         * cannot shrink). */
+        ssize_t r = read_piece(&f, c->loop->rbuf, n < EVN__FILE_PIECE ? n : EVN__FILE_PIECE, pos);
+        if (r < 0)
+            return -1;
+        return evn__tls_sent(evn__tls_write(c, c->loop->rbuf, (size_t)r), want);
+    }
+    if (n > max)
+        n = max;
+#ifdef __linux__
+    *want = n;
+    ssize_t r = sendfile_quiet(c->fd, f.fd, &pos, n);
+    if (r == 0) {
+        errno = EIO;
+        return -1;
+    }
+    return r;
+#else
+    if (n > c->loop->rbuf_cap)
+        n = c->loop->rbuf_cap;
+    ssize_t r = read_piece(&f, c->loop->rbuf, n, pos);
+    if (r < 0)
+        return -1;
+    *want = (size_t)r;
+    return send(c->fd, c->loop->rbuf, (size_t)r, MSG_NOSIGNAL);
+#endif
+}

@@ -1,0 +1,438 @@
+/*
+ * TLS with OpenSSL: one SSL_CTX per tls:// listener, built when the server is
+ * created, and one SSL per connection, driven without blocking by conn.c.
+ *
+ * OpenSSL reaches the socket through a small BIO of evn's own instead of
+ * SSL_set_fd(): OpenSSL's socket BIO writes with write(2), which raises
+ * SIGPIPE when the peer has gone, and evn promises never to. This one sends
+ * with MSG_NOSIGNAL and otherwise behaves like the socket BIO.
+ *
+ * OpenSSL's per-thread error queue must be empty before each I/O call for
+ * SSL_get_error() to be right, and the application may use OpenSSL on the
+ * loop thread too, so every call here clears it first and leaves it empty.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#ifndef BIO_FLAGS_IN_EOF
+#define BIO_FLAGS_IN_EOF 0x800
+#endif
+
+/* The alpn= option is at most 127 characters; its wire form is one longer. */
+#define ALPN_SIZE 130
+
+struct evn__tls_ctx {
+    SSL_CTX *ctx;
+    /* The server's ALPN list, in preference order: in wire format (each name
+     * preceded by its length) for the selection, and as NUL-terminated
+     * names for evn_conn_alpn(). */
+    unsigned char alpn_wire[ALPN_SIZE];
+    unsigned alpn_len;
+    char alpn_names[ALPN_SIZE];
+};
+
+/* Returned by a read after the bytes of an earlier one: end of input. */
+#define STASH_EOF 1
+
+struct evn__tls {
+    SSL *ssl;
+    const struct evn__tls_ctx *tc;
+    /* What a read ran into after it had bytes to return (an end of input, an
+     * error, a need to write); the next read reports it. 0: nothing. */
+    int stash;
+};
+
+/* ---- the socket BIO ---- */
+
+static int bio_fd(BIO *b)
+{
+    return (int)(intptr_t)BIO_get_data(b);
+}
+
+static int bio_write(BIO *b, const char *buf, int len)
+{
+    BIO_clear_retry_flags(b);
+    ssize_t n = send(bio_fd(b), buf, (size_t)len, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_write(b);
+    return (int)n;
+}
+
+static int bio_read(BIO *b, char *buf, int len)
+{
+    BIO_clear_retry_flags(b);
+    ssize_t n = recv(bio_fd(b), buf, (size_t)len, 0);
+    if (n == 0)
+        BIO_set_flags(b, BIO_FLAGS_IN_EOF);
+    else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_read(b);
+    return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1; /* nothing is buffered here */
+    case BIO_CTRL_EOF:
+        return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0;
+    default:
+        return 0;
+    }
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO_METHOD *bio_method;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+/* Made once per process and kept: every SSL of every server shares it. */
+static void bio_method_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "evn socket");
+    if (m && (!BIO_meth_set_write(m, bio_write) || !BIO_meth_set_read(m, bio_read) ||
+              !BIO_meth_set_ctrl(m, bio_ctrl) || !BIO_meth_set_create(m, bio_create))) {
+        BIO_meth_free(m);
+        m = NULL;
+    }
+    bio_method = m;
+}
+
+/* ---- contexts ---- */
+
+/* err := "url: what 'path': OpenSSL's first reason"; returns rc. */
+static int ssl_fail(char *err, size_t errlen, const char *url, const char *what, const char *path,
+                    int rc)
+{
+    char reason[256];
+    unsigned long e = ERR_get_error();
+    if (e)
+        ERR_error_string_n(e, reason, sizeof reason);
+    else
+        snprintf(reason, sizeof reason, "unknown OpenSSL error");
+    ERR_clear_error();
+    if (path)
+        snprintf(err, errlen, "%s: %s '%s': %s", url, what, path, reason);
+    else
+        snprintf(err, errlen, "%s: %s: %s", url, what, reason);
+    return rc;
+}
+
+/* A file named in the URL must exist and be readable; OpenSSL's own message
+ * for a missing file is less plain than the system's. */
+static int check_file(const char *url, const char *what, const char *path, char *err, size_t errlen)
+{
+    if (access(path, R_OK) == 0)
+        return 0;
+    int e = errno;
+    snprintf(err, errlen, "%s: %s '%s': %s", url, what, path, strerror(e));
+    return -e;
+}
+
+/* "h2,http/1.1" -> wire format and NUL-separated names. */
+static int parse_alpn(struct evn__tls_ctx *tc, const char *list, const char *url, char *err,
+                      size_t errlen)
+{
+    size_t n = strlen(list);
+    if (n == 0)
+        return 0;
+    size_t start = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n && list[i] != ',')
+            continue;
+        size_t len = i - start;
+        if (len == 0 || len > 255) {
+            snprintf(err, errlen, "%s: empty protocol name in alpn list '%s'", url, list);
+            return -EINVAL;
+        }
+        tc->alpn_wire[tc->alpn_len] = (unsigned char)len;
+        memcpy(tc->alpn_wire + tc->alpn_len + 1, list + start, len);
+        memcpy(tc->alpn_names + tc->alpn_len, list + start, len);
+        tc->alpn_names[tc->alpn_len + len] = '\0';
+        tc->alpn_len += (unsigned)len + 1;
+        start = i + 1;
+    }
+    return 0;
+}
+
+/*
+ * The server's preference wins: the first protocol of its list that the
+ * client also offers. A client that offers none of them gets no protocol
+ * (rather than a failed handshake), and the application sees NULL.
+ */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    const struct evn__tls_ctx *tc = arg;
+    for (unsigned i = 0; i < tc->alpn_len; i += 1u + tc->alpn_wire[i]) {
+        const unsigned char *name = tc->alpn_wire + i + 1;
+        unsigned nlen = tc->alpn_wire[i];
+        for (unsigned j = 0; j < inlen && j + 1u + in[j] <= inlen; j += 1u + in[j]) {
+            if (in[j] == nlen && memcmp(in + j + 1, name, nlen) == 0) {
+                *out = name;
+                *outlen = (unsigned char)nlen;
+                return SSL_TLSEXT_ERR_OK;
+            }
+        }
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+static int setup_ctx(struct evn__tls_ctx *tc, const struct evn__url *u, const char *url, char *err,
+                     size_t errlen)
+{
+    SSL_CTX *ctx = tc->ctx;
+    int rc;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* A peer that closes the TCP connection without close_notify ends the
+     * input as a plain socket would; many clients do. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Take whole bursts of records per read(2), not a header and a body each;
+     * evn__tls_pending() covers what this leaves inside OpenSSL. */
+    SSL_CTX_set_read_ahead(ctx, 1);
+    static const unsigned char sid[] = "evn";
+    SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
+
+    if ((rc = check_file(url, "cert", u->cert, err, errlen)) < 0 ||
+        (rc = check_file(url, "key", u->key, err, errlen)) < 0)
+        return rc;
+    if (SSL_CTX_use_certificate_chain_file(ctx, u->cert) != 1)
+        return ssl_fail(err, errlen, url, "cannot use cert", u->cert, -EINVAL);
+    if (SSL_CTX_use_PrivateKey_file(ctx, u->key, SSL_FILETYPE_PEM) != 1)
+        return ssl_fail(err, errlen, url, "cannot use key", u->key, -EINVAL);
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        char what[300];
+        snprintf(what, sizeof what, "cert '%s' and key", u->cert);
+        ssl_fail(err, errlen, url, what, u->key, -EINVAL);
+        size_t n = strlen(err);
+        snprintf(err + n, errlen - n, " (the key does not match the certificate)");
+        return -EINVAL;
+    }
+
+    if (u->verify != EVN__VERIFY_NONE && !u->ca[0]) {
+        snprintf(err, errlen, "%s: verify=%s needs ca= (the CAs to check client certificates)", url,
+                 u->verify == EVN__VERIFY_REQUIRE ? "require" : "optional");
+        return -EINVAL;
+    }
+    if (u->ca[0]) {
+        if ((rc = check_file(url, "ca", u->ca, err, errlen)) < 0)
+            return rc;
+        if (SSL_CTX_load_verify_locations(ctx, u->ca, NULL) != 1)
+            return ssl_fail(err, errlen, url, "cannot use ca", u->ca, -EINVAL);
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(u->ca);
+        if (!names)
+            return ssl_fail(err, errlen, url, "no CA names in ca", u->ca, -EINVAL);
+        SSL_CTX_set_client_CA_list(ctx, names);
+    }
+    if (u->verify == EVN__VERIFY_OPTIONAL)
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    else if (u->verify == EVN__VERIFY_REQUIRE)
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+
+    if (tc->alpn_len)
+        SSL_CTX_set_alpn_select_cb(ctx, alpn_select, tc);
+    return 0;
+}
+
+int evn__tls_ctx_new(struct evn__listener *l, const char *url, char *err, size_t errlen)
+{
+    pthread_once(&bio_once, bio_method_init);
+    if (!bio_method) {
+        snprintf(err, errlen, "%s: cannot set up OpenSSL", url);
+        return -ENOMEM;
+    }
+    struct evn__tls_ctx *tc = calloc(1, sizeof *tc);
+    if (!tc)
+        return -ENOMEM;
+    int rc = parse_alpn(tc, l->url.alpn, url, err, errlen);
+    if (rc == 0) {
+        ERR_clear_error();
+        tc->ctx = SSL_CTX_new(TLS_server_method());
+        rc = tc->ctx ? setup_ctx(tc, &l->url, url, err, errlen)
+                     : ssl_fail(err, errlen, url, "SSL_CTX_new", NULL, -ENOMEM);
+    }
+    if (rc < 0) {
+        ERR_clear_error();
+        SSL_CTX_free(tc->ctx);
+        free(tc);
+        return rc;
+    }
+    l->tls = tc;
+    return 0;
+}
+
+void evn__tls_ctx_free(struct evn__listener *l)
+{
+    if (!l->tls)
+        return;
+    SSL_CTX_free(l->tls->ctx);
+    free(l->tls);
+    l->tls = NULL;
+}
+
+/* ---- sessions ---- */
+
+int evn__tls_new(struct evn_conn *c, struct evn__listener *l)
+{
+    struct evn__tls *t = evn__malloc(sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    ERR_clear_error();
+    SSL *ssl = SSL_new(l->tls->ctx);
+    BIO *b = ssl ? BIO_new(bio_method) : NULL;
+    if (!b) {
+        SSL_free(ssl);
+        free(t);
+        ERR_clear_error();
+        return -ENOMEM;
+    }
+    BIO_set_data(b, (void *)(intptr_t)c->fd);
+    SSL_set_bio(ssl, b, b);
+    SSL_set_accept_state(ssl);
+    t->ssl = ssl;
+    t->tc = l->tls;
+    t->stash = 0;
+    c->tls = t;
+    return 0;
+}
+
+/*
+ * Classify a failed OpenSSL call; e is errno as the call left it. A fatal
+ * error marks the connection so that no close_notify follows (OpenSSL forbids
+ * SSL_shutdown after one).
+ */
+static int failure(struct evn_conn *c, int r, int e)
+{
+    switch (SSL_get_error(c->tls->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        return EVN__TLS_WANT_READ;
+    case SSL_ERROR_WANT_WRITE:
+        return EVN__TLS_WANT_WRITE;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        ERR_clear_error();
+        c->flags |= EVN__C_TLS_DEAD;
+        return e && e != EAGAIN ? -e : -ECONNRESET;
+    default:
+        ERR_clear_error();
+        c->flags |= EVN__C_TLS_DEAD;
+        return -EPROTO;
+    }
+}
+
+int evn__tls_handshake(struct evn_conn *c)
+{
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_do_handshake(c->tls->ssl);
+    if (r == 1)
+        return 1;
+    int rc = failure(c, r, errno);
+    /* The peer left before the handshake was through. */
+    return rc == 0 ? -ECONNABORTED : rc;
+}
+
+ssize_t evn__tls_read(struct evn_conn *c, char *buf, size_t len)
+{
+    struct evn__tls *t = c->tls;
+    if (t->stash) {
+        int s = t->stash;
+        t->stash = 0;
+        return s == STASH_EOF ? 0 : s;
+    }
+    size_t total = 0;
+    for (;;) {
+        size_t want = len - total < INT_MAX ? len - total : INT_MAX;
+        ERR_clear_error();
+        errno = 0;
+        int r = SSL_read(t->ssl, buf + total, (int)want);
+        if (r > 0) {
+            total += (size_t)r;
+            /* Another record may already be inside OpenSSL, where the poller
+             * cannot see it: take it now while there is room. */
+            if (total == len || !SSL_has_pending(t->ssl))
+                return (ssize_t)total;
+            continue;
+        }
+        int rc = failure(c, r, errno);
+        if (total == 0)
+            return rc;
+        if (rc != EVN__TLS_WANT_READ)
+            t->stash = rc == 0 ? STASH_EOF : rc;
+        return (ssize_t)total;
+    }
+}
+
+ssize_t evn__tls_write(struct evn_conn *c, const char *buf, size_t len)
+{
+    /* A retry must offer at least as much as the try: clamping the same way
+     * each time keeps that. */
+    int n = len < INT_MAX ? (int)len : INT_MAX;
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_write(c->tls->ssl, buf, n);
+    if (r > 0)
+        return r;
+    int rc = failure(c, r, errno);
+    return rc == 0 ? -EPIPE : rc;
+}
+
+bool evn__tls_pending(const struct evn_conn *c)
+{
+    return c->tls->stash != 0 || SSL_has_pending(c->tls->ssl);
+}
+
+void evn__tls_notify(struct evn_conn *c)
+{
+    SSL *ssl = c->tls->ssl;
+    if ((c->flags & (EVN__C_TLS_DEAD | EVN__C_HANDSHAKE)) ||
+        (SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN))
+        return;
+    /* One try: a socket too full to take the alert gets none. */
+    ERR_clear_error();
+    SSL_shutdown(ssl);
+    ERR_clear_error();
+}
+
+void evn__tls_free(struct evn_conn *c, bool notify)
+{
+    if (notify)
+        evn__tls_notify(c);
+    SSL_free(c->tls->ssl);
+    free(c->tls);
+    c->tls = NULL;
+}
+
+const char *evn__tls_alpn(const struct evn_conn *c)
+{
+    const unsigned char *p;
+    unsigned int len;
+    SSL_get0_alpn_selected(c->tls->ssl, &p, &len);
+    if (!p || !len)
+        return NULL;
+    const struct evn__tls_ctx *tc = c->tls->tc;
+    for (unsigned i = 0; i < tc->alpn_len; i += 1u + tc->alpn_wire[i])
+        if (tc->alpn_wire[i] == len && memcmp(tc->alpn_wire + i + 1, p, len) == 0)
+            return tc->alpn_names + i;
+    return NULL;
+}

@@ -1,0 +1,611 @@
+/*
+ * evn_sendfile: file regions queued among ordinary writes arrive byte-exact
+ * and in order (a 64 MB file between a header and a trailer; random regions
+ * from the middle of the file between random writes); a reader with a tiny
+ * receive window still gets everything, with flow control counting the
+ * file's bytes; the caller may close its descriptor at once; a file queued
+ * for another connection of the loop goes out too; bad arguments are
+ * refused; a peer that goes away closes the connection with an error and
+ * leaves no descriptor behind; and over TLS the same file arrives decrypted.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+#ifdef EVN_HAVE_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
+
+#define FILE_SIZE (64u << 20)
+
+static char file_path[256];
+static int file_fd = -1;
+
+static bool make_file(void)
+{
+    th_tmppath(file_path, sizeof file_path, "data.bin");
+    int fd = open(file_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return false;
+    th_rng rng;
+    th_rng_init(&rng, th_seed());
+    static uint64_t block[1 << 17]; /* 1 MiB */
+    for (size_t done = 0; done < FILE_SIZE; done += sizeof block) {
+        for (size_t i = 0; i < sizeof block / sizeof block[0]; i++)
+            block[i] = th_rng_next(&rng);
+        if (write(fd, block, sizeof block) != (ssize_t)sizeof block) {
+            close(fd);
+            return false;
+        }
+    }
+    close(fd);
+    file_fd = open(file_path, O_RDONLY | O_CLOEXEC);
+    return file_fd >= 0;
+}
+
+/* ---- the server: runs a plan of writes and file regions on first input ---- */
+
+enum { P_WRITE, P_FILE, P_FILE_OWN_FD };
+
+struct piece {
+    int type;
+    const char *str; /* P_WRITE */
+    size_t slen;
+    off_t off; /* P_FILE*: len 0 means to the end of the file */
+    size_t len;
+};
+
+struct state {
+    struct piece plan[128];
+    int nplan;
+    bool close_after;
+    bool to_first; /* run the plan on the first connection, from the second's input */
+    th_counter opened, closed, drained, ran;
+    atomic_int close_err, full_after, plan_rc;
+    atomic_size_t pending_after;
+    evn_conn *first;
+    int bad[16]; /* stream connection, written before opened is counted */
+    int nbad;
+    atomic_int udp_rc;
+};
+
+static struct state *S(evn_conn *c)
+{
+    return evn_server_udata(evn_conn_server(c));
+}
+
+static size_t piece_len(const struct piece *p)
+{
+    if (p->type == P_WRITE)
+        return p->slen;
+    return p->len ? p->len : FILE_SIZE - (size_t)p->off;
+}
+
+static size_t plan_len(const struct state *s)
+{
+    size_t n = 0;
+    for (int i = 0; i < s->nplan; i++)
+        n += piece_len(&s->plan[i]);
+    return n;
+}
+
+static void add_write(struct state *s, const char *str, size_t len)
+{
+    s->plan[s->nplan++] = (struct piece){.type = P_WRITE, .str = str, .slen = len};
+}
+
+static void add_file(struct state *s, int type, off_t off, size_t len)
+{
+    s->plan[s->nplan++] = (struct piece){.type = type, .off = off, .len = len};
+}
+
+static int run_plan(evn_conn *c, struct state *s)
+{
+    for (int i = 0; i < s->nplan; i++) {
+        const struct piece *p = &s->plan[i];
+        int rc;
+        if (p->type == P_WRITE) {
+            rc = evn_write(c, p->str, p->slen);
+        } else if (p->type == P_FILE) {
+            rc = evn_sendfile(c, file_fd, p->off, p->len);
+        } else {
+            /* evn keeps its own descriptor: ours may go at once. */
+            int fd = open(file_path, O_RDONLY | O_CLOEXEC);
+            rc = evn_sendfile(c, fd, p->off, p->len);
+            close(fd);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static evn_action on_opened(evn_conn *c)
+{
+    struct state *s = S(c);
+    if (!s->first)
+        s->first = c;
+    th_counter_add(&s->opened, 1);
+    return EVN_NONE;
+}
+
+static evn_action on_data(evn_conn *c, const char *in, size_t len)
+{
+    struct state *s = S(c);
+    if (!in || th_counter_get(&s->ran) > 0)
+        return EVN_NONE;
+    evn_conn *to = s->to_first ? s->first : c;
+    if (s->to_first && to == c)
+        return EVN_NONE;
+    atomic_store(&s->plan_rc, run_plan(to, s));
+    atomic_store(&s->pending_after, evn_conn_pending(to));
+    atomic_store(&s->full_after, evn_conn_full(to));
+    th_counter_add(&s->ran, 1);
+    if (s->close_after && to == c)
+        return EVN_CLOSE;
+    if (s->close_after)
+        evn_conn_shutdown_write(to);
+    return EVN_NONE;
+}
+
+static evn_action on_drained(evn_conn *c)
+{
+    th_counter_add(&S(c)->drained, 1);
+    return EVN_NONE;
+}
+
+static evn_action on_closed(evn_conn *c, int err)
+{
+    struct state *s = S(c);
+    if (c == s->first)
+        s->first = NULL;
+    atomic_store(&s->close_err, err);
+    th_counter_add(&s->closed, 1);
+    return EVN_NONE;
+}
+
+static void state_init(struct state *s)
+{
+    memset(s, 0, sizeof *s);
+    th_counter_init(&s->opened);
+    th_counter_init(&s->closed);
+    th_counter_init(&s->drained);
+    th_counter_init(&s->ran);
+    s->close_after = true;
+}
+
+static void start(th_server *ts, struct state *s, evn_events *ev, const char *addr)
+{
+    ev->udata = s;
+    ev->opened = on_opened;
+    ev->data = on_data;
+    ev->drained = on_drained;
+    ev->closed = on_closed;
+    th_server_start(ts, ev, &addr, 1);
+}
+
+static void stop(th_server *ts, struct state *s)
+{
+    th_server_stop(ts);
+    th_counter_destroy(&s->opened);
+    th_counter_destroy(&s->closed);
+    th_counter_destroy(&s->drained);
+    th_counter_destroy(&s->ran);
+}
+
+/* ---- the client: reads the plan's bytes and checks each ---- */
+
+typedef ssize_t (*read_fn)(void *io, void *buf, size_t len);
+
+static ssize_t plain_read(void *io, void *buf, size_t len)
+{
+    return th_read_exact(*(int *)io, buf, len);
+}
+
+/* Read the whole plan, comparing as it goes; step is the most read at once. */
+static void expect_plan(read_fn rd, void *io, const struct state *s, size_t step)
+{
+    static char got[1 << 20], want[1 << 20];
+    if (step > sizeof got)
+        step = sizeof got;
+    size_t at = 0;
+    for (int i = 0; i < s->nplan; i++) {
+        const struct piece *p = &s->plan[i];
+        size_t len = piece_len(p);
+        for (size_t pos = 0; pos < len;) {
+            size_t n = len - pos < step ? len - pos : step;
+            ssize_t r = rd(io, got, n);
+            if (r != (ssize_t)n) {
+                th_fail_(__FILE__, __LINE__, false,
+                         "piece %d: read %zd of %zu at stream offset %zu", i, r, n, at);
+                return;
+            }
+            if (p->type == P_WRITE)
+                memcpy(want, p->str + pos, n);
+            else if (pread(file_fd, want, n, p->off + (off_t)pos) != (ssize_t)n)
+                th_fail_(__FILE__, __LINE__, true, "pread: %s", strerror(errno));
+            if (memcmp(got, want, n) != 0) {
+                size_t k = 0;
+                while (got[k] == want[k])
+                    k++;
+                th_fail_(__FILE__, __LINE__, false,
+                         "piece %d (%s): wrong byte at stream offset %zu", i,
+                         p->type == P_WRITE ? "write" : "file", at + k);
+                return;
+            }
+            pos += n;
+            at += n;
+        }
+    }
+}
+
+static void expect_eof(int fd)
+{
+    char c;
+    EXPECT_EQ_INT(th_read_exact(fd, &c, 1), 0);
+}
+
+/* ---- tests ---- */
+
+/* The brief's case: header, the whole 64 MB file, trailer, then close. */
+static void test_header_file_trailer(void)
+{
+    struct state s;
+    state_init(&s);
+    add_write(&s, "HEADER\r\n", 8);
+    add_file(&s, P_FILE, 0, 0);
+    add_write(&s, "\r\nTRAILER", 9);
+    evn_events ev = {0};
+    th_server ts;
+    start(&ts, &s, &ev, "tcp://127.0.0.1:0");
+    int fd = th_connect_srv(&ts, 0);
+    th_write_str(fd, "go");
+    expect_plan(plain_read, &fd, &s, 1 << 20);
+    expect_eof(fd);
+    TH_WAIT_COUNTER(&s.closed, 1);
+    EXPECT_EQ_INT(atomic_load(&s.plan_rc), 0);
+    EXPECT_EQ_SIZE(atomic_load(&s.pending_after), plan_len(&s));
+    EXPECT_EQ_ERR(atomic_load(&s.close_err), 0);
+    close(fd);
+    stop(&ts, &s);
+}
+
+/* Random regions from anywhere in the file, some back to back, some through
+ * a descriptor closed right after the call, between writes of random sizes. */
+static void test_regions_between_writes(void)
+{
+    static char text[200000];
+    struct state s;
+    state_init(&s);
+    th_rng rng;
+    th_rng_init(&rng, th_seed());
+    for (size_t i = 0; i < sizeof text; i++)
+        text[i] = (char)('a' + th_rng_range(&rng, 0, 25));
+    while (s.nplan < 100) {
+        uint64_t kind = th_rng_range(&rng, 0, 3);
+        if (kind == 0) {
+            size_t len = th_rng_range(&rng, 1, sizeof text);
+            add_write(&s, text + th_rng_range(&rng, 0, sizeof text - len), len);
+        } else {
+            size_t len = th_rng_range(&rng, 1, kind == 1 ? 100 : 3u << 20);
+            off_t off = (off_t)th_rng_range(&rng, 0, FILE_SIZE - len);
+            add_file(&s, kind == 3 ? P_FILE_OWN_FD : P_FILE, off, len);
+        }
+    }
+    /* The last byte alone, and the tail by "length 0". */
+    add_file(&s, P_FILE, FILE_SIZE - 1, 1);
+    add_file(&s, P_FILE, FILE_SIZE - 4097, 0);
+    evn_events ev = {0};
+    th_server ts;
+    start(&ts, &s, &ev, "tcp://127.0.0.1:0");
+    int fd = th_connect_srv(&ts, 0);
+    th_write_str(fd, "go");
+    expect_plan(plain_read, &fd, &s, 1 << 20);
+    expect_eof(fd);
+    TH_WAIT_COUNTER(&s.closed, 1);
+    EXPECT_EQ_INT(atomic_load(&s.plan_rc), 0);
+    close(fd);
+    stop(&ts, &s);
+}
+
+/*
+ * A reader with a 4 KB receive window reading 1000 bytes at a time: the
+ * server sends in many partial sendfiles without blocking its loop, and the
+ * queued region counts as output: full right after queueing, drained later.
+ * Meanwhile a second client is answered, so the loop was never stuck.
+ */
+static void test_slow_reader(void)
+{
+    struct state s;
+    state_init(&s);
+    /* A closing connection is not told of drained output: stay open. */
+    s.close_after = false;
+    add_write(&s, "HDR", 3);
+    add_file(&s, P_FILE, 12345, 8u << 20);
+    add_write(&s, "TRL", 3);
+    evn_events ev = {0};
+    ev.out_high = 1 << 20;
+    ev.out_low = 256 << 10;
+    th_server ts;
+    start(&ts, &s, &ev, "tcp://127.0.0.1:0");
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    socklen_t alen;
+    const struct sockaddr *sa = evn_server_addr(ts.srv, 0, &alen);
+    ASSERT_EQ_INT(connect(fd, sa, alen), 0);
+    th_write_str(fd, "go");
+    TH_WAIT_COUNTER(&s.ran, 1);
+    EXPECT_EQ_INT(atomic_load(&s.full_after), 1);
+    EXPECT_EQ_SIZE(atomic_load(&s.pending_after), plan_len(&s));
+    int other = th_connect_srv(&ts, 0);
+    th_write_str(other, "x");
+    close(other);
+    TH_WAIT_COUNTER(&s.closed, 1);
+    expect_plan(plain_read, &fd, &s, 1000);
+    TH_WAIT_COUNTER(&s.drained, 1);
+    close(fd);
+    TH_WAIT_COUNTER(&s.closed, 2);
+    EXPECT_EQ_ERR(atomic_load(&s.close_err), 0);
+    stop(&ts, &s);
+}
+
+/* Queued from another connection's callback: it goes out at the end of the
+ * loop's turn like any write to another connection. */
+static void test_for_other_connection(void)
+{
+    struct state s;
+    state_init(&s);
+    s.to_first = true;
+    add_write(&s, "<", 1);
+    add_file(&s, P_FILE, 999, 5u << 20);
+    add_write(&s, ">", 1);
+    evn_events ev = {0};
+    th_server ts;
+    start(&ts, &s, &ev, "tcp://127.0.0.1:0");
+    int first = th_connect_srv(&ts, 0);
+    TH_WAIT_COUNTER(&s.opened, 1);
+    int second = th_connect_srv(&ts, 0);
+    th_write_str(second, "go");
+    expect_plan(plain_read, &first, &s, 1 << 20);
+    expect_eof(first);
+    close(second);
+    close(first);
+    TH_WAIT_COUNTER(&s.closed, 2);
+    stop(&ts, &s);
+}
+
+/* Bad arguments, on a stream connection and a UDP one. */
+static evn_action bad_args_opened(evn_conn *c)
+{
+    struct state *s = S(c);
+    int pipefd[2];
+    int dir = open(th_tmpdir(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int wonly = open(file_path, O_WRONLY | O_CLOEXEC);
+    int rc = pipe(pipefd);
+    s->bad[s->nbad++] = rc;
+    s->bad[s->nbad++] = evn_sendfile(c, -1, 0, 10);
+    s->bad[s->nbad++] = evn_sendfile(c, dir, 0, 10);
+    s->bad[s->nbad++] = evn_sendfile(c, wonly, 0, 10);
+    s->bad[s->nbad++] = evn_sendfile(c, pipefd[0], 0, 10);
+    s->bad[s->nbad++] = evn_sendfile(c, file_fd, -1, 10);
+    s->bad[s->nbad++] = evn_sendfile(c, file_fd, FILE_SIZE + 1, 0);
+    s->bad[s->nbad++] = evn_sendfile(c, file_fd, FILE_SIZE - 10, 11);
+    /* Nothing to send is no error, and queues nothing. */
+    s->bad[s->nbad++] = evn_sendfile(c, file_fd, FILE_SIZE, 0);
+    s->bad[s->nbad++] = (int)evn_conn_pending(c);
+    evn_write(c, "ok", 2);
+    evn_conn_shutdown_write(c);
+    s->bad[s->nbad++] = evn_sendfile(c, file_fd, 0, 10);
+    close(dir);
+    close(wonly);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    th_counter_add(&s->opened, 1);
+    return EVN_NONE;
+}
+
+static evn_action bad_args_udp(evn_conn *c, const char *in, size_t len)
+{
+    struct state *s = S(c);
+    atomic_store(&s->udp_rc, evn_sendfile(c, file_fd, 0, 10));
+    evn_write(c, "u", 1);
+    th_counter_add(&s->ran, 1);
+    return EVN_NONE;
+}
+
+static void test_bad_arguments(void)
+{
+    struct state s;
+    state_init(&s);
+    evn_events ev = {0};
+    ev.udata = &s;
+    ev.opened = bad_args_opened;
+    ev.data = bad_args_udp;
+    const char *addrs[] = {"tcp://127.0.0.1:0", "udp://127.0.0.1:0"};
+    th_server ts;
+    th_server_start(&ts, &ev, addrs, 2);
+    int fd = th_connect_srv(&ts, 0);
+    EXPECT_READ_STR(fd, "ok");
+    EXPECT_EQ_INT(th_wait_eof(fd), 0);
+    TH_WAIT_COUNTER(&s.opened, 1);
+    const int want[] = {0,       -EINVAL, -EINVAL, -EINVAL, -EINVAL, -EINVAL,
+                        -EINVAL, -EINVAL, 0,       0,       -EPIPE};
+    ASSERT_EQ_INT(s.nbad, (int)(sizeof want / sizeof want[0]));
+    for (int i = 0; i < s.nbad; i++)
+        EXPECT_EQ_ERR(s.bad[i], want[i]);
+    close(fd);
+
+    int u = th_udp_socket(AF_INET);
+    socklen_t alen;
+    const struct sockaddr *sa = evn_server_addr(ts.srv, 1, &alen);
+    ASSERT_EQ_INT(sendto(u, "q", 1, 0, sa, alen), 1);
+    char c;
+    EXPECT_EQ_INT(th_read_some(u, &c, 1), 1);
+    TH_WAIT_COUNTER(&s.ran, 1);
+    EXPECT_EQ_ERR(atomic_load(&s.udp_rc), -EINVAL);
+    close(u);
+    stop(&ts, &s);
+}
+
+/* A region past out_cap: -ENOBUFS, and the connection closes with it. */
+static evn_action cap_data(evn_conn *c, const char *in, size_t len)
+{
+    struct state *s = S(c);
+    atomic_store(&s->plan_rc, evn_sendfile(c, file_fd, 0, 2u << 20));
+    return EVN_NONE;
+}
+
+static void test_out_cap(void)
+{
+    struct state s;
+    state_init(&s);
+    evn_events ev = {0};
+    ev.out_cap = 1 << 20;
+    ev.udata = &s;
+    ev.data = cap_data;
+    ev.closed = on_closed;
+    const char *addr = "tcp://127.0.0.1:0";
+    th_server ts;
+    th_server_start(&ts, &ev, &addr, 1);
+    int fd = th_connect_srv(&ts, 0);
+    th_write_str(fd, "go");
+    TH_WAIT_COUNTER(&s.closed, 1);
+    EXPECT_EQ_ERR(atomic_load(&s.plan_rc), -ENOBUFS);
+    EXPECT_EQ_ERR(atomic_load(&s.close_err), -ENOBUFS);
+    close(fd);
+    stop(&ts, &s);
+}
+
+/* The reader resets half way: closed with an error, and the duplicated
+ * descriptors of the regions still queued are closed (the runner counts). */
+static void test_peer_gone(void)
+{
+    struct state s;
+    state_init(&s);
+    s.close_after = false;
+    add_file(&s, P_FILE, 0, 0);
+    add_file(&s, P_FILE_OWN_FD, 0, 0);
+    add_file(&s, P_FILE, 7, 1000);
+    evn_events ev = {0};
+    th_server ts;
+    start(&ts, &s, &ev, "tcp://127.0.0.1:0");
+    int fd = th_connect_srv(&ts, 0);
+    th_write_str(fd, "go");
+    static char buf[1 << 16];
+    EXPECT_EQ_INT(th_read_exact(fd, buf, sizeof buf), (long long)sizeof buf);
+    th_close_rst(fd);
+    TH_WAIT_COUNTER(&s.closed, 1);
+    EXPECT_LT_INT(atomic_load(&s.close_err), 0);
+
+    /* And one that is gone before the server even starts sending. */
+    fd = th_connect_srv(&ts, 0);
+    th_write_str(fd, "go");
+    th_close_rst(fd);
+    TH_WAIT_COUNTER(&s.closed, 2);
+    stop(&ts, &s);
+}
+
+#ifdef EVN_HAVE_TLS
+struct tls_io {
+    SSL *ssl;
+};
+
+static ssize_t tls_read(void *io, void *buf, size_t len)
+{
+    SSL *ssl = ((struct tls_io *)io)->ssl;
+    size_t got = 0;
+    while (got < len) {
+        int n = SSL_read(ssl, (char *)buf + got, (int)(len - got));
+        if (n <= 0) {
+            ERR_clear_error();
+            return (ssize_t)got;
+        }
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+/* Over TLS the regions are read and encrypted piece by piece: the same
+ * bytes arrive, with small watermarks so that flow control pauses it too. */
+static void test_tls(void)
+{
+    char cert[256], key[256], cmd[1024];
+    th_tmppath(cert, sizeof cert, "cert.pem");
+    th_tmppath(key, sizeof key, "key.pem");
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout %s -out %s -days 1 -subj /CN=localhost >/dev/null 2>&1",
+             key, cert);
+    if (system(cmd) != 0) {
+        th_skip("cannot make a certificate with the openssl command");
+        return;
+    }
+    struct state s;
+    state_init(&s);
+    s.close_after = false;
+    add_write(&s, "HEADER", 6);
+    add_file(&s, P_FILE, 0, 0);
+    add_write(&s, "MIDDLE", 6);
+    add_file(&s, P_FILE_OWN_FD, 33333, 3u << 20);
+    add_file(&s, P_FILE, FILE_SIZE - 5, 5);
+    add_write(&s, "TRAILER", 7);
+    evn_events ev = {0};
+    ev.out_high = 256 << 10;
+    ev.out_low = 64 << 10;
+    char url[700];
+    snprintf(url, sizeof url, "tls://127.0.0.1:0?cert=%s&key=%s", cert, key);
+    th_server ts;
+    start(&ts, &s, &ev, url);
+    int fd = th_connect_srv(&ts, 0);
+    struct timeval tv = {th_io_timeout_ms() / 1000, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    ASSERT_NOT_NULL(ctx);
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    ASSERT_EQ_INT(SSL_connect(ssl), 1);
+    ASSERT_EQ_INT(SSL_write(ssl, "go", 2), 2);
+    struct tls_io io = {ssl};
+    expect_plan(tls_read, &io, &s, 1 << 20);
+    TH_WAIT_COUNTER(&s.drained, 1);
+    SSL_shutdown(ssl);
+    TH_WAIT_COUNTER(&s.closed, 1);
+    EXPECT_EQ_ERR(atomic_load(&s.close_err), 0);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
+    unlink(cert);
+    unlink(key);
+    stop(&ts, &s);
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    th_init(argc, argv);
+    if (!make_file()) {
+        fprintf(stderr, "cannot make the %u-byte test file: %s\n", FILE_SIZE, strerror(errno));
+        return 1;
+    }
+    TH_RUN(test_header_file_trailer);
+    TH_RUN(test_regions_between_writes);
+    TH_RUN(test_slow_reader);
+    TH_RUN(test_for_other_connection);
+    TH_RUN(test_bad_arguments);
+    TH_RUN(test_out_cap);
+    TH_RUN(test_peer_gone);
+#ifdef EVN_HAVE_TLS
+    TH_RUN(test_tls);
+#endif
+    close(file_fd);
+    return th_finish();
+}
