@@ -21,21 +21,28 @@
 # utime part of Y, the time spent outside the kernel; R counts the server's
 # read-type system calls (syscr in /proc/PID/io: read, readv, not recv),
 # which shows how many messages each wake-up found; O is how busy the
-# server's CPU was with anything but the server, from /proc/stat, in percent,
+# server's CPU was with processes other than the server (their user and
+# system time, from /proc/stat), in percent,
 # or the same for the load's CPU if higher and the load prints its own
-# "cpu_seconds C".)
+# "cpu_seconds C"; with NOISE=total, for a server that runs on both CPUs,
+# the busy time of both CPUs less the server's and the load's, over one
+# CPU's time.)
 # then one line per server with median, min and max of each figure:
 #   result NAME msgs_per_sec MEDIAN MIN MAX cpu_us_per_msg MEDIAN MIN MAX
 #          user_us_per_msg MEDIAN MIN MAX sched_us_per_msg MEDIAN MIN MAX
 #
-# On a shared machine other work disturbs both figures, so a round in which
-# O exceeds MAX_OTHER_PCT (10) for any server is reported on stderr as
-# "noisy ..." and run again, all servers, up to RETRIES (5) times; after
-# that it is kept as it is.
+# On a shared machine other work disturbs both figures. Before each round
+# the script waits, QUIET_WAIT (10) seconds at most, until other processes
+# take no more than MAX_OTHER_PCT (10) percent of either CPU. A round in
+# which O still exceeds MAX_OTHER_PCT for any server is reported on stderr
+# as "noisy ..." and run again, all servers, up to RETRIES (5) times, and
+# up to RERUNS times in all the rounds together (no limit unless set);
+# after that it is kept as it is.
 #
 # Environment: ROUNDS (3), WARMUP (1), MAX_OTHER_PCT (10), RETRIES (5),
 # SERVER_CPU (0), LOAD_CPU (1), HOST (127.0.0.1, where the port is probed),
-# START_TIMEOUT (10 seconds). Servers and load are always killed on exit.
+# START_TIMEOUT (10 seconds), NOISE (per-cpu or total), QUIET_WAIT (10
+# seconds; 0: do not wait), RERUNS. Servers and load are always killed on exit.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -46,6 +53,9 @@ HOST=${HOST:-127.0.0.1}
 START_TIMEOUT=${START_TIMEOUT:-10}
 MAX_OTHER_PCT=${MAX_OTHER_PCT:-10}
 RETRIES=${RETRIES:-5}
+NOISE=${NOISE:-per-cpu}
+QUIET_WAIT=${QUIET_WAIT:-10}
+RERUNS=${RERUNS:-}
 CLK_TCK=$(getconf CLK_TCK)
 
 names=()
@@ -118,9 +128,13 @@ port_open() {
     (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
 }
 
-# Prints "BUSY TOTAL" clock ticks of CPU $1 from /proc/stat.
+# Prints "BUSY TOTAL" clock ticks of CPU $1 from /proc/stat. BUSY is the
+# time spent in processes (user, nice, system): the kernel's interrupt and
+# softirq time (on loopback, much of the network stack's work, for whichever
+# process sent the packet) is charged to no process, so it is left out, and
+# so is the time the hypervisor stole.
 cpu_busy() {
-    awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+    awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print $2 + $3 + $4, t }' /proc/stat
 }
 
 # Prints the read-type system calls process $1 has made.
@@ -204,8 +218,11 @@ run_round() {
     awk -v r="$label" -v n="${names[$i]}" -v m="$messages" -v x="$rate" -v t="$ticks" -v hz="$CLK_TCK" \
         -v ns=$((ns1 - ns0)) -v u="$uticks" -v other=$((b1 - b0 - ticks)) -v all=$((t1 - t0)) \
         -v lbusy=$((lb1 - lb0)) -v lall=$((lt1 - lt0)) -v lcpu="$load_cpu" -v reads=$((r1 - r0)) \
+        -v mode="$NOISE" \
         'BEGIN { o = all > 0 ? 100 * other / all : 0
-                 if (lcpu != "" && lall > 0) {
+                 if (mode == "total" && all > 0)
+                     o = 100 * (other + lbusy - (lcpu == "" ? 0 : lcpu * hz)) / all
+                 else if (lcpu != "" && lall > 0) {
                      lo = 100 * (lbusy - lcpu * hz) / lall
                      if (lo > o) o = lo
                  }
@@ -227,16 +244,41 @@ for ((w = 1; w <= WARMUP; w++)); do
     done
 done
 : >"$tmp/rounds"
+# Waits (QUIET_WAIT seconds at most) until processes other than the
+# servers, which are idle now, take at most MAX_OTHER_PCT of the CPUs
+# (the larger of the two CPUs' shares, over a quarter second).
+wait_quiet() {
+    local deadline=$((SECONDS + QUIET_WAIT)) a0 t0 c0 a1 t1 c1 busy
+    while ((SECONDS < deadline)); do
+        read -r a0 t0 < <(cpu_busy "$SERVER_CPU")
+        read -r c0 _ < <(cpu_busy "$LOAD_CPU")
+        sleep 0.25
+        read -r a1 t1 < <(cpu_busy "$SERVER_CPU")
+        read -r c1 _ < <(cpu_busy "$LOAD_CPU")
+        busy=$(((a1 - a0) > (c1 - c0) ? (a1 - a0) : (c1 - c0)))
+        if ((t1 == t0 || 100 * busy <= MAX_OTHER_PCT * (t1 - t0))); then
+            return 0
+        fi
+        waited_quiet=1
+    done
+    return 0
+}
+
+reruns=0
 for ((r = 1; r <= ROUNDS; r++)); do
     for ((try = 0; ; try++)); do
+        waited_quiet=0
+        ((QUIET_WAIT <= 0)) || wait_quiet
+        ((!waited_quiet)) || echo "waited for other work to stop before round $r" >&2
         : >"$tmp/round"
         for i in "${!servers[@]}"; do
             run_round "$i" "$r" >>"$tmp/round"
         done
         noisy=$(awk -v max="$MAX_OTHER_PCT" '$NF > max' "$tmp/round")
-        if [[ -z $noisy ]] || ((try >= RETRIES)); then
+        if [[ -z $noisy ]] || ((try >= RETRIES)) || { [[ -n $RERUNS ]] && ((reruns >= RERUNS)); }; then
             break
         fi
+        reruns=$((reruns + 1))
         sed 's/^round/noisy/' "$tmp/round" >&2
     done
     tee -a "$tmp/rounds" <"$tmp/round"

@@ -5,7 +5,7 @@
  * framework. Its CPU time per request is the floor that evn's own figure is
  * divided by (see BENCHMARKING.md).
  *
- *   floor --mode echo|ping|http [--host ADDR] [--port N] [--unix PATH]
+ *   floor --mode echo|ping|http [--host ADDR] [--port N] [--unix PATH] [--body N]
  *
  * ADDR is a numeric IPv4 or IPv6 address (default 127.0.0.1); "::" listens
  * on every interface for IPv6 and IPv4, as evn's examples do.
@@ -16,8 +16,10 @@
  *       gets the argument back as a bulk string, anything else an error.
  * http  finds the end of each request (request line and headers up to the
  *       blank line, then Content-Length bytes of body) and answers each with
- *       a fixed 200 "Hello World!" response; "Connection: close" (or
- *       HTTP/1.0 without keep-alive) closes after the response.
+ *       a fixed 200 "Hello World!" response (--body N: N bytes of that text
+ *       repeated instead), except POST /echo, which gets its body back, as
+ *       evn's http example answers it; "Connection: close" (or HTTP/1.0
+ *       without keep-alive) closes after the response.
  *
  * Pipelined requests are answered together with one write, and a request
  * split across reads is kept and completed by the next read. --port 0 picks
@@ -70,15 +72,9 @@ static struct buf wbuf;
 static int spare_fd = -1;
 static volatile sig_atomic_t stopping;
 
-static const char http_response[] = "HTTP/1.1 200 OK\r\n"
-                                    "Content-Length: 14\r\n"
-                                    "\r\n"
-                                    "Hello World!\r\n";
-static const char http_response_close[] = "HTTP/1.1 200 OK\r\n"
-                                          "Content-Length: 14\r\n"
-                                          "Connection: close\r\n"
-                                          "\r\n"
-                                          "Hello World!\r\n";
+static const char hello[] = "Hello World!\r\n";
+/* The fixed responses, built at start from --body. */
+static struct buf http_response, http_response_close;
 
 static void die(const char *what)
 {
@@ -116,6 +112,27 @@ static void buf_free(struct buf *b)
 {
     free(b->data);
     memset(b, 0, sizeof *b);
+}
+
+static void buf_printf(struct buf *b, const char *fmt, long v)
+{
+    char tmp[128];
+    int n = snprintf(tmp, sizeof tmp, fmt, v);
+    buf_append(b, tmp, (size_t)n);
+}
+
+/* The fixed answers: a body of `size` bytes of "Hello World!\r\n" repeated. */
+static void make_http_responses(long size)
+{
+    for (int close = 0; close < 2; close++) {
+        struct buf *b = close ? &http_response_close : &http_response;
+        buf_printf(b, "HTTP/1.1 200 OK\r\nContent-Length: %ld\r\n", size);
+        if (close)
+            buf_append(b, "Connection: close\r\n", 19);
+        buf_append(b, "\r\n", 2);
+        for (long i = 0; i < size; i++)
+            buf_append(b, &hello[i % (sizeof hello - 1)], 1);
+    }
 }
 
 static struct conn *conn_get(int fd)
@@ -328,12 +345,19 @@ static long parse_http(struct conn *c, const char *p, size_t n)
     long head = line_end + 2 - p;
     if ((size_t)(head + body) > n)
         return 0;
-    if (keep_alive) {
-        buf_append(&wbuf, http_response, sizeof http_response - 1);
+    if (sp1 - p == 4 && memcmp(p, "POST", 4) == 0 && sp2 - sp1 == 6 && memcmp(sp1 + 1, "/echo", 5) == 0) {
+        buf_printf(&wbuf, "HTTP/1.1 200 OK\r\nContent-Length: %ld\r\n", body);
+        if (!keep_alive)
+            buf_append(&wbuf, "Connection: close\r\n", 19);
+        buf_append(&wbuf, "\r\n", 2);
+        buf_append(&wbuf, p + head, (size_t)body);
+    } else if (keep_alive) {
+        buf_append(&wbuf, http_response.data, http_response.len);
     } else {
-        buf_append(&wbuf, http_response_close, sizeof http_response_close - 1);
-        c->close_after = 1;
+        buf_append(&wbuf, http_response_close.data, http_response_close.len);
     }
+    if (!keep_alive)
+        c->close_after = 1;
     return head + body;
 }
 
@@ -535,7 +559,8 @@ static void on_signal(int sig)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: floor --mode echo|ping|http [--host ADDR] [--port N] [--unix PATH]\n");
+    fprintf(stderr, "usage: floor --mode echo|ping|http [--host ADDR] [--port N] [--unix PATH] "
+                    "[--body N]\n");
     exit(2);
 }
 
@@ -543,6 +568,7 @@ int main(int argc, char **argv)
 {
     const char *host = "127.0.0.1", *unix_path = NULL, *mode_name = "echo";
     int port = 0;
+    long body_size = sizeof hello - 1;
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc)
             usage();
@@ -554,6 +580,8 @@ int main(int argc, char **argv)
             port = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--unix"))
             unix_path = argv[++i];
+        else if (!strcmp(argv[i], "--body"))
+            body_size = atol(argv[++i]);
         else
             usage();
     }
@@ -565,6 +593,9 @@ int main(int argc, char **argv)
         mode = MODE_HTTP;
     else
         usage();
+    if (body_size < 0 || body_size > 64L * 1024 * 1024)
+        usage();
+    make_http_responses(body_size);
 
     /* Raise the fd limit for idle-connection memory runs. */
     struct rlimit rl;
@@ -626,6 +657,8 @@ int main(int argc, char **argv)
             conn_close(&conns[fd]);
     free(conns);
     buf_free(&wbuf);
+    buf_free(&http_response);
+    buf_free(&http_response_close);
     close(epfd);
     close(lfd);
     if (unix_path)

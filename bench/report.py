@@ -1,0 +1,515 @@
+#!/usr/bin/env python3
+"""Turns the raw lines of a bench/run.sh run into the Markdown report and the
+gnuplot bar charts.
+
+    bench/report.py RAW OUT_DIR DATE
+
+writes OUT_DIR/DATE.md and OUT_DIR/DATE-SECTION.png (when gnuplot is there)
+and prints the Markdown on stdout. The raw format is what run.sh writes: the
+round/result lines of bench/cpu-per-msg.sh and mem/memresult lines of
+bench/idle-memory.sh, each prefixed with the case they belong to.
+"""
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+# The targets evn's code must reach (see the issue behind `make bench`).
+ECHO_HTTP_MAX_VS_FLOOR = 1.05
+REDIS_MAX_VS_REDIS = 0.6
+REDIS_MAX_VS_FLOOR = 1.3
+IDLE_MAX_BYTES = 256
+
+SECTION_TITLES = {
+    "echo": "Echo",
+    "redis": "Redis protocol",
+    "http": "HTTP",
+    "loops": "Multi-loop",
+}
+SHORT = {
+    "echo-d1": "echo, depth 1",
+    "echo-d8": "echo, depth 8",
+    "http-keepalive": "keep-alive GET /",
+    "http-close": "Connection: close, GET /",
+    "http-post16k": "POST /echo 16 KiB",
+    "http-get16k": "GET /16k (16 KiB)",
+    "loops-echo": "echo, depth 8",
+    "loops-http": "HTTP keep-alive",
+}
+
+
+def short(cid):
+    if cid in SHORT:
+        return SHORT[cid]
+    if cid.startswith("redis-"):
+        test, depth = cid[len("redis-"):].rsplit("-", 1)
+        return f"{test} -P {depth[1:]}"
+    return cid
+
+
+class Case:
+    def __init__(self, cid, section, title):
+        self.id, self.section, self.title = cid, section, title
+        self.servers = []  # (name, command)
+        self.load = ""
+        self.rounds = {}  # name -> {round: dict}
+        self.results = {}  # name -> dict of (median, min, max)
+        self.noisy = []  # dicts
+        self.failed = None
+        self.retried = None
+        self.waited = 0
+
+
+def parse_kv(words):
+    d = {}
+    for k, v in zip(words[0::2], words[1::2]):
+        try:
+            d[k] = float(v)
+        except ValueError:
+            d[k] = v
+    return d
+
+
+def read_raw(path):
+    meta, settings, cases, order, mem, memres, missing = {}, {}, {}, [], [], {}, []
+    with open(path) as f:
+        for line in f:
+            w = line.rstrip("\n").split(" ")
+            kind = w[0]
+            if kind == "machine":
+                meta[w[1]] = " ".join(w[2:])
+            elif kind == "setting":
+                settings[w[1]] = " ".join(w[2:])
+            elif kind == "case":
+                cases[w[1]] = Case(w[1], w[2], " ".join(w[3:]))
+                order.append(w[1])
+            elif kind == "server" and w[1] in cases:
+                cases[w[1]].servers.append((w[2], " ".join(w[3:])))
+            elif kind == "load" and w[1] in cases:
+                cases[w[1]].load = " ".join(w[2:])
+            elif kind == "round" and w[1] in cases:
+                r, name = w[2], w[3]
+                cases[w[1]].rounds.setdefault(name, {})[r] = parse_kv(w[4:])
+            elif kind == "noisy" and w[1] in cases:
+                d = parse_kv(w[4:])
+                d["round"], d["name"] = w[2], w[3]
+                cases[w[1]].noisy.append(d)
+            elif kind == "result" and w[1] in cases:
+                name, rest = w[2], w[3:]
+                res = {}
+                i = 0
+                while i < len(rest):
+                    res[rest[i]] = tuple(float(x) for x in rest[i + 1:i + 4])
+                    i += 4
+                cases[w[1]].results[name] = res
+            elif kind == "failed" and w[1] in cases:
+                cases[w[1]].failed = " ".join(w[2:])
+            elif kind == "retried" and w[1] in cases:
+                cases[w[1]].retried = " ".join(w[2:])
+            elif kind == "waited" and w[1] in cases:
+                cases[w[1]].waited = int(w[2]) if len(w) > 2 and w[2].isdigit() else 0
+            elif kind == "mem":
+                d = parse_kv(w[3:])
+                d["round"], d["name"] = w[1], w[2]
+                mem.append(d)
+            elif kind == "memresult":
+                memres[w[1]] = tuple(float(x) for x in w[3:6])
+            elif kind == "missing":
+                missing.append(w[1])
+    return meta, settings, cases, order, mem, memres, missing
+
+
+def fmt_rate(x):
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    if x >= 1e4:
+        return f"{x / 1e3:.0f}k"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f}k"
+    return f"{x:.0f}"
+
+
+def fmt_us(x):
+    return f"{x:.3f}" if x < 10 else f"{x:.2f}"
+
+
+def ratio(case, a, b, key="cpu_us_per_msg"):
+    """Median (min, max) over rounds of a's figure over b's in the same round."""
+    ra, rb = case.rounds.get(a, {}), case.rounds.get(b, {})
+    xs = [ra[r][key] / rb[r][key] for r in ra if r in rb and rb[r].get(key)]
+    if not xs:
+        return None
+    return statistics.median(xs), min(xs), max(xs)
+
+
+def fmt_ratio(t):
+    if t is None:
+        return "—"
+    return f"{t[0]:.2f} ({t[1]:.2f}–{t[2]:.2f})"
+
+
+def case_table(case, evn="evn"):
+    out = []
+    if case.failed:
+        out.append(f"*{case.title}: the run failed ({case.failed}); see the raw file.*\n")
+        return out
+    has_floor = "floor" in case.results
+    out.append(f"**{case.title}**\n")
+    head = "| server | req/s, median (min–max) | server CPU µs/req, median (min–max) |"
+    sep = "|---|---:|---:|"
+    if has_floor:
+        head += " CPU ÷ floor |"
+        sep += "---:|"
+    if evn in case.results:
+        head += f" {evn} CPU ÷ this |"
+        sep += "---:|"
+    out += [head, sep]
+    for name, _ in case.servers:
+        res = case.results.get(name)
+        if not res:
+            continue
+        rate, cpu = res["msgs_per_sec"], res["cpu_us_per_msg"]
+        row = (f"| {name} | {fmt_rate(rate[0])} ({fmt_rate(rate[1])}–{fmt_rate(rate[2])}) | "
+               f"{fmt_us(cpu[0])} ({fmt_us(cpu[1])}–{fmt_us(cpu[2])}) |")
+        if has_floor:
+            row += " 1.00 |" if name == "floor" else f" {fmt_ratio(ratio(case, name, 'floor'))} |"
+        if evn in case.results:
+            row += " — |" if name == evn else f" {fmt_ratio(ratio(case, evn, name))} |"
+        out.append(row)
+    out.append("")
+    return out
+
+
+def gnuplot(script, path):
+    if not shutil.which("gnuplot"):
+        return False
+    r = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
+    if r.returncode != 0:
+        sys.stderr.write(f"report.py: gnuplot failed for {path}:\n{r.stderr}\n")
+        return False
+    return True
+
+
+COLORS = {"evn": "#d62728", "evn-1loop": "#d62728", "evn-2loops": "#ff7f0e", "evn-http": "#d62728",
+          "evn-echo": "#e377c2", "evn-redis": "#ff7f0e", "floor": "#7f7f7f", "nginx": "#2ca02c",
+          "h2o": "#9467bd", "haproxy": "#8c564b", "redis": "#1f77b4", "libuv": "#17becf",
+          "libevent": "#bcbd22"}
+OTHER_COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#bcbd22"]
+
+
+def color_for(name, palette):
+    if name in COLORS:
+        return COLORS[name]
+    if name not in palette:
+        palette[name] = OTHER_COLORS[len(palette) % len(OTHER_COLORS)]
+    return palette[name]
+
+
+def chart_cases(cases, path, title, cols, tmpdir, palette):
+    """One panel a case: a bar a server, CPU µs/req with its min-max, and the
+    throughput under each name."""
+    cases = [c for c in cases if c.results]
+    if not cases:
+        return False
+    rows = (len(cases) + cols - 1) // cols
+    ncols = min(cols, len(cases))
+    w, h = 330 * ncols + 40, 300 * rows + 70
+    s = [f"set terminal pngcairo size {w},{h} font 'DejaVu Sans,10' noenhanced",
+         f"set output '{path}'",
+         "set style fill solid 0.85 border -1",
+         "set boxwidth 0.7",
+         "set yrange [0:*]",
+         "set ylabel 'server CPU µs per request'",
+         "set grid ytics lc rgb '#dddddd'",
+         "set xtics nomirror scale 0 font ',9'",
+         "set ytics nomirror",
+         "set border 3",
+         "set bmargin 4",
+         "unset key",
+         f"set multiplot layout {rows},{ncols} title '{title}' font ',13'"]
+    for i, c in enumerate(cases):
+        dat = os.path.join(tmpdir, f"{c.id}.dat")
+        ymax = 0
+        with open(dat, "w") as f:
+            for name, _ in c.servers:
+                res = c.results.get(name)
+                if not res:
+                    continue
+                rate, cpu = res["msgs_per_sec"], res["cpu_us_per_msg"]
+                ymax = max(ymax, cpu[2])
+                col = color_for(name, palette)
+                f.write(f'"{name}\\n{fmt_rate(rate[0])}/s" {cpu[0]} {cpu[1]} {cpu[2]} '
+                        f'{int(col[1:], 16)} "{fmt_us(cpu[0])}"\n')
+        s += [f"set title '{short(c.id)}' font ',11'",
+              f"set yrange [0:{ymax * 1.18:.6g}]",
+              f"plot '{dat}' using 0:2:5:xtic(1) with boxes lc rgb variable, "
+              f"'' using 0:3:(0):($4-$3) with vectors heads size screen 0.012,90 lc rgb 'black', "
+              f"'' using 0:4:6 with labels offset 0,0.8 font ',9'"]
+    s.append("unset multiplot")
+    return gnuplot("\n".join(s) + "\n", path)
+
+
+def chart_memory(memres, order, conns, path, tmpdir, palette):
+    names = [n for n in order if n in memres]
+    if not names:
+        return False
+    dat = os.path.join(tmpdir, "memory.dat")
+    ymax = max(memres[n][2] for n in names)
+    # Redis keeps a large buffer a client: a log scale keeps the others readable.
+    with open(dat, "w") as f:
+        for n in names:
+            med, lo, hi = memres[n]
+            f.write(f'"{n}" {max(med, 1)} {max(lo, 1)} {max(hi, 1)} {int(color_for(n, palette)[1:], 16)} "{med:.0f}"\n')
+    s = [f"set terminal pngcairo size {90 * len(names) + 160},420 font 'DejaVu Sans,10' noenhanced",
+         f"set output '{path}'",
+         "set style fill solid 0.85 border -1",
+         "set boxwidth 0.7",
+         "set logscale y",
+         f"set yrange [10:{ymax * 3:.6g}]",
+         "set ylabel 'bytes of RSS per idle connection (log scale)'",
+         "set grid ytics lc rgb '#dddddd'",
+         "set xtics nomirror scale 0",
+         "set ytics nomirror",
+         "set border 3",
+         "unset key",
+         f"set title 'Idle connections: server RSS growth per connection ({conns} connections, one request each; "
+         f"dashed: the target, {IDLE_MAX_BYTES} B)' font ',11'",
+         f"set arrow from graph 0, first {IDLE_MAX_BYTES} to graph 1, first {IDLE_MAX_BYTES} nohead dt 2 lc rgb '#d62728' front",
+         f"plot '{dat}' using 0:2:5:xtic(1) with boxes lc rgb variable, "
+         f"'' using 0:3:(0):($4-$3) with vectors heads size screen 0.012,90 lc rgb 'black', "
+         f"'' using 0:4:6 with labels offset 0,0.8 font ',9'"]
+    return gnuplot("\n".join(s) + "\n", path)
+
+
+def main():
+    raw, out_dir, date = sys.argv[1:4]
+    meta, settings, cases, order, mem, memres, missing = read_raw(raw)
+    md = []
+    mode = settings.get("mode", "full")
+    md.append(f"# evn benchmarks, {date}{' (quick mode)' if mode == 'quick' else ''}\n")
+    st = settings.get("rounds", "").split()
+    sd = dict(zip(st[0::2], st[1::2]))
+    took = meta.get("finished", "").split(" seconds ")
+    md.append(f"Machine: {meta.get('nproc', '?')} CPUs (`nproc`), {meta.get('cpu', '?')}, "
+              f"{meta.get('kernel', '?')}, {meta.get('memory', '?')}, {meta.get('os', '?')}.  ")
+    md.append(f"Peers and libraries (Debian packages): {meta.get('versions', '?')}.  ")
+    md.append(f"Command: `{settings.get('command', 'make bench')}` (bench/run.sh), started "
+              f"{meta.get('started', '?')}"
+              + (f", took {int(took[1]) // 60} min {int(took[1]) % 60} s." if len(took) == 2 else "."))
+    md.append("")
+    md.append(f"Method (BENCHMARKING.md): the server on CPU 0, the load on CPU 1 (`taskset`), 50 connections; "
+              f"all servers of a workload run at once and take turns, {sd.get('warmup', '1')} warm-up round "
+              f"then {sd.get('rounds', '3')} rounds each ({sd.get('seconds', '?')} s for wrk and echo-load; "
+              f"redis-benchmark runs a fixed count), median (min–max). **Server CPU µs/req** = "
+              f"(utime + stime of the server process, `/proc/PID/stat` fields 14 and 15) / requests. "
+              f"Ratios are medians of per-round ratios (rounds of the same turn). Before each round the suite "
+              f"waited up to {sd.get('quiet_wait', '?')} s for other processes to take under "
+              f"{sd.get('max_other_pct', '10')}% of a CPU; a round in which they took more was run again, up to "
+              f"{sd.get('retries', '?')} times and {sd.get('reruns', '?')} times a workload (see *Noise*).\n")
+
+    # Targets.
+    tg = []
+
+    def add(target, fig, ok):
+        tg.append(f"| {target} | {fig} | {'**met**' if ok else '**missed**'} |")
+
+    for cid, label in (("echo-d1", "echo depth 1"), ("echo-d8", "echo depth 8"),
+                       ("http-keepalive", "HTTP keep-alive")):
+        c = cases.get(cid)
+        if c and not c.failed and "floor" in c.results and "evn" in c.results:
+            r = ratio(c, "evn", "floor")
+            add(f"{label}: CPU/req ≤ {ECHO_HTTP_MAX_VS_FLOOR}× floor",
+                f"evn/floor {fmt_ratio(r)}; evn {fmt_us(c.results['evn']['cpu_us_per_msg'][0])} µs, "
+                f"floor {fmt_us(c.results['floor']['cpu_us_per_msg'][0])} µs", r[0] <= ECHO_HTTP_MAX_VS_FLOOR)
+    for p in (8, 16):
+        for t in ("ping_inline", "set", "get"):
+            c = cases.get(f"redis-{t}-P{p}")
+            if not c or c.failed or "evn" not in c.results:
+                continue
+            if "redis" in c.results:
+                r = ratio(c, "evn", "redis")
+                add(f"Redis {t} -P {p}: CPU/req ≤ {REDIS_MAX_VS_REDIS}× redis-server",
+                    f"evn/redis {fmt_ratio(r)}; evn {fmt_us(c.results['evn']['cpu_us_per_msg'][0])} µs, "
+                    f"redis {fmt_us(c.results['redis']['cpu_us_per_msg'][0])} µs", r[0] <= REDIS_MAX_VS_REDIS)
+            if "floor" in c.results:
+                r = ratio(c, "evn", "floor")
+                add(f"Redis {t} -P {p}: CPU/req ≤ {REDIS_MAX_VS_FLOOR}× floor",
+                    f"evn/floor {fmt_ratio(r)}; floor {fmt_us(c.results['floor']['cpu_us_per_msg'][0])} µs",
+                    r[0] <= REDIS_MAX_VS_FLOOR)
+    c = cases.get("http-keepalive")
+    if c and not c.failed and "nginx" in c.results and "evn" in c.results:
+        r = ratio(c, "evn", "nginx")
+        add("HTTP keep-alive: CPU/req below nginx's",
+            f"evn/nginx {fmt_ratio(r)}; nginx {fmt_us(c.results['nginx']['cpu_us_per_msg'][0])} µs", r[0] < 1)
+    for n in ("evn-http", "evn-echo", "evn-redis"):
+        if n in memres:
+            add(f"idle connections ({n}): < {IDLE_MAX_BYTES} bytes each",
+                f"{memres[n][0]:.0f} B ({memres[n][1]:.0f}–{memres[n][2]:.0f})", memres[n][0] < IDLE_MAX_BYTES)
+    if tg:
+        md.append("## Targets\n")
+        md.append("| target | measured (median (min–max) of per-round ratios) | |")
+        md.append("|---|---|---|")
+        md += tg
+        md.append("")
+        md.append("The Redis floor answers PING only, so the floor target applies to ping_inline; "
+                  "`evn-redis` is the Redis example's own per-client state on top of evn's.\n")
+
+    charts = {}
+    tmpdir = tempfile.mkdtemp()
+    palette = {}
+    try:
+        for section, cols, title in (("echo", 2, "Echo: 16-byte messages, 50 connections"),
+                                     ("redis", 3, "Redis protocol: redis-benchmark -c 50"),
+                                     ("http", 2, "HTTP: wrk -t1 -c50"),
+                                     ("loops", 2, "evn with 1 and 2 loops on 2 CPUs")):
+            cs = [cases[i] for i in order if cases[i].section == section]
+            if not cs:
+                continue
+            png = f"{date}-{section}.png"
+            if chart_cases(cs, os.path.join(out_dir, png), title, cols, tmpdir, palette):
+                charts[section] = png
+        if memres:
+            names = [n for n, _ in cases["memory"].servers] if "memory" in cases else list(memres)
+            png = f"{date}-memory.png"
+            if chart_memory(memres, names, sd.get("mem_conns", "10000"), os.path.join(out_dir, png), tmpdir,
+                            palette):
+                charts["memory"] = png
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+    notes = {
+        "echo": "Load: bench/echo-load, 50 connections each keeping 1 or 8 messages of 16 bytes in flight, "
+                "every echoed byte checked. libuv-echo and libevent-echo follow their libraries' documented "
+                "echo servers (bench/libuv-echo.c, bench/libevent-echo.c), with TCP_NODELAY added as evn and "
+                "the floor set it.",
+        "redis": "Load: redis-benchmark -c 50, one test (-t) per run, a fixed -n per depth. Redis is "
+                 "redis-server --save '' --appendonly no. The floor (bench/floor --mode ping) answers PING "
+                 "only, so it is in the ping_inline runs only. At -P 1 the single-threaded redis-benchmark is "
+                 "the bottleneck: throughput barely differs, CPU per request does.",
+        "http": "Load: wrk -t1 -c50. nginx: one process (master_process off, the single worker's work), "
+                "`return 200 \"Hello World!\\r\\n\"`, access_log off. h2o: num-threads 1; h2o cannot send a "
+                "fixed body without mruby, so it serves the same 14 bytes as a static file (file.file). "
+                "haproxy: nbthread 1, `http-request return ... string`. The 16 KiB rows are two workloads: "
+                "POST /echo with a 16 KiB body echoed back (evn's http example has only / and /echo; the "
+                "floor answers POST /echo the same way), and GET /16k of a 16 KiB body for the servers that "
+                "cannot echo (nginx and h2o serve it as a static file, haproxy with `http-request return "
+                "file` and tune.bufsize 32768, the floor from memory) — so evn is not in the GET row, and "
+                "the two rows are not comparable with each other (the POST moves 16 KiB each way).",
+        "loops": "Two CPUs cannot show scaling honestly: the 1-loop server runs on CPU 0, the 2-loop "
+                 "server on CPUs 0 and 1, and the one-threaded load on CPU 1, so the second loop shares its "
+                 "CPU with the load. CPU µs/req is the server's total over both loops (its threads' "
+                 "utime+stime). Noise here counts the busy time of both CPUs that is neither the "
+                 "server's nor the load's.",
+    }
+    for section in ("echo", "redis", "http"):
+        cs = [cases[i] for i in order if cases[i].section == section]
+        if not cs:
+            continue
+        md.append(f"## {SECTION_TITLES[section]}\n")
+        if section in charts:
+            md.append(f"![{section}]({charts[section]})\n")
+        md.append(notes[section] + "\n")
+        for c in cs:
+            md += case_table(c)
+
+    if memres or "memory" in cases:
+        md.append("## Idle memory\n")
+        if "memory" in charts:
+            md.append(f"![memory]({charts['memory']})\n")
+        md.append("Each round starts a fresh server, warms it up with 50 connections that make one request and "
+                  "close, reads VmRSS, opens the connections with bench/idle-conns (one request each: GET / "
+                  "for HTTP, PING for Redis, 16 bytes for echo; all held open, checked by the server's fd "
+                  "count), and reads VmRSS again. Bytes/conn = RSS growth / connections; kernel socket buffers "
+                  "are not in it. haproxy takes 9900 connections: with the fd limit of 20000 it accepts no "
+                  "more than 9990.\n")
+        md.append("| server | bytes per connection, median (min–max) | connections | RSS before → after, kB (last round) | fds added |")
+        md.append("|---|---:|---:|---:|---:|")
+        names = [n for n, _ in cases["memory"].servers] if "memory" in cases else list(memres)
+        for n in names:
+            if n not in memres:
+                continue
+            rounds = [d for d in mem if d["name"] == n]
+            last = rounds[-1] if rounds else {}
+            md.append(f"| {n} | {memres[n][0]:.0f} ({memres[n][1]:.0f}–{memres[n][2]:.0f}) | "
+                      f"{int(last.get('conns', 0))} | {int(last.get('rss_before_kb', 0))} → "
+                      f"{int(last.get('rss_after_kb', 0))} | {int(last.get('fds_added', 0))} |")
+        md.append("")
+        if "memory" in cases and cases["memory"].failed:
+            md.append(f"*The memory run failed ({cases['memory'].failed}).*\n")
+
+    cs = [cases[i] for i in order if cases[i].section == "loops"]
+    if cs:
+        md.append("## Multi-loop\n")
+        if "loops" in charts:
+            md.append(f"![loops]({charts['loops']})\n")
+        md.append(notes["loops"] + "\n")
+        for c in cs:
+            md += case_table(c, evn="evn-2loops")
+
+    # Noise.
+    md.append("## Noise\n")
+    try:
+        mx = float(sd.get("max_other_pct", 10))
+    except ValueError:
+        mx = 10.0
+    md.append(f"Other work on the machine (test suites of other sessions may run at the same time), per "
+              f"workload: rounds re-run because another process took more than {mx:g}% of a CPU, "
+              f"and how busy the kept rounds' CPUs were with other work (median and max, % of a CPU); "
+              f"a kept round over {mx:g}% is one still noisy after all retries.\n")
+    md.append("| workload | rounds that waited for quiet | rounds re-run | kept rounds over the limit | other work, median / max % |")
+    md.append("|---|---:|---:|---:|---:|")
+    tot_rerun = tot_kept_noisy = tot_rounds = tot_waited = 0
+    for cid in order:
+        c = cases[cid]
+        if c.section == "memory":
+            continue
+        kept = [d for rs in c.rounds.values() for d in rs.values()]
+        nserv = max(1, len(c.rounds))
+        rounds_kept = len(kept) // nserv
+        reruns = len(c.noisy) // nserv
+        noisy_kept = len({d_r for name, rs in c.rounds.items() for d_r, d in rs.items()
+                          if d.get("other_pct", 0) > mx})
+        others = [d.get("other_pct", 0) for d in kept]
+        tot_rerun += reruns
+        tot_waited += c.waited
+        tot_kept_noisy += noisy_kept
+        tot_rounds += rounds_kept
+        if others:
+            md.append(f"| {c.title} | {c.waited} | {reruns} | {noisy_kept} of {rounds_kept} | "
+                      f"{statistics.median(others):.1f} / {max(others):.1f} |")
+    md.append("")
+    md.append(f"In all: {tot_waited} round(s) waited for quiet, {tot_rerun} round(s) re-run, {tot_kept_noisy} of {tot_rounds} kept round(s) still over "
+              f"the limit.\n")
+    for cid in order:
+        if cases[cid].retried:
+            md.append(f"*{cases[cid].title}*: the first run failed and was run again "
+                      f"({cases[cid].retried.split(' ', 1)[-1].strip()}).\n")
+    if missing:
+        md.append(f"Left out (not installed or not built): {', '.join(sorted(set(missing)))}.\n")
+
+    # Commands.
+    md.append("## Commands\n")
+    md.append("Each workload is one `bench/cpu-per-msg.sh` run (servers started with `taskset -c 0`, the load "
+              "with `taskset -c 1`; `{port}` is a free port); the memory one is `bench/idle-memory.sh`. "
+              "`bench/peer.sh NAME {port}` writes the peer's configuration (see that script) and execs it.\n")
+    md.append("```")
+    for cid in order:
+        c = cases[cid]
+        md.append(f"# {c.title}")
+        for name, cmd in c.servers:
+            md.append(f"  {name}: {cmd}")
+        md.append(f"  load: {c.load}")
+    md.append("```")
+    md.append("")
+    md.append(f"Every round: `{os.path.basename(raw)}`.\n")
+
+    text = "\n".join(md)
+    with open(os.path.join(out_dir, f"{date}.md"), "w") as f:
+        f.write(text)
+    sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+#!/usr/bin/env bash
+# evn's benchmark suite: `make bench` (QUICK=1 for a short run) runs this.
+#
+#   bench/run.sh                        every section, results in bench/results/
+#   ONLY=echo,redis bench/run.sh        only those sections
+#   SKIP=memory bench/run.sh            all but those
+#   QUICK=1 bench/run.sh                short rounds, to check a change (~2 min)
+#
+# Sections, in order (the method is /BENCHMARKING.md; servers on CPU 0, load
+# on CPU 1, 50 connections, warm-up then rounds interleaved across servers):
+#   echo        16-byte messages at depth 1 and 8 (bench/echo-load):
+#               evn's echo-server, the floor, libuv-echo, libevent-echo
+#   redis       redis-benchmark -c 50 -t ping_inline|set|get at -P 1, 8, 16
+#               (one test per run): evn's redis-server, Redis, the floor (ping)
+#   http        wrk -t1 -c50, keep-alive, GET /: evn's http-server, the floor,
+#               nginx, h2o, haproxy
+#   http-close  the same with -H 'Connection: close' (a connection a request)
+#   http-16k    POST /echo with a 16 KiB body (evn, the floor); GET /16k of a
+#               16 KiB body (the floor, nginx, h2o, haproxy: they cannot echo)
+#   memory      RSS growth per idle connection over 10000 connections that
+#               made one request each (bench/idle-memory.sh)
+#   loops       evn with 1 loop (CPU 0) and 2 loops (CPUs 0-1), load on CPU 1:
+#               echo at depth 8 and HTTP keep-alive
+#
+# Figures: throughput from the load tool, and server CPU microseconds per
+# request (utime+stime from /proc/PID/stat), median (min-max) of the rounds,
+# with the ratios evn/floor and evn/peer (medians of per-round ratios). Rounds
+# in which other work took more than MAX_OTHER_PCT of a CPU are run again
+# (RETRIES times at most) and counted in the report.
+#
+# Output: bench/results/DATE.md (the table, printed at the end too),
+# DATE-*.png (gnuplot bar charts) and DATE-raw.txt (every round). A quick or
+# partial (ONLY/SKIP) run writes to $EVN_BUILD_DIR/bench-results/ instead, so
+# that it does not replace the last full results; RESULTS_DIR overrides both.
+#
+# Environment: EVN_BUILD_DIR (a Release build with the examples and bench/
+# helpers; default build-bench), QUICK, ONLY, SKIP, RESULTS_DIR, ROUNDS,
+# WARMUP, SECONDS_PER_ROUND, RETRIES, RERUNS, QUIET_WAIT, MAX_OTHER_PCT (see
+# cpu-per-msg.sh), MEM_ROUNDS, MEM_CONNS, MEM_SETTLE (idle-memory.sh's
+# ROUNDS, CONNS, SETTLE). Full: 1 warm-up round and 5 rounds of 3 s, a noisy
+# round re-run up to 2 times and 5 re-runs a workload in all, up to 5 s of
+# waiting for a quiet machine before each round, 3 memory rounds. Quick:
+# 2 rounds of 1 s, no warm-up, 1 re-run, up to 2 s of waiting, one memory
+# round with evn, the floor, nginx and Redis only. A workload whose run
+# fails (a server or the load) is run once more before it counts as failed.
+# Every server is stopped by PID when the run ends, however it ends.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+build=${EVN_BUILD_DIR:-$root/build-bench}
+quick=0
+[[ -z ${QUICK:-} || ${QUICK:-} == 0 ]] || quick=1
+
+all_sections=(echo redis http http-close http-16k memory loops)
+want() {
+    local s=$1
+    if [[ -n ${ONLY:-} ]]; then
+        [[ ",$ONLY," == *",$s,"* ]] || return 1
+    fi
+    [[ ",${SKIP:-}," != *",$s,"* ]]
+}
+_only=${ONLY:-}; _skip=${SKIP:-}
+for s in ${_only//,/ } ${_skip//,/ }; do
+    [[ " ${all_sections[*]} " == *" $s "* ]] || { echo "run.sh: unknown section '$s' (${all_sections[*]})" >&2; exit 2; }
+done
+
+if ((quick)); then
+    : "${ROUNDS:=2}" "${WARMUP:=0}" "${SECONDS_PER_ROUND:=1}" "${RETRIES:=1}" "${RERUNS:=1}"
+    : "${QUIET_WAIT:=2}" "${MEM_ROUNDS:=1}" "${MEM_SETTLE:=0.5}"
+    redis_scale=6
+else
+    : "${ROUNDS:=5}" "${WARMUP:=1}" "${SECONDS_PER_ROUND:=3}" "${RETRIES:=2}" "${RERUNS:=$ROUNDS}"
+    : "${QUIET_WAIT:=5}" "${MEM_ROUNDS:=3}" "${MEM_SETTLE:=1}"
+    redis_scale=1
+fi
+: "${MAX_OTHER_PCT:=10}" "${MEM_CONNS:=10000}"
+export ROUNDS WARMUP RETRIES RERUNS QUIET_WAIT MAX_OTHER_PCT
+S=$SECONDS_PER_ROUND
+# redis-benchmark runs a fixed number of requests: about 1.5 s a round on a
+# 2-core machine at each depth (a sixth of that in quick mode).
+redis_n() {
+    case $1 in 1) echo $((80000 / redis_scale)) ;; 8) echo $((600000 / redis_scale)) ;; *) echo $((1200000 / redis_scale)) ;; esac
+}
+
+partial=0
+[[ -z ${ONLY:-} && -z ${SKIP:-} ]] || partial=1
+if [[ -n ${RESULTS_DIR:-} ]]; then
+    out_dir=$RESULTS_DIR
+elif ((quick || partial)); then
+    out_dir=$build/bench-results
+else
+    out_dir=$here/results
+fi
+mkdir -p "$out_dir"
+date=$(date +%F)
+raw=$out_dir/$date-raw.txt
+
+floor=$build/bench/floor
+echo_load=$build/bench/echo-load
+libuv=$build/bench/libuv-echo
+libevent=$build/bench/libevent-echo
+evn_echo=$build/examples/echo-server
+evn_http=$build/examples/http-server
+evn_redis=$build/examples/redis-server
+for f in "$floor" "$echo_load" "$build/bench/idle-conns" "$evn_echo" "$evn_http" "$evn_redis"; do
+    [[ -x $f ]] || { echo "run.sh: $f was not built (make bench builds it)" >&2; exit 1; }
+done
+have() { command -v "$1" >/dev/null 2>&1; }
+
+BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/evn-bench.XXXXXX")
+export BENCH_TMP EVN_BUILD_DIR=$build
+child=""
+# The sections' scripts stop their own servers when they end; on a signal
+# this one ends the running script by PID (it then stops its servers).
+stop_child() {
+    if [[ -n $child ]]; then
+        kill -TERM "$child" 2>/dev/null || true
+        wait "$child" 2>/dev/null || true
+        child=""
+    fi
+}
+trap 'stop_child; rm -rf "$BENCH_TMP"' EXIT
+trap 'echo "run.sh: interrupted" >&2; exit 130' INT
+trap 'exit 143' TERM
+# Runs "$@" in the background (so that a signal is acted on at once) and
+# waits for it; its stdout goes to $BENCH_TMP/out, its stderr to
+# $BENCH_TMP/err. Returns its exit status.
+run_child() {
+    "$@" >"$BENCH_TMP/out" 2>"$BENCH_TMP/err" &
+    child=$!
+    local rc=0
+    wait "$child" || rc=$?
+    child=""
+    return $rc
+}
+
+rel() { local s=${1//$build\//build-bench\/}; s=${s//$root\//}; echo "$s"; }
+
+{
+    echo "machine nproc $(nproc)"
+    echo "machine kernel $(uname -sr)"
+    echo "machine cpu $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
+    echo "machine memory $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+    echo "machine os $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
+    echo "machine versions $(nginx -v 2>&1 | sed 's/.*version: //'), h2o $(h2o --version 2>/dev/null | awk 'NR == 1 { print $3 }'), $(haproxy -v 2>/dev/null | awk 'NR == 1 { print "haproxy " $3 }'), redis $(redis-server --version 2>/dev/null | sed 's/.*v=\([^ ]*\).*/\1/'), libuv $(pkg-config --modversion libuv 2>/dev/null), libevent $(pkg-config --modversion libevent 2>/dev/null), $(wrk --version 2>&1 | awk 'NR == 1 { print "wrk " $2 }')"
+    echo "machine started $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "setting mode $( ((quick)) && echo quick || echo full)"
+    echo "setting rounds $ROUNDS warmup $WARMUP seconds $S retries $RETRIES reruns $RERUNS quiet_wait $QUIET_WAIT max_other_pct $MAX_OTHER_PCT mem_rounds $MEM_ROUNDS mem_conns $MEM_CONNS"
+    echo "setting command $( ((quick)) && echo "make bench QUICK=1" || echo "make bench")$([[ -z ${ONLY:-} ]] || echo " ONLY=$ONLY")$([[ -z ${SKIP:-} ]] || echo " SKIP=$SKIP")"
+} >"$raw"
+
+failures=0
+# measure ID SECTION TITLE [-n NAME -s SERVER]... -l LOAD
+# One bench/cpu-per-msg.sh run; its lines go to the raw file under ID.
+measure() {
+    local id=$1 section=$2 title=$3
+    shift 3
+    local args=("$@") i name="" t0=$SECONDS nservers=0
+    echo "case $id $section $title" >>"$raw"
+    for ((i = 0; i < ${#args[@]}; i++)); do
+        case ${args[$i]} in
+        -n) name=${args[$((i + 1))]} ;;
+        -s) echo "server $id $name $(rel "${args[$((i + 1))]}")" >>"$raw"; nservers=$((nservers + 1)) ;;
+        -l) echo "load $id $(rel "${args[$((i + 1))]}")" >>"$raw" ;;
+        esac
+    done
+    printf '== %s\n' "$title" >&2
+    local rc try
+    for try in 1 2; do
+        rc=0
+        run_child env NOISE="${NOISE:-per-cpu}" "$here/cpu-per-msg.sh" "$@" || rc=$?
+        ((rc)) || break
+        grep -v -e '^noisy ' -e '^waited ' "$BENCH_TMP/err" >&2 || true
+        if ((try == 1)); then
+            echo "   failed (exit $rc), once more" >&2
+            echo "retried $id exit $rc: $(grep -v -e '^noisy ' -e '^waited ' "$BENCH_TMP/err" | head -3 | tr '\n' ' ')" >>"$raw"
+        fi
+    done
+    sed -n "s/^round /round $id /p; s/^result /result $id /p" "$BENCH_TMP/out" >>"$raw"
+    sed -n "s/^noisy /noisy $id /p" "$BENCH_TMP/err" >>"$raw"
+    echo "waited $id $(grep -c '^waited ' "$BENCH_TMP/err" || true)" >>"$raw"
+    ((rc)) || grep -v -e '^noisy ' -e '^waited ' "$BENCH_TMP/err" >&2 || true
+    local noisy
+    noisy=$(grep -c '^noisy ' "$BENCH_TMP/err" || true)
+    noisy=$((noisy / (nservers ? nservers : 1)))
+    if ((rc)); then
+        echo "failed $id exit $rc" >>"$raw"
+        echo "   FAILED (exit $rc)" >&2
+        failures=$((failures + 1))
+        return 0
+    fi
+    awk '$1 == "result" { printf "   %-12s %10s msgs/s  %8.3f us/msg (%.3f-%.3f)\n", $2, $4, $8, $9, $10 }' "$BENCH_TMP/out" >&2
+    printf '   %ds, %d noisy round(s) re-run\n' $((SECONDS - t0)) "$noisy" >&2
+}
+
+# Peers from Debian packages: a server that is not installed is left out.
+peer() {
+    local name=$1 bin=$2
+    shift 2
+    if have "$bin"; then
+        printf '%s\n' -n "$name" -s "$here/peer.sh $*"
+    else
+        echo "run.sh: $bin not installed, $name left out (scripts/setup.sh bench installs it)" >&2
+        echo "missing $name" >>"$raw"
+    fi
+}
+baseline() {
+    local name=$1 bin=$2
+    shift 2
+    if [[ -x $bin ]]; then
+        printf '%s\n' -n "$name" -s "$bin $*"
+    else
+        echo "run.sh: $bin not built (no pkg-config for it?), $name left out" >&2
+        echo "missing $name" >>"$raw"
+    fi
+}
+
+t_start=$SECONDS
+if want echo; then
+    mapfile -t extra < <(baseline libuv "$libuv" --port {port}; baseline libevent "$libevent" --port {port})
+    for d in 1 8; do
+        measure "echo-d$d" echo "echo, 16-byte messages, depth $d" \
+            -n floor -s "$floor --mode echo --host :: --port {port}" \
+            -n evn -s "$evn_echo --port {port} --loops 1" \
+            "${extra[@]}" \
+            -l "$echo_load --host 127.0.0.1 --port {port} --conns 50 --depth $d --size 16 --seconds $S"
+    done
+fi
+
+if want redis; then
+    mapfile -t extra < <(peer redis redis-server redis {port})
+    for p in 1 8 16; do
+        for t in ping_inline set get; do
+            fl=()
+            [[ $t != ping_inline ]] || fl=(-n floor -s "$floor --mode ping --host :: --port {port}")
+            measure "redis-$t-P$p" redis "redis $t, -P $p" \
+                "${fl[@]}" \
+                -n evn -s "$evn_redis --port {port} --loops 1" \
+                "${extra[@]}" \
+                -l "$here/load.sh redis-benchmark -h 127.0.0.1 -p {port} -c 50 -P $p -n $(redis_n $p) -t $t"
+        done
+    done
+fi
+
+http_peers() {
+    peer nginx nginx nginx {port}
+    peer h2o h2o h2o {port}
+    peer haproxy haproxy haproxy {port} "$@"
+}
+if want http; then
+    mapfile -t extra < <(http_peers)
+    measure http-keepalive http "HTTP keep-alive, GET /" \
+        -n floor -s "$floor --mode http --host :: --port {port}" \
+        -n evn -s "$evn_http --port {port} --loops 1" \
+        "${extra[@]}" \
+        -l "$here/load.sh wrk -t1 -c50 -d${S}s http://127.0.0.1:{port}/"
+fi
+
+if want http-close; then
+    mapfile -t extra < <(http_peers)
+    measure http-close http "HTTP, a new connection per request (Connection: close), GET /" \
+        -n floor -s "$floor --mode http --host :: --port {port}" \
+        -n evn -s "$evn_http --port {port} --loops 1" \
+        "${extra[@]}" \
+        -l "$here/load.sh wrk -t1 -c50 -d${S}s -H 'Connection: close' http://127.0.0.1:{port}/"
+fi
+
+if want http-16k; then
+    measure http-post16k http "HTTP keep-alive, POST /echo with a 16 KiB body (echoed back)" \
+        -n floor -s "$floor --mode http --host :: --port {port}" \
+        -n evn -s "$evn_http --port {port} --loops 1" \
+        -l "$here/load.sh wrk -t1 -c50 -d${S}s -s $here/post-16k.lua http://127.0.0.1:{port}/echo"
+    mapfile -t extra < <(http_peers --big)
+    measure http-get16k http "HTTP keep-alive, GET /16k (a 16 KiB body; evn's example has no such route)" \
+        -n floor -s "$floor --mode http --host :: --port {port} --body 16384" \
+        "${extra[@]}" \
+        -l "$here/load.sh wrk -t1 -c50 -d${S}s http://127.0.0.1:{port}/16k"
+fi
+
+if want memory; then
+    printf '== idle memory, %d connections\n' "$MEM_CONNS" >&2
+    t0=$SECONDS
+    mem=(-n evn-http -p http -s "$evn_http --port {port} --loops 1"
+        -n evn-echo -p echo -s "$evn_echo --port {port} --loops 1"
+        -n evn-redis -p redis -s "$evn_redis --port {port} --loops 1"
+        -n floor -p http -s "$floor --mode http --host :: --port {port}")
+    have nginx && mem+=(-n nginx -p http -s "$here/peer.sh nginx {port}")
+    have redis-server && mem+=(-n redis -p redis -s "$here/peer.sh redis {port}")
+    # Quick mode leaves out the servers no target is about.
+    if ((!quick)); then
+        have h2o && mem+=(-n h2o -p http -s "$here/peer.sh h2o {port}")
+        # haproxy takes 9990 connections at most within the fd limit of 20000.
+        have haproxy && mem+=(-n haproxy -p http -c $((MEM_CONNS < 9900 ? MEM_CONNS : 9900)) -s "$here/peer.sh haproxy {port}")
+        [[ ! -x $libuv ]] || mem+=(-n libuv -p echo -s "$libuv --port {port}")
+        [[ ! -x $libevent ]] || mem+=(-n libevent -p echo -s "$libevent --port {port}")
+    fi
+    echo "case memory memory idle connections, RSS growth per connection" >>"$raw"
+    for ((i = 0; i < ${#mem[@]}; i++)); do
+        case ${mem[$i]} in
+        -n) name=${mem[$((i + 1))]} ;;
+        -s) echo "server memory $name $(rel "${mem[$((i + 1))]}")" >>"$raw" ;;
+        esac
+    done
+    echo "load memory $(rel "$build/bench/idle-conns") --port {port} --proto http|echo|redis --conns $MEM_CONNS (after a warm-up of 50 that close)" >>"$raw"
+    rc=0
+    run_child env ROUNDS="$MEM_ROUNDS" CONNS="$MEM_CONNS" SETTLE="$MEM_SETTLE" "$here/idle-memory.sh" "${mem[@]}" || rc=$?
+    grep -E '^mem(result)? ' "$BENCH_TMP/out" >>"$raw" || true
+    cat "$BENCH_TMP/err" >&2
+    if ((rc)); then
+        echo "failed memory exit $rc" >>"$raw"
+        echo "   FAILED (exit $rc)" >&2
+        failures=$((failures + 1))
+    fi
+    awk '$1 == "memresult" { printf "   %-12s %8.1f bytes/conn (%.1f-%.1f)\n", $2, $4, $5, $6 }' "$BENCH_TMP/out" >&2
+    printf '   %ds\n' $((SECONDS - t0)) >&2
+fi
+
+if want loops; then
+    # The 2-loop server runs on both CPUs, so "other work" is counted over
+    # both (NOISE=total): busy time that is neither the server's nor the load's.
+    NOISE=total measure loops-echo loops "echo, depth 8: evn with 1 and 2 loops" \
+        -n evn-1loop -s "$evn_echo --port {port} --loops 1" \
+        -n evn-2loops -s "taskset -c 0,1 $evn_echo --port {port} --loops 2" \
+        -l "$echo_load --host 127.0.0.1 --port {port} --conns 50 --depth 8 --size 16 --seconds $S"
+    NOISE=total measure loops-http loops "HTTP keep-alive: evn with 1 and 2 loops" \
+        -n evn-1loop -s "$evn_http --port {port} --loops 1" \
+        -n evn-2loops -s "taskset -c 0,1 $evn_http --port {port} --loops 2" \
+        -l "$here/load.sh wrk -t1 -c50 -d${S}s http://127.0.0.1:{port}/"
+fi
+
+echo "machine finished $(date -u +%Y-%m-%dT%H:%MZ) seconds $((SECONDS - t_start))" >>"$raw"
+python3 "$here/report.py" "$raw" "$out_dir" "$date"
+echo >&2
+echo "run.sh: $((SECONDS - t_start))s; results in $(rel "$out_dir")/$date.md" >&2
+((failures == 0)) || { echo "run.sh: $failures case(s) failed" >&2; exit 1; }
