@@ -144,10 +144,15 @@ def ratio(case, a, b, key="cpu_us_per_msg"):
     return statistics.median(xs), min(xs), max(xs)
 
 
-def fmt_ratio(t):
+def ratio_of_medians(case, a, b):
+    x, y = case.results[a]["cpu_us_per_msg"][0], case.results[b]["cpu_us_per_msg"][0]
+    return f"{x / y:.3f}" if y else "—"
+
+
+def fmt_ratio(t, digits=2):
     if t is None:
         return "—"
-    return f"{t[0]:.2f} ({t[1]:.2f}–{t[2]:.2f})"
+    return f"{t[0]:.{digits}f} ({t[1]:.{digits}f}–{t[2]:.{digits}f})"
 
 
 def case_table(case, evn="evn"):
@@ -157,8 +162,8 @@ def case_table(case, evn="evn"):
         return out
     has_floor = "floor" in case.results
     out.append(f"**{case.title}**\n")
-    head = "| server | req/s, median (min–max) | server CPU µs/req, median (min–max) |"
-    sep = "|---|---:|---:|"
+    head = "| server | req/s, median (min–max) | server CPU µs/req, median (min–max) | of it user |"
+    sep = "|---|---:|---:|---:|"
     if has_floor:
         head += " CPU ÷ floor |"
         sep += "---:|"
@@ -171,8 +176,9 @@ def case_table(case, evn="evn"):
         if not res:
             continue
         rate, cpu = res["msgs_per_sec"], res["cpu_us_per_msg"]
+        user = res.get("user_us_per_msg", (0, 0, 0))
         row = (f"| {name} | {fmt_rate(rate[0])} ({fmt_rate(rate[1])}–{fmt_rate(rate[2])}) | "
-               f"{fmt_us(cpu[0])} ({fmt_us(cpu[1])}–{fmt_us(cpu[2])}) |")
+               f"{fmt_us(cpu[0])} ({fmt_us(cpu[1])}–{fmt_us(cpu[2])}) | {fmt_us(user[0])} |")
         if has_floor:
             row += " 1.00 |" if name == "floor" else f" {fmt_ratio(ratio(case, name, 'floor'))} |"
         if evn in case.results:
@@ -289,7 +295,7 @@ def main():
     md = []
     mode = settings.get("mode", "full")
     md.append(f"# evn benchmarks, {date}{' (quick mode)' if mode == 'quick' else ''}\n")
-    st = settings.get("rounds", "").split()
+    st = ("rounds " + settings.get("rounds", "")).split()
     sd = dict(zip(st[0::2], st[1::2]))
     took = meta.get("finished", "").split(" seconds ")
     md.append(f"Machine: {meta.get('nproc', '?')} CPUs (`nproc`), {meta.get('cpu', '?')}, "
@@ -303,7 +309,8 @@ def main():
               f"all servers of a workload run at once and take turns, {sd.get('warmup', '1')} warm-up round "
               f"then {sd.get('rounds', '3')} rounds each ({sd.get('seconds', '?')} s for wrk and echo-load; "
               f"redis-benchmark runs a fixed count), median (min–max). **Server CPU µs/req** = "
-              f"(utime + stime of the server process, `/proc/PID/stat` fields 14 and 15) / requests. "
+              f"(utime + stime of the server process, `/proc/PID/stat` fields 14 and 15) / requests; *of it user*: "
+              f"the utime part, the server's own code (the rest is the kernel's work for its system calls). "
               f"Ratios are medians of per-round ratios (rounds of the same turn). Before each round the suite "
               f"waited up to {sd.get('quiet_wait', '?')} s for other processes to take under "
               f"{sd.get('max_other_pct', '10')}% of a CPU; a round in which they took more was run again, up to "
@@ -321,8 +328,8 @@ def main():
         if c and not c.failed and "floor" in c.results and "evn" in c.results:
             r = ratio(c, "evn", "floor")
             add(f"{label}: CPU/req ≤ {ECHO_HTTP_MAX_VS_FLOOR}× floor",
-                f"evn/floor {fmt_ratio(r)}; evn {fmt_us(c.results['evn']['cpu_us_per_msg'][0])} µs, "
-                f"floor {fmt_us(c.results['floor']['cpu_us_per_msg'][0])} µs", r[0] <= ECHO_HTTP_MAX_VS_FLOOR)
+                f"evn/floor {fmt_ratio(r, 3)}, of the medians {ratio_of_medians(c, 'evn', 'floor')}; "
+                f"evn {fmt_us(c.results['evn']['cpu_us_per_msg'][0])} µs, floor {fmt_us(c.results['floor']['cpu_us_per_msg'][0])} µs", r[0] <= ECHO_HTTP_MAX_VS_FLOOR)
     for p in (8, 16):
         for t in ("ping_inline", "set", "get"):
             c = cases.get(f"redis-{t}-P{p}")
@@ -331,25 +338,28 @@ def main():
             if "redis" in c.results:
                 r = ratio(c, "evn", "redis")
                 add(f"Redis {t} -P {p}: CPU/req ≤ {REDIS_MAX_VS_REDIS}× redis-server",
-                    f"evn/redis {fmt_ratio(r)}; evn {fmt_us(c.results['evn']['cpu_us_per_msg'][0])} µs, "
+                    f"evn/redis {fmt_ratio(r, 3)}, of the medians {ratio_of_medians(c, 'evn', 'redis')}; "
+                    f"evn {fmt_us(c.results['evn']['cpu_us_per_msg'][0])} µs, "
                     f"redis {fmt_us(c.results['redis']['cpu_us_per_msg'][0])} µs", r[0] <= REDIS_MAX_VS_REDIS)
             if "floor" in c.results:
                 r = ratio(c, "evn", "floor")
                 add(f"Redis {t} -P {p}: CPU/req ≤ {REDIS_MAX_VS_FLOOR}× floor",
-                    f"evn/floor {fmt_ratio(r)}; floor {fmt_us(c.results['floor']['cpu_us_per_msg'][0])} µs",
+                    f"evn/floor {fmt_ratio(r, 3)}, of the medians {ratio_of_medians(c, 'evn', 'floor')}; "
+                    f"floor {fmt_us(c.results['floor']['cpu_us_per_msg'][0])} µs",
                     r[0] <= REDIS_MAX_VS_FLOOR)
     c = cases.get("http-keepalive")
     if c and not c.failed and "nginx" in c.results and "evn" in c.results:
         r = ratio(c, "evn", "nginx")
         add("HTTP keep-alive: CPU/req below nginx's",
-            f"evn/nginx {fmt_ratio(r)}; nginx {fmt_us(c.results['nginx']['cpu_us_per_msg'][0])} µs", r[0] < 1)
+            f"evn/nginx {fmt_ratio(r, 3)}, of the medians {ratio_of_medians(c, 'evn', 'nginx')}; nginx {fmt_us(c.results['nginx']['cpu_us_per_msg'][0])} µs", r[0] < 1)
     for n in ("evn-http", "evn-echo", "evn-redis"):
         if n in memres:
             add(f"idle connections ({n}): < {IDLE_MAX_BYTES} bytes each",
                 f"{memres[n][0]:.0f} B ({memres[n][1]:.0f}–{memres[n][2]:.0f})", memres[n][0] < IDLE_MAX_BYTES)
     if tg:
         md.append("## Targets\n")
-        md.append("| target | measured (median (min–max) of per-round ratios) | |")
+        md.append("| target | measured: median (min–max) of the per-round ratios, which decides; the ratio of "
+                  "the medians as a cross-check | |")
         md.append("|---|---|---|")
         md += tg
         md.append("")
@@ -455,9 +465,11 @@ def main():
     except ValueError:
         mx = 10.0
     md.append(f"Other work on the machine (test suites of other sessions may run at the same time), per "
-              f"workload: rounds re-run because another process took more than {mx:g}% of a CPU, "
-              f"and how busy the kept rounds' CPUs were with other work (median and max, % of a CPU); "
-              f"a kept round over {mx:g}% is one still noisy after all retries.\n")
+              f"workload: rounds that first waited for other processes to calm down, rounds re-run because "
+              f"other processes took more than {mx:g}% of a CPU during them, kept rounds still over that "
+              f"(after the re-runs allowed), and how busy the CPUs were with other processes in the kept "
+              f"rounds (median and max over rounds and servers, % of a CPU; user and system time from "
+              f"/proc/stat less the server's and the load's).\n")
     md.append("| workload | rounds that waited for quiet | rounds re-run | kept rounds over the limit | other work, median / max % |")
     md.append("|---|---:|---:|---:|---:|")
     tot_rerun = tot_kept_noisy = tot_rounds = tot_waited = 0

@@ -37,8 +37,10 @@
 # helpers; default build-bench), QUICK, ONLY, SKIP, RESULTS_DIR, ROUNDS,
 # WARMUP, SECONDS_PER_ROUND, RETRIES, RERUNS, QUIET_WAIT, MAX_OTHER_PCT (see
 # cpu-per-msg.sh), MEM_ROUNDS, MEM_CONNS, MEM_SETTLE (idle-memory.sh's
-# ROUNDS, CONNS, SETTLE). Full: 1 warm-up round and 5 rounds of 3 s, a noisy
-# round re-run up to 2 times and 5 re-runs a workload in all, up to 5 s of
+# ROUNDS, CONNS, SETTLE). Full: 1 warm-up round and 8 rounds of 2 s (many
+# short interleaved rounds: the machine's speed drifts over seconds, and a
+# ratio of two servers' rounds taken side by side is steadier), a noisy
+# round re-run up to 2 times and 8 re-runs a workload in all, up to 5 s of
 # waiting for a quiet machine before each round, 3 memory rounds. Quick:
 # 2 rounds of 1 s, no warm-up, 1 re-run, up to 2 s of waiting, one memory
 # round with evn, the floor, nginx and Redis only. A workload whose run
@@ -70,17 +72,17 @@ if ((quick)); then
     : "${QUIET_WAIT:=2}" "${MEM_ROUNDS:=1}" "${MEM_SETTLE:=0.5}"
     redis_scale=6
 else
-    : "${ROUNDS:=5}" "${WARMUP:=1}" "${SECONDS_PER_ROUND:=3}" "${RETRIES:=2}" "${RERUNS:=$ROUNDS}"
+    : "${ROUNDS:=8}" "${WARMUP:=1}" "${SECONDS_PER_ROUND:=2}" "${RETRIES:=2}" "${RERUNS:=$ROUNDS}"
     : "${QUIET_WAIT:=5}" "${MEM_ROUNDS:=3}" "${MEM_SETTLE:=1}"
     redis_scale=1
 fi
 : "${MAX_OTHER_PCT:=10}" "${MEM_CONNS:=10000}"
 export ROUNDS WARMUP RETRIES RERUNS QUIET_WAIT MAX_OTHER_PCT
 S=$SECONDS_PER_ROUND
-# redis-benchmark runs a fixed number of requests: about 1.5 s a round on a
+# redis-benchmark runs a fixed number of requests: about 1 s a round on a
 # 2-core machine at each depth (a sixth of that in quick mode).
 redis_n() {
-    case $1 in 1) echo $((80000 / redis_scale)) ;; 8) echo $((600000 / redis_scale)) ;; *) echo $((1200000 / redis_scale)) ;; esac
+    case $1 in 1) echo $((60000 / redis_scale)) ;; 8) echo $((500000 / redis_scale)) ;; *) echo $((1000000 / redis_scale)) ;; esac
 }
 
 partial=0
