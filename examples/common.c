@@ -19,7 +19,12 @@ static void usage(FILE *f, const char *name, int allow_udp, const struct ex_opti
             "  --loops N         event loops (threads); -1 for one per CPU (default 1)\n"
             "  --balance MODE    random, round-robin or least-connections\n"
             "  --reuseport       one listening socket per loop (SO_REUSEPORT)\n"
-            "  --backend NAME    epoll, kqueue or poll\n",
+            "  --backend NAME    epoll, kqueue or poll\n"
+            "  --tls-cert FILE   also serve TLS (1.2 or later) on --tls-port with this\n"
+            "                    PEM certificate chain; needs --tls-key\n"
+            "  --tls-key FILE    the PEM private key of --tls-cert\n"
+            "  --tls-port N      port of the TLS listener (default 0: any free port; the\n"
+            "                    port chosen is printed as 'listening on tls://...')\n",
             name, allow_udp ? "  --udp N           also serve UDP on port N\n" : "");
     for (size_t i = 0; i < nmore; i++)
         fprintf(f, "  %s\n", more[i].help);
@@ -35,6 +40,37 @@ static int parse_int(const char *s, int min, int max, int *out)
         return -1;
     *out = (int)v;
     return 0;
+}
+
+/* Longest certificate or key path evn takes (see cert= in evn.h's URLs). */
+#define EX_TLS_PATH_MAX 255
+
+/*
+ * The paths travel inside the tls:// URL's query string, where '&' ends a
+ * value and there is no escaping ('?', '=' and '%' arrive unchanged), so a
+ * path with '&' cannot be passed: say so instead of failing on a wrong name.
+ */
+static void check_tls_path(const char *name, const char *flag, const char *path)
+{
+    const char *why = NULL;
+    if (!*path)
+        why = "is empty";
+    else if (strchr(path, '&'))
+        why = "contains '&', which an evn address URL cannot carry (rename or link the file)";
+    else if (strlen(path) > EX_TLS_PATH_MAX)
+        why = "is longer than 255 bytes";
+    if (why) {
+        fprintf(stderr, "%s: %s '%s' %s\n", name, flag, path, why);
+        exit(2);
+    }
+}
+
+static void usage_error(const char *name, const char *msg, int allow_udp,
+                        const struct ex_option *more, size_t nmore)
+{
+    fprintf(stderr, "%s: %s\n", name, msg);
+    usage(stderr, name, allow_udp, more, nmore);
+    exit(2);
 }
 
 void ex_parse(int argc, char **argv, struct ex_opts *o, const char *name, int allow_udp)
@@ -55,6 +91,7 @@ static const struct ex_option *find_option(const char *a, const struct ex_option
 void ex_parse_more(int argc, char **argv, struct ex_opts *o, const char *name, int allow_udp,
                    const struct ex_option *more, size_t nmore)
 {
+    int tls_port_set = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -80,6 +117,13 @@ void ex_parse_more(int argc, char **argv, struct ex_opts *o, const char *name, i
             o->unixsock = v;
         } else if (strcmp(a, "--backend") == 0) {
             o->backend = v;
+        } else if (strcmp(a, "--tls-cert") == 0) {
+            o->tls_cert = v;
+        } else if (strcmp(a, "--tls-key") == 0) {
+            o->tls_key = v;
+        } else if (strcmp(a, "--tls-port") == 0) {
+            bad = parse_int(v, 0, 65535, &o->tls_port);
+            tls_port_set = 1;
         } else if (strcmp(a, "--balance") == 0) {
             if (strcmp(v, "random") == 0)
                 o->balance = EVN_BALANCE_RANDOM;
@@ -100,6 +144,14 @@ void ex_parse_more(int argc, char **argv, struct ex_opts *o, const char *name, i
             exit(2);
         }
         i += used;
+    }
+    if (!o->tls_cert != !o->tls_key)
+        usage_error(name, "--tls-cert and --tls-key go together", allow_udp, more, nmore);
+    if (tls_port_set && !o->tls_cert)
+        usage_error(name, "--tls-port needs --tls-cert and --tls-key", allow_udp, more, nmore);
+    if (o->tls_cert) {
+        check_tls_path(name, "--tls-cert", o->tls_cert);
+        check_tls_path(name, "--tls-key", o->tls_key);
     }
 }
 
@@ -125,6 +177,7 @@ int ex_run_ext(const char *name, evn_events *ev, const struct ex_opts *o, const 
                size_t nurls, void (*stopped)(evn_server *srv))
 {
     char bufs[EX_MAX_ADDRS][512];
+    char tlsurl[64 + 2 * EX_TLS_PATH_MAX];
     const char *addrs[EX_MAX_ADDRS];
     size_t n = 0;
     const char *rp = o->reuseport ? "?reuseport=true" : "";
@@ -139,6 +192,12 @@ int ex_run_ext(const char *name, evn_events *ev, const struct ex_opts *o, const 
     if (o->udp_port >= 0) {
         snprintf(bufs[n], sizeof bufs[n], "udp://:%d%s", o->udp_port, rp);
         addrs[n] = bufs[n], n++;
+    }
+    /* ex_parse checked the paths: no '&', at most 255 bytes each. */
+    if (o->tls_cert) {
+        snprintf(tlsurl, sizeof tlsurl, "tls://:%d?cert=%s&key=%s%s", o->tls_port, o->tls_cert,
+                 o->tls_key, o->reuseport ? "&reuseport=true" : "");
+        addrs[n++] = tlsurl;
     }
     for (size_t i = 0; i < nurls; i++) {
         if (n == EX_MAX_ADDRS) {
@@ -161,6 +220,12 @@ int ex_run_ext(const char *name, evn_events *ev, const struct ex_opts *o, const 
 
     evn_server *srv;
     int rc = evn_server_new(&srv, ev, addrs, n);
+    /* -ENOTSUP on the tls:// address: this evn has no TLS at all. */
+    if (rc == -ENOTSUP && strncmp(evn_errmsg(), "tls://", 6) == 0) {
+        fprintf(stderr, "%s: --tls-cert and --tls-key need evn built with OpenSSL 3: %s\n", name,
+                evn_errmsg());
+        return 1;
+    }
     if (rc < 0) {
         fprintf(stderr, "%s: %s (%s)\n", name, evn_errmsg(), evn_strerror(rc));
         return 1;

@@ -15,12 +15,19 @@ struct ex_opts {
     evn_balance balance;
     int reuseport;
     const char *backend;
+    /* With both set, also listen on tls://:tls_port (0, the default: any
+     * free port, printed at start) with this PEM certificate chain and key. */
+    const char *tls_cert;
+    const char *tls_key;
+    int tls_port;
 };
 
 /*
  * Parse the common flags (--port, --loops, --balance, --unixsocket,
- * --reuseport, --backend, --udp if allow_udp, --help) into o, whose fields
- * hold the defaults on entry. On a bad flag, print the usage and exit 2.
+ * --reuseport, --backend, --udp if allow_udp, --tls-cert, --tls-key,
+ * --tls-port, --help) into o, whose fields hold the defaults on entry. On a
+ * bad flag, print the usage and exit 2; --tls-cert and --tls-key go together,
+ * and --tls-port needs them.
  */
 void ex_parse(int argc, char **argv, struct ex_opts *o, const char *name, int allow_udp);
 
@@ -43,7 +50,7 @@ void ex_parse_more(int argc, char **argv, struct ex_opts *o, const char *name, i
 evn_action ex_print_serving(evn_server *srv);
 
 /*
- * Build the address list from o, run the server until SIGINT or SIGTERM (or
+ * Build the address list from o (tcp, unix, udp, then tls), run the server until SIGINT or SIGTERM (or
  * a shutdown action), and return the process exit status.
  */
 int ex_run(const char *name, evn_events *ev, const struct ex_opts *o);
