@@ -42,7 +42,9 @@
 # Environment: ROUNDS (3), WARMUP (1), MAX_OTHER_PCT (10), RETRIES (5),
 # SERVER_CPU (0), LOAD_CPU (1), HOST (127.0.0.1, where the port is probed),
 # START_TIMEOUT (10 seconds), NOISE (per-cpu or total), QUIET_WAIT (10
-# seconds; 0: do not wait), RERUNS. Servers and load are always killed on exit.
+# seconds; 0: do not wait), RERUNS, LOAD_PIDS (processes that run on the
+# load's CPU as part of the workload, such as a proxied backend: their CPU
+# time is counted as the load's, not as other work). Servers and load are always killed on exit.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -179,16 +181,27 @@ start_server() {
     done
 }
 
+# CPU ticks (utime + stime) of the LOAD_PIDS processes together.
+extra_ticks() {
+    local p u s sum=0
+    for p in ${LOAD_PIDS:-}; do
+        read -r u s < <(cpu_ticks "$p") || continue
+        sum=$((sum + u + s))
+    done
+    echo "$sum"
+}
+
 # Runs one round of load against server $1 and prints its figures.
 run_round() {
     local i=$1 label=$2 cmd out messages rate ticks uticks ns0 ns1 u0 s0 u1 s1 b0 t0 b1 t1
-    local lb0 lt0 lb1 lt1 load_cpu r0 r1
+    local lb0 lt0 lb1 lt1 load_cpu r0 r1 x0 x1
     cmd=${load//\{port\}/${ports[$i]}}
     read -r b0 t0 < <(cpu_busy "$SERVER_CPU")
     read -r lb0 lt0 < <(cpu_busy "$LOAD_CPU")
     read -r u0 s0 < <(cpu_ticks "${pids[$i]}")
     ns0=$(sched_ns "${pids[$i]}")
     r0=$(read_calls "${pids[$i]}")
+    x0=$(extra_ticks)
     # In the background so that a signal to this script is acted on at once
     # (bash runs traps only between foreground commands) and the load is
     # killed along with the servers.
@@ -204,6 +217,7 @@ run_round() {
     read -r u1 s1 < <(cpu_ticks "${pids[$i]}")
     ns1=$(sched_ns "${pids[$i]}")
     r1=$(read_calls "${pids[$i]}")
+    x1=$(extra_ticks)
     read -r b1 t1 < <(cpu_busy "$SERVER_CPU")
     read -r lb1 lt1 < <(cpu_busy "$LOAD_CPU")
     messages=$(awk '$1 == "messages" { print $2 }' <<<"$out")
@@ -217,7 +231,7 @@ run_round() {
     fi
     awk -v r="$label" -v n="${names[$i]}" -v m="$messages" -v x="$rate" -v t="$ticks" -v hz="$CLK_TCK" \
         -v ns=$((ns1 - ns0)) -v u="$uticks" -v other=$((b1 - b0 - ticks)) -v all=$((t1 - t0)) \
-        -v lbusy=$((lb1 - lb0)) -v lall=$((lt1 - lt0)) -v lcpu="$load_cpu" -v reads=$((r1 - r0)) \
+        -v lbusy=$((lb1 - lb0 - (x1 - x0))) -v lall=$((lt1 - lt0)) -v lcpu="$load_cpu" -v reads=$((r1 - r0)) \
         -v mode="$NOISE" \
         'BEGIN { o = all > 0 ? 100 * other / all : 0
                  if (mode == "total" && all > 0)

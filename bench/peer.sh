@@ -4,6 +4,8 @@
 # utime+stime in /proc/PID/stat is all the server's work:
 #
 #   bench/peer.sh nginx|h2o|haproxy|redis PORT [--big]
+#   bench/peer.sh nginx PORT --tls CERT KEY     (HTTPS on PORT, same routes)
+#   bench/peer.sh haproxy-tcp PORT --to BACKEND_PORT
 #
 # It writes the server's configuration (and the files it serves) under
 # $BENCH_TMP/NAME-PORT (or a new directory in $TMPDIR when BENCH_TMP is not
@@ -14,6 +16,7 @@
 # Every HTTP server answers
 #   GET /      200 "Hello World!\r\n" (14 bytes)
 #   GET /16k   200 with a 16384-byte body, from a file
+#   GET /1m    200 with a 1 MiB body, from a file (nginx only: sendfile on)
 # nginx: one process (master_process off, one worker's work), `return 200`
 #        for /, a static file for /16k (sendfile, open_file_cache),
 #        access_log off, keepalive_requests unlimited in practice.
@@ -24,14 +27,27 @@
 #        so that 16 KiB fit (the default 16384 otherwise). maxconn 9990: with
 #        the fd limit of 20000 haproxy takes no more (it keeps 2 fds a
 #        connection in reserve).
+# haproxy-tcp: nbthread 1, mode tcp, relaying every connection to
+#        127.0.0.1:BACKEND_PORT (the layer-4 proxy evn's tcp-proxy races).
+# nginx --tls: the same server block on "listen ... ssl" with CERT and KEY,
+#        TLS 1.2 and 1.3, nginx's default ciphers and session cache (none).
 # redis: redis-server --save '' --appendonly no, no config file.
 # All raise the soft fd limit to the hard one and take 20000 connections
 # (haproxy: 9990).
 set -euo pipefail
-name=${1:?usage: peer.sh nginx|h2o|haproxy|redis PORT [--big]}
-port=${2:?usage: peer.sh nginx|h2o|haproxy|redis PORT [--big]}
-big=0
-[[ ${3:-} != --big ]] || big=1
+usage="usage: peer.sh nginx|h2o|haproxy|haproxy-tcp|redis PORT [--big] [--tls CERT KEY] [--to PORT]"
+name=${1:?$usage}
+port=${2:?$usage}
+shift 2
+big=0 cert="" key="" to=""
+while (($#)); do
+    case $1 in
+    --big) big=1; shift ;;
+    --tls) cert=${2:?$usage} key=${3:?$usage}; shift 3 ;;
+    --to) to=${2:?$usage}; shift 2 ;;
+    *) echo "$usage" >&2; exit 2 ;;
+    esac
+done
 if [[ -n ${BENCH_TMP:-} ]]; then
     dir=$BENCH_TMP/$name-$port
 else
@@ -46,6 +62,7 @@ printf 'Hello World!\r\n' >"$dir/www/hello.txt"
 if [[ ! -f $dir/www/16k ]]; then
     for _ in $(seq 1171); do printf 'Hello World!\r\n'; done | head -c 16384 >"$dir/www/16k" || true
 fi
+[[ -f $dir/www/1m ]] || head -c 1048576 /dev/urandom >"$dir/www/1m"
 
 case $name in
 nginx)
@@ -75,12 +92,17 @@ http {
     open_file_cache max=64;
     default_type text/plain;
     server {
-        listen [::]:$port ipv6only=off backlog=4096;
+        listen [::]:$port ipv6only=off backlog=4096${cert:+ ssl};
+        ${cert:+ssl_certificate $cert;}
+        ${cert:+ssl_certificate_key $key;}
         location = / {
             return 200 "Hello World!\r\n";
         }
         location = /16k {
             alias $dir/www/16k;
+        }
+        location = /1m {
+            alias $dir/www/1m;
         }
     }
 }
@@ -131,6 +153,25 @@ frontend bench
     http-request return status 404
 CONF
     exec haproxy -db -f "$dir/haproxy.cfg"
+    ;;
+haproxy-tcp)
+    [[ -n $to ]] || { echo "peer.sh: haproxy-tcp needs --to BACKEND_PORT" >&2; exit 2; }
+    cat >"$dir/haproxy-tcp.cfg" <<CONF
+global
+    nbthread 1
+    maxconn 9990
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+frontend bench
+    bind :::$port v4v6 backlog 4096
+    default_backend relay
+backend relay
+    server b1 127.0.0.1:$to
+CONF
+    exec haproxy -db -f "$dir/haproxy-tcp.cfg"
     ;;
 redis)
     exec redis-server --port "$port" --save '' --appendonly no --maxclients 20000 \

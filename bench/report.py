@@ -21,13 +21,20 @@ ECHO_HTTP_MAX_VS_FLOOR = 1.05
 REDIS_MAX_VS_REDIS = 0.6
 REDIS_MAX_VS_FLOOR = 1.3
 IDLE_MAX_BYTES = 256
+NEW_CONN_MAX_VS_FLOOR = 0.85
 
 SECTION_TITLES = {
     "echo": "Echo",
     "redis": "Redis protocol",
     "http": "HTTP",
     "loops": "Multi-loop",
+    "https": "HTTPS",
+    "static": "Static files",
+    "proxy": "TCP proxy",
+    "workers": "Slow handlers on worker threads",
 }
+# The server a section's "evn CPU ÷ this" column is about.
+EVN_NAME = {"proxy": "evn-proxy", "workers": "evn-workers", "loops": "evn-2loops"}
 SHORT = {
     "echo-d1": "echo, depth 1",
     "echo-d8": "echo, depth 8",
@@ -37,6 +44,13 @@ SHORT = {
     "http-get16k": "GET /16k (16 KiB)",
     "loops-echo": "echo, depth 8",
     "loops-http": "HTTP keep-alive",
+    "https-keepalive": "keep-alive GET /",
+    "https-close": "Connection: close, GET /",
+    "static-1m": "GET 1 MiB file",
+    "proxy-echo-d1": "echo, depth 1",
+    "proxy-redis-get-P1": "redis get -P 1",
+    "proxy-redis-get-P16": "redis get -P 16",
+    "workers-sleep": "GET /sleep?ms=1",
 }
 
 
@@ -352,6 +366,32 @@ def main():
         r = ratio(c, "evn", "nginx")
         add("HTTP keep-alive: CPU/req below nginx's",
             f"evn/nginx {fmt_ratio(r, 3)}, of the medians {ratio_of_medians(c, 'evn', 'nginx')}; nginx {fmt_us(c.results['nginx']['cpu_us_per_msg'][0])} µs", r[0] < 1)
+    c = cases.get("http-close")
+    if c and not c.failed and "floor" in c.results and "evn" in c.results:
+        r = ratio(c, "evn", "floor")
+        add(f"HTTP new connection per request: CPU/req ≤ {NEW_CONN_MAX_VS_FLOOR}× floor",
+            f"evn/floor {fmt_ratio(r, 3)}, of the medians {ratio_of_medians(c, 'evn', 'floor')}; "
+            f"floor {fmt_us(c.results['floor']['cpu_us_per_msg'][0])} µs", r[0] <= NEW_CONN_MAX_VS_FLOOR)
+    for cid, label in (("https-keepalive", "HTTPS keep-alive"), ("https-close", "HTTPS new connection per request")):
+        c = cases.get(cid)
+        if c and not c.failed and "nginx" in c.results and "evn" in c.results:
+            r = ratio(c, "evn", "nginx")
+            t = ratio(c, "evn", "nginx", key="msgs_per_sec")
+            add(f"{label}: throughput ≥ nginx's", f"evn/nginx req/s {fmt_ratio(t, 3)}", t[0] >= 1)
+            add(f"{label}: CPU/req ≤ nginx's", f"evn/nginx CPU {fmt_ratio(r, 3)}; nginx "
+                f"{fmt_us(c.results['nginx']['cpu_us_per_msg'][0])} µs", r[0] <= 1)
+    c = cases.get("static-1m")
+    if c and not c.failed and "nginx" in c.results and "evn" in c.results:
+        r = ratio(c, "evn", "nginx")
+        add("1 MiB static file: CPU/req ≤ nginx's (sendfile on)", f"evn/nginx {fmt_ratio(r, 3)}; nginx "
+            f"{fmt_us(c.results['nginx']['cpu_us_per_msg'][0])} µs", r[0] <= 1)
+    for cid in ("proxy-echo-d1", "proxy-redis-get-P1", "proxy-redis-get-P16"):
+        c = cases.get(cid)
+        if c and not c.failed and "haproxy" in c.results and "evn-proxy" in c.results:
+            r = ratio(c, "evn-proxy", "haproxy")
+            add(f"proxy, {short(cid)}: CPU per proxied request below HAProxy's",
+                f"evn-proxy/haproxy {fmt_ratio(r, 3)}; evn-proxy {fmt_us(c.results['evn-proxy']['cpu_us_per_msg'][0])} µs, "
+                f"haproxy {fmt_us(c.results['haproxy']['cpu_us_per_msg'][0])} µs", r[0] < 1)
     for n in ("evn-http", "evn-echo", "evn-redis"):
         if n in memres:
             add(f"idle connections ({n}): < {IDLE_MAX_BYTES} bytes each",
@@ -373,7 +413,11 @@ def main():
         for section, cols, title in (("echo", 2, "Echo: 16-byte messages, 50 connections"),
                                      ("redis", 3, "Redis protocol: redis-benchmark -c 50"),
                                      ("http", 2, "HTTP: wrk -t1 -c50"),
-                                     ("loops", 2, "evn with 1 and 2 loops on 2 CPUs")):
+                                     ("loops", 2, "evn with 1 and 2 loops on 2 CPUs"),
+                                     ("https", 2, "HTTPS: wrk -t1 -c50"),
+                                     ("static", 1, "1 MiB static file: wrk -t1 -c50"),
+                                     ("proxy", 3, "TCP proxy: the proxy's CPU per request"),
+                                     ("workers", 1, "1 ms handlers on worker threads")):
             cs = [cases[i] for i in order if cases[i].section == section]
             if not cs:
                 continue
@@ -412,8 +456,25 @@ def main():
                  "CPU with the load. CPU µs/req is the server's total over both loops (its threads' "
                  "utime+stime). Noise here counts the busy time of both CPUs that is neither the "
                  "server's nor the load's.",
+        "https": "Load: wrk -t1 -c50 over TLS (wrk does not verify; it offers TLS 1.3). One certificate for both "
+                 "servers, ECDSA P-256 made with `openssl req` for the run. evn: http-server --tls-cert/--tls-key "
+                 "(OpenSSL's defaults, TLS 1.2 minimum); nginx: `listen ... ssl` in the same one-process "
+                 "configuration as the HTTP rows. The Connection: close row is a full handshake per request "
+                 "unless the client resumes a session.",
+        "static": "Load: wrk -t1 -c50 GET /1m, a 1 MiB file of random bytes in the page cache. evn: http-server "
+                  "--root (evn_sendfile, sendfile(2)); nginx: the same size file with `sendfile on`, "
+                  "open_file_cache.",
+        "proxy": "The proxy under test on CPU 0; the backend and the load share CPU 1, so throughput is bounded "
+                 "by CPU 1 and the figure that compares the proxies is their CPU per proxied request. Both "
+                 "proxies run one thread and relay to the same backend: the floor's echo mode for echo, Debian's "
+                 "redis-server for redis-benchmark. HAProxy 2.6 in `mode tcp`, nbthread 1 (bench/peer.sh "
+                 "haproxy-tcp).",
+        "workers": "Load: wrk -t1 -c50 GET /sleep?ms=1 on examples/workers/http-workers: the loop hands each "
+                   "request to one of 64 worker threads, which sleeps 1 ms (the stand-in for a blocking handler) "
+                   "and sends the reply back with evn_send. With 50 requests in flight the ceiling is 50 000 "
+                   "req/s less the sleeps' overshoot; CPU µs/req is the whole process's (loop and workers).",
     }
-    for section in ("echo", "redis", "http"):
+    for section in ("echo", "redis", "http", "https", "static", "proxy", "workers"):
         cs = [cases[i] for i in order if cases[i].section == section]
         if not cs:
             continue
@@ -422,7 +483,7 @@ def main():
             md.append(f"![{section}]({charts[section]})\n")
         md.append(notes[section] + "\n")
         for c in cs:
-            md += case_table(c)
+            md += case_table(c, evn=EVN_NAME.get(section, "evn"))
 
     if memres or "memory" in cases:
         md.append("## Idle memory\n")

@@ -21,6 +21,15 @@
 #               made one request each (bench/idle-memory.sh)
 #   loops       evn with 1 loop (CPU 0) and 2 loops (CPUs 0-1), load on CPU 1:
 #               echo at depth 8 and HTTP keep-alive
+#   https       wrk over TLS, keep-alive and a connection per request: evn's
+#               http-server (--tls-cert) and nginx on the same certificate
+#   static      GET of a 1 MiB file, keep-alive: evn's http-server --root
+#               (sendfile) and nginx (sendfile on)
+#   proxy       echo depth 1 and redis-benchmark through evn's tcp-proxy and
+#               through HAProxy (mode tcp), one thread each, the same backend
+#               (on the load's CPU): the proxy's CPU per proxied request
+#   workers     HTTP GET /sleep?ms=1 on evn's http-workers (the handler sleeps
+#               1 ms on a worker thread): throughput and loop CPU per request
 #
 # Figures: throughput from the load tool, and server CPU microseconds per
 # request (utime+stime from /proc/PID/stat), median (min-max) of the rounds,
@@ -54,7 +63,7 @@ build=${EVN_BUILD_DIR:-$root/build-bench}
 quick=0
 [[ -z ${QUICK:-} || ${QUICK:-} == 0 ]] || quick=1
 
-all_sections=(echo redis http http-close http-16k memory loops)
+all_sections=(echo redis http http-close http-16k memory loops https static proxy workers)
 want() {
     local s=$1
     if [[ -n ${ONLY:-} ]]; then
@@ -122,7 +131,16 @@ stop_child() {
         child=""
     fi
 }
-trap 'stop_child; rm -rf "$BENCH_TMP"' EXIT
+# Backends the proxy section starts for the proxies to relay to (on the
+# load's CPU); killed by PID when the run ends, however it ends.
+backend_pids=()
+stop_backends() {
+    local p
+    for p in "${backend_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${backend_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    backend_pids=()
+}
+trap 'stop_child; stop_backends; rm -rf "$BENCH_TMP"' EXIT
 trap 'echo "run.sh: interrupted" >&2; exit 130' INT
 trap 'exit 143' TERM
 # Runs "$@" in the background (so that a signal is acted on at once) and
@@ -329,6 +347,105 @@ if want loops; then
         -n evn-1loop -s "$evn_http --port {port} --loops 1" \
         -n evn-2loops -s "taskset -c 0,1 $evn_http --port {port} --loops 2" \
         -l "$here/load.sh wrk -t1 -c50 -d${S}s http://127.0.0.1:{port}/"
+fi
+
+# A free TCP port (the kernel's choice, released at once).
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# start_backend CMD...: start a backend pinned to the load's CPU on the port
+# in $bport (its command says where), wait until it accepts connections.
+start_backend() {
+    taskset -c 1 "$@" >"$BENCH_TMP/backend.out" 2>"$BENCH_TMP/backend.err" &
+    backend_pids+=($!)
+    local deadline=$((SECONDS + 10))
+    until (exec 3<>"/dev/tcp/127.0.0.1/$bport") 2>/dev/null; do
+        if ! kill -0 "${backend_pids[-1]}" 2>/dev/null || ((SECONDS >= deadline)); then
+            echo "run.sh: backend did not start: $*" >&2
+            cat "$BENCH_TMP/backend.err" >&2
+            return 1
+        fi
+        sleep 0.05
+    done
+}
+
+if want https; then
+    if have openssl && "$evn_http" --help 2>&1 | grep -q -- --tls-cert; then
+        # One certificate for both servers: ECDSA P-256, as a site would use.
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+            -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+            -keyout "$BENCH_TMP/key.pem" -out "$BENCH_TMP/cert.pem" 2>/dev/null
+        tls=(--tls-cert "$BENCH_TMP/cert.pem" --tls-key "$BENCH_TMP/key.pem")
+        mapfile -t extra < <(peer nginx nginx nginx {port} --tls "$BENCH_TMP/cert.pem" "$BENCH_TMP/key.pem")
+        measure https-keepalive https "HTTPS keep-alive, GET /" \
+            -n evn -s "$evn_http --port 0 --tls-port {port} ${tls[*]} --loops 1" \
+            "${extra[@]}" \
+            -l "$here/load.sh wrk -t1 -c50 -d${S}s https://127.0.0.1:{port}/"
+        measure https-close https "HTTPS, a new connection per request (Connection: close), GET /" \
+            -n evn -s "$evn_http --port 0 --tls-port {port} ${tls[*]} --loops 1" \
+            "${extra[@]}" \
+            -l "$here/load.sh wrk -t1 -c50 -d${S}s -H 'Connection: close' https://127.0.0.1:{port}/"
+    else
+        echo "run.sh: openssl or http-server --tls-cert missing, https left out" >&2
+        echo "missing https" >>"$raw"
+    fi
+fi
+
+if want static; then
+    if "$evn_http" --help 2>&1 | grep -q -- --root; then
+        mkdir -p "$BENCH_TMP/www"
+        head -c 1048576 /dev/urandom >"$BENCH_TMP/www/1m"
+        mapfile -t extra < <(peer nginx nginx nginx {port})
+        measure static-1m static "HTTP keep-alive, GET of a 1 MiB static file" \
+            -n evn -s "$evn_http --port {port} --root $BENCH_TMP/www --loops 1" \
+            "${extra[@]}" \
+            -l "$here/load.sh wrk -t1 -c50 -d${S}s http://127.0.0.1:{port}/1m"
+    else
+        echo "run.sh: http-server has no --root, static left out" >&2
+        echo "missing static" >>"$raw"
+    fi
+fi
+
+if want proxy; then
+    proxy=$build/examples/tcp-proxy
+    if [[ -x $proxy ]] && have haproxy; then
+        # echo: the floor's echo mode behind both proxies.
+        bport=$(free_port)
+        if start_backend "$floor" --mode echo --host 127.0.0.1 --port "$bport"; then
+            LOAD_PIDS="${backend_pids[*]}" measure proxy-echo-d1 proxy "echo depth 1 through a proxy" \
+                -n evn-proxy -s "$proxy --port {port} --loops 1 --backend tcp://127.0.0.1:$bport" \
+                -n haproxy -s "$here/peer.sh haproxy-tcp {port} --to $bport" \
+                -l "$echo_load --host 127.0.0.1 --port {port} --conns 50 --depth 1 --size 16 --seconds $S"
+        fi
+        stop_backends
+        # Redis traffic: Debian's redis-server behind both.
+        if have redis-server; then
+            bport=$(free_port)
+            if start_backend redis-server --port "$bport" --save '' --appendonly no --dir "$BENCH_TMP"; then
+                for p in 1 16; do
+                    LOAD_PIDS="${backend_pids[*]}" measure "proxy-redis-get-P$p" proxy "redis get -P $p through a proxy" \
+                        -n evn-proxy -s "$proxy --port {port} --loops 1 --backend tcp://127.0.0.1:$bport" \
+                        -n haproxy -s "$here/peer.sh haproxy-tcp {port} --to $bport" \
+                        -l "$here/load.sh redis-benchmark -h 127.0.0.1 -p {port} -c 50 -P $p -n $(redis_n $p) -t get"
+                done
+            fi
+            stop_backends
+        fi
+    else
+        echo "run.sh: tcp-proxy or haproxy missing, proxy left out" >&2
+        echo "missing proxy" >>"$raw"
+    fi
+fi
+
+if want workers; then
+    workers=$build/examples/http-workers
+    if [[ -x $workers ]]; then
+        measure workers-sleep workers "HTTP keep-alive, GET /sleep?ms=1 (1 ms on a worker thread)" \
+            -n evn-workers -s "$workers --port {port} --loops 1 --workers 64" \
+            -l "$here/load.sh wrk -t1 -c50 -d${S}s http://127.0.0.1:{port}/sleep?ms=1"
+    else
+        echo "missing workers" >>"$raw"
+    fi
 fi
 
 echo "machine finished $(date -u +%Y-%m-%dT%H:%MZ) seconds $((SECONDS - t_start))" >>"$raw"
