@@ -227,7 +227,9 @@ int ex_run_ext(const char *name, evn_events *ev, const struct ex_opts *o, const 
         return 1;
     }
     if (rc < 0) {
-        fprintf(stderr, "%s: %s (%s)\n", name, evn_errmsg(), evn_strerror(rc));
+        /* The message often ends with the errno's text already. */
+        const char *msg = evn_errmsg(), *why = evn_strerror(rc);
+        fprintf(stderr, strstr(msg, why) ? "%s: %s\n" : "%s: %s (%s)\n", name, msg, why);
         return 1;
     }
     /* SIGINT or SIGTERM: let connections finish for up to 10 s; a second
