@@ -172,6 +172,9 @@ int evn_server_run(evn_server *srv)
         /* serving runs on loop 0's thread, so it may call evn_connect. */
         evn__cur_loop = &srv->loops[0];
         evn_action a = srv->ev.serving(srv);
+        if (a == EVN_SHUTDOWN)
+            /* What serving opened with evn_connect closes as at any stop. */
+            evn__conn_close_all(&srv->loops[0], 0);
         evn__cur_loop = NULL;
         if (a == EVN_SHUTDOWN) {
             evn__signals_detach(srv);
