@@ -15,7 +15,7 @@
 
 struct ctx {
     struct store *st;
-    struct client *cl;
+    evn_conn *c;
     struct reply *r;
     const struct resp_arg *argv;
     size_t argc;
@@ -397,32 +397,36 @@ static void cmd_client_setname(struct ctx *x)
             return;
         }
     }
+    struct client *cl = a->len ? client_make(x->c) : client_get(x->c);
     char *name = NULL;
-    if (a->len) {
+    if (a->len && cl)
         name = malloc(a->len);
-        if (!name) {
-            reply_error(x->r, "out of memory");
-            return;
-        }
-        memcpy(name, a->ptr, a->len);
+    if (a->len && !name) {
+        reply_error(x->r, "out of memory");
+        return;
     }
-    free(x->cl->name);
-    x->cl->name = name;
-    x->cl->name_len = a->len;
+    if (name)
+        memcpy(name, a->ptr, a->len);
+    if (cl) {
+        free(cl->name);
+        cl->name = name;
+        cl->name_len = a->len;
+    }
     reply_raw(x->r, "+OK\r\n", 5);
 }
 
 static void cmd_client_getname(struct ctx *x)
 {
-    if (x->cl->name)
-        reply_bulk(x->r, x->cl->name, x->cl->name_len);
+    struct client *cl = client_get(x->c);
+    if (cl && cl->name)
+        reply_bulk(x->r, cl->name, cl->name_len);
     else
         reply_nil(x->r);
 }
 
 static void cmd_client_id(struct ctx *x)
 {
-    reply_int(x->r, (long long)x->cl->id);
+    reply_int(x->r, (long long)client_id(x->c));
 }
 
 static void cmd_client_help(struct ctx *x)
@@ -893,10 +897,10 @@ static void unknown_subcommand(struct ctx *x, const struct command *c)
                 x->argv[1].ptr, upper);
 }
 
-evn_action redis_execute(struct store *st, struct client *cl, struct reply *r,
+evn_action redis_execute(struct store *st, evn_conn *conn, struct reply *r,
                          const struct resp_arg *argv, size_t argc)
 {
-    struct ctx x = {st, cl, r, argv, argc, EVN_NONE};
+    struct ctx x = {st, conn, r, argv, argc, EVN_NONE};
     const struct command *c = find(commands, NCOMMANDS, &argv[0]);
     if (!c) {
         unknown_command(&x);

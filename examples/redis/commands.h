@@ -10,22 +10,36 @@
 #include "resp.h"
 #include "store.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
-/* What the server keeps per connection. */
+/*
+ * What the server keeps per connection, allocated only while it is needed:
+ * while the connection has a name (CLIENT SETNAME) or a command cut off at
+ * the end of its input, whose parse state must survive until the rest comes.
+ * An idle connection without a name has none, only its id (see client_id).
+ */
 struct client {
-    struct resp_parser parser;
     uint64_t id; /* CLIENT ID */
     char *name;  /* CLIENT SETNAME, NULL for none */
     size_t name_len;
+    bool parsing; /* parser holds a command cut off at the end of the input */
+    struct resp_parser parser;
 };
 
+/* The connection's state, NULL while it has none. */
+struct client *client_get(evn_conn *c);
+/* The connection's state, made if needed; NULL if out of memory. */
+struct client *client_make(evn_conn *c);
+/* The connection's CLIENT ID. */
+uint64_t client_id(evn_conn *c);
+
 /*
- * Run the command argv[0..argc) (argc > 0) for cl, writing its reply to r.
+ * Run the command argv[0..argc) (argc > 0) for c, writing its reply to r.
  * Returns what the connection should do next: EVN_NONE, EVN_CLOSE after
  * QUIT, EVN_SHUTDOWN after SHUTDOWN.
  */
-evn_action redis_execute(struct store *st, struct client *cl, struct reply *r,
+evn_action redis_execute(struct store *st, evn_conn *c, struct reply *r,
                          const struct resp_arg *argv, size_t argc);
 
 #endif

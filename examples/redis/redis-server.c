@@ -6,11 +6,16 @@
  *   redis-server [--port 6380] [--loops N] [--max-bulk BYTES] ...
  *
  * Every loop serves its own connections and all share one store (store.h:
- * sharded, a mutex per shard). Input is parsed in place, in the loop's read
- * buffer: each complete command is run as soon as it is parsed, the replies
- * to one read are gathered in one per-loop buffer and written at once, and a
+ * sharded, a mutex per shard, unused with one loop). Input is parsed in
+ * place, in the loop's read buffer, by a parser that belongs to the loop:
+ * each complete command is run as soon as it is parsed, the replies to one
+ * read are gathered in one per-loop buffer and written at once, and a
  * command cut off at the end of a read is left to evn with evn_keep(), which
- * hands it back, completed by the next read, at the start of the next input.
+ * hands it back, completed by the next read, at the start of the next input;
+ * only then does the connection get a parser (a struct client) of its own,
+ * to resume where it stopped, freed again once the command is complete. An
+ * idle connection costs the server nothing beyond evn's own state: its
+ * user data is its CLIENT ID, not a pointer.
  * Once a connection's queued output passes evn's high-water mark, the rest of
  * its input is kept the same way and handed back when the output drains.
  */
@@ -35,6 +40,8 @@
 /* One per loop, each on its own cache lines. */
 struct loop_state {
     struct reply out;
+    /* Parses every connection's input except a command cut off earlier. */
+    struct resp_parser parser;
 } __attribute__((aligned(64)));
 
 /* Set up by the serving callback, before any loop thread exists. */
@@ -55,8 +62,10 @@ static evn_action on_serving(evn_server *srv)
     if (loops)
         memset(loops, 0, (size_t)nloops * sizeof *loops);
     bool ok = store && loops;
-    for (int i = 0; ok && i < nloops; i++)
+    for (int i = 0; ok && i < nloops; i++) {
         ok = reply_init(&loops[i].out, REPLY_BUF) == 0;
+        resp_init(&loops[i].parser, max_bulk);
+    }
     if (!ok) {
         fprintf(stderr, "redis-server: out of memory\n");
         setup_failed = true;
@@ -65,25 +74,118 @@ static evn_action on_serving(evn_server *srv)
     return ex_print_serving(srv);
 }
 
-static evn_action on_opened(evn_conn *c)
+/*
+ * A connection's user data is either its struct client or, while it has
+ * none, its id shifted left by one with the low bit set (a struct client is
+ * aligned, so its address never has that bit).
+ */
+static bool is_bare(void *u)
+{
+    return (uintptr_t)u & 1;
+}
+
+static bool id_fits(uint64_t id)
+{
+    return id <= (uint64_t)(UINTPTR_MAX >> 1);
+}
+
+static void *bare(uint64_t id)
+{
+    return (void *)(uintptr_t)(id << 1 | 1);
+}
+
+struct client *client_get(evn_conn *c)
+{
+    void *u = evn_conn_udata(c);
+    return is_bare(u) ? NULL : u;
+}
+
+uint64_t client_id(evn_conn *c)
+{
+    void *u = evn_conn_udata(c);
+    if (is_bare(u))
+        return (uint64_t)((uintptr_t)u >> 1);
+    return u ? ((struct client *)u)->id : 0;
+}
+
+static struct client *client_new(uint64_t id)
 {
     struct client *cl = calloc(1, sizeof *cl);
+    if (cl) {
+        cl->id = id;
+        resp_init(&cl->parser, max_bulk);
+    }
+    return cl;
+}
+
+struct client *client_make(evn_conn *c)
+{
+    void *u = evn_conn_udata(c);
+    if (!is_bare(u))
+        return u;
+    struct client *cl = client_new((uint64_t)((uintptr_t)u >> 1));
+    if (cl)
+        evn_conn_set_udata(c, cl);
+    return cl;
+}
+
+static void client_free(struct client *cl)
+{
+    resp_free(&cl->parser);
+    free(cl->name);
+    free(cl);
+}
+
+/* Back to a bare id once the state holds nothing worth keeping. */
+static void client_trim(evn_conn *c)
+{
+    struct client *cl = client_get(c);
+    if (cl && !cl->parsing && !cl->name && id_fits(cl->id)) {
+        evn_conn_set_udata(c, bare(cl->id));
+        client_free(cl);
+    }
+}
+
+/*
+ * The loop's parser stopped inside a command: hand its state to the
+ * connection's own parser (argument array included), so that the loop's can
+ * serve the next connection, and the command resumes where it stopped.
+ */
+static void parser_move(struct resp_parser *to, struct resp_parser *from)
+{
+    resp_free(to);
+    *to = *from;
+    to->scratch = NULL; /* only used within one call: the loop keeps it */
+    to->scratch_cap = 0;
+    if (from->argv == from->small) {
+        to->argv = to->small;
+    } else {
+        from->argv = from->small;
+        from->cap = RESP_SMALL_ARGS;
+    }
+    resp_reset(from);
+}
+
+static evn_action on_opened(evn_conn *c)
+{
+    uint64_t id = atomic_fetch_add(&next_client_id, 1);
+    if (id_fits(id)) {
+        evn_conn_set_udata(c, bare(id));
+        return EVN_NONE;
+    }
+    struct client *cl = client_new(id);
     if (!cl)
         return EVN_CLOSE;
-    resp_init(&cl->parser, max_bulk);
-    cl->id = atomic_fetch_add(&next_client_id, 1);
     evn_conn_set_udata(c, cl);
     return EVN_NONE;
 }
 
 static evn_action on_closed(evn_conn *c, int err)
 {
-    struct client *cl = evn_conn_udata(c);
-    if (cl) {
-        resp_free(&cl->parser);
-        free(cl->name);
-        free(cl);
-    }
+    struct client *cl = client_get(c);
+    if (cl)
+        client_free(cl);
+    evn_conn_set_udata(c, NULL);
     return EVN_NONE;
 }
 
@@ -94,34 +196,60 @@ static evn_action on_closed(evn_conn *c, int err)
  */
 static evn_action on_data(evn_conn *c, const char *in, size_t len)
 {
-    struct client *cl = evn_conn_udata(c);
-    if (!cl || !in)
+    if (!evn_conn_udata(c) || !in)
         return EVN_NONE;
-    struct reply *r = &loops[evn_conn_loop(c)].out;
+    struct loop_state *ls = &loops[evn_conn_loop(c)];
+    struct reply *r = &ls->out;
+    struct client *cl = client_get(c);
+    struct resp_parser *p = cl && cl->parsing ? &cl->parser : &ls->parser;
     evn_action act = EVN_NONE;
     size_t off = 0;
+    /* Output only grows full when replies are handed to evn: ask then. */
+    unsigned writes = r->writes - 1;
     reply_begin(r, c);
     while (off < len && act == EVN_NONE) {
         size_t used;
-        int rc = resp_parse(&cl->parser, in + off, len - off, &used);
-        if (rc == RESP_INCOMPLETE)
+        int rc = resp_parse(p, in + off, len - off, &used);
+        if (rc == RESP_INCOMPLETE) {
+            if (p == &ls->parser) {
+                cl = client_make(c);
+                if (!cl) {
+                    resp_reset(p);
+                    act = EVN_CLOSE;
+                    break;
+                }
+                parser_move(&cl->parser, p);
+                cl->parsing = true;
+            }
             break;
+        }
         if (rc == RESP_ERROR) {
-            reply_error(r, "%s", cl->parser.error);
-            resp_reset(&cl->parser);
+            reply_error(r, "%s", p->error);
+            resp_reset(p);
+            if (p != &ls->parser)
+                cl->parsing = false;
             act = EVN_CLOSE;
             break;
         }
         off += used;
-        if (cl->parser.argc > 0)
-            act = redis_execute(store, cl, r, cl->parser.argv, cl->parser.argc);
+        if (p->argc > 0)
+            act = redis_execute(store, c, r, p->argv, p->argc);
+        if (p != &ls->parser) {
+            /* The cut-off command is done: back to the loop's parser. */
+            cl->parsing = false;
+            p = &ls->parser;
+        }
         /* Output past the high-water mark (a client pipelining more than it
          * reads): stop and keep the rest, which evn hands back once the
          * output has drained. */
-        if (act == EVN_NONE && evn_conn_full(c))
-            break;
+        if (act == EVN_NONE && r->writes != writes) {
+            writes = r->writes;
+            if (evn_conn_full(c))
+                break;
+        }
     }
     reply_flush(r);
+    client_trim(c);
     if (r->failed)
         return EVN_CLOSE;
     if (act == EVN_NONE && off < len && evn_keep(c, len - off) < 0)
@@ -180,8 +308,10 @@ int main(int argc, char **argv)
                      .max_conns = max_clients,
                      .busy_reply = "-ERR max number of clients reached\r\n"};
     int rc = ex_run("redis-server", &ev, &o);
-    for (int i = 0; loops && i < nloops; i++)
+    for (int i = 0; loops && i < nloops; i++) {
         reply_free(&loops[i].out);
+        resp_free(&loops[i].parser);
+    }
     free(loops);
     store_free(store);
     return setup_failed ? 1 : rc;

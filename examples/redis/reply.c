@@ -33,6 +33,7 @@ void reply_begin(struct reply *r, evn_conn *c)
 
 static void write_out(struct reply *r, const char *p, size_t n)
 {
+    r->writes++;
     if (!r->failed && evn_write(r->c, p, n) < 0)
         r->failed = true;
 }

@@ -16,7 +16,8 @@ struct reply {
     evn_conn *c;
     char *buf;
     size_t len, cap;
-    bool failed; /* evn_write failed: the connection should close */
+    bool failed;     /* evn_write failed: the connection should close */
+    unsigned writes; /* evn_write calls so far, wrapping: output may have grown */
 };
 
 /* Set r up with a buffer of cap bytes; -1 if out of memory. */

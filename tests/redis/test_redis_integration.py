@@ -546,6 +546,54 @@ def part_split(port):
     c.close()
 
 
+def part_interleaved_cuts(port):
+    """Commands cut off on several connections at once, and each connection's
+    own state: the server parses with one parser per loop and gives a
+    connection a parser of its own only while a command of its is cut off."""
+    a, b = Conn(port), Conn(port)
+    # More arguments than the parser holds without allocating, cut inside.
+    keys = [f"ic{i}" for i in range(20)]
+    mset = encode(["MSET"] + [x for k in keys for x in (k, k.upper() * 3)])
+    mget = encode(["MGET"] + keys)
+    ask = encode(["GET", "ic3"])
+    for cut_a in (5, len(mset) // 2, len(mset) - 1):
+        cut_b = len(ask) // 2
+        a.send(mset[:cut_a])
+        b.send(ask[:cut_b])
+        a.send(mset[cut_a:] + mget[:7])
+        b.send(ask[cut_b:])
+        a.send(mget[7:])
+        got_a = a.replies(2)
+        got_b = b.replies(1)
+        want_mget = b"*20\r\n" + b"".join(b"$%d\r\n%s\r\n" % (len(k) * 3, k.upper().encode() * 3)
+                                          for k in keys)
+        check_eq(got_a, [b"+OK\r\n", want_mget], f"MSET cut at {cut_a}, then MGET cut, interleaved")
+        check_eq(got_b, [b"$9\r\nIC3IC3IC3\r\n"], f"GET cut in two beside it ({cut_a})")
+    # CLIENT ID and the name stay with their connection across commands.
+    ida, idb = a.call("CLIENT", "ID"), b.call("CLIENT", "ID")
+    check(ida != idb, "two connections have different CLIENT IDs", f"{ida!r} {idb!r}")
+    check_eq(a.call("CLIENT", "ID"), ida, "CLIENT ID is the same on the next call")
+    check_eq(a.call("CLIENT", "SETNAME", "alpha"), b"+OK\r\n", "SETNAME")
+    req = encode(["CLIENT", "GETNAME"])
+    a.send(req[:9])
+    check_eq(b.call("CLIENT", "GETNAME"), b"$-1\r\n", "the other connection has no name")
+    a.send(req[9:])
+    check_eq(a.replies(1), [b"$5\r\nalpha\r\n"], "the name survives a cut-off command")
+    check_eq(a.call("CLIENT", "ID"), ida, "CLIENT ID kept while named")
+    check_eq(a.call("CLIENT", "SETNAME", ""), b"+OK\r\n", "SETNAME '' clears the name")
+    check_eq(a.call("CLIENT", "GETNAME"), b"$-1\r\n", "no name after clearing it")
+    check_eq(a.call("CLIENT", "ID"), ida, "CLIENT ID kept after the name is cleared")
+    # A cut-off command that turns out to be a protocol error.
+    b.send(b"*2\r\n$3\r\nGET\r\n$")
+    b.send(b"x\r\n")
+    got, eof = b.rest_until_eof()
+    check_eq(got, b"-ERR Protocol error: invalid bulk length\r\n", "error after a cut")
+    check(eof, "closed after the error in a cut-off command")
+    check_eq(a.call("DEL", *keys), b":20\r\n", "the other connection still served")
+    a.close()
+    b.close()
+
+
 def part_big_value(port):
     """A 10 MB value, SET then GET, arrives over many reads."""
     value = bytes(range(256)) * (10 * 1024 * 1024 // 256)
@@ -969,6 +1017,7 @@ def main():
                     parts = [lambda: part_compare(srv.port, real),
                              lambda: part_protocol_errors(srv.port, real),
                              lambda: part_split(srv.port),
+                             lambda: part_interleaved_cuts(srv.port),
                              lambda: part_big_value(srv.port),
                              lambda: part_backpressure(srv.port),
                              lambda: part_expiry(srv.port),
