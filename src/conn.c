@@ -275,6 +275,12 @@ static void finish_connect(struct evn_conn *c)
         evn__conn_close(c, -err);
         return;
     }
+    if (c->tls) {
+        /* tls://: the handshake comes next, under the same deadline. */
+        set_flags(c, EVN__C_HANDSHAKE, EVN__C_CONNECTING);
+        handshake(c);
+        return;
+    }
     c->deadline_at = 0;
     evn__timer_update(c);
     set_flags(c, 0, EVN__C_CONNECTING);
@@ -350,8 +356,10 @@ void evn__conn_close(struct evn_conn *c, int err)
         linger(c);
         return;
     }
-    /* Already told (lingering), or never opened (TLS handshake). */
-    bool silent = c->flags & (EVN__C_LINGER | EVN__C_HANDSHAKE);
+    /* Already told (lingering), or never opened (an accepted connection's
+     * TLS handshake; evn_connect's own caller does hear of its failure). */
+    bool silent = (c->flags & EVN__C_LINGER) ||
+                  ((c->flags & EVN__C_HANDSHAKE) && c->listener != EVN__LISTENER_OUTBOUND);
     loop->be->del(loop, c->fd, interest(c), true);
     forget(c, err ? err : -ECONNABORTED);
     c->flags |= EVN__C_CLOSING;

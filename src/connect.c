@@ -1,7 +1,9 @@
 /*
  * Outbound connections. The address must be numeric (or a unix path), so
  * nothing here can block the loop; the connect itself is non-blocking and
- * finishes when the socket turns writable (conn.c, finish_connect).
+ * finishes when the socket turns writable (conn.c, finish_connect). A tls://
+ * connection gets its client session here (tls.c) and its handshake runs in
+ * the loop once connected, under the same deadline, before opened fires.
  */
 #include "internal.h"
 
@@ -27,11 +29,9 @@ static int numeric_addr(const char *url, const struct evn__url *u, struct sockad
         return 0;
     }
     if (u->proto != EVN__TCP) {
-        evn__set_errmsg("%s: evn_connect takes tcp://, tcp4://, tcp6:// or unix:// URLs", url);
-        return -EINVAL;
-    }
-    if (strchr(url, '?')) {
-        evn__set_errmsg("%s: options are for listeners, not for evn_connect", url);
+        evn__set_errmsg("%s: evn_connect takes tcp://, tcp4://, tcp6://, tls://, tls4://, "
+                        "tls6:// or unix:// URLs",
+                        url);
         return -EINVAL;
     }
     struct sockaddr_in *in = (struct sockaddr_in *)ss;
@@ -65,16 +65,18 @@ int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udat
         evn__set_errmsg("evn_connect: negative timeout");
         return -EINVAL;
     }
-    if (url && strncmp(url, "tls", 3) == 0) {
-        evn__set_errmsg("%s: evn_connect takes tcp://, tcp4://, tcp6:// or unix:// URLs", url);
-        return -EINVAL;
-    }
     struct evn__url u;
-    int rc = evn__url_parse(url, &u, err, sizeof err);
+    int rc = evn__url_parse_outbound(url, &u, err, sizeof err);
     if (rc < 0) {
         evn__set_errmsg("%s", err);
         return rc;
     }
+#ifndef EVN_HAVE_TLS
+    if (u.tls) {
+        evn__set_errmsg("%s: tls:// needs evn built with OpenSSL (EVN_TLS)", url);
+        return -ENOTSUP;
+    }
+#endif
     struct sockaddr_storage ss;
     socklen_t len;
     if ((rc = numeric_addr(url, &u, &ss, &len)) < 0)
@@ -93,9 +95,22 @@ int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udat
     int one = 1;
     if (u.proto == EVN__TCP)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* The session first: a bad CA or certificate file is reported before
+     * any packet leaves. */
+    struct evn__tls *tls = NULL;
+#ifdef EVN_HAVE_TLS
+    if (u.tls && (rc = evn__tls_client_new(srv, fd, &u, url, &tls)) < 0) {
+        close(fd);
+        return rc;
+    }
+#endif
     if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) {
         rc = -errno;
         evn__set_errmsg("%s: connect: %s", url, evn_strerror(rc));
+#ifdef EVN_HAVE_TLS
+        if (tls)
+            evn__tls_client_discard(tls);
+#endif
         close(fd);
         return rc;
     }
@@ -104,11 +119,24 @@ int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udat
     struct evn_conn *c = evn__conn_new(loop, fd, EVN__LISTENER_OUTBOUND,
                                        (const union evn__ip_addr *)&ss, len, EVN__WRITE);
     if (!c) {
+#ifdef EVN_HAVE_TLS
+        if (tls)
+            evn__tls_client_discard(tls);
+#endif
         evn__set_errmsg("%s: out of memory", url);
         return -ENOMEM;
     }
     c->flags |= EVN__C_CONNECTING;
     c->udata = udata;
+    if (tls) {
+        /* Output goes through TLS. A handshake must not wait forever: with
+         * no timeout given, the server's handshake timeout bounds it all. */
+        c->tls = tls;
+        c->flags |= EVN__C_SLOWOUT;
+        if (timeout_ms == 0)
+            timeout_ms = srv->ev.tls_handshake_timeout_ms > 0 ? srv->ev.tls_handshake_timeout_ms
+                                                              : EVN__TLS_HANDSHAKE_MS;
+    }
     if (timeout_ms > 0)
         evn_conn_set_deadline(c, timeout_ms);
     if (id)

@@ -59,6 +59,7 @@ struct evn__url {
     int tls;
     int verify; /* EVN__VERIFY_* */
     char cert[256], key[256], ca[256], alpn[128];
+    char sni[256]; /* evn_connect: the server name to send and check */
 };
 
 enum { EVN__VERIFY_NONE = 0, EVN__VERIFY_OPTIONAL, EVN__VERIFY_REQUIRE };
@@ -68,6 +69,10 @@ enum { EVN__VERIFY_NONE = 0, EVN__VERIFY_OPTIONAL, EVN__VERIFY_REQUIRE };
  * part written to err (always NUL-terminated when errlen > 0).
  */
 EVN__HIDDEN int evn__url_parse(const char *url, struct evn__url *out, char *err, size_t errlen);
+/* The same for an evn_connect URL: only the TLS client options (verify
+ * defaults to require; sni= is allowed; cert= and key= are optional). */
+EVN__HIDDEN int evn__url_parse_outbound(const char *url, struct evn__url *out, char *err,
+                                        size_t errlen);
 
 /* Record the detail of a failure for evn_errmsg() on this thread. */
 EVN__HIDDEN void evn__set_errmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -331,6 +336,8 @@ struct evn_server {
     atomic_uint rr_next;
     atomic_uint rand_state;
     bool ran;
+    /* evn_connect's TLS client contexts, one per option set (tls.c). */
+    struct evn__tls_client *tls_clients;
 };
 
 /* ---- TLS (tls.c) ---- */
@@ -374,6 +381,20 @@ EVN__HIDDEN void evn__tls_notify(struct evn_conn *c);
 /* Free the session (c->tls = NULL), first sending close_notify if notify. */
 EVN__HIDDEN void evn__tls_free(struct evn_conn *c, bool notify);
 EVN__HIDDEN const char *evn__tls_alpn(const struct evn_conn *c);
+/*
+ * Make a client-side session for evn_connect on socket fd, in *tp, with the
+ * server's cached SSL_CTX for u's options (made on first use: the CA, client
+ * certificate and key files are read then). On failure evn_errmsg() names the
+ * file and OpenSSL's reason; -ENOENT, -EINVAL or -ENOMEM. A session not yet
+ * given to a connection (c->tls) is freed with evn__tls_client_discard.
+ */
+EVN__HIDDEN int evn__tls_client_new(struct evn_server *srv, int fd, const struct evn__url *u,
+                                    const char *url, struct evn__tls **tp);
+EVN__HIDDEN void evn__tls_client_discard(struct evn__tls *t);
+/* Free the server's client contexts (evn_server_free). */
+EVN__HIDDEN void evn__tls_clients_free(struct evn_server *srv);
+/* How many client contexts the server holds (for the tests). Any thread. */
+EVN__HIDDEN size_t evn__tls_clients_count(struct evn_server *srv);
 #else
 /* Without OpenSSL no listener has a context and no connection a session, so
  * these are never called; they let conn.c read the same either way. */
@@ -406,6 +427,9 @@ static inline void evn__tls_free(struct evn_conn *c, bool notify)
 static inline const char *evn__tls_alpn(const struct evn_conn *c)
 {
     return NULL;
+}
+static inline void evn__tls_clients_free(struct evn_server *srv)
+{
 }
 #endif
 

@@ -65,6 +65,7 @@ static void server_destroy(struct evn_server *srv)
     if (srv->listeners)
         for (size_t i = 0; i < srv->nlisteners; i++)
             evn__listener_close(&srv->listeners[i]);
+    evn__tls_clients_free(srv);
     free(srv->loops);
     free(srv->listeners);
     free(srv);

@@ -1,6 +1,8 @@
 /*
  * TLS with OpenSSL: one SSL_CTX per tls:// listener, built when the server is
- * created, and one SSL per connection, driven without blocking by conn.c.
+ * created, one client SSL_CTX per distinct set of evn_connect options, built
+ * on first use and kept until the server is freed, and one SSL per
+ * connection, driven without blocking by conn.c.
  *
  * OpenSSL reaches the socket through a small BIO of evn's own instead of
  * SSL_set_fd(): OpenSSL's socket BIO writes with write(2), which raises
@@ -13,12 +15,14 @@
  */
 #include "internal.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,6 +56,7 @@ struct evn__tls {
     /* What a read ran into after it had bytes to return (an end of input, an
      * error, a need to write); the next read reports it. 0: nothing. */
     int stash;
+    bool client; /* made by evn_connect */
 };
 
 /* ---- the socket BIO ---- */
@@ -194,6 +199,29 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_NOACK;
 }
 
+/* The certificate chain and private key u names, for a server or a client. */
+static int use_cert_key(SSL_CTX *ctx, const struct evn__url *u, const char *url, char *err,
+                        size_t errlen)
+{
+    int rc;
+    if ((rc = check_file(url, "cert", u->cert, err, errlen)) < 0 ||
+        (rc = check_file(url, "key", u->key, err, errlen)) < 0)
+        return rc;
+    if (SSL_CTX_use_certificate_chain_file(ctx, u->cert) != 1)
+        return ssl_fail(err, errlen, url, "cannot use cert", u->cert, -EINVAL);
+    if (SSL_CTX_use_PrivateKey_file(ctx, u->key, SSL_FILETYPE_PEM) != 1)
+        return ssl_fail(err, errlen, url, "cannot use key", u->key, -EINVAL);
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        char what[300];
+        snprintf(what, sizeof what, "cert '%s' and key", u->cert);
+        ssl_fail(err, errlen, url, what, u->key, -EINVAL);
+        size_t n = strlen(err);
+        snprintf(err + n, errlen - n, " (the key does not match the certificate)");
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static int setup_ctx(struct evn__tls_ctx *tc, const struct evn__url *u, const char *url, char *err,
                      size_t errlen)
 {
@@ -212,21 +240,8 @@ static int setup_ctx(struct evn__tls_ctx *tc, const struct evn__url *u, const ch
     static const unsigned char sid[] = "evn";
     SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
 
-    if ((rc = check_file(url, "cert", u->cert, err, errlen)) < 0 ||
-        (rc = check_file(url, "key", u->key, err, errlen)) < 0)
+    if ((rc = use_cert_key(ctx, u, url, err, errlen)) < 0)
         return rc;
-    if (SSL_CTX_use_certificate_chain_file(ctx, u->cert) != 1)
-        return ssl_fail(err, errlen, url, "cannot use cert", u->cert, -EINVAL);
-    if (SSL_CTX_use_PrivateKey_file(ctx, u->key, SSL_FILETYPE_PEM) != 1)
-        return ssl_fail(err, errlen, url, "cannot use key", u->key, -EINVAL);
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-        char what[300];
-        snprintf(what, sizeof what, "cert '%s' and key", u->cert);
-        ssl_fail(err, errlen, url, what, u->key, -EINVAL);
-        size_t n = strlen(err);
-        snprintf(err + n, errlen - n, " (the key does not match the certificate)");
-        return -EINVAL;
-    }
 
     if (u->verify != EVN__VERIFY_NONE && !u->ca[0]) {
         snprintf(err, errlen, "%s: verify=%s needs ca= (the CAs to check client certificates)", url,
@@ -311,6 +326,7 @@ int evn__tls_new(struct evn_conn *c, struct evn__listener *l)
     t->ssl = ssl;
     t->tc = l->tls;
     t->stash = 0;
+    t->client = false;
     c->tls = t;
     return 0;
 }
@@ -340,6 +356,32 @@ static int failure(struct evn_conn *c, int r, int e)
     }
 }
 
+/*
+ * A client handshake failed with rc: say why in evn_errmsg(), which the
+ * closed callback that follows can read, and report a certificate that did
+ * not verify as -EACCES rather than as a protocol error. reason is OpenSSL's
+ * first queued error, 0 if none.
+ */
+static int client_failure(struct evn_conn *c, int rc, unsigned long reason)
+{
+    SSL *ssl = c->tls->ssl;
+    char peer[64], why[256];
+    if (evn_addr_str(&c->peer.sa, c->peerlen, peer, sizeof peer) < 0)
+        snprintf(peer, sizeof peer, "the server");
+    long v = SSL_get_verify_result(ssl);
+    if ((SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) && v != X509_V_OK) {
+        evn__set_errmsg("TLS handshake with %s: certificate verify failed: %s", peer,
+                        X509_verify_cert_error_string(v));
+        return -EACCES;
+    }
+    if (reason)
+        ERR_error_string_n(reason, why, sizeof why);
+    else
+        snprintf(why, sizeof why, "%s", evn_strerror(rc));
+    evn__set_errmsg("TLS handshake with %s: %s", peer, why);
+    return rc;
+}
+
 int evn__tls_handshake(struct evn_conn *c)
 {
     ERR_clear_error();
@@ -347,9 +389,15 @@ int evn__tls_handshake(struct evn_conn *c)
     int r = SSL_do_handshake(c->tls->ssl);
     if (r == 1)
         return 1;
-    int rc = failure(c, r, errno);
+    int e = errno;
+    unsigned long reason = ERR_peek_error();
+    int rc = failure(c, r, e);
     /* The peer left before the handshake was through. */
-    return rc == 0 ? -ECONNABORTED : rc;
+    if (rc == 0)
+        rc = -ECONNABORTED;
+    if (c->tls->client && rc != EVN__TLS_WANT_READ && rc != EVN__TLS_WANT_WRITE)
+        rc = client_failure(c, rc, reason);
+    return rc;
 }
 
 ssize_t evn__tls_read(struct evn_conn *c, char *buf, size_t len)
@@ -435,4 +483,197 @@ const char *evn__tls_alpn(const struct evn_conn *c)
         if (tc->alpn_wire[i] == len && memcmp(tc->alpn_wire + i + 1, p, len) == 0)
             return tc->alpn_names + i;
     return NULL;
+}
+
+/* ---- clients (evn_connect) ---- */
+
+/*
+ * A client context, shared by every connection of the server made with the
+ * same CA, certificate, key, verify and ALPN options. Loading a CA file (or
+ * the system's store) costs milliseconds, so it happens once per option set,
+ * not once per connection. The server name is per connection (SSL_set1_host).
+ */
+struct evn__tls_client {
+    struct evn__tls_client *next;
+    int verify;
+    char ca[256], cert[256], key[256], alpn[128];
+    struct evn__tls_ctx tc;
+};
+
+/* Guards every server's list: loops of one server may connect at once. */
+static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool same_options(const struct evn__tls_client *k, const struct evn__url *u)
+{
+    return k->verify == u->verify && strcmp(k->ca, u->ca) == 0 &&
+           strcmp(k->cert, u->cert) == 0 && strcmp(k->key, u->key) == 0 &&
+           strcmp(k->alpn, u->alpn) == 0;
+}
+
+static int setup_client_ctx(struct evn__tls_ctx *tc, const struct evn__url *u, const char *url,
+                            char *err, size_t errlen)
+{
+    SSL_CTX *ctx = tc->ctx;
+    int rc;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
+                                 SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_read_ahead(ctx, 1);
+    /* A CA given with verify=none is still read, so that a bad path is an
+     * error whatever the verify mode. */
+    if (u->ca[0]) {
+        if ((rc = check_file(url, "ca", u->ca, err, errlen)) < 0)
+            return rc;
+        if (SSL_CTX_load_verify_locations(ctx, u->ca, NULL) != 1)
+            return ssl_fail(err, errlen, url, "cannot use ca", u->ca, -EINVAL);
+    } else if (u->verify == EVN__VERIFY_REQUIRE && SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        return ssl_fail(err, errlen, url, "cannot load the system's CA certificates", NULL,
+                        -EINVAL);
+    }
+    SSL_CTX_set_verify(ctx, u->verify == EVN__VERIFY_REQUIRE ? SSL_VERIFY_PEER : SSL_VERIFY_NONE,
+                       NULL);
+    if (u->cert[0] && (rc = use_cert_key(ctx, u, url, err, errlen)) < 0)
+        return rc;
+    /* Unlike most of OpenSSL, this one returns 0 on success. */
+    if (tc->alpn_len && SSL_CTX_set_alpn_protos(ctx, tc->alpn_wire, tc->alpn_len) != 0)
+        return ssl_fail(err, errlen, url, "cannot set alpn", u->alpn, -ENOMEM);
+    return 0;
+}
+
+/* The server's context for u's options, made now if it is the first; NULL
+ * with err set on failure (*rc the error). Called with clients_lock held. */
+static struct evn__tls_client *client_ctx(struct evn_server *srv, const struct evn__url *u,
+                                          const char *url, char *err, size_t errlen, int *rc)
+{
+    for (struct evn__tls_client *k = srv->tls_clients; k; k = k->next)
+        if (same_options(k, u))
+            return k;
+    struct evn__tls_client *k = evn__calloc(1, sizeof *k);
+    if (!k) {
+        snprintf(err, errlen, "%s: out of memory", url);
+        *rc = -ENOMEM;
+        return NULL;
+    }
+    k->verify = u->verify;
+    memcpy(k->ca, u->ca, sizeof k->ca);
+    memcpy(k->cert, u->cert, sizeof k->cert);
+    memcpy(k->key, u->key, sizeof k->key);
+    memcpy(k->alpn, u->alpn, sizeof k->alpn);
+    *rc = parse_alpn(&k->tc, u->alpn, url, err, errlen);
+    if (*rc == 0) {
+        ERR_clear_error();
+        k->tc.ctx = SSL_CTX_new(TLS_client_method());
+        *rc = k->tc.ctx ? setup_client_ctx(&k->tc, u, url, err, errlen)
+                        : ssl_fail(err, errlen, url, "SSL_CTX_new", NULL, -ENOMEM);
+    }
+    if (*rc < 0) {
+        ERR_clear_error();
+        SSL_CTX_free(k->tc.ctx);
+        free(k);
+        return NULL;
+    }
+    k->next = srv->tls_clients;
+    srv->tls_clients = k;
+    return k;
+}
+
+static bool is_ip(const char *s)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+int evn__tls_client_new(struct evn_server *srv, int fd, const struct evn__url *u,
+                        const char *url, struct evn__tls **tp)
+{
+    char err[512];
+    int rc = 0;
+    pthread_once(&bio_once, bio_method_init);
+    if (!bio_method) {
+        evn__set_errmsg("%s: cannot set up OpenSSL", url);
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&clients_lock);
+    struct evn__tls_client *k = client_ctx(srv, u, url, err, sizeof err, &rc);
+    pthread_mutex_unlock(&clients_lock);
+    if (!k) {
+        evn__set_errmsg("%s", err);
+        return rc;
+    }
+    struct evn__tls *t = evn__malloc(sizeof *t);
+    if (!t) {
+        evn__set_errmsg("%s: out of memory", url);
+        return -ENOMEM;
+    }
+    ERR_clear_error();
+    SSL *ssl = SSL_new(k->tc.ctx);
+    BIO *b = ssl ? BIO_new(bio_method) : NULL;
+    if (!b) {
+        SSL_free(ssl);
+        free(t);
+        ERR_clear_error();
+        evn__set_errmsg("%s: out of memory", url);
+        return -ENOMEM;
+    }
+    BIO_set_data(b, (void *)(intptr_t)fd);
+    SSL_set_bio(ssl, b, b);
+    SSL_set_connect_state(ssl);
+    /* SNI carries names only, never an address. The certificate must match
+     * sni= if given, else the address connected to. */
+    const char *name = u->sni[0] ? u->sni : u->host;
+    bool ip = is_ip(name);
+    bool ok = true;
+    if (u->sni[0] && !ip)
+        ok = SSL_set_tlsext_host_name(ssl, name) == 1;
+    if (ok && u->verify == EVN__VERIFY_REQUIRE) {
+        if (ip) {
+            ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) == 1;
+        } else {
+            SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+            ok = SSL_set1_host(ssl, name) == 1;
+        }
+    }
+    if (!ok) {
+        ssl_fail(err, sizeof err, url, "cannot use server name", name, -EINVAL);
+        evn__set_errmsg("%s", err);
+        SSL_free(ssl);
+        free(t);
+        return -EINVAL;
+    }
+    t->ssl = ssl;
+    t->tc = &k->tc;
+    t->stash = 0;
+    t->client = true;
+    *tp = t;
+    return 0;
+}
+
+void evn__tls_client_discard(struct evn__tls *t)
+{
+    SSL_free(t->ssl);
+    free(t);
+}
+
+size_t evn__tls_clients_count(struct evn_server *srv)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&clients_lock);
+    for (struct evn__tls_client *k = srv->tls_clients; k; k = k->next)
+        n++;
+    pthread_mutex_unlock(&clients_lock);
+    return n;
+}
+
+void evn__tls_clients_free(struct evn_server *srv)
+{
+    struct evn__tls_client *k = srv->tls_clients;
+    while (k) {
+        struct evn__tls_client *next = k->next;
+        SSL_CTX_free(k->tc.ctx);
+        free(k);
+        k = next;
+    }
+    srv->tls_clients = NULL;
 }

@@ -68,6 +68,8 @@ enum { OPT_BOOL, OPT_INT, OPT_PATH, OPT_VERIFY };
 #define P_UDP (1u << EVN__UDP)
 #define P_UNIX (1u << EVN__UNIX)
 #define P_TLS (1u << 8)
+#define P_OUT (1u << 9) /* allowed on an evn_connect URL (tls:// ones only) */
+#define P_LISTEN (1u << 10) /* allowed on a listener's URL */
 
 /* Every option a URL may carry, what it takes and where it applies. */
 static const struct option {
@@ -87,11 +89,12 @@ static const struct option {
     {"ipv6only", OPT_BOOL, F(ipv6only), 0, 1, P_TCP | P_UDP},
     {"sndbuf", OPT_INT, F(sndbuf), 1, 1 << 30, P_TCP | P_UDP | P_UNIX},
     {"rcvbuf", OPT_INT, F(rcvbuf), 1, 1 << 30, P_TCP | P_UDP | P_UNIX},
-    {"cert", OPT_PATH, F(cert), 0, 0, P_TLS},
-    {"key", OPT_PATH, F(key), 0, 0, P_TLS},
-    {"ca", OPT_PATH, F(ca), 0, 0, P_TLS},
-    {"verify", OPT_VERIFY, F(verify), 0, 0, P_TLS},
-    {"alpn", OPT_PATH, F(alpn), 0, 0, P_TLS},
+    {"cert", OPT_PATH, F(cert), 0, 0, P_TLS | P_OUT | P_LISTEN},
+    {"key", OPT_PATH, F(key), 0, 0, P_TLS | P_OUT | P_LISTEN},
+    {"ca", OPT_PATH, F(ca), 0, 0, P_TLS | P_OUT | P_LISTEN},
+    {"verify", OPT_VERIFY, F(verify), 0, 0, P_TLS | P_OUT | P_LISTEN},
+    {"alpn", OPT_PATH, F(alpn), 0, 0, P_TLS | P_OUT | P_LISTEN},
+    {"sni", OPT_PATH, F(sni), 0, 0, P_TLS | P_OUT},
 #undef F
 };
 
@@ -136,8 +139,16 @@ static int set_option(const char *url, const struct option *o, const char *v, si
     }
 }
 
+/* Options without P_LISTEN or P_OUT are listener options. */
+static bool option_for(const struct option *o, bool outbound)
+{
+    if (outbound)
+        return o->where & P_OUT;
+    return !(o->where & P_OUT) || (o->where & P_LISTEN);
+}
+
 static int parse_options(const char *url, const char *q, struct evn__url *out, char *err,
-                         size_t errlen)
+                         size_t errlen, bool outbound)
 {
     unsigned here = (out->tls ? P_TLS : 0) | (1u << out->proto);
     while (*q) {
@@ -153,24 +164,35 @@ static int parse_options(const char *url, const char *q, struct evn__url *out, c
                 o = &options[i];
         if (!o)
             return fail(err, errlen, url, "unknown option", q, klen);
-        if (!(o->where & here))
+        if (!option_for(o, outbound))
             return fail(err, errlen, url,
-                        o->where == P_TLS ? "option only for tls:// URLs:"
+                        outbound ? "option is for listeners, not for evn_connect:"
+                                 : "option only for evn_connect:",
+                        q, klen);
+        if (!(o->where & here & ~(P_OUT | P_LISTEN)))
+            return fail(err, errlen, url,
+                        (o->where & P_TLS) ? "option only for tls:// URLs:"
                                           : "option does not apply to this kind of socket:",
                         q, klen);
         int rc = set_option(url, o, eq + 1, vlen, out, err, errlen);
         if (rc < 0)
             return rc;
+        if (outbound && o->type == OPT_VERIFY && out->verify == EVN__VERIFY_OPTIONAL)
+            return fail(err, errlen, url, "evn_connect takes verify=require or verify=none, not",
+                        eq + 1, vlen);
         if (!amp)
             break;
         q = amp + 1;
     }
-    if (out->tls && (!out->cert[0] || !out->key[0]))
+    if (!outbound && out->tls && (!out->cert[0] || !out->key[0]))
         return fail(err, errlen, url, "a tls:// listener needs cert= and key=", NULL, 0);
+    /* A client certificate comes with its key, or not at all. */
+    if (outbound && !out->cert[0] != !out->key[0])
+        return fail(err, errlen, url, "a client certificate needs both cert= and key=", NULL, 0);
     return 0;
 }
 
-int evn__url_parse(const char *url, struct evn__url *out, char *err, size_t errlen)
+static int parse(const char *url, struct evn__url *out, char *err, size_t errlen, bool outbound)
 {
     if (errlen > 0)
         err[0] = '\0';
@@ -178,6 +200,8 @@ int evn__url_parse(const char *url, struct evn__url *out, char *err, size_t errl
     out->backlog = EVN__DEFAULT_BACKLOG;
     out->nodelay = 1;
     out->ipv6only = -1;
+    /* A client checks the server's certificate unless told not to. */
+    out->verify = outbound ? EVN__VERIFY_REQUIRE : EVN__VERIFY_NONE;
     if (!url || !*url)
         return fail(err, errlen, "\"\"", "empty address", NULL, 0);
 
@@ -252,5 +276,15 @@ int evn__url_parse(const char *url, struct evn__url *out, char *err, size_t errl
             return fail(err, errlen, url, "port must be a number 0..65535, not", port, plen);
         out->port = (int)pn;
     }
-    return parse_options(url, q ? q + 1 : "", out, err, errlen);
+    return parse_options(url, q ? q + 1 : "", out, err, errlen, outbound);
+}
+
+int evn__url_parse(const char *url, struct evn__url *out, char *err, size_t errlen)
+{
+    return parse(url, out, err, errlen, false);
+}
+
+int evn__url_parse_outbound(const char *url, struct evn__url *out, char *err, size_t errlen)
+{
+    return parse(url, out, err, errlen, true);
 }
