@@ -159,8 +159,8 @@ evn_action ex_print_serving(evn_server *srv)
 {
     for (size_t i = 0; i < evn_server_naddrs(srv); i++)
         printf("listening on %s\n", evn_server_url(srv, i));
-    printf("%d loop%s, %s backend\n", evn_server_nloops(srv), evn_server_nloops(srv) == 1 ? "" : "s",
-           evn_server_backend(srv));
+    printf("%d loop%s, %s backend\n", evn_server_nloops(srv),
+           evn_server_nloops(srv) == 1 ? "" : "s", evn_server_backend(srv));
     fflush(stdout);
     return EVN_NONE;
 }

@@ -50,8 +50,9 @@ void ex_parse_more(int argc, char **argv, struct ex_opts *o, const char *name, i
 evn_action ex_print_serving(evn_server *srv);
 
 /*
- * Build the address list from o (tcp, unix, udp, then tls), run the server until SIGINT or SIGTERM (or
- * a shutdown action), and return the process exit status.
+ * Build the address list from o (tcp, unix, udp, then tls), run the server
+ * until SIGINT or SIGTERM (or a shutdown action), and return the process exit
+ * status.
  */
 int ex_run(const char *name, evn_events *ev, const struct ex_opts *o);
 
