@@ -98,7 +98,8 @@ typedef struct evn_events {
      * user data. EVN_DETACH and EVN_CLOSE act as from data. Not fired for UDP.
      * On a tls:// listener it fires once the TLS handshake has completed; a
      * connection whose handshake fails or times out is closed without any
-     * event (neither opened nor closed).
+     * event (neither opened nor closed). (A tls:// evn_connect is different:
+     * its failures fire closed, see evn_connect.)
      */
     evn_action (*opened)(evn_conn *c);
     /*
@@ -106,8 +107,9 @@ typedef struct evn_events {
      * action or by shutdown), else a negative errno such as -ECONNRESET. The
      * connection's memory is freed when this returns; free your user data
      * here. The return value is ignored except for EVN_SHUTDOWN.
-     * Not fired for UDP, for detached connections, or for a TLS connection
-     * that never completed its handshake (opened did not fire either).
+     * Not fired for UDP, for detached connections, or for an accepted TLS
+     * connection that never completed its handshake (opened did not fire
+     * either).
      */
     evn_action (*closed)(evn_conn *c, int err);
     /*
@@ -193,7 +195,8 @@ typedef struct evn_events {
     /*
      * A TLS connection whose handshake has not completed this many
      * milliseconds after it was accepted is closed (without any event).
-     * 0 means the default, 10000.
+     * 0 means the default, 10000. Also the connect-and-handshake limit of a
+     * tls:// evn_connect given no timeout of its own.
      */
     int64_t tls_handshake_timeout_ms;
 } evn_events;
@@ -221,7 +224,9 @@ typedef struct evn_events {
  * the server's order of preference: the first one the client also offers is
  * chosen (see evn_conn_alpn); a client offering none of them gets none. The
  * files are read here, once. The data callback sees plaintext; a peer
- * closing without a TLS close_notify is an ordinary end of input.
+ * closing without a TLS close_notify is an ordinary end of input. The
+ * client side of TLS (evn_connect's tls:// URLs, which verify the server by
+ * default and take sni=) is described at evn_connect.
  *
  * On success *srvp holds the server and 0 is returned. On failure *srvp is
  * NULL and a negative errno is returned: -EINVAL for a malformed URL or an
@@ -321,17 +326,64 @@ EVN_API int evn_send_owned(evn_server *srv, evn_id id, void *buf, size_t len,
 /*
  * Open a client connection to url: tcp://, tcp4://, tcp6:// with a numeric
  * address (host names are not resolved, so the loop never blocks on DNS),
- * or unix://path. Call from a callback of srv (a loop thread): the
- * connection belongs to the calling loop and gets the same events as an
- * accepted one. udata is set before any event. opened fires once connected;
- * if connecting fails or takes longer than timeout_ms (0: no limit but the
- * kernel's), closed fires instead, with the error (-ECONNREFUSED,
- * -ETIMEDOUT...). Output written before opened is sent once connected.
+ * unix://path, or tls://, tls4://, tls6:// (TCP with TLS, numeric address
+ * too). Call from a callback of srv (a loop thread): the connection belongs
+ * to the calling loop and gets the same events as an accepted one. udata is
+ * set before any event. opened fires once connected; if connecting fails or
+ * takes longer than timeout_ms (0: no limit but the kernel's), closed fires
+ * instead, with the error (-ECONNREFUSED, -ETIMEDOUT...). Output written
+ * before opened is sent once connected. Options in the query string are for
+ * tls:// only; listener options such as reuseport= are an error here.
+ *
+ * tls:// (when evn is built with OpenSSL; TLS 1.2 or later): after the TCP
+ * connect, the client handshake runs inside the loop, and opened fires once
+ * it is complete; then data sees plaintext and writes are encrypted. The
+ * timeout covers connect and handshake together; timeout_ms 0 means
+ * evn_events.tls_handshake_timeout_ms (default 10 s) for both, so that a
+ * server that never answers cannot hold the connection forever. Options:
+ *
+ *   verify=require|none  check the server's certificate (the default) or
+ *                        accept any certificate at all. Without verify=none
+ *                        a connection is only as safe as its CA list.
+ *   ca=PATH              PEM CA certificates to check the server's chain
+ *                        against; without it, the system's default store
+ *                        (OpenSSL's default paths, SSL_CERT_FILE and
+ *                        SSL_CERT_DIR).
+ *   sni=NAME             the server name: sent in the handshake (SNI) and,
+ *                        with verify=require, the name (DNS name, or an IP
+ *                        address, checked against the certificate's IP
+ *                        entries) the certificate must be for. Without it no
+ *                        SNI is sent and the certificate must be for the IP
+ *                        address in the URL.
+ *   cert=PATH&key=PATH   a client certificate chain and its key, for
+ *                        servers that ask for one (both or neither).
+ *   alpn=h2,http/1.1     the application protocols offered, in order; the
+ *                        one the server picks is evn_conn_alpn()'s.
+ *
+ * The files are read on the first evn_connect with a given set of ca=, cert=,
+ * key=, verify= and alpn= options, and the resulting OpenSSL context is kept
+ * by the server (until evn_server_free) for later connections with the same
+ * options; a file changed later is not read again.
+ *
+ * A tls:// connection that fails before opened fires closed with: the
+ * connect's error (-ECONNREFUSED...), -ETIMEDOUT, -EACCES when the server's
+ * certificate did not verify (untrusted, expired, or for another name), or
+ * -EPROTO (or a socket error such as -ECONNRESET) when the handshake failed
+ * otherwise. For a failed handshake evn_errmsg(), read during that closed
+ * callback, says why, e.g.
+ * "TLS handshake with 127.0.0.1:443: certificate verify failed: hostname
+ * mismatch". Under TLS 1.3 a server that rejects the client's certificate
+ * does so after the client's side of the handshake is over: opened fires,
+ * then closed with -EPROTO.
  *
  * Returns 0 and the new connection's id in *id (if not NULL), or a negative
- * errno, with no event to follow: -EINVAL for a bad URL or a host name
- * (evn_errmsg() says which), -EPERM when not called on one of srv's loop
- * threads, or the error of a connect that failed at once.
+ * errno, with no event to follow: -EINVAL for a bad URL, a host name or an
+ * unknown or misplaced option (evn_errmsg() says which), -ENOENT for a
+ * missing ca, cert or key file, -EINVAL for one OpenSSL cannot use or a key
+ * that does not match its certificate (evn_errmsg() names the file and
+ * OpenSSL's reason), -ENOTSUP for tls:// without OpenSSL, -EPERM when not
+ * called on one of srv's loop threads, or the error of a connect that failed
+ * at once.
  */
 EVN_API int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udata,
                         evn_id *id);
@@ -374,13 +426,14 @@ EVN_API int evn_conn_loop(const evn_conn *c);
 EVN_API int evn_conn_fd(const evn_conn *c);
 /* Non-zero for a UDP pseudo-connection. */
 EVN_API int evn_conn_is_udp(const evn_conn *c);
-/* Non-zero for a connection accepted on a tls:// listener. */
+/* Non-zero for a connection accepted on a tls:// listener or made by
+ * evn_connect to a tls:// URL. */
 EVN_API int evn_conn_is_tls(const evn_conn *c);
 /*
  * The application protocol negotiated with ALPN on a TLS connection (one of
- * the listener's alpn= names, such as "h2"), or NULL if none was (no alpn=
- * option, a client that offered none of them, or not TLS). The string lives
- * as long as the server.
+ * the alpn= names of its listener or evn_connect URL, such as "h2"), or
+ * NULL if none was (no alpn= option, no protocol in common, or not TLS). The
+ * string lives as long as the server.
  */
 EVN_API const char *evn_conn_alpn(const evn_conn *c);
 /*
