@@ -39,15 +39,13 @@ struct command {
 /* Case-insensitive match of an argument against a lower-case word. */
 static bool arg_is(const struct resp_arg *a, const char *word)
 {
-    size_t n = strlen(word);
-    if (a->len != n)
-        return false;
-    /* OR-ing 0x20 lowers a letter and can only make a letter match a letter. */
-    for (size_t i = 0; i < n; i++) {
+    /* OR-ing 0x20 lowers a letter and can only make a letter match a letter;
+     * it never gives the NUL that ends a shorter word, so this stops there. */
+    for (size_t i = 0; i < a->len; i++) {
         if ((a->ptr[i] | 0x20) != word[i])
             return false;
     }
-    return true;
+    return word[a->len] == '\0';
 }
 
 /* How much of an argument printf's "%.*s" (limit bytes) would show: up to a NUL. */

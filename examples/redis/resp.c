@@ -58,6 +58,17 @@ int resp_strtoll(const char *s, size_t len, long long *out)
     }
     if (s[i] < '1' || s[i] > '9')
         return 0;
+    if (len - i <= 18) {
+        /* Up to 18 digits cannot overflow: no check per digit. */
+        for (; i < len; i++) {
+            unsigned d = (unsigned)(unsigned char)s[i] - '0';
+            if (d > 9)
+                return 0;
+            v = v * 10 + d;
+        }
+        *out = neg ? -(long long)v : (long long)v;
+        return 1;
+    }
     for (; i < len; i++) {
         unsigned d = (unsigned)(unsigned char)s[i] - '0';
         if (d > 9 || v > (ULLONG_MAX - d) / 10)
@@ -95,9 +106,9 @@ static const char *find_char(const char *s, const char *end, char ch)
     return hit;
 }
 
-static int push_arg(struct resp_parser *p, const char *ptr, size_t off, size_t len)
+static int __attribute__((noinline)) grow_args(struct resp_parser *p)
 {
-    if (p->argc == p->cap) {
+    {
         size_t ncap = p->cap * 2;
         struct resp_arg *na;
         if (p->argv == p->small) {
@@ -112,6 +123,13 @@ static int push_arg(struct resp_parser *p, const char *ptr, size_t off, size_t l
         p->argv = na;
         p->cap = ncap;
     }
+    return 0;
+}
+
+static inline int push_arg(struct resp_parser *p, const char *ptr, size_t off, size_t len)
+{
+    if (p->argc == p->cap && grow_args(p) < 0)
+        return -1;
     p->argv[p->argc].ptr = ptr;
     p->argv[p->argc].off = off;
     p->argv[p->argc].len = len;
@@ -136,20 +154,46 @@ static int bad_prefix(struct resp_parser *p, char got)
     return fail(p, p->errbuf);
 }
 
+/*
+ * The common case of a count line, "$3\r\n" or "*2\r\n", in one pass: if
+ * s[1..] is a plain decimal of 1 to 18 digits (no leading zero but in "0")
+ * followed by '\r' and one more byte, set *n and return the '\r'. Anything
+ * else returns NULL and takes the general path, which gives the same
+ * answer for these bytes, so that only the speed differs.
+ */
+static const char *quick_count(const char *s, const char *end, long long *n)
+{
+    const char *q = s + 1;
+    const char *lim = end - q > 18 ? q + 18 : end;
+    unsigned long long v = 0;
+    while (q < lim && (unsigned)(unsigned char)*q - '0' <= 9) {
+        v = v * 10 + ((unsigned)(unsigned char)*q - '0');
+        q++;
+    }
+    if (q == s + 1 || end - q < 2 || *q != '\r' || (s[1] == '0' && q - s > 2))
+        return NULL;
+    *n = (long long)v;
+    return q;
+}
+
 static int parse_multibulk(struct resp_parser *p, const char *buf, size_t len, size_t *used)
 {
     const char *end = buf + len;
     if (p->nargs == 0) {
-        const char *cr = find_char(buf, end, '\r');
+        long long n;
+        const char *cr = quick_count(buf, end, &n);
+        if (cr && n <= INT_MAX)
+            goto counted;
+        cr = find_char(buf, end, '\r');
         if (!cr)
             return len > RESP_INLINE_MAX ? fail(p, "Protocol error: too big mbulk count string")
                                          : RESP_INCOMPLETE;
         /* The byte after '\r' must be there; like Redis, it is not checked. */
         if (end - cr < 2)
             return RESP_INCOMPLETE;
-        long long n;
         if (!resp_strtoll(buf + 1, (size_t)(cr - buf - 1), &n) || n > INT_MAX)
             return fail(p, "Protocol error: invalid multibulk length");
+    counted:
         p->argc = 0;
         if (n <= 0)
             return complete(p, used, (size_t)(cr + 2 - buf));
@@ -158,7 +202,11 @@ static int parse_multibulk(struct resp_parser *p, const char *buf, size_t len, s
     }
     while ((long long)p->argc < p->nargs) {
         const char *h = buf + p->pos;
-        const char *cr = find_char(h, end, '\r');
+        long long n;
+        const char *cr = NULL;
+        if (h < end && *h == '$' && (cr = quick_count(h, end, &n)) && (unsigned long long)n <= p->max_bulk)
+            goto counted_bulk;
+        cr = find_char(h, end, '\r');
         if (!cr)
             return (size_t)(end - h) > RESP_INLINE_MAX
                        ? fail(p, "Protocol error: too big bulk count string")
@@ -167,10 +215,10 @@ static int parse_multibulk(struct resp_parser *p, const char *buf, size_t len, s
             return RESP_INCOMPLETE;
         if (*h != '$')
             return bad_prefix(p, *h);
-        long long n;
         if (!resp_strtoll(h + 1, (size_t)(cr - h - 1), &n) || n < 0 ||
             (unsigned long long)n > p->max_bulk)
             return fail(p, "Protocol error: invalid bulk length");
+    counted_bulk:;
         const char *data = cr + 2;
         /* The bulk and the two bytes after it, which Redis skips unchecked. */
         if ((size_t)(end - data) < (size_t)n + 2)
@@ -257,10 +305,15 @@ static int take_quoted(const char **sp, const char *e, char **op)
     return 0;
 }
 
-/* Split one inline line into arguments, as Redis's inline requests are. */
-static int split_line(struct resp_parser *p, const char *s, const char *e)
+/*
+ * Split one inline line into arguments, as Redis's inline requests are.
+ * quotes: whether the line holds a quote, or -1 if not known yet.
+ */
+static int split_line(struct resp_parser *p, const char *s, const char *e, int quotes)
 {
-    if (memchr(s, '"', (size_t)(e - s)) || memchr(s, '\'', (size_t)(e - s))) {
+    if (quotes < 0)
+        quotes = memchr(s, '"', (size_t)(e - s)) || memchr(s, '\'', (size_t)(e - s));
+    if (quotes) {
         size_t need = (size_t)(e - s);
         if (p->scratch_cap < need) {
             char *ns = realloc(p->scratch, need);
@@ -301,7 +354,22 @@ static int parse_inline(struct resp_parser *p, const char *buf, size_t len, size
 {
     const char *end = buf + len;
     const char *nl = NULL;
-    if (p->pos != BLOCKED) {
+    int quotes = -1;
+    if (p->pos == 0) {
+        /* A short line (PING) in one pass: its end, and whether it holds a
+         * quote. A NUL, or no end in sight, takes the general path. */
+        const char *lim = len > 64 ? buf + 64 : end;
+        bool q = false;
+        for (const char *s = buf; s < lim && *s; s++) {
+            if (*s == '\n') {
+                nl = s;
+                quotes = q;
+                break;
+            }
+            q |= *s == '"' || *s == '\'';
+        }
+    }
+    if (!nl && p->pos != BLOCKED) {
         const char *s = buf + p->pos;
         nl = memchr(s, '\n', (size_t)(end - s));
         /* Like Redis's strchr(): a NUL first means the line never ends. */
@@ -318,7 +386,7 @@ static int parse_inline(struct resp_parser *p, const char *buf, size_t len, size
     const char *e = nl;
     if (e > buf && e[-1] == '\r')
         e--;
-    if (split_line(p, buf, e) < 0)
+    if (split_line(p, buf, e, quotes) < 0)
         return RESP_ERROR;
     return complete(p, used, (size_t)(nl + 1 - buf));
 }
