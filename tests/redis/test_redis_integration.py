@@ -556,6 +556,8 @@ def part_interleaved_cuts(port):
     mset = encode(["MSET"] + [x for k in keys for x in (k, k.upper() * 3)])
     mget = encode(["MGET"] + keys)
     ask = encode(["GET", "ic3"])
+    # b's GET may run before or after a's MSET: the same value either way.
+    check_eq(a.call("SET", "ic3", "IC3IC3IC3"), b"+OK\r\n", "SET before the cuts")
     for cut_a in (5, len(mset) // 2, len(mset) - 1):
         cut_b = len(ask) // 2
         a.send(mset[:cut_a])
