@@ -30,7 +30,9 @@
 # haproxy-tcp: nbthread 1, mode tcp, relaying every connection to
 #        127.0.0.1:BACKEND_PORT (the layer-4 proxy evn's tcp-proxy races).
 # nginx --tls: the same server block on "listen ... ssl" with CERT and KEY,
-#        TLS 1.2 and 1.3, nginx's default ciphers and session cache (none).
+#        TLS 1.2 and 1.3 (nginx 1.22's default list stops at 1.2; evn's
+#        listener offers 1.3, and newer nginx does by default), nginx's
+#        default ciphers, session cache (none) and tickets (on).
 # redis: redis-server --save '' --appendonly no, no config file.
 # All raise the soft fd limit to the hard one and take 20000 connections
 # (haproxy: 9990).
@@ -95,6 +97,7 @@ http {
         listen [::]:$port ipv6only=off backlog=4096${cert:+ ssl};
         ${cert:+ssl_certificate $cert;}
         ${cert:+ssl_certificate_key $key;}
+        ${cert:+ssl_protocols TLSv1.2 TLSv1.3;}
         location = / {
             return 200 "Hello World!\r\n";
         }
