@@ -254,8 +254,8 @@ static void state_destroy(struct state *s)
     free(s->buf);
 }
 
-/* A server with the three listeners, not yet running. */
-static void server_new(th_server *ts, struct state *s, evn_events *ev)
+/* A server with the three listeners and ev's callbacks, not yet running. */
+static void server_new_ev(th_server *ts, struct state *s, evn_events *ev)
 {
     static char urls[3][1024];
     snprintf(urls[L_TLS], sizeof urls[0], "tls://127.0.0.1:0?cert=%s&key=%s&alpn=http/1.1",
@@ -265,11 +265,17 @@ static void server_new(th_server *ts, struct state *s, evn_events *ev)
     snprintf(urls[L_SILENT], sizeof urls[0], "tcp://127.0.0.1:0");
     const char *addrs[3] = {urls[0], urls[1], urls[2]};
     ev->udata = s;
+    th_server_new(ts, ev, addrs, 3);
+}
+
+/* ... with the callbacks of one outbound connection made by serving. */
+static void server_new(th_server *ts, struct state *s, evn_events *ev)
+{
     ev->serving = on_serving;
     ev->opened = on_opened;
     ev->data = on_data;
     ev->closed = on_closed;
-    th_server_new(ts, ev, addrs, 3);
+    server_new_ev(ts, s, ev);
 }
 
 /* Connect to listener `to` with the query string q and run until the
@@ -474,6 +480,82 @@ static void test_client_cert_missing(void)
     state_destroy(&s);
 }
 
+/* ---- several loops connecting at once ---- */
+
+/* Every connection accepted on the plain listener makes its loop open a TLS
+ * connection to listener 0, so that loops build and share one client
+ * context at the same time (ThreadSanitizer watches). */
+#define NMULTI 12
+
+static evn_action multi_opened(evn_conn *c)
+{
+    struct state *s = S(c);
+    if (evn_conn_listener(c) == L_SILENT) {
+        if (evn_connect(evn_conn_server(c), s->target, 5000, NULL, NULL) != 0)
+            atomic_store(&s->mismatch, 1);
+    } else if (evn_conn_listener(c) == EVN_OUTBOUND) {
+        evn_write(c, "hello", 5);
+        th_counter_add(&s->out_opened, 1);
+    }
+    return EVN_NONE;
+}
+
+static evn_action multi_data(evn_conn *c, const char *in, size_t len)
+{
+    if (!in || evn_conn_listener(c) == L_SILENT)
+        return EVN_NONE;
+    if (evn_conn_listener(c) != EVN_OUTBOUND) {
+        evn_write(c, in, len);
+        return EVN_NONE;
+    }
+    if (len < 5) {
+        evn_keep(c, len);
+        return EVN_NONE;
+    }
+    if (len != 5 || memcmp(in, "hello", 5) != 0)
+        atomic_store(&S(c)->mismatch, 1);
+    return EVN_CLOSE;
+}
+
+static evn_action multi_closed(evn_conn *c, int err)
+{
+    struct state *s = S(c);
+    if (evn_conn_listener(c) == EVN_OUTBOUND) {
+        if (err)
+            atomic_store(&s->close_err, err);
+        th_counter_add(&s->out_closed, 1);
+    }
+    return EVN_NONE;
+}
+
+static void test_many_loops(void)
+{
+    struct state s;
+    state_init(&s, 0);
+    th_server ts;
+    evn_events ev = {0};
+    ev.nloops = 3;
+    ev.opened = multi_opened;
+    ev.data = multi_data;
+    ev.closed = multi_closed;
+    server_new_ev(&ts, &s, &ev);
+    snprintf(s.target, sizeof s.target, "tls://127.0.0.1:%d?ca=%s&sni=localhost",
+             th_server_port(&ts, L_TLS), ca_cert);
+    th_server_run(&ts);
+    int fds[NMULTI];
+    for (int i = 0; i < NMULTI; i++)
+        fds[i] = th_connect_srv(&ts, L_SILENT);
+    TH_WAIT_COUNTER(&s.out_closed, NMULTI);
+    EXPECT_EQ_INT(th_counter_get(&s.out_opened), NMULTI);
+    EXPECT_EQ_ERR(atomic_load(&s.close_err), 0);
+    EXPECT_FALSE(atomic_load(&s.mismatch));
+    EXPECT_EQ_SIZE(evn__tls_clients_count(ts.srv), 1);
+    for (int i = 0; i < NMULTI; i++)
+        close(fds[i]);
+    th_server_stop(&ts);
+    state_destroy(&s);
+}
+
 /* Bad files and options: refused by evn_connect itself, with no event. */
 static evn_action bad_serving(evn_server *srv)
 {
@@ -573,6 +655,7 @@ int main(int argc, char **argv)
     TH_RUN(test_refused);
     TH_RUN(test_client_cert);
     TH_RUN(test_client_cert_missing);
+    TH_RUN(test_many_loops);
     TH_RUN(test_bad_options);
     return th_finish();
 }
