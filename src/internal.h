@@ -193,7 +193,10 @@ enum {
     EVN__C_TLS_HSW = 1u << 21,    /* ... and it waits for writability */
     EVN__C_TLS_RWANTW = 1u << 22, /* a TLS read must write first: wait for writability */
     EVN__C_REREAD = 1u << 23,     /* on the resume list to read input buffered in TLS */
-    EVN__C_TLS_DEAD = 1u << 24    /* fatal TLS or socket error: no close_notify */
+    EVN__C_TLS_DEAD = 1u << 24,   /* fatal TLS or socket error: no close_notify */
+    EVN__C_UNREG = 1u << 25,  /* accept fast path: not on the poller yet (interest() is 0) */
+    EVN__C_FRESH = 1u << 26,  /* ... and its read just emptied the socket */
+    EVN__C_SPLICE = 1u << 27  /* input is spliced to another connection (splice.c) */
 };
 
 struct evn_conn {
