@@ -19,6 +19,8 @@ static void usage(FILE *f, const char *name, int allow_udp, const struct ex_opti
             "  --loops N         event loops (threads); -1 for one per CPU (default 1)\n"
             "  --balance MODE    random, round-robin or least-connections\n"
             "  --reuseport       one listening socket per loop (SO_REUSEPORT)\n"
+            "  --tcp-options Q   URL options for the TCP and TLS listeners, such as\n"
+            "                    'deferaccept=1&fastopen=64&keepalive=60' (see evn.h)\n"
             "  --backend NAME    epoll, kqueue or poll\n"
             "  --tls-cert FILE   also serve TLS (1.2 or later) on --tls-port with this\n"
             "                    PEM certificate chain; needs --tls-key\n"
@@ -117,6 +119,9 @@ void ex_parse_more(int argc, char **argv, struct ex_opts *o, const char *name, i
             o->unixsock = v;
         } else if (strcmp(a, "--backend") == 0) {
             o->backend = v;
+        } else if (strcmp(a, "--tcp-options") == 0) {
+            o->tcp_options = v;
+            bad = !*v || strchr(v, '?') != NULL;
         } else if (strcmp(a, "--tls-cert") == 0) {
             o->tls_cert = v;
         } else if (strcmp(a, "--tls-key") == 0) {
@@ -177,12 +182,23 @@ int ex_run_ext(const char *name, evn_events *ev, const struct ex_opts *o, const 
                size_t nurls, void (*stopped)(evn_server *srv))
 {
     char bufs[EX_MAX_ADDRS][512];
-    char tlsurl[64 + 2 * EX_TLS_PATH_MAX];
+    char tlsurl[64 + 2 * EX_TLS_PATH_MAX + 256];
     const char *addrs[EX_MAX_ADDRS];
     size_t n = 0;
     const char *rp = o->reuseport ? "?reuseport=true" : "";
+    /* The TCP listeners' query: reuseport and --tcp-options, '&'-joined. */
+    char tq[256] = "";
+    if (o->reuseport || o->tcp_options) {
+        int len = snprintf(tq, sizeof tq, "?%s%s%s", o->reuseport ? "reuseport=true" : "",
+                           o->reuseport && o->tcp_options ? "&" : "",
+                           o->tcp_options ? o->tcp_options : "");
+        if (len < 0 || (size_t)len >= sizeof tq) {
+            fprintf(stderr, "%s: --tcp-options too long\n", name);
+            return 1;
+        }
+    }
     if (o->port >= 0) {
-        snprintf(bufs[n], sizeof bufs[n], "tcp://:%d%s", o->port, rp);
+        snprintf(bufs[n], sizeof bufs[n], "tcp://:%d%s", o->port, tq);
         addrs[n] = bufs[n], n++;
     }
     if (o->unixsock) {
@@ -195,8 +211,8 @@ int ex_run_ext(const char *name, evn_events *ev, const struct ex_opts *o, const 
     }
     /* ex_parse checked the paths: no '&', at most 255 bytes each. */
     if (o->tls_cert) {
-        snprintf(tlsurl, sizeof tlsurl, "tls://:%d?cert=%s&key=%s%s", o->tls_port, o->tls_cert,
-                 o->tls_key, o->reuseport ? "&reuseport=true" : "");
+        snprintf(tlsurl, sizeof tlsurl, "tls://:%d?cert=%s&key=%s%s%s", o->tls_port, o->tls_cert,
+                 o->tls_key, *tq ? "&" : "", *tq ? tq + 1 : "");
         addrs[n++] = tlsurl;
     }
     for (size_t i = 0; i < nurls; i++) {

@@ -20,6 +20,9 @@ struct ex_opts {
     const char *tls_cert;
     const char *tls_key;
     int tls_port;
+    /* URL options for the tcp:// and tls:// listeners, "deferaccept=1&fastopen=64"
+     * (see evn.h's address list); NULL for none. */
+    const char *tcp_options;
 };
 
 /*

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The echo-server example, driven as a user would: TCP (IPv4 and IPv6),
 a unix socket and UDP echo every byte; --help exits 0; a bad flag prints the
-usage and exits 2; SIGINT and SIGTERM stop it with status 0."""
+usage and exits 2; --tcp-options reaches the listener (an unknown option is
+named, status 1); SIGINT and SIGTERM stop it with status 0."""
 import os
 import re
 import signal
@@ -89,9 +90,25 @@ def main():
     p.send_signal(signal.SIGTERM)
     check(p.wait(timeout=30) == 0, "SIGTERM: exit status 0")
 
+    # --tcp-options reaches the TCP listener's URL, beside --reuseport.
+    p, urls = start("--tcp-options", "deferaccept=2&keepalive=30&nodelay=1", "--reuseport")
+    port = port_of(urls, "tcp")
+    check(port is not None, "--tcp-options: serving")
+    if port:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            check(echo_stream(s, b"deferred" * 1000) == b"deferred" * 1000,
+                  "--tcp-options deferaccept=2...: a client that sends at once is echoed")
+    p.send_signal(signal.SIGTERM)
+    check(p.wait(timeout=30) == 0, "--tcp-options: exit status 0")
+    r = subprocess.run([BIN, "--port", "0", "--tcp-options", "fastest=1"], capture_output=True,
+                       text=True, timeout=30)
+    check(r.returncode == 1 and "fastest" in r.stderr,
+          "--tcp-options with an unknown option: status 1, the option named")
+
     r = subprocess.run([BIN, "--help"], capture_output=True, text=True, timeout=30)
     check(r.returncode == 0 and "--port" in r.stdout, "--help prints the usage, status 0")
-    for bad in (["--bogus"], ["--port", "70000"], ["--loops"], ["--balance", "fastest"]):
+    for bad in (["--bogus"], ["--port", "70000"], ["--loops"], ["--balance", "fastest"],
+                ["--tcp-options", ""], ["--tcp-options", "?deferaccept=1"]):
         r = subprocess.run([BIN, *bad], capture_output=True, text=True, timeout=30)
         check(r.returncode == 2 and "usage" in r.stderr, f"{' '.join(bad)}: usage, status 2")
     print(f"{failures} failed")
