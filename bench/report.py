@@ -367,10 +367,12 @@ def main():
         add("HTTP keep-alive: CPU/req below nginx's",
             f"evn/nginx {fmt_ratio(r, 3)}, of the medians {ratio_of_medians(c, 'evn', 'nginx')}; nginx {fmt_us(c.results['nginx']['cpu_us_per_msg'][0])} µs", r[0] < 1)
     c = cases.get("http-close")
-    if c and not c.failed and "floor" in c.results and "evn" in c.results:
-        r = ratio(c, "evn", "floor")
+    e = "evn-deferaccept" if c and "evn-deferaccept" in c.results else "evn"
+    if c and not c.failed and "floor" in c.results and e in c.results:
+        r = ratio(c, e, "floor")
         add(f"HTTP new connection per request: CPU/req ≤ {NEW_CONN_MAX_VS_FLOOR}× floor",
-            f"evn/floor {fmt_ratio(r, 3)}, of the medians {ratio_of_medians(c, 'evn', 'floor')}; "
+            f"{e}/floor {fmt_ratio(r, 3)}, of the medians {ratio_of_medians(c, e, 'floor')}; "
+            f"{e} {fmt_us(c.results[e]['cpu_us_per_msg'][0])} µs, "
             f"floor {fmt_us(c.results['floor']['cpu_us_per_msg'][0])} µs", r[0] <= NEW_CONN_MAX_VS_FLOOR)
     for cid, label in (("https-keepalive", "HTTPS keep-alive"), ("https-close", "HTTPS new connection per request")):
         c = cases.get(cid)
@@ -450,7 +452,10 @@ def main():
                 "floor answers POST /echo the same way), and GET /16k of a 16 KiB body for the servers that "
                 "cannot echo (nginx and h2o serve it as a static file, haproxy with `http-request return "
                 "file` and tune.bufsize 32768, the floor from memory) — so evn is not in the GET row, and "
-                "the two rows are not comparable with each other (the POST moves 16 KiB each way).",
+                "the two rows are not comparable with each other (the POST moves 16 KiB each way). "
+                "evn-deferaccept is the same example with `--tcp-options deferaccept=1` (TCP_DEFER_ACCEPT): "
+                "the kernel hands over a connection once its request has arrived, and evn reads and answers "
+                "it before registering it with epoll.",
         "loops": "Two CPUs cannot show scaling honestly: the 1-loop server runs on CPU 0, the 2-loop "
                  "server on CPUs 0 and 1, and the one-threaded load on CPU 1, so the second loop shares its "
                  "CPU with the load. CPU µs/req is the server's total over both loops (its threads' "

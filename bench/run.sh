@@ -282,6 +282,7 @@ if want http-close; then
     measure http-close http "HTTP, a new connection per request (Connection: close), GET /" \
         -n floor -s "$floor --mode http --host :: --port {port}" \
         -n evn -s "$evn_http --port {port} --loops 1" \
+        -n evn-deferaccept -s "$evn_http --port {port} --loops 1 --tcp-options deferaccept=1" \
         "${extra[@]}" \
         -l "$here/load.sh wrk -t1 -c50 -d${S}s -H 'Connection: close' http://127.0.0.1:{port}/"
 fi
