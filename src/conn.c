@@ -103,7 +103,10 @@ static void in_clear(struct evn_conn *c)
 
 static int interest(const struct evn_conn *c)
 {
-    if (c->flags & (EVN__C_CONNECTING | EVN__C_HANDSHAKE | EVN__C_TLS_RWANTW)) {
+    if (c->flags & (EVN__C_CONNECTING | EVN__C_HANDSHAKE | EVN__C_TLS_RWANTW | EVN__C_UNREG)) {
+        /* Not on the poller yet (accept_fast): nothing to change there. */
+        if (c->flags & EVN__C_UNREG)
+            return 0;
         if (c->flags & EVN__C_HANDSHAKE)
             return c->flags & EVN__C_TLS_HSW ? EVN__WRITE : EVN__READ;
         /* Connecting, or a TLS read that must write first: reading before the
@@ -170,7 +173,7 @@ struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint32_t listener,
         c->out_high = srv->ev.out_high ? srv->ev.out_high : EVN__OUT_HIGH;
         c->out_low = srv->ev.out_high ? srv->ev.out_low : EVN__OUT_LOW;
         rc = evn__loop_track(loop, fd, &c->h);
-        if (rc == 0 && (rc = loop->be->add(loop, fd, mask)) < 0)
+        if (rc == 0 && mask && (rc = loop->be->add(loop, fd, mask)) < 0)
             loop->table[fd] = NULL;
     }
     if (rc < 0) {
@@ -250,17 +253,51 @@ static void tls_start(struct evn_conn *c, struct evn__listener *l)
     handshake(c);
 }
 
+static void read_ready(struct evn_conn *c);
+
+/*
+ * The accept fast path, for a plain TCP listener with deferaccept: the kernel
+ * hands over a connection only once its first bytes have arrived, so they are
+ * read at once, before the socket is ever registered with the poller. A
+ * request answered in full by a connection that then closes costs accept4,
+ * read, send and close, and no poller call at all. Whatever is left (the
+ * connection stays open, output is pending, the read found nothing because
+ * deferaccept gave up waiting) is registered at the end with the interest
+ * the connection has by then; until that, interest() is 0, so set_flags
+ * leaves the poller alone.
+ */
+static void accept_fast(struct evn_conn *c)
+{
+    struct evn_loop *loop = c->loop;
+    evn_id id = evn_conn_id(c);
+    c->flags |= EVN__C_UNREG;
+    fire_opened(c);
+    if (!(c = evn__conn_lookup(loop, id)))
+        return;
+    if (!(c->flags & (EVN__C_RDOFF | EVN__C_HOLD | EVN__C_PAUSED | EVN__C_SPLICE)))
+        read_ready(c);
+    if (!(c = evn__conn_lookup(loop, id)))
+        return;
+    set_flags(c, 0, EVN__C_UNREG | EVN__C_FRESH);
+}
+
 int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener,
                    const union evn__ip_addr *peer, socklen_t peerlen)
 {
-    struct evn_conn *c = evn__conn_new(loop, fd, listener, peer, peerlen, EVN__READ);
+    const struct evn__listener *l =
+        listener != EVN__LISTENER_OUTBOUND ? &loop->srv->listeners[listener] : NULL;
+    bool fast = l && !l->tls && l->url.proto == EVN__TCP && l->url.deferaccept > 0;
+    struct evn_conn *c = evn__conn_new(loop, fd, listener, peer, peerlen, fast ? 0 : EVN__READ);
     if (!c)
         return -ENOMEM;
-    if (listener != EVN__LISTENER_OUTBOUND && loop->srv->listeners[listener].tls) {
+    if (l && l->tls) {
         tls_start(c, &loop->srv->listeners[listener]);
         return 0;
     }
-    fire_opened(c);
+    if (fast)
+        accept_fast(c);
+    else
+        fire_opened(c);
     return 0;
 }
 
@@ -314,7 +351,10 @@ static void forget(struct evn_conn *c, int status)
 static bool should_linger(struct evn_conn *c, int err)
 {
     int unread = 0;
-    if (err != 0 || (c->flags & (EVN__C_LINGER | EVN__C_EOF | EVN__C_UDP | EVN__C_HANDSHAKE)) ||
+    /* EVN__C_FRESH: the read a moment ago, in this same call, found no more
+     * input; asking the kernel again now would only narrow the same window. */
+    if (err != 0 ||
+        (c->flags & (EVN__C_LINGER | EVN__C_EOF | EVN__C_UDP | EVN__C_HANDSHAKE | EVN__C_FRESH)) ||
         atomic_load_explicit(&c->loop->srv->stopping, memory_order_relaxed))
         return false;
     return ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0;
@@ -360,7 +400,9 @@ void evn__conn_close(struct evn_conn *c, int err)
      * TLS handshake; evn_connect's own caller does hear of its failure). */
     bool silent = (c->flags & EVN__C_LINGER) ||
                   ((c->flags & EVN__C_HANDSHAKE) && c->listener != EVN__LISTENER_OUTBOUND);
-    loop->be->del(loop, c->fd, interest(c), true);
+    int mask = interest(c);
+    if (mask)
+        loop->be->del(loop, c->fd, mask, true);
     forget(c, err ? err : -ECONNABORTED);
     c->flags |= EVN__C_CLOSING;
     /* The callback runs before the close so that address queries still see
@@ -377,7 +419,9 @@ static void detach(struct evn_conn *c)
 {
     struct evn_loop *loop = c->loop;
     struct evn_server *srv = loop->srv;
-    loop->be->del(loop, c->fd, interest(c), false);
+    int mask = interest(c);
+    if (mask)
+        loop->be->del(loop, c->fd, mask, false);
     forget(c, -ECONNABORTED);
     evn__set_nonblock(c->fd, false);
     if (srv->ev.detached) {
@@ -595,6 +639,13 @@ bool evn__conn_act(struct evn_conn *c, evn_action a)
             evn__conn_close(c, 0);
             return false;
         }
+        /* Send first: if it all goes (the usual case for a reply), the
+         * connection closes without a poller call to stop reading it. */
+        if (!(c->flags & (EVN__C_WANTW | EVN__C_NOMEM | EVN__C_NOBUFS))) {
+            c->flags |= EVN__C_CLOSING;
+            if (!flush(c))
+                return false;
+        }
         /* Stop reading: the input is no longer wanted, and a peer's EOF would
          * otherwise keep a level-triggered poller waking while output drains. */
         set_flags(c, EVN__C_CLOSING | EVN__C_RDOFF, 0);
@@ -733,6 +784,8 @@ static void read_ready(struct evn_conn *c)
     ssize_t n = c->tls ? read_tls(c, buf, room) : read(c->fd, buf, room);
     c->last_active = loop->now_ms;
     if (n > 0) {
+        if ((c->flags & EVN__C_UNREG) && (size_t)n < room)
+            c->flags |= EVN__C_FRESH;
         if (c->in_len) {
             c->in_len += (size_t)n;
             deliver(c, c->in, c->in_len, true);
