@@ -517,6 +517,43 @@ EVN_API int evn_conn_shutdown_write(evn_conn *c);
 EVN_API int evn_conn_read(evn_conn *c, int on);
 
 /*
+ * Splice from's input into to's socket, for a proxy: from then on the loop
+ * moves the bytes arriving on from to to with splice(2) through a pipe,
+ * without copying them to user memory, and the data callback no longer
+ * fires for from (wakes still do, with no input). One direction per call;
+ * call it again with the two swapped for the other. Order is kept: output
+ * already queued on to (evn_write, evn_send, evn_sendfile) goes first, then
+ * input kept on from with evn_keep (also when called from from's data
+ * callback after evn_keep), then the spliced bytes. Output written to to
+ * later goes out between spliced pieces, at no particular byte.
+ *
+ * Backpressure is the kernel's: when to cannot take more, from is not read
+ * until it can; no buffer grows. When from's peer shuts down its side, evn
+ * shuts down to's sending side once everything before has been delivered
+ * (evn_conn_shutdown_write), then from's end of input goes on as usual (the
+ * eof callback, or the close). Errors close the connection concerned as
+ * usual. When to closes, the splice ends: bytes still in the pipe are
+ * dropped and from's input goes to its data callback again. When from
+ * closes, its pipe goes with it.
+ *
+ * Cost: a pipe per spliced direction, two descriptors, made here and closed
+ * with from (at the pipe's default size, 64 KiB in flight at most). Moving
+ * a piece costs two splice calls where relaying costs a read and a write; it
+ * pays for bulk transfers, not for small request-reply traffic (see
+ * examples/proxy/README.md).
+ *
+ * Both must be open, plain (not TLS) stream connections of the same loop,
+ * called on that loop's thread. Returns 0; -EINVAL for UDP, the same
+ * connection twice or two loops; -ENOTSUP for TLS or a platform without
+ * splice(2) (only Linux has it); -ENOTCONN while either is still connecting;
+ * -EPIPE if from is closing or to is closing or shut down for writing;
+ * -EBUSY if from is already spliced or to already receives a splice;
+ * -EMFILE, -ENFILE or -ENOMEM (making the pipe), after which the two are as
+ * they were and can still be relayed by hand.
+ */
+EVN_API int evn_conn_splice(evn_conn *from, evn_conn *to);
+
+/*
  * Non-zero while the connection's queued output is above its high-water
  * mark. A handler that produces output in a loop (pipelined requests, a
  * file) should stop, keep the rest of its input with evn_keep(), and carry on

@@ -113,7 +113,8 @@ static int interest(const struct evn_conn *c)
          * socket takes the write would only spin. */
         return EVN__WRITE;
     }
-    return (c->flags & (EVN__C_RDOFF | EVN__C_PAUSED | EVN__C_HOLD) ? 0 : EVN__READ) |
+    return (c->flags & (EVN__C_RDOFF | EVN__C_PAUSED | EVN__C_HOLD | EVN__C_SPLWAIT) ? 0
+                                                                                   : EVN__READ) |
            (c->flags & EVN__C_WANTW ? EVN__WRITE : 0);
 }
 
@@ -334,6 +335,8 @@ static void forget(struct evn_conn *c, int status)
     atomic_fetch_sub_explicit(&loop->nconns, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&loop->srv->total_conns, 1, memory_order_relaxed);
     evn__timer_remove(c);
+    if (c->splice)
+        evn__splice_drop(c);
     out_clear(c, status);
     in_clear(c);
     /* A descriptor is free again: listeners paused on EMFILE may resume. */
@@ -373,6 +376,8 @@ static void fire_closed(struct evn_conn *c, int err)
 static void linger(struct evn_conn *c)
 {
     c->flags |= EVN__C_CLOSING;
+    if (c->splice)
+        evn__splice_drop(c);
     out_clear(c, -ECONNABORTED);
     in_clear(c);
     fire_closed(c, 0);
@@ -603,6 +608,9 @@ static bool flush(struct evn_conn *c)
     }
     if (c->flags & (EVN__C_WANTW | EVN__C_PAUSED))
         set_flags(c, 0, EVN__C_WANTW | EVN__C_PAUSED);
+    /* A connection spliced into this one waits for its output to be sent. */
+    if (c->splice && c->splice->from)
+        evn__splice_drained(c);
     if (c->flags & EVN__C_RESUMABLE)
         queue_resume(c);
     if (c->flags & EVN__C_DETACHING) {
@@ -713,6 +721,11 @@ static void deliver(struct evn_conn *c, const char *in, size_t len, bool from_st
         c->in_len = keep;
         c->in_cap = keep > 4096 ? keep : 4096;
     }
+    /* Spliced during this event: what it kept goes ahead of the splice. */
+    if ((c->flags & EVN__C_SPLICE) && c->in_len) {
+        evn__splice_write_kept(c);
+        in_clear(c);
+    }
     evn__conn_act(c, a);
 }
 
@@ -755,7 +768,11 @@ static ssize_t read_tls(struct evn_conn *c, char *buf, size_t room)
 static void read_ready(struct evn_conn *c)
 {
     struct evn_loop *loop = c->loop;
-    if (c->flags & EVN__C_LINGER) {
+    if (c->flags & (EVN__C_LINGER | EVN__C_SPLICE)) {
+        if (!(c->flags & EVN__C_LINGER)) {
+            evn__splice_pump(c);
+            return;
+        }
         ssize_t n = read(c->fd, loop->rbuf, loop->rbuf_cap);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
             evn__conn_close(c, 0);
@@ -800,6 +817,12 @@ static void read_ready(struct evn_conn *c)
         evn__conn_close(c, -errno);
         return;
     }
+    evn__conn_input_end(c);
+}
+
+void evn__conn_input_end(struct evn_conn *c)
+{
+    struct evn_loop *loop = c->loop;
     /* End of input. An application that handles eof decides what follows
      * (half-close); otherwise what is queued still goes out, then the close. */
     set_flags(c, EVN__C_EOF | EVN__C_RDOFF, 0);
@@ -840,8 +863,24 @@ void evn__conn_ready(struct evn_conn *c, int mask)
     }
     if ((mask & EVN__WRITE) && (c->flags & EVN__C_WANTW) && !flush(c))
         return;
-    if ((mask & EVN__READ) && !(c->flags & (EVN__C_RDOFF | EVN__C_HOLD | EVN__C_PAUSED)))
+    if ((mask & EVN__READ) &&
+        !(c->flags & (EVN__C_RDOFF | EVN__C_HOLD | EVN__C_PAUSED | EVN__C_SPLWAIT)))
         read_ready(c);
+}
+
+void evn__conn_set_flags(struct evn_conn *c, uint32_t set, uint32_t clear)
+{
+    set_flags(c, set, clear);
+}
+
+void evn__conn_reread(struct evn_conn *c)
+{
+    queue_reread(c);
+}
+
+void evn__conn_drop_input(struct evn_conn *c)
+{
+    in_clear(c);
 }
 
 void evn__conn_wake(struct evn_conn *c)

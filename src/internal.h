@@ -196,7 +196,17 @@ enum {
     EVN__C_TLS_DEAD = 1u << 24,   /* fatal TLS or socket error: no close_notify */
     EVN__C_UNREG = 1u << 25,  /* accept fast path: not on the poller yet (interest() is 0) */
     EVN__C_FRESH = 1u << 26,  /* ... and its read just emptied the socket */
-    EVN__C_SPLICE = 1u << 27  /* input is spliced to another connection (splice.c) */
+    EVN__C_SPLICE = 1u << 27, /* input is spliced to another connection (splice.c) */
+    EVN__C_SPLWAIT = 1u << 28 /* ... which cannot take more now: not reading */
+};
+
+/* evn_conn_splice's state, on both connections of a spliced direction. */
+struct evn__splice {
+    evn_id to;     /* this connection's input goes to it; 0: none */
+    evn_id from;   /* that connection's input comes here; 0: none */
+    int pipe[2];   /* the direction's pipe (with `to`), -1 when none */
+    size_t inpipe; /* bytes in it */
+    bool eof;      /* the source's input ended; passed on once the pipe is empty */
 };
 
 struct evn_conn {
@@ -227,6 +237,8 @@ struct evn_conn {
     uint8_t peerlen;
     /* The TLS session (tls.c), NULL for a plain connection. */
     struct evn__tls *tls;
+    /* evn_conn_splice (splice.c), NULL when never spliced. */
+    struct evn__splice *splice;
 };
 
 /* A message for a loop from another thread. */
@@ -570,6 +582,16 @@ static inline evn_id evn__make_id(int loop, int fd, uint32_t seq)
 {
     return ((uint64_t)(uint32_t)loop << 56) | ((uint64_t)(uint32_t)fd << 32) | seq;
 }
+
+/* Splicing (splice.c) and what it uses of conn.c. */
+EVN__HIDDEN void evn__splice_pump(struct evn_conn *from);
+EVN__HIDDEN void evn__splice_drained(struct evn_conn *to);
+EVN__HIDDEN void evn__splice_write_kept(struct evn_conn *from);
+EVN__HIDDEN void evn__splice_drop(struct evn_conn *c);
+EVN__HIDDEN void evn__conn_set_flags(struct evn_conn *c, uint32_t set, uint32_t clear);
+EVN__HIDDEN void evn__conn_reread(struct evn_conn *c);
+EVN__HIDDEN void evn__conn_input_end(struct evn_conn *c);
+EVN__HIDDEN void evn__conn_drop_input(struct evn_conn *c);
 
 /* Act on a callback's return value for connection c (may free c). */
 EVN__HIDDEN bool evn__conn_act(struct evn_conn *c, evn_action a);
