@@ -5,6 +5,13 @@
  *   POST /echo  the request body
  *   else        404 (501 for a method it does not know)
  *
+ * With --root DIR, GET and HEAD serve the files under DIR instead (static
+ * files: types, Last-Modified and If-Modified-Since, one byte range; see
+ * static_files.c for how a path is kept inside DIR), POST /echo stays, and
+ * every other method known gets 405. A file's body is queued with
+ * evn_sendfile behind its head, so it goes from the page cache to the socket
+ * with sendfile(2), and the loop only ever opens and fstats files.
+ *
  * Every request is parsed in full (http_parser.c): request line, header
  * fields, then a body framed by Content-Length or chunked. Connections are
  * persistent as HTTP/1.1 says (and for HTTP/1.0 with Connection: keep-alive),
@@ -23,14 +30,17 @@
  */
 #include "common.h"
 #include "http_parser.h"
+#include "static_files.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The largest request head (request line and header fields) taken. */
 #define HEAD_MAX 8192
@@ -46,6 +56,8 @@ static uint64_t max_body = 1024 * 1024;
 static int64_t idle_timeout_ms = 75000;
 /* A request begun must be complete within this (0: no limit). */
 static int64_t request_timeout_ms = 10000;
+/* --root: the directory GET and HEAD are served from, or -1. */
+static int root_fd = -1;
 
 /*
  * The Date header changes once a second. The ticker on loop 0 publishes the
@@ -104,7 +116,19 @@ static evn_action on_tick(evn_server *srv, int64_t *delay_ms)
     return EVN_NONE;
 }
 
-enum route { R_HELLO, R_ECHO, R_NOT_FOUND, R_NOT_IMPLEMENTED };
+enum route { R_HELLO, R_ECHO, R_FILE, R_NOT_FOUND, R_NOT_ALLOWED, R_NOT_IMPLEMENTED };
+
+/* A file to answer with (route R_FILE), opened when the head arrived. */
+struct file_reply {
+    int fd;     /* -1 when status says why there is none */
+    int status; /* 0, or the error status from sf_open */
+    uint64_t size;
+    int64_t mtime;
+    const char *type;
+    struct sf_range range;
+    int64_t if_modified_since; /* -1: none */
+    bool if_range;
+};
 
 /* How a request is to be answered, decided from its head. */
 struct reply {
@@ -112,6 +136,7 @@ struct reply {
     bool head;           /* HEAD: the headers of the answer but no body */
     bool keep_alive;     /* the connection stays open after the answer */
     bool http10;         /* HTTP/1.0: persistence must be said */
+    struct file_reply file;
 };
 
 /* What the header fields say about the body and the connection. */
@@ -143,10 +168,20 @@ static const char *reason(int status)
     switch (status) {
     case 200:
         return "OK";
+    case 206:
+        return "Partial Content";
+    case 304:
+        return "Not Modified";
     case 400:
         return "Bad Request";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 416:
+        return "Range Not Satisfiable";
     case 413:
         return "Content Too Large";
     case 408:
@@ -159,6 +194,8 @@ static const char *reason(int status)
         return "Internal Server Error";
     case 501:
         return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
     default:
         return "Unknown";
     }
@@ -185,12 +222,15 @@ static size_t put_u64(char *p, uint64_t v)
     return n;
 }
 
-/* Answer with status, one evn_write when it fits OUT_MAX (always, but for
- * large echoed bodies). */
-static void respond(evn_conn *c, const struct date_cache *dc, int status, const struct reply *r,
-                    const char *type, const char *body, size_t body_len)
+/*
+ * Write a response head to out (OUT_MAX bytes): the status line, Server and
+ * Date, Content-Type (unless type is NULL), Content-Length (unless length is
+ * negative), the lines in extra (each ending in CRLF) and Connection as r
+ * needs. Returns its length.
+ */
+static size_t put_head(char *out, const struct date_cache *dc, int status, const struct reply *r,
+                       const char *type, int64_t length, const char *extra, size_t extra_len)
 {
-    char out[OUT_MAX];
     const char *why = reason(status);
     size_t n = PUT(out, "HTTP/1.1 ");
     n += put_u64(out + n, (uint64_t)status);
@@ -198,15 +238,33 @@ static void respond(evn_conn *c, const struct date_cache *dc, int status, const 
     n += put(out + n, why, strlen(why));
     n += PUT(out + n, "\r\n");
     n += put(out + n, dc->lines, dc->lines_len);
-    n += PUT(out + n, "Content-Type: ");
-    n += put(out + n, type, strlen(type));
-    n += PUT(out + n, "\r\nContent-Length: ");
-    n += put_u64(out + n, body_len);
+    if (type) {
+        n += PUT(out + n, "Content-Type: ");
+        n += put(out + n, type, strlen(type));
+        n += PUT(out + n, "\r\n");
+    }
+    if (length >= 0) {
+        n += PUT(out + n, "Content-Length: ");
+        n += put_u64(out + n, (uint64_t)length);
+        n += PUT(out + n, "\r\n");
+    }
+    n += put(out + n, extra, extra_len);
     if (!r->keep_alive)
-        n += PUT(out + n, "\r\nConnection: close");
+        n += PUT(out + n, "Connection: close\r\n");
     else if (r->http10)
-        n += PUT(out + n, "\r\nConnection: keep-alive");
-    n += PUT(out + n, "\r\n\r\n");
+        n += PUT(out + n, "Connection: keep-alive\r\n");
+    n += PUT(out + n, "\r\n");
+    return n;
+}
+
+/* Answer with status and the extra header lines, one evn_write when it fits
+ * OUT_MAX (always, but for large echoed bodies). */
+static void respond_ext(evn_conn *c, const struct date_cache *dc, int status,
+                        const struct reply *r, const char *type, const char *body,
+                        size_t body_len, const char *extra, size_t extra_len)
+{
+    char out[OUT_MAX];
+    size_t n = put_head(out, dc, status, r, type, (int64_t)body_len, extra, extra_len);
     if (r->head)
         body_len = 0;
     if (body_len <= sizeof out - n) {
@@ -216,6 +274,12 @@ static void respond(evn_conn *c, const struct date_cache *dc, int status, const 
         evn_write(c, out, n);
         evn_write(c, body, body_len);
     }
+}
+
+static void respond(evn_conn *c, const struct date_cache *dc, int status, const struct reply *r,
+                    const char *type, const char *body, size_t body_len)
+{
+    respond_ext(c, dc, status, r, type, body, body_len, "", 0);
 }
 
 /* Answer with an error status, and close. */
@@ -229,8 +293,77 @@ static enum step fail(evn_conn *c, const struct date_cache *dc, int status, bool
     return STEP_CLOSE;
 }
 
-static void answer(evn_conn *c, const struct date_cache *dc, const struct reply *r,
-                   const char *body, size_t body_len)
+/*
+ * Answer with the file opened for the request, or with the status that says
+ * why there is none, then close the descriptor: evn_sendfile keeps a
+ * duplicate of its own for as long as it needs the file. The head goes out
+ * with evn_write and the body is queued behind it, so keep-alive and
+ * pipelining carry on in order. Returns false when the connection is to close
+ * because the body could not be queued.
+ */
+static bool answer_file(evn_conn *c, const struct date_cache *dc, struct reply *r)
+{
+    struct file_reply *f = &r->file;
+    char out[OUT_MAX], extra[256], date[SF_DATE_LEN];
+    size_t xn = 0;
+    if (f->fd < 0) {
+        int status = f->status;
+        const char *why = reason(status);
+        char body[64];
+        int n = snprintf(body, sizeof body, "%s\r\n", why);
+        respond(c, dc, status, r, "text/plain", body, (size_t)n);
+        return true;
+    }
+    sf_format_date(date, f->mtime);
+    xn += PUT(extra + xn, "Last-Modified: ");
+    xn += put(extra + xn, date, SF_DATE_LEN);
+    xn += PUT(extra + xn, "\r\n");
+
+    /* RFC 9110, 13.2.2: If-Modified-Since first, then Range, which is for
+     * GET alone; with If-Range (not evaluated here) the whole file is the
+     * safe answer. */
+    uint64_t off = 0, len = f->size;
+    int status = 200;
+    if (f->if_modified_since >= 0 && f->mtime <= f->if_modified_since)
+        status = 304;
+    else if (!r->head && !f->if_range)
+        status = sf_resolve_range(&f->range, f->size, &off, &len);
+
+    bool ok = true;
+    if (status == 304) {
+        size_t n = put_head(out, dc, 304, r, NULL, -1, extra, xn);
+        evn_write(c, out, n);
+    } else if (status == 416) {
+        xn += PUT(extra + xn, "Content-Range: bytes */");
+        xn += put_u64(extra + xn, f->size);
+        xn += PUT(extra + xn, "\r\n");
+        respond_ext(c, dc, 416, r, "text/plain", "Range Not Satisfiable\r\n", 23, extra, xn);
+    } else {
+        if (status == 206) {
+            xn += PUT(extra + xn, "Content-Range: bytes ");
+            xn += put_u64(extra + xn, off);
+            extra[xn++] = '-';
+            xn += put_u64(extra + xn, off + len - 1);
+            extra[xn++] = '/';
+            xn += put_u64(extra + xn, f->size);
+            xn += PUT(extra + xn, "\r\n");
+        }
+        xn += PUT(extra + xn, "Accept-Ranges: bytes\r\n");
+        size_t n = put_head(out, dc, status, r, f->type, (int64_t)len, extra, xn);
+        evn_write(c, out, n);
+        /* length 0 would mean "to the end of the file": an empty body is
+         * simply not queued. */
+        if (!r->head && len > 0)
+            ok = evn_sendfile(c, f->fd, (off_t)off, (size_t)len) == 0;
+    }
+    close(f->fd);
+    f->fd = -1;
+    return ok;
+}
+
+/* Answer the request; false if the connection must close now. */
+static bool answer(evn_conn *c, const struct date_cache *dc, struct reply *r, const char *body,
+                   size_t body_len)
 {
     switch (r->route) {
     case R_HELLO:
@@ -242,13 +375,20 @@ static void answer(evn_conn *c, const struct date_cache *dc, const struct reply 
     case R_ECHO:
         respond(c, dc, 200, r, "application/octet-stream", body, body_len);
         break;
+    case R_FILE:
+        return answer_file(c, dc, r);
     case R_NOT_FOUND:
         respond(c, dc, 404, r, "text/plain", "Not Found\r\n", 11);
+        break;
+    case R_NOT_ALLOWED:
+        respond_ext(c, dc, 405, r, "text/plain", "Method Not Allowed\r\n", 20,
+                    "Allow: GET, HEAD\r\n", 18);
         break;
     default:
         respond(c, dc, 501, r, "text/plain", "Not Implemented\r\n", 17);
         break;
     }
+    return true;
 }
 
 static bool is(const char *s, size_t n, const char *lit)
@@ -290,8 +430,14 @@ static bool next_token(const char **pp, const char *end, const char **tok, size_
     return true;
 }
 
-/* Pick the route from the method and the path of the request-target. */
-static void route(const struct http_request *req, struct reply *r)
+/*
+ * Pick the route from the method and the path of the request-target, which
+ * is left, without its query, in *pathp and *lenp. With --root, GET and HEAD
+ * of any path are files, POST /echo stays, and any other method known is
+ * 405.
+ */
+static void route(const struct http_request *req, struct reply *r, const char **pathp,
+                  size_t *lenp)
 {
     const char *m = req->method, *path = req->target;
     size_t ml = req->method_len, pl = req->target_len;
@@ -311,15 +457,21 @@ static void route(const struct http_request *req, struct reply *r)
     if (q)
         pl = (size_t)(q - path);
 
+    *pathp = path;
+    *lenp = pl;
+
     r->head = is(m, ml, "HEAD");
-    if ((r->head || is(m, ml, "GET")) && is(path, pl, "/"))
+    bool get = r->head || is(m, ml, "GET");
+    if (get && root_fd >= 0)
+        r->route = R_FILE;
+    else if (get && is(path, pl, "/"))
         r->route = R_HELLO;
     else if (is(m, ml, "POST") && is(path, pl, "/echo"))
         r->route = R_ECHO;
-    else if (is(m, ml, "GET") || r->head || is(m, ml, "POST") || is(m, ml, "PUT") ||
-             is(m, ml, "DELETE") || is(m, ml, "OPTIONS") || is(m, ml, "PATCH") ||
-             is(m, ml, "TRACE") || is(m, ml, "CONNECT"))
-        r->route = R_NOT_FOUND;
+    else if (get || is(m, ml, "POST") || is(m, ml, "PUT") || is(m, ml, "DELETE") ||
+             is(m, ml, "OPTIONS") || is(m, ml, "PATCH") || is(m, ml, "TRACE") ||
+             is(m, ml, "CONNECT"))
+        r->route = root_fd >= 0 ? R_NOT_ALLOWED : R_NOT_FOUND;
     else
         r->route = R_NOT_IMPLEMENTED;
 }
@@ -341,13 +493,26 @@ static bool parse_length(const char *s, size_t n, uint64_t *v)
 }
 
 /*
+ * If-Modified-Since: a date that cannot be parsed, or one in the future, is
+ * ignored (RFC 9110, 13.1.3).
+ */
+static void if_modified_since(struct reply *r, const char *v, size_t n)
+{
+    int64_t t;
+    if (sf_parse_date(v, n, &t) && t <= atomic_load_explicit(&now_sec, memory_order_relaxed) + 1)
+        r->file.if_modified_since = t;
+}
+
+/*
  * Read the header fields that matter: framing (Content-Length,
- * Transfer-Encoding), persistence (Connection), Expect and Host. Returns 0,
- * or the error status to answer with.
+ * Transfer-Encoding), persistence (Connection), Expect and Host; for a file,
+ * Range, If-Range and If-Modified-Since. Returns 0, or the error status to
+ * answer with.
  */
 static int inspect(const struct http_request *req, struct reply *r, struct framing *f)
 {
     bool has_length = false, has_te = false, te_other = false, close = false, keep = false;
+    bool range_seen = false;
     int nhost = 0, nchunked = 0;
     const char *tok;
     size_t tl;
@@ -358,6 +523,20 @@ static int inspect(const struct http_request *req, struct reply *r, struct frami
         switch (h->name_len) {
         case 4:
             nhost += iis(h->name, 4, "host");
+            break;
+        case 5:
+            /* A second Range makes it ambiguous: send everything. */
+            if (r->route == R_FILE && iis(h->name, 5, "range")) {
+                if (range_seen)
+                    r->file.range.kind = SF_RANGE_NONE;
+                else
+                    sf_parse_range(v, h->value_len, &r->file.range);
+                range_seen = true;
+            }
+            break;
+        case 8:
+            if (r->route == R_FILE && iis(h->name, 8, "if-range"))
+                r->file.if_range = true;
             break;
         case 6:
             if (iis(h->name, 6, "expect") && iis(v, h->value_len, "100-continue"))
@@ -383,6 +562,10 @@ static int inspect(const struct http_request *req, struct reply *r, struct frami
             break;
         }
         case 17:
+            if (r->route == R_FILE && iis(h->name, 17, "if-modified-since")) {
+                if_modified_since(r, v, h->value_len);
+                break;
+            }
             if (!iis(h->name, 17, "transfer-encoding"))
                 break;
             has_te = true;
@@ -519,9 +702,20 @@ static enum step body_more(evn_conn *c, struct conn *st, const struct date_cache
         if (st->left)
             return STEP_WAIT;
     }
-    answer(c, dc, &st->reply, st->body, st->body_len);
+    bool ok = answer(c, dc, &st->reply, st->body, st->body_len);
     body_done(st);
-    return st->reply.keep_alive ? STEP_NEXT : STEP_CLOSE;
+    return ok && st->reply.keep_alive ? STEP_NEXT : STEP_CLOSE;
+}
+
+/* Open the file a GET or HEAD names under --root. */
+static void open_file(struct file_reply *f, const char *path, size_t len)
+{
+    struct stat st;
+    f->status = sf_open(root_fd, path, len, &f->fd, &st, &f->type);
+    if (f->fd < 0)
+        return;
+    f->size = (uint64_t)st.st_size;
+    f->mtime = (int64_t)st.st_mtime;
 }
 
 /*
@@ -547,28 +741,36 @@ static enum step request(evn_conn *c, const struct date_cache *dc, const char *p
     if (n == HTTP_TOO_MANY_HEADERS)
         return fail(c, dc, 431, false);
 
-    struct reply r = {0};
+    struct reply r = {.file = {.fd = -1, .if_modified_since = -1}};
     struct framing f = {0};
-    route(&req, &r);
+    const char *path;
+    size_t path_len;
+    route(&req, &r, &path, &path_len);
     int status = inspect(&req, &r, &f);
     if (status)
         return fail(c, dc, status, r.head);
     /* While the server drains, every answer closes its connection. */
     if (evn_server_draining(evn_conn_server(c)))
         r.keep_alive = false;
+    if (r.route == R_FILE)
+        open_file(&r.file, path, path_len);
 
     size_t head_len = (size_t)n, body_avail = avail - head_len;
     if (!f.chunked && f.length <= body_avail) {
-        answer(c, dc, &r, p + head_len, (size_t)f.length);
+        bool ok = answer(c, dc, &r, p + head_len, (size_t)f.length);
         *used = head_len + (size_t)f.length;
-        return r.keep_alive ? STEP_NEXT : STEP_CLOSE;
+        return ok && r.keep_alive ? STEP_NEXT : STEP_CLOSE;
     }
 
     /* The body is still to come, or chunked: it is taken by body_more(),
-     * starting with whatever of it is already here. */
+     * starting with whatever of it is already here. A file opened for the
+     * request stays open in the connection's state until then. */
     struct conn *st = conn_state(c);
-    if (!st)
+    if (!st) {
+        if (r.file.fd >= 0)
+            close(r.file.fd);
         return fail(c, dc, 500, r.head);
+    }
     st->reply = r;
     st->in_body = true;
     st->chunked = f.chunked;
@@ -660,6 +862,9 @@ static evn_action on_closed(evn_conn *c, int err)
 {
     struct conn *st = evn_conn_udata(c);
     if (st) {
+        /* Closed before the body of a file request was all in. */
+        if (st->in_body && st->reply.route == R_FILE && st->reply.file.fd >= 0)
+            close(st->reply.file.fd);
         free(st->body);
         free(st);
     }
@@ -699,6 +904,19 @@ static int set_request_timeout(const char *v)
     return 0;
 }
 
+static int set_root(const char *v)
+{
+    int fd = open(v, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "http-server: --root %s: %s\n", v, strerror(errno));
+        return -1;
+    }
+    if (root_fd >= 0)
+        close(root_fd);
+    root_fd = fd;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct ex_option more[] = {
@@ -712,6 +930,9 @@ int main(int argc, char **argv)
          "                    answer 408 to a request not complete this long after it began\n"
          "                    (default 10000; 0: never)",
          set_request_timeout},
+        {"--root",
+         "--root DIR        serve the files under DIR for GET and HEAD (POST /echo stays)",
+         set_root},
     };
     struct ex_opts o = {.port = 8080, .udp_port = -1, .loops = 1};
     ex_parse_more(argc, argv, &o, "http-server", 0, more, sizeof more / sizeof more[0]);
@@ -726,5 +947,8 @@ int main(int argc, char **argv)
                      .timeout = on_timeout,
                      .draining = on_draining,
                      .idle_timeout_ms = idle_timeout_ms};
-    return ex_run("http-server", &ev, &o);
+    int rc = ex_run("http-server", &ev, &o);
+    if (root_fd >= 0)
+        close(root_fd);
+    return rc;
 }
