@@ -259,9 +259,9 @@ static size_t put_head(char *out, const struct date_cache *dc, int status, const
 
 /* Answer with status and the extra header lines, one evn_write when it fits
  * OUT_MAX (always, but for large echoed bodies). */
-static void respond_ext(evn_conn *c, const struct date_cache *dc, int status,
-                        const struct reply *r, const char *type, const char *body,
-                        size_t body_len, const char *extra, size_t extra_len)
+static void respond_ext(evn_conn *c, const struct date_cache *dc, int status, const struct reply *r,
+                        const char *type, const char *body, size_t body_len, const char *extra,
+                        size_t extra_len)
 {
     char out[OUT_MAX];
     size_t n = put_head(out, dc, status, r, type, (int64_t)body_len, extra, extra_len);
@@ -436,8 +436,7 @@ static bool next_token(const char **pp, const char *end, const char **tok, size_
  * of any path are files, POST /echo stays, and any other method known is
  * 405.
  */
-static void route(const struct http_request *req, struct reply *r, const char **pathp,
-                  size_t *lenp)
+static void route(const struct http_request *req, struct reply *r, const char **pathp, size_t *lenp)
 {
     const char *m = req->method, *path = req->target;
     size_t ml = req->method_len, pl = req->target_len;

@@ -58,12 +58,12 @@ static int errno_status(int err)
  * meanwhile (realpath-then-open would race with a rename). The price: a
  * symbolic link inside the root is refused even when it points inside it.
  */
-int sf_open(int root_fd, const char *path, size_t len, int *fdp, struct stat *st,
-            const char **type)
+int sf_open(int root_fd, const char *path, size_t len, int *fdp, struct stat *st, const char **type)
 {
     char name[SF_PATH_MAX + 1];
     size_t n = 0;
     const char *last = "";
+    int err;
     *fdp = -1;
     if (len == 0 || path[0] != '/')
         return 400;
@@ -105,7 +105,7 @@ int sf_open(int root_fd, const char *path, size_t len, int *fdp, struct stat *st
             goto refuse;
         /* Not a directory: the open fails with ENOTDIR, hence 404. */
         int next = openat(cur, seg, SF_OPEN_FLAGS);
-        int err = errno;
+        err = errno;
         if (fd >= 0)
             close(fd);
         if (next < 0)
@@ -122,7 +122,7 @@ int sf_open(int root_fd, const char *path, size_t len, int *fdp, struct stat *st
     }
     if (is_dir) {
         int ifd = openat(cur, "index.html", SF_OPEN_FLAGS);
-        int err = errno;
+        err = errno;
         if (fd >= 0)
             close(fd);
         fd = ifd;
@@ -145,11 +145,10 @@ refuse:
     if (fd >= 0)
         close(fd);
     return 403;
-fail: {
-    int err = errno;
+fail:
+    err = errno;
     close(fd);
     return errno_status(err);
-}
 }
 
 static bool ieq(const char *s, size_t n, const char *lit)

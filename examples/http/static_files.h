@@ -27,8 +27,7 @@
  * regular or one it may not read, 404 for what does not exist, 503 when out
  * of descriptors, 500 otherwise. Never blocks on a FIFO or a device.
  */
-int sf_open(int root_fd, const char *path, size_t len, int *fd, struct stat *st,
-            const char **type);
+int sf_open(int root_fd, const char *path, size_t len, int *fd, struct stat *st, const char **type);
 
 /* The Content-Type for a file name (by its extension, ignoring case). */
 const char *sf_content_type(const char *name, size_t len);
