@@ -559,7 +559,10 @@ static bool flush(struct evn_conn *c)
         ssize_t n;
         size_t want;
         if (c->flags & EVN__C_SLOWOUT) {
-            n = write_general(c, budget, &want);
+            /* Each write may take a whole turn's budget, not just what is
+             * left of it, so that a file region after a short header goes
+             * out in one sendfile; a turn moves at most twice the budget. */
+            n = write_general(c, EVN__WRITE_PER_TURN, &want);
         } else if (!c->out_head->next) {
             struct evn__chunk *ch = c->out_head;
             want = ch->len - ch->off;
@@ -598,8 +601,10 @@ static bool flush(struct evn_conn *c)
             c->out_head = ch->next;
             evn__chunk_release(c->loop, ch, 0);
         }
-        if (!c->out_head)
+        if (!c->out_head) {
             c->out_tail = NULL;
+            break;
+        }
         /* A short send means the socket is full; a spent budget lets the
          * loop serve others first. Either way, carry on when writable. */
         if ((size_t)n < want || (size_t)n >= budget)
