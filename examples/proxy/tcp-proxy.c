@@ -36,6 +36,13 @@
  * backend connection at once with evn_send on its id (evn sends it once
  * connected); past one high-water mark of it the client is not read until
  * it has been sent.
+ *
+ * With --splice, a direction that has relayed that many bytes (0: from the
+ * start) is handed to evn_conn_splice: from then on the kernel moves its
+ * bytes socket to socket through a pipe, and backpressure and half-close for
+ * it are evn's (the proxy's eof callback still runs, after the pipe is
+ * empty). If the splice cannot be made (no descriptors left for the pipe)
+ * the direction goes on being relayed.
  */
 #include "common.h"
 
@@ -74,6 +81,10 @@ struct pair {
     bool client_eof;
     /* Bytes sent to the backend before it was connected. */
     size_t early;
+    /* Bytes relayed by hand from side i, and whether side i is spliced (or
+     * will never be: the attempt failed). */
+    uint64_t relayed[2];
+    bool spliced[2];
     /* Which backend, for messages. */
     unsigned backend;
     int refs;
@@ -85,6 +96,8 @@ static atomic_uint next_backend;
 static int64_t connect_timeout_ms = 5000;
 static int64_t idle_timeout_ms;
 static size_t high_water = 4u << 20;
+/* --splice: splice a direction after this many bytes; -1: never. */
+static int64_t splice_after = -1;
 
 static int side_of(const evn_conn *c)
 {
@@ -119,6 +132,13 @@ static evn_action client_opened(evn_conn *c)
     return EVN_NONE;
 }
 
+/* Hand side me's direction to the kernel (see the top of this file). */
+static void try_splice(struct pair *p, int me)
+{
+    p->spliced[me] = true;
+    evn_conn_splice(p->end[me], p->end[!me]);
+}
+
 /* The backend is connected: link it, and pass on what the client did
  * meanwhile. */
 static evn_action backend_opened(evn_conn *c)
@@ -127,8 +147,15 @@ static evn_action backend_opened(evn_conn *c)
     p->end[BACKEND] = c;
     if (p->gone[CLIENT])
         return EVN_CLOSE;
-    if (p->client_eof)
+    if (p->client_eof) {
         evn_conn_shutdown_write(c);
+        p->spliced[CLIENT] = true; /* nothing more to move that way */
+    }
+    if (splice_after == 0) {
+        if (!p->spliced[CLIENT])
+            try_splice(p, CLIENT);
+        try_splice(p, BACKEND);
+    }
     return EVN_NONE;
 }
 
@@ -202,7 +229,14 @@ static evn_action relay(evn_conn *c, struct pair *p, int me, const char *in, siz
         rc = evn_send(evn_conn_server(c), p->id[BACKEND], in, len);
     if (!peer)
         p->early += len;
-    return rc < 0 ? EVN_CLOSE : EVN_NONE;
+    if (rc < 0)
+        return EVN_CLOSE;
+    p->relayed[me] += len;
+    /* Queued before the splice starts, this read's bytes still go first. */
+    if (splice_after >= 0 && peer && !p->spliced[me] && !p->held[me] &&
+        p->relayed[me] >= (uint64_t)splice_after)
+        try_splice(p, me);
+    return EVN_NONE;
 }
 
 static evn_action on_data(evn_conn *c, const char *in, size_t len)
@@ -358,6 +392,19 @@ static int set_idle_timeout(const char *v)
     return parse_ms(v, &idle_timeout_ms);
 }
 
+static int set_splice(const char *v)
+{
+    if (strcmp(v, "off") == 0) {
+        splice_after = -1;
+        return 0;
+    }
+    if (strcmp(v, "on") == 0) {
+        splice_after = 0;
+        return 0;
+    }
+    return parse_ms(v, &splice_after);
+}
+
 static int set_buffer(const char *v)
 {
     int64_t n;
@@ -388,6 +435,11 @@ int main(int argc, char **argv)
          "--buffer BYTES    output queued per connection before the other end is\n"
          "                    no longer read (default 4194304)",
          set_buffer},
+        {"--splice",
+         "--splice off|on|BYTES  move a direction's bytes with splice(2), socket to\n"
+         "                    socket, from the start (on) or once it has relayed\n"
+         "                    BYTES (default off; see README.md)",
+         set_splice},
     };
     struct ex_opts o = {.port = -1, .udp_port = -1, .loops = 1};
     ex_parse_more(argc, argv, &o, "tcp-proxy", 0, more, sizeof more / sizeof more[0]);
