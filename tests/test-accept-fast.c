@@ -31,7 +31,8 @@ struct state {
     int mode;
     size_t big;
     char *bigbuf;
-    th_counter opened, closed, data, fast, misordered;
+    th_counter opened, closed, data, fast, misordered, woken;
+    _Atomic evn_id last;
 };
 
 static struct state *st(evn_conn *c)
@@ -45,6 +46,7 @@ static evn_action on_opened(evn_conn *c)
     ASSERT_NOT_NULL(cs);
     cs->opened = true;
     evn_conn_set_udata(c, cs);
+    atomic_store(&st(c)->last, evn_conn_id(c));
     th_counter_add(&st(c)->opened, 1);
     return EVN_NONE;
 }
@@ -55,8 +57,10 @@ static evn_action on_data(evn_conn *c, const char *in, size_t len)
     struct conn_state *cs = evn_conn_udata(c);
     if (!cs || !cs->opened || cs->closed)
         th_counter_add(&s->misordered, 1);
-    if (!in)
+    if (!in) {
+        th_counter_add(&s->woken, 1);
         return EVN_NONE;
+    }
     cs->data++;
     th_counter_add(&s->data, 1);
     /* Still off the poller: this input came through the fast path. */
@@ -93,6 +97,7 @@ static void start(th_server *ts, struct state *s, int mode, const char *url)
     th_counter_init(&s->data);
     th_counter_init(&s->fast);
     th_counter_init(&s->misordered);
+    th_counter_init(&s->woken);
     evn_events ev = {0};
     ev.udata = s;
     ev.opened = on_opened;
@@ -111,6 +116,7 @@ static void finish(th_server *ts, struct state *s)
     th_counter_destroy(&s->data);
     th_counter_destroy(&s->fast);
     th_counter_destroy(&s->misordered);
+    th_counter_destroy(&s->woken);
     free(s->bigbuf);
 }
 
@@ -188,8 +194,9 @@ static void test_big_reply(void)
  * A client that connects and says nothing: once deferaccept's wait (1 s,
  * rounded by the kernel to retransmissions of the SYN-ACK) runs out, Linux
  * hands the socket over empty. The fast path's read finds nothing, the
- * socket is registered, and the request sent after opened fired (not after
- * a fixed sleep) is answered through the poller.
+ * socket is registered, and the request, sent once a wake has made a round
+ * trip through the loop after opened (so after the fast path's read, and
+ * not after a fixed sleep), is answered through the poller.
  */
 static void test_late_request(void)
 {
@@ -198,6 +205,8 @@ static void test_late_request(void)
     start(&ts, &s, MODE_CLOSE, "tcp://127.0.0.1:0?deferaccept=1");
     int fd = th_connect_srv(&ts, 0);
     TH_WAIT_COUNTER(&s.opened, 1);
+    EXPECT_EQ_INT(evn_wake(ts.srv, atomic_load(&s.last)), 0);
+    TH_WAIT_COUNTER(&s.woken, 1);
     EXPECT_EQ_INT(th_counter_get(&s.data), 0);
     th_write_str(fd, "late");
     EXPECT_READ_STR(fd, "got late;");
