@@ -11,7 +11,8 @@ Content-Length, Last-Modified, If-Modified-Since and 304, Range (206 in its
 three forms, 416, several ranges, If-Range), HEAD, 405 for other methods,
 POST /echo still echoing, keep-alive and pipelining after file bodies, path
 traversal in every spelling (never the content, always 403 or 404 or 400),
-the FIFO not hanging the server, and with curl the 5 MB file. At the end the
+the FIFO not hanging the server, with curl the 5 MB file, and the same over
+TLS (where evn reads and encrypts the file itself). At the end the
 server holds no descriptor it did not hold at the start, and stops with
 status 0 (under AddressSanitizer: no leak).
 
@@ -24,7 +25,9 @@ import argparse
 import email.utils
 import os
 import shutil
+import re
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -433,6 +436,43 @@ def test_flags(binary, backend, tmp):
         check(b"usage:" in r.stderr, f"no usage for {args}: {r.stderr!r}")
 
 
+def test_tls(binary, backend, root, tmp):
+    """Over TLS evn reads and encrypts the file itself: the same bytes must
+    come out, whole and as a range, and keep-alive still works."""
+    key, cert = os.path.join(tmp, "key.pem"), os.path.join(tmp, "cert.pem")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
+                        "/CN=localhost", "-keyout", key, "-out", cert],
+                       capture_output=True, timeout=TOOL_TIMEOUT)
+    eq(r.returncode, 0, f"openssl req ({r.stderr[-300:]!r})")
+    srv = Server(binary, backend, "--root", root, "--tls-cert", cert, "--tls-key", key)
+    try:
+        tls = [u for u in srv.urls if u.startswith("tls://")]
+        check(tls, f"no tls:// listener in {srv.urls}")
+        port = int(re.search(r":(\d+)$", tls[0]).group(1))
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with Conn(port) as c:
+            c.s = ctx.wrap_socket(c.s, server_hostname="localhost")
+            c.send(get("/big.bin") + get("/big.bin", b"Range: bytes=-70000\r\n"))
+            check_file(read_response(c), root, "big.bin", BIG, "application/octet-stream")
+            r = read_response(c)
+            eq(r.status, 206, "range over TLS")
+            check(r.body == BIG[-70000:], "range over TLS differs")
+            c.send(get("/notes.txt"))
+            eq(read_response(c).body, TYPES["notes.txt"][0], "after the file, over TLS")
+        out = os.path.join(tmp, "curl-tls.out")
+        r = subprocess.run(["curl", "--silent", "--fail", "-k", "-o", out,
+                            f"https://127.0.0.1:{port}/big.bin"],
+                           capture_output=True, timeout=TOOL_TIMEOUT)
+        eq(r.returncode, 0, f"curl over TLS ({r.stderr!r})")
+        with open(out, "rb") as f:
+            check(f.read() == BIG, "curl's copy of big.bin over TLS differs")
+    finally:
+        srv.stop()
+
+
 def fds(pid):
     d = f"/proc/{pid}/fd"
     out = []
@@ -462,6 +502,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server", required=True)
     ap.add_argument("--backend", default=os.environ.get("EVN_BACKEND", "epoll"))
+    ap.add_argument("--tls", choices=("on", "off"), default="on",
+                    help="off: evn was built without TLS, skip the TLS test")
     args = ap.parse_args()
 
     passed = failed = 0
@@ -508,6 +550,16 @@ def main():
             record("no_fd_leak", no_fd_leak)
         record("stop_sigterm", srv.stop)
         record("test_flags", test_flags, args.server, args.backend, tmp)
+        usage = subprocess.run([args.server, "--help"], capture_output=True,
+                               timeout=TOOL_TIMEOUT).stdout
+        if args.tls == "off":
+            print("SKIP test_tls: evn built without TLS", flush=True)
+        elif b"--tls-cert" not in usage:
+            print("SKIP test_tls: this server has no --tls-cert", flush=True)
+        elif not shutil.which("openssl") or not shutil.which("curl"):
+            print("SKIP test_tls: needs openssl and curl", flush=True)
+        else:
+            record("test_tls", test_tls, args.server, args.backend, root, tmp)
 
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
