@@ -132,10 +132,13 @@ static int ssl_fail(char *err, size_t errlen, const char *url, const char *what,
     else
         snprintf(reason, sizeof reason, "unknown OpenSSL error");
     ERR_clear_error();
+    /* A message longer than err is cut short, which is fine (the reason's
+     * length is given at run time so that the compiler does not warn). */
+    int rlen = (int)strlen(reason);
     if (path)
-        snprintf(err, errlen, "%s: %s '%s': %s", url, what, path, reason);
+        snprintf(err, errlen, "%s: %s '%s': %.*s", url, what, path, rlen, reason);
     else
-        snprintf(err, errlen, "%s: %s: %s", url, what, reason);
+        snprintf(err, errlen, "%s: %s: %.*s", url, what, rlen, reason);
     return rc;
 }
 
