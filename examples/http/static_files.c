@@ -29,6 +29,10 @@ static int errno_status(int err)
     case EMLINK:
     case EACCES:
     case EPERM:
+    /* A unix socket or a device without a driver: not a file to serve. */
+    case ENXIO:
+    case ENODEV:
+    case EOPNOTSUPP:
         return 403;
     case EMFILE:
     case ENFILE:
