@@ -20,7 +20,8 @@
 # Needs: redis-tools (redis-benchmark), haproxy, wrk, and the build (BUILD,
 # default build/ at the top of the repo: make). Environment: N (100000),
 # DURATION (5 seconds), ROUNDS (3), WARMUP (1), SERVER_CPU (0), LOAD_CPU (1),
-# BACKEND (evn or redis), WORKERS, BUILD. Every process it starts is killed
+# BACKEND (evn or redis), WORKERS, BUILD, SPLICE (tcp-proxy's --splice:
+# auto, the default, on, off or BYTES). Every process it starts is killed
 # on exit, whatever happens.
 set -euo pipefail
 
@@ -35,6 +36,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 BACKEND=${BACKEND:-evn}
 WORKERS=${WORKERS:-}
+SPLICE=${SPLICE:-auto}
 CLK_TCK=$(getconf CLK_TCK)
 
 for tool in redis-benchmark haproxy wrk taskset python3; do
@@ -149,7 +151,7 @@ fi
 
 eport=$(free_port)
 start evn "$SERVER_CPU" "$eport" "$BUILD/examples/tcp-proxy" \
-    --listen "tcp://127.0.0.1:$eport" --backend "tcp://127.0.0.1:$bport"
+    --listen "tcp://127.0.0.1:$eport" --backend "tcp://127.0.0.1:$bport" --splice "$SPLICE"
 evn_pid=$started
 
 hport=$(free_port)

@@ -37,11 +37,16 @@
  * connected); past one high-water mark of it the client is not read until
  * it has been sent.
  *
- * With --splice, a direction that has relayed that many bytes (0: from the
- * start) is handed to evn_conn_splice: from then on the kernel moves its
- * bytes socket to socket through a pipe, and backpressure and half-close for
- * it are evn's (the proxy's eof callback still runs, after the pipe is
- * empty). If the splice cannot be made (no descriptors left for the pipe)
+ * Bulk directions are handed to evn_conn_splice: from then on the kernel
+ * moves their bytes socket to socket through a pipe, and backpressure and
+ * half-close for them are evn's (the proxy's eof callback still runs, after
+ * the pipe is empty). By default (--splice auto) a direction switches once
+ * it has relayed 256 KiB and a single read brought 16 KiB or more: small
+ * request-reply traffic (Redis commands, a 16-byte echo) costs as many
+ * system calls either way and stays relayed, while a transfer in bulk loses
+ * its copies through user memory. --splice on splices from the start,
+ * --splice BYTES after BYTES (and a read of min(BYTES, 16 KiB)), --splice
+ * off never. If the splice cannot be made (no descriptors left for the pipe)
  * the direction goes on being relayed.
  */
 #include "common.h"
@@ -96,8 +101,12 @@ static atomic_uint next_backend;
 static int64_t connect_timeout_ms = 5000;
 static int64_t idle_timeout_ms;
 static size_t high_water = 4u << 20;
-/* --splice: splice a direction after this many bytes; -1: never. */
-static int64_t splice_after = -1;
+/* --splice: splice a direction after this many bytes, once a read of at
+ * least splice_read bytes shows bulk traffic; -1: never. */
+#define SPLICE_AUTO_BYTES (256 * 1024)
+#define SPLICE_BULK_READ (16 * 1024)
+static int64_t splice_after = SPLICE_AUTO_BYTES;
+static size_t splice_read = SPLICE_BULK_READ;
 
 static int side_of(const evn_conn *c)
 {
@@ -234,7 +243,7 @@ static evn_action relay(evn_conn *c, struct pair *p, int me, const char *in, siz
     p->relayed[me] += len;
     /* Queued before the splice starts, this read's bytes still go first. */
     if (splice_after >= 0 && peer && !p->spliced[me] && !p->held[me] &&
-        p->relayed[me] >= (uint64_t)splice_after)
+        p->relayed[me] >= (uint64_t)splice_after && len >= splice_read)
         try_splice(p, me);
     return EVN_NONE;
 }
@@ -398,11 +407,20 @@ static int set_splice(const char *v)
         splice_after = -1;
         return 0;
     }
-    if (strcmp(v, "on") == 0) {
-        splice_after = 0;
+    if (strcmp(v, "auto") == 0) {
+        splice_after = SPLICE_AUTO_BYTES;
+        splice_read = SPLICE_BULK_READ;
         return 0;
     }
-    return parse_ms(v, &splice_after);
+    if (strcmp(v, "on") == 0) {
+        splice_after = 0;
+        splice_read = 0;
+        return 0;
+    }
+    if (parse_ms(v, &splice_after) < 0)
+        return -1;
+    splice_read = splice_after < SPLICE_BULK_READ ? (size_t)splice_after : SPLICE_BULK_READ;
+    return 0;
 }
 
 static int set_buffer(const char *v)
@@ -436,9 +454,10 @@ int main(int argc, char **argv)
          "                    no longer read (default 4194304)",
          set_buffer},
         {"--splice",
-         "--splice off|on|BYTES  move a direction's bytes with splice(2), socket to\n"
-         "                    socket, from the start (on) or once it has relayed\n"
-         "                    BYTES (default off; see README.md)",
+         "--splice auto|on|off|BYTES  move a direction's bytes with splice(2),\n"
+         "                    socket to socket: once it is bulk (auto, the default:\n"
+         "                    256 KiB relayed and a 16 KiB read), from the start (on),\n"
+         "                    after BYTES, or never (off); see README.md",
          set_splice},
     };
     struct ex_opts o = {.port = -1, .udp_port = -1, .loops = 1};

@@ -38,9 +38,10 @@ bound checked is a memory bound, never a time.
         --echo build/examples/echo-server --redis build/examples/redis-server \\
         [--backend poll] [--sanitize address,undefined]
 
-With --splice MODE (on, or a byte count) every proxy started here runs with
-that --splice flag, so the same parts check the splice(2) path; the memory
-bound is then tighter (no user-space buffer at all on a spliced direction),
+With --splice MODE (off, auto, on, or a byte count) every proxy started here
+runs with that --splice flag: off checks the relaying by hand alone, the
+others the splice(2) path too; with those the memory bound is tighter (no
+user-space buffer at all on a spliced direction),
 and one more part checks a 20 MB stream in each direction through a
 backend that does not echo (so each direction is spliced on its own).
 
@@ -902,7 +903,7 @@ def main():
     # buffer of the proxy's own: what is left is allocator and sanitizer
     # noise. A bound that still leaves room for the first 1 MB read relayed
     # by hand before a byte-count switch.
-    if args.splice:
+    if args.splice and args.splice != "off":
         bound = 8 * MB
 
     echo = start_echo(args.echo)
