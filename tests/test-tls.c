@@ -27,6 +27,9 @@ int main(int argc, char **argv)
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -1004,9 +1007,34 @@ static void test_many_connections(void)
     stop(&ts, &s);
 }
 
+/*
+ * The clients here use OpenSSL's socket BIO, whose write() raises SIGPIPE on
+ * the test's own thread when a server has already closed (a close_notify
+ * after a reset, say). That one is not evn's. A SIGPIPE on any other thread
+ * (an evn loop) is counted and fails the run.
+ */
+static pthread_t main_thread;
+static atomic_int loop_sigpipes;
+
+static void on_sigpipe(int sig)
+{
+    (void)sig;
+    if (!pthread_equal(pthread_self(), main_thread))
+        atomic_fetch_add(&loop_sigpipes, 1);
+}
+
+static void test_no_loop_sigpipe(void)
+{
+    EXPECT_EQ_INT(atomic_load(&loop_sigpipes), 0);
+}
+
 int main(int argc, char **argv)
 {
     th_init(argc, argv);
+    main_thread = pthread_self();
+    struct sigaction sa = {.sa_handler = on_sigpipe};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGPIPE, &sa, NULL);
     if (!make_files()) {
         fprintf(stderr, "SKIP: cannot make certificates with the openssl command\n");
         th_finish();
@@ -1029,6 +1057,7 @@ int main(int argc, char **argv)
     TH_RUN(test_detach_refused);
     TH_RUN(test_no_sigpipe);
     TH_RUN(test_many_connections);
+    TH_RUN(test_no_loop_sigpipe);
     return th_finish();
 }
 
