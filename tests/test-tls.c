@@ -256,7 +256,7 @@ static void state_destroy(struct state *s)
  * given extra options ("" or "&alpn=..."). */
 static void start_ev(th_server *ts, struct state *s, evn_events *ev, const char *extra)
 {
-    char url[1024];
+    char url[2048];
     snprintf(url, sizeof url, "tls://127.0.0.1:0?cert=%s&key=%s%s", srv_cert, srv_key, extra);
     ev->udata = s;
     ev->opened = on_opened;
