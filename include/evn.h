@@ -216,6 +216,14 @@ typedef struct evn_events {
  * SO_REUSEPORT), backlog=N (listen backlog, default 1024). A stale unix socket
  * file is replaced; evn_server_free() removes it.
  *
+ * deferaccept=SECONDS on a tcp:// listener (TCP_DEFER_ACCEPT, Linux) has the
+ * kernel hand a connection over only once its first bytes have arrived, or
+ * once the given time has passed without any. evn then reads at once, right
+ * after opened, before the socket is registered with the poller: opened and
+ * the first data event fire back to back, and a connection that is answered
+ * and closed there costs no poller call at all. Use it where the client
+ * speaks first (HTTP, Redis). Not applied to tls:// listeners.
+ *
  * tls:// is TCP with TLS (1.2 or later, when evn is built with OpenSSL):
  * cert= names a PEM certificate chain, key= its PEM private key. Clients may
  * be asked for a certificate with ca=PATH (PEM CAs to verify it against) and
