@@ -222,7 +222,8 @@ typedef struct evn_events {
  * after opened, before the socket is registered with the poller: opened and
  * the first data event fire back to back, and a connection that is answered
  * and closed there costs no poller call at all. Use it where the client
- * speaks first (HTTP, Redis). Not applied to tls:// listeners.
+ * speaks first (HTTP, Redis). On a tls:// listener the option applies but
+ * the early read does not (the handshake is tried at once there anyway).
  *
  * tls:// is TCP with TLS (1.2 or later, when evn is built with OpenSSL):
  * cert= names a PEM certificate chain, key= its PEM private key. Clients may
