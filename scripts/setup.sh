@@ -46,7 +46,7 @@ packages_for() {
     bench)
         packages_for core
         echo redis-server redis-tools wrk nginx-light h2o haproxy libuv1-dev \
-            libevent-dev gnuplot-nox util-linux hyperfine valgrind strace
+            libevent-dev gnuplot-nox util-linux hyperfine valgrind strace openssl
         ;;
     fuzz) packages_for core; echo clang "$(clang_rt_package)" ;;
     format) echo clang-format ;;
