@@ -545,6 +545,13 @@ EVN_API int evn_conn_read(evn_conn *c, int on);
  * dropped and from's input goes to its data callback again. When from
  * closes, its pipe goes with it.
  *
+ * splice(2) into a socket whose peer is gone raises SIGPIPE, which no flag
+ * prevents; to keep the promise that evn never raises one in the process,
+ * the first call on a loop blocks SIGPIPE on that loop's thread until the
+ * loop ends (then restores it), and evn takes back any SIGPIPE a splice
+ * raised. The application's own writes on that thread during the loop see
+ * EPIPE without a signal too.
+ *
  * Cost: a pipe per spliced direction, two descriptors, made here and closed
  * with from (at the pipe's default size, 64 KiB in flight at most). Moving
  * a piece costs two splice calls where relaying costs a read and a write; it

@@ -324,6 +324,12 @@ struct evn_loop {
     /* Graceful shutdown: listeners closed, waiting for connections to end. */
     bool drain_started;
 
+    /* splice(2) into a socket has no MSG_NOSIGNAL: once this loop splices,
+     * SIGPIPE is blocked on its thread (and restored when it ends), and one
+     * raised by a splice is taken back (splice.c). */
+    bool sigpipe_blocked;
+    sigset_t sigpipe_old;
+
     /* Ticker (loop 0 only). */
     int64_t tick_at_ms, tick_delay_ms;
     bool tick_on;
@@ -588,6 +594,7 @@ EVN__HIDDEN void evn__splice_pump(struct evn_conn *from);
 EVN__HIDDEN void evn__splice_drained(struct evn_conn *to);
 EVN__HIDDEN void evn__splice_write_kept(struct evn_conn *from);
 EVN__HIDDEN void evn__splice_drop(struct evn_conn *c);
+EVN__HIDDEN void evn__splice_loop_end(struct evn_loop *loop);
 EVN__HIDDEN void evn__conn_set_flags(struct evn_conn *c, uint32_t set, uint32_t clear);
 EVN__HIDDEN void evn__conn_reread(struct evn_conn *c);
 EVN__HIDDEN void evn__conn_input_end(struct evn_conn *c);

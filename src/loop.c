@@ -503,6 +503,8 @@ int evn__loop_run(struct evn_loop *loop)
             evn__conn_flush_dirty(loop);
     }
     evn__conn_close_all(loop, 0);
+    if (loop->sigpipe_blocked)
+        evn__splice_loop_end(loop);
     evn__cur_loop = NULL;
     return rc;
 }

@@ -18,7 +18,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef __linux__
@@ -49,6 +51,47 @@ static void pipe_close(struct evn__splice *sp)
     sp->eof = false;
 }
 
+/*
+ * Unlike send(), splice() into a socket whose peer is gone raises SIGPIPE,
+ * and no flag prevents it. evn promises the process never gets one, so a
+ * loop that splices keeps SIGPIPE blocked on its thread: a splice's SIGPIPE,
+ * directed at the thread, then stays pending there, and is taken back with
+ * sigtimedwait when the splice reports EPIPE. One mask change per loop,
+ * none per call.
+ */
+static void sigpipe_block(struct evn_loop *loop)
+{
+    if (loop->sigpipe_blocked)
+        return;
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGPIPE);
+    if (pthread_sigmask(SIG_BLOCK, &s, &loop->sigpipe_old) == 0)
+        loop->sigpipe_blocked = true;
+}
+
+static void sigpipe_take(void)
+{
+    sigset_t s;
+    struct timespec zero = {0, 0};
+    sigemptyset(&s);
+    sigaddset(&s, SIGPIPE);
+    while (sigtimedwait(&s, NULL, &zero) == SIGPIPE)
+        ;
+}
+
+void evn__splice_loop_end(struct evn_loop *loop)
+{
+    sigpipe_take();
+    if (!sigismember(&loop->sigpipe_old, SIGPIPE)) {
+        sigset_t s;
+        sigemptyset(&s);
+        sigaddset(&s, SIGPIPE);
+        pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+    }
+    loop->sigpipe_blocked = false;
+}
+
 /* The target cannot take more now: stop reading the source until it can. */
 static void block(struct evn_conn *from)
 {
@@ -76,6 +119,7 @@ int evn_conn_splice(evn_conn *from, evn_conn *to)
         fs->pipe[0] = fs->pipe[1] = -1;
         return -errno;
     }
+    sigpipe_block(from->loop);
     fs->to = evn_conn_id(to);
     ts->from = evn_conn_id(from);
     from->flags |= EVN__C_SPLICE;
@@ -131,7 +175,10 @@ void evn__splice_pump(struct evn_conn *from)
                     return;
                 }
                 /* The target failed; closing it ends this splice. */
-                evn__conn_close(to, -errno);
+                int err = errno;
+                if (err == EPIPE)
+                    sigpipe_take();
+                evn__conn_close(to, -err);
                 return;
             }
             sp->inpipe -= (size_t)n;
@@ -240,6 +287,11 @@ void evn__splice_drop(struct evn_conn *c)
 {
     free(c->splice);
     c->splice = NULL;
+}
+
+void evn__splice_loop_end(struct evn_loop *loop)
+{
+    (void)loop;
 }
 
 #endif

@@ -12,6 +12,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -299,6 +300,40 @@ static void test_reset_one_side(void)
     finish(&ts, &s);
 }
 
+/*
+ * b's client closes while bytes keep coming into a: splicing into b soon
+ * meets EPIPE, for which the kernel raises SIGPIPE (splice has no
+ * MSG_NOSIGNAL). SIGPIPE keeps its default action here, so if evn let it
+ * through this test would die. b closes with the error, and a after it.
+ */
+static void test_target_gone_no_sigpipe(void)
+{
+    th_server ts;
+    struct state s;
+    int a, b;
+    start(&ts, &s, MODE_PLAIN, &a, &b);
+    th_write_str(a, "x");
+    EXPECT_READ_STR(b, "x");
+    close(b);
+    char buf[64 * 1024];
+    memset(buf, 'y', sizeof buf);
+    size_t sent = 0;
+    while (th_counter_get(&s.closed) < 2 && sent < (256u << 20)) {
+        ssize_t n = send(a, buf, sizeof buf, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            sent += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            break;
+        struct pollfd p = {.fd = a, .events = POLLOUT};
+        poll(&p, 1, 100);
+    }
+    TH_WAIT_COUNTER(&s.closed, 2);
+    close(a);
+    finish(&ts, &s);
+}
+
 /* Output queued on the target before the splice goes out first. */
 static void test_queued_first(void)
 {
@@ -337,6 +372,8 @@ static void test_kept_first(void)
 int main(int argc, char **argv)
 {
     th_init(argc, argv);
+    /* A SIGPIPE must kill this test, not be ignored. */
+    signal(SIGPIPE, SIG_DFL);
 #ifndef __linux__
     th_skip("splice(2) is Linux only");
     return th_finish();
@@ -346,6 +383,7 @@ int main(int argc, char **argv)
     TH_RUN(test_kept_first);
     TH_RUN(test_halfclose);
     TH_RUN(test_reset_one_side);
+    TH_RUN(test_target_gone_no_sigpipe);
     TH_RUN(test_slow_reader);
     return th_finish();
 }
