@@ -473,7 +473,9 @@ def main():
                  "by CPU 1 and the figure that compares the proxies is their CPU per proxied request. Both "
                  "proxies run one thread and relay to the same backend: the floor's echo mode for echo, Debian's "
                  "redis-server for redis-benchmark. HAProxy 2.6 in `mode tcp`, nbthread 1 (bench/peer.sh "
-                 "haproxy-tcp).",
+                 "haproxy-tcp). evn-proxy is tcp-proxy as it starts by default (`--splice auto`: a direction is "
+                 "spliced only once it carries bulk data, so these small messages are relayed through user "
+                 "memory); evn-proxy-splice forces splice(2) from the first byte (`--splice on`).",
         "workers": "Load: wrk -t1 -c50 GET /sleep?ms=1 on examples/workers/http-workers: the loop hands each "
                    "request to one of 64 worker threads, which sleeps 1 ms (the stand-in for a blocking handler) "
                    "and sends the reply back with evn_send. With 50 requests in flight the ceiling is 50 000 "

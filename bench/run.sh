@@ -415,6 +415,7 @@ if want proxy; then
         if start_backend "$floor" --mode echo --host 127.0.0.1 --port "$bport"; then
             LOAD_PIDS="${backend_pids[*]}" measure proxy-echo-d1 proxy "echo depth 1 through a proxy" \
                 -n evn-proxy -s "$proxy --port {port} --loops 1 --backend tcp://127.0.0.1:$bport" \
+                -n evn-proxy-splice -s "$proxy --port {port} --loops 1 --splice on --backend tcp://127.0.0.1:$bport" \
                 -n haproxy -s "$here/peer.sh haproxy-tcp {port} --to $bport" \
                 -l "$echo_load --host 127.0.0.1 --port {port} --conns 50 --depth 1 --size 16 --seconds $S"
         fi
@@ -426,6 +427,7 @@ if want proxy; then
                 for p in 1 16; do
                     LOAD_PIDS="${backend_pids[*]}" measure "proxy-redis-get-P$p" proxy "redis get -P $p through a proxy" \
                         -n evn-proxy -s "$proxy --port {port} --loops 1 --backend tcp://127.0.0.1:$bport" \
+                        -n evn-proxy-splice -s "$proxy --port {port} --loops 1 --splice on --backend tcp://127.0.0.1:$bport" \
                         -n haproxy -s "$here/peer.sh haproxy-tcp {port} --to $bport" \
                         -l "$here/load.sh redis-benchmark -h 127.0.0.1 -p {port} -c 50 -P $p -n $(redis_n $p) -t get"
                 done
