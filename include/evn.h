@@ -232,7 +232,10 @@ typedef struct evn_events {
  * verify=none. alpn=h2,http/1.1 lists the application protocols offered, in
  * the server's order of preference: the first one the client also offers is
  * chosen (see evn_conn_alpn); a client offering none of them gets none. The
- * files are read here, once. The data callback sees plaintext; a peer
+ * files are read here, once. Under TLS 1.3 the server's order of suites
+ * decides: AES-128-GCM, then AES-256-GCM, then ChaCha20-Poly1305; under 1.2,
+ * OpenSSL's default list. No renegotiation; idle connections give their
+ * buffers back. The data callback sees plaintext; a peer
  * closing without a TLS close_notify is an ordinary end of input. The
  * client side of TLS (evn_connect's tls:// URLs, which verify the server by
  * default and take sni=) is described at evn_connect.

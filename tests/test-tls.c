@@ -484,6 +484,9 @@ static void test_echo(void)
     EXPECT_TRUE(strncmp(evn_server_url(ts.srv, 0), "tls://127.0.0.1:", 16) == 0);
     struct client cl;
     ASSERT_EQ_INT(client_open(&cl, &ts, NULL, NULL, NULL), 1);
+    /* OpenSSL's client lists AES-256 first; the server's order wins. */
+    EXPECT_TRUE(strcmp(SSL_get_version(cl.ssl), "TLSv1.3") == 0);
+    EXPECT_TRUE(strcmp(SSL_get_cipher_name(cl.ssl), "TLS_AES_128_GCM_SHA256") == 0);
     ssl_write_all(cl.ssl, "hello", 5);
     expect_ssl_read(cl.ssl, "hello");
     TH_WAIT_COUNTER(&s.opened, 1);
