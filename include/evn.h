@@ -495,7 +495,9 @@ EVN_API int evn_write(evn_conn *c, const void *buf, size_t len);
  * no descriptor is left for the duplicate; -ENOMEM or -ENOBUFS (out_cap), on
  * which, as with evn_write, the connection is closed with that error once the
  * callback returns. A file that shrinks before it is sent closes the
- * connection with -EIO.
+ * connection with -EIO. Like splice(2), sendfile(2) raises SIGPIPE when the
+ * peer is gone; evn blocks SIGPIPE on the loop's thread from the first such
+ * call until the loop ends, as described at evn_conn_splice.
  */
 EVN_API int evn_sendfile(evn_conn *c, int fd, off_t offset, size_t length);
 

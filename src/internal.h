@@ -594,7 +594,12 @@ EVN__HIDDEN void evn__splice_pump(struct evn_conn *from);
 EVN__HIDDEN void evn__splice_drained(struct evn_conn *to);
 EVN__HIDDEN void evn__splice_write_kept(struct evn_conn *from);
 EVN__HIDDEN void evn__splice_drop(struct evn_conn *c);
-EVN__HIDDEN void evn__splice_loop_end(struct evn_loop *loop);
+EVN__HIDDEN /* splice.c: SIGPIPE blocked on the loop's thread from the first call until
+ * the loop ends (splice and sendfile raise it and have no MSG_NOSIGNAL), and
+ * a pending one taken back after an EPIPE. */
+void evn__sigpipe_block(struct evn_loop *loop);
+void evn__sigpipe_take(void);
+void evn__splice_loop_end(struct evn_loop *loop);
 EVN__HIDDEN void evn__conn_set_flags(struct evn_conn *c, uint32_t set, uint32_t clear);
 EVN__HIDDEN void evn__conn_reread(struct evn_conn *c);
 EVN__HIDDEN void evn__conn_input_end(struct evn_conn *c);

@@ -17,10 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #ifdef __linux__
-#include <pthread.h>
-#include <signal.h>
 #include <sys/sendfile.h>
-#include <time.h>
 #endif
 
 /* One TLS record's worth of plaintext per piece. */
@@ -83,33 +80,18 @@ static ssize_t read_piece(const struct evn__file *f, char *buf, size_t n, off_t 
 #ifdef __linux__
 /*
  * sendfile(2) has no MSG_NOSIGNAL: to a socket whose peer has gone it raises
- * SIGPIPE, which evn promises never to do. So SIGPIPE is blocked on this
- * thread around the call, and one that the call raised is taken back before
- * the mask is restored, unless one was pending already (the application's).
- * Two or three system calls more per sendfile, each of which moves up to the
- * loop's per-turn budget.
+ * SIGPIPE, which evn promises never to do. As for splice, the loop's thread
+ * keeps SIGPIPE blocked from the first call until the loop ends, and one the
+ * call raised is taken back: no system call per sendfile for the mask.
  */
-static ssize_t sendfile_quiet(int sock, int fd, off_t *pos, size_t n)
+static ssize_t sendfile_quiet(struct evn_loop *loop, int sock, int fd, off_t *pos, size_t n)
 {
-    sigset_t pipe, old, before;
-    sigemptyset(&pipe);
-    sigaddset(&pipe, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe, &old);
-    /* Not blocked until now, no SIGPIPE can be pending (it would have been
-     * delivered); blocked, one may be, and then it is the application's. */
-    bool blocked = sigismember(&old, SIGPIPE);
-    sigemptyset(&before);
-    if (blocked)
-        sigpending(&before);
+    evn__sigpipe_block(loop);
     ssize_t r = sendfile(sock, fd, pos, n);
-    int e = errno;
-    if (r < 0 && e == EPIPE && !sigismember(&before, SIGPIPE)) {
-        static const struct timespec zero = {0, 0};
-        sigtimedwait(&pipe, NULL, &zero);
+    if (r < 0 && errno == EPIPE) {
+        evn__sigpipe_take();
+        errno = EPIPE;
     }
-    if (!blocked)
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-    errno = e;
     return r;
 }
 #endif
@@ -133,7 +115,7 @@ ssize_t evn__file_send(struct evn_conn *c, struct evn__chunk *ch, size_t max, si
         n = max;
 #ifdef __linux__
     *want = n;
-    ssize_t r = sendfile_quiet(c->fd, f.fd, &pos, n);
+    ssize_t r = sendfile_quiet(c->loop, c->fd, f.fd, &pos, n);
     if (r == 0) {
         errno = EIO;
         return -1;

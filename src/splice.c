@@ -57,9 +57,9 @@ static void pipe_close(struct evn__splice *sp)
  * loop that splices keeps SIGPIPE blocked on its thread: a splice's SIGPIPE,
  * directed at the thread, then stays pending there, and is taken back with
  * sigtimedwait when the splice reports EPIPE. One mask change per loop,
- * none per call.
+ * none per call. sendfile(2) has the same flaw and uses the same remedy.
  */
-static void sigpipe_block(struct evn_loop *loop)
+void evn__sigpipe_block(struct evn_loop *loop)
 {
     if (loop->sigpipe_blocked)
         return;
@@ -70,7 +70,7 @@ static void sigpipe_block(struct evn_loop *loop)
         loop->sigpipe_blocked = true;
 }
 
-static void sigpipe_take(void)
+void evn__sigpipe_take(void)
 {
     sigset_t s;
     struct timespec zero = {0, 0};
@@ -82,7 +82,7 @@ static void sigpipe_take(void)
 
 void evn__splice_loop_end(struct evn_loop *loop)
 {
-    sigpipe_take();
+    evn__sigpipe_take();
     if (!sigismember(&loop->sigpipe_old, SIGPIPE)) {
         sigset_t s;
         sigemptyset(&s);
@@ -119,7 +119,7 @@ int evn_conn_splice(evn_conn *from, evn_conn *to)
         fs->pipe[0] = fs->pipe[1] = -1;
         return -errno;
     }
-    sigpipe_block(from->loop);
+    evn__sigpipe_block(from->loop);
     fs->to = evn_conn_id(to);
     ts->from = evn_conn_id(from);
     from->flags |= EVN__C_SPLICE;
@@ -177,7 +177,7 @@ void evn__splice_pump(struct evn_conn *from)
                 /* The target failed; closing it ends this splice. */
                 int err = errno;
                 if (err == EPIPE)
-                    sigpipe_take();
+                    evn__sigpipe_take();
                 evn__conn_close(to, -err);
                 return;
             }
