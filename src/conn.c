@@ -285,14 +285,14 @@ static void accept_fast(struct evn_conn *c)
 int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener,
                    const union evn__ip_addr *peer, socklen_t peerlen)
 {
-    const struct evn__listener *l =
+    struct evn__listener *l =
         listener != EVN__LISTENER_OUTBOUND ? &loop->srv->listeners[listener] : NULL;
     bool fast = l && !l->tls && l->url.proto == EVN__TCP && l->url.deferaccept > 0;
     struct evn_conn *c = evn__conn_new(loop, fd, listener, peer, peerlen, fast ? 0 : EVN__READ);
     if (!c)
         return -ENOMEM;
     if (l && l->tls) {
-        tls_start(c, &loop->srv->listeners[listener]);
+        tls_start(c, l);
         return 0;
     }
     if (fast)
@@ -515,6 +515,24 @@ static bool wait_writable(struct evn_conn *c)
 }
 
 /*
+ * The memory chunks from the head of the queue, up to the first file region
+ * or EVN__IOV_MAX of them, in one sendmsg; *want is what was offered.
+ */
+static ssize_t send_chunks(struct evn_conn *c, size_t *want)
+{
+    struct iovec iov[EVN__IOV_MAX];
+    int k = 0;
+    *want = 0;
+    for (struct evn__chunk *ch = c->out_head; ch && ch->buf && k < EVN__IOV_MAX; ch = ch->next) {
+        iov[k].iov_base = ch->buf + ch->off;
+        iov[k].iov_len = ch->len - ch->off;
+        *want += iov[k++].iov_len;
+    }
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)k};
+    return sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+}
+
+/*
  * The general output path, for TLS connections and for queues that hold file
  * regions. It sends from the head of the queue: through TLS one chunk at a
  * time, a file region with evn__file_send, or else the memory chunks up to
@@ -529,16 +547,7 @@ static ssize_t write_general(struct evn_conn *c, size_t budget, size_t *want)
         return evn__file_send(c, ch, budget, want);
     if (c->tls)
         return evn__tls_sent(evn__tls_write(c, ch->buf + ch->off, ch->len - ch->off), want);
-    struct iovec iov[EVN__IOV_MAX];
-    int k = 0;
-    *want = 0;
-    for (; ch && ch->buf && k < EVN__IOV_MAX; ch = ch->next) {
-        iov[k].iov_base = ch->buf + ch->off;
-        iov[k].iov_len = ch->len - ch->off;
-        *want += iov[k++].iov_len;
-    }
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)k};
-    return sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+    return send_chunks(c, want);
 }
 
 /*
@@ -568,16 +577,7 @@ static bool flush(struct evn_conn *c)
             want = ch->len - ch->off;
             n = send(c->fd, ch->buf + ch->off, want, MSG_NOSIGNAL);
         } else {
-            struct iovec iov[EVN__IOV_MAX];
-            int k = 0;
-            want = 0;
-            for (struct evn__chunk *ch = c->out_head; ch && k < EVN__IOV_MAX; ch = ch->next) {
-                iov[k].iov_base = ch->buf + ch->off;
-                iov[k].iov_len = ch->len - ch->off;
-                want += iov[k++].iov_len;
-            }
-            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)k};
-            n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+            n = send_chunks(c, &want);
         }
         if (n < 0) {
             if (errno == EINTR)
@@ -929,6 +929,25 @@ void evn__conn_flush_dirty(struct evn_loop *loop)
 
 static int mark_dirty(struct evn_conn *c);
 
+/*
+ * Link ch (if not NULL) at the tail of the output queue and count len more
+ * bytes queued. Past high water, from anywhere, drained is owed once the
+ * queue drains.
+ */
+static void out_append(struct evn_conn *c, struct evn__chunk *ch, size_t len)
+{
+    if (ch) {
+        if (c->out_tail)
+            c->out_tail->next = ch;
+        else
+            c->out_head = ch;
+        c->out_tail = ch;
+    }
+    c->out_bytes += len;
+    if (c->out_bytes > c->out_high)
+        c->flags |= EVN__C_RESUMABLE;
+}
+
 void evn__conn_queue_chunk(struct evn_conn *c, struct evn__chunk *ch)
 {
     struct evn_server *srv = c->loop->srv;
@@ -939,15 +958,7 @@ void evn__conn_queue_chunk(struct evn_conn *c, struct evn__chunk *ch)
     if (srv->ev.out_cap && c->out_bytes + ch->len > srv->ev.out_cap)
         c->flags |= EVN__C_NOBUFS;
     ch->next = NULL;
-    if (c->out_tail)
-        c->out_tail->next = ch;
-    else
-        c->out_head = ch;
-    c->out_tail = ch;
-    c->out_bytes += ch->len;
-    /* Pushed past high water from anywhere: drained is owed once it drains. */
-    if (c->out_bytes > c->out_high)
-        c->flags |= EVN__C_RESUMABLE;
+    out_append(c, ch, ch->len);
     /* Sent with everything else queued this turn, in one sendmsg. */
     if (!(c->flags & EVN__C_DIRTY) &&
         (!(c->flags & EVN__C_WANTW) || (c->flags & EVN__C_NOBUFS)))
@@ -972,6 +983,19 @@ static int mark_dirty(struct evn_conn *c)
     return 0;
 }
 
+/*
+ * Output that could not be queued would leave a hole in the stream: the
+ * connection closes with flag's error (EVN__C_NOMEM or EVN__C_NOBUFS) once
+ * its callback returns, or at the end of this turn when written from
+ * elsewhere.
+ */
+static void output_failed(struct evn_conn *c, uint32_t flag)
+{
+    c->flags |= flag;
+    if (c != c->loop->cur && !(c->flags & (EVN__C_DIRTY | EVN__C_UDP)))
+        mark_dirty(c);
+}
+
 int evn_write(evn_conn *c, const void *buf, size_t len)
 {
     if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_WSHUT))
@@ -980,9 +1004,7 @@ int evn_write(evn_conn *c, const void *buf, size_t len)
         return 0;
     struct evn_server *srv = c->loop->srv;
     if (srv->ev.out_cap && c->out_bytes + len > srv->ev.out_cap && !(c->flags & EVN__C_UDP)) {
-        c->flags |= EVN__C_NOBUFS;
-        if (c != c->loop->cur && !(c->flags & EVN__C_DIRTY))
-            mark_dirty(c);
+        output_failed(c, EVN__C_NOBUFS);
         return -ENOBUFS;
     }
     const char *p = buf;
@@ -995,27 +1017,17 @@ int evn_write(evn_conn *c, const void *buf, size_t len)
         p += n;
         left -= n;
     }
+    struct evn__chunk *ch = NULL;
     if (left) {
-        struct evn__chunk *ch = chunk_get(c->loop, left);
-        if (!ch) {
+        if (!(ch = chunk_get(c->loop, left))) {
             c->out_bytes += len - left;
-            c->flags |= EVN__C_NOMEM;
-            if (c != c->loop->cur && !(c->flags & (EVN__C_DIRTY | EVN__C_UDP)))
-                mark_dirty(c);
+            output_failed(c, EVN__C_NOMEM);
             return -ENOMEM;
         }
         memcpy(ch->buf, p, left);
         ch->len = left;
-        if (t)
-            t->next = ch;
-        else
-            c->out_head = ch;
-        c->out_tail = ch;
     }
-    c->out_bytes += len;
-    /* Pushed past high water from anywhere: drained is owed once it drains. */
-    if (c->out_bytes > c->out_high)
-        c->flags |= EVN__C_RESUMABLE;
+    out_append(c, ch, len);
     if (c != c->loop->cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW | EVN__C_UDP)))
         return mark_dirty(c);
     return 0;
@@ -1034,25 +1046,13 @@ int evn_sendfile(evn_conn *c, int fd, off_t offset, size_t length)
         evn__chunk_release(c->loop, ch, -ENOBUFS);
         rc = -ENOBUFS;
     }
-    /* As with evn_write, a region that cannot be queued would leave a hole
-     * in the stream: the connection closes once the callback returns. */
     if (rc == -ENOMEM || rc == -ENOBUFS) {
-        c->flags |= rc == -ENOMEM ? EVN__C_NOMEM : EVN__C_NOBUFS;
-        if (c != c->loop->cur && !(c->flags & EVN__C_DIRTY))
-            mark_dirty(c);
+        output_failed(c, rc == -ENOMEM ? EVN__C_NOMEM : EVN__C_NOBUFS);
         return rc;
     }
     if (rc < 0 || !ch)
         return rc;
-    if (c->out_tail)
-        c->out_tail->next = ch;
-    else
-        c->out_head = ch;
-    c->out_tail = ch;
-    c->out_bytes += length;
-    /* Pushed past high water from anywhere: drained is owed once it drains. */
-    if (c->out_bytes > c->out_high)
-        c->flags |= EVN__C_RESUMABLE;
+    out_append(c, ch, length);
     c->flags |= EVN__C_SLOWOUT;
     if (c != c->loop->cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW)))
         return mark_dirty(c);

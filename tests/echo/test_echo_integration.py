@@ -104,6 +104,10 @@ def main():
                        text=True, timeout=30)
     check(r.returncode == 1 and "fastest" in r.stderr,
           "--tcp-options with an unknown option: status 1, the option named")
+    r = subprocess.run([BIN, "--port", "0", "--tcp-options", "keepalive=30&" * 30],
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode == 1 and "too long" in r.stderr,
+          "--tcp-options longer than the URL room: status 1, 'too long'")
 
     r = subprocess.run([BIN, "--help"], capture_output=True, text=True, timeout=30)
     check(r.returncode == 0 and "--port" in r.stdout, "--help prints the usage, status 0")
