@@ -178,10 +178,12 @@ struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint32_t listener,
             loop->table[fd] = NULL;
     }
     if (rc < 0) {
+        /* Give the slot back before the client can see the close: it may
+         * connect again at once and must not find the server full. */
         free(c);
-        close(fd);
         atomic_fetch_sub_explicit(&loop->nconns, 1, memory_order_relaxed);
         atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
+        close(fd);
         return NULL;
     }
     loop->nconns_local++;
