@@ -13,9 +13,10 @@ import socket
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tlslib import (IO_TIMEOUT, Server, check, exchange, finish, main_guard, make_cert,  # noqa: E402
-                    tls_connect, tmpdir)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import evnserver  # noqa: E402
+from evnserver import (IO_TIMEOUT, Server, check, exchange, finish, main_guard,  # noqa: E402
+                       make_cert, tls_connect, tmpdir)
 
 BIN = None
 
@@ -27,12 +28,12 @@ def run_flags(*args):
 
 def test_echo(cert, key):
     srv = Server(BIN, "--tls-cert", cert, "--tls-key", key)
-    port = srv.port("tls")
-    check(port is not None and srv.port("tcp") is not None and len(srv.urls) == 2,
+    port = srv.port_of("tls")
+    check(port is not None and srv.port_of("tcp") is not None and len(srv.urls) == 2,
           f"prints its plain and TLS addresses {srv.urls}")
     if port is None:
         print(srv.stderr())
-        srv.stop("echo-server")
+        srv.stop_ok("echo-server")
         return
     with tls_connect(port, cert) as s:
         for n in (1, 100, 16384, 16385):
@@ -43,10 +44,10 @@ def test_echo(cert, key):
     with tls_connect(port, cert) as s:
         big = os.urandom(8 << 20)
         check(exchange(s, big, len(big)) == big, "8 MB echoed over a second TLS connection")
-    with socket.create_connection(("127.0.0.1", srv.port("tcp")), timeout=IO_TIMEOUT) as s:
+    with socket.create_connection(("127.0.0.1", srv.port_of("tcp")), timeout=IO_TIMEOUT) as s:
         s.sendall(b"plain")
         check(s.recv(5) == b"plain", "the plain port still echoes")
-    srv.stop("echo-server over TLS")
+    srv.stop_ok("echo-server over TLS")
 
 
 def test_odd_paths(d, cert, key):
@@ -58,13 +59,13 @@ def test_odd_paths(d, cert, key):
     shutil.copy(cert, ocert)
     shutil.copy(key, okey)
     srv = Server(BIN, "--tls-cert", ocert, "--tls-key", okey)
-    port = srv.port("tls")
+    port = srv.port_of("tls")
     ok = False
     if port is not None:
         with tls_connect(port, cert) as s:
             ok = exchange(s, b"odd", 3) == b"odd"
     check(ok, f"certificate paths with '?', '%' and '=' work ({srv.stderr().strip()})")
-    srv.stop("echo-server with odd paths")
+    srv.stop_ok("echo-server with odd paths")
 
     amp = os.path.join(d, "a&b.pem")
     shutil.copy(cert, amp)
@@ -139,4 +140,5 @@ def main():
 
 
 if __name__ == "__main__":
+    evnserver.verbose = True
     main_guard(main)

@@ -17,9 +17,11 @@ import ssl
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tlslib import (TOOL_TIMEOUT, IO_TIMEOUT, Server, check, client_context, client_hello,  # noqa: E402
-                    finish, main_guard, make_cert, need_tool, read_until_eof, tls_connect, tmpdir)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import evnserver  # noqa: E402
+from evnserver import (IO_TIMEOUT, TOOL_TIMEOUT, Server, check, client_context,  # noqa: E402
+                       client_hello, finish, main_guard, make_cert, need_tool, read_to_close,
+                       tls_connect, tmpdir)
 
 HELLO = b"Hello World!\r\n"
 
@@ -35,11 +37,11 @@ def https_get(port, cafile, path="/", conn=None):
 def plain_get(port):
     with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        return read_until_eof(s) or b""
+        return read_to_close(s) or b""
 
 
 def still_serving(srv, cafile, after):
-    tls, tcp = srv.port("tls"), srv.port("tcp")
+    tls, tcp = srv.port_of("tls"), srv.port_of("tcp")
     try:
         c, status, body = https_get(tls, cafile)
         c.close()
@@ -55,7 +57,7 @@ def test_curl(srv, cert):
     curl = need_tool("curl", "curl")
     if not curl:
         return
-    port = srv.port("tls")
+    port = srv.port_of("tls")
     r = subprocess.run([curl, "-sS", "--cacert", cert, f"https://localhost:{port}/"],
                        capture_output=True, timeout=TOOL_TIMEOUT)
     check(r.returncode == 0 and r.stdout == HELLO,
@@ -77,7 +79,7 @@ def test_curl(srv, cert):
 
 
 def test_python(srv, cert):
-    port = srv.port("tls")
+    port = srv.port_of("tls")
     c, status, body = https_get(port, cert)
     check(status == 200 and body == HELLO, "http.client over ssl (hostname checked): GET /")
     sock = c.sock
@@ -90,7 +92,7 @@ def test_python(srv, cert):
     with tls_connect(port, cert) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n"
                   b"Connection: close\r\n\r\n")
-        data = read_until_eof(s) or b""
+        data = read_to_close(s) or b""
         check(data.count(b"HTTP/1.1 200") == 1 and data.count(b"HTTP/1.1 404") == 1,
               "two pipelined requests in one TLS write: 200 then 404, then closed")
 
@@ -99,7 +101,7 @@ def test_wrk(srv):
     wrk = need_tool("wrk", "wrk")
     if not wrk:
         return
-    r = subprocess.run([wrk, "-t1", "-c10", "-d1s", f"https://127.0.0.1:{srv.port('tls')}/"],
+    r = subprocess.run([wrk, "-t1", "-c10", "-d1s", f"https://127.0.0.1:{srv.port_of('tls')}/"],
                        capture_output=True, text=True, timeout=TOOL_TIMEOUT)
     m = re.search(r"(\d+) requests in", r.stdout)
     n = int(m.group(1)) if m else 0
@@ -115,7 +117,7 @@ def test_s_client(srv, cert):
     openssl = need_tool("openssl", "openssl")
     if not openssl:
         return
-    port = srv.port("tls")
+    port = srv.port_of("tls")
     r = subprocess.run([openssl, "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", cert,
                         "-servername", "localhost", "-verify_hostname", "localhost", "-ign_eof"],
                        input=b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -137,23 +139,23 @@ def test_s_client(srv, cert):
 
 
 def test_bad_input(srv, cert):
-    port = srv.port("tls")
+    port = srv.port_of("tls")
     with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = read_until_eof(s)
+        data = read_to_close(s)
         check(data is not None and b"HTTP/1.1" not in data,
               "plain-text HTTP to the TLS port: closed without an HTTP answer")
     still_serving(srv, cert, "plain text on the TLS port")
 
     with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as s:
         s.sendall(os.urandom(8192))
-        check(read_until_eof(s) is not None, "8 kB of random bytes to the TLS port: closed")
+        check(read_to_close(s) is not None, "8 kB of random bytes to the TLS port: closed")
     still_serving(srv, cert, "garbage on the TLS port")
 
     # A handshake record of the right type and version but torn to pieces.
     with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as s:
         s.sendall(b"\x16\x03\x01\x00\x30" + b"\x01\x00\x00\x2c" + os.urandom(44))
-        check(read_until_eof(s) is not None, "a malformed ClientHello: closed")
+        check(read_to_close(s) is not None, "a malformed ClientHello: closed")
     still_serving(srv, cert, "a malformed ClientHello")
 
     hello = client_hello()
@@ -164,7 +166,7 @@ def test_bad_input(srv, cert):
     with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as s:
         s.sendall(hello[: len(hello) // 2])
         s.shutdown(socket.SHUT_WR)
-        check(read_until_eof(s) is not None, "half a ClientHello then end of input: closed")
+        check(read_to_close(s) is not None, "half a ClientHello then end of input: closed")
     still_serving(srv, cert, "half a ClientHello and end of input")
 
     with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as s:
@@ -197,12 +199,12 @@ def main():
 def run(d):
     cert, key = make_cert(d)
     srv = Server(sys.argv[1], "--tls-cert", cert, "--tls-key", key, "--tls-port", "0")
-    tls = srv.port("tls")
-    check(tls is not None and tls > 0 and srv.port("tcp") is not None,
+    tls = srv.port_of("tls")
+    check(tls is not None and tls > 0 and srv.port_of("tcp") is not None,
           f"prints its plain and TLS addresses {srv.urls}")
     if tls is None:
         print(srv.stderr())
-        srv.stop("http-server")
+        srv.stop_ok("http-server")
         return finish()
     test_curl(srv, cert)
     test_python(srv, cert)
@@ -210,9 +212,10 @@ def run(d):
     test_s_client(srv, cert)
     test_bad_input(srv, cert)
     still_serving(srv, cert, "everything")
-    srv.stop("http-server over TLS")
+    srv.stop_ok("http-server over TLS")
     return finish()
 
 
 if __name__ == "__main__":
+    evnserver.verbose = True
     main_guard(main)

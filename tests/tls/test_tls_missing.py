@@ -10,8 +10,9 @@ import os
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tlslib import IO_TIMEOUT, check, finish, main_guard  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import evnserver  # noqa: E402
+from evnserver import IO_TIMEOUT, check, finish, main_guard  # noqa: E402
 
 
 def main():
@@ -27,4 +28,5 @@ def main():
 
 
 if __name__ == "__main__":
+    evnserver.verbose = True
     main_guard(main)

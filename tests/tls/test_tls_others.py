@@ -10,38 +10,39 @@ import os
 import shutil
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tlslib import (Server, check, exchange, finish, main_guard, make_cert,  # noqa: E402
-                    read_until_eof, tls_connect, tmpdir)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import evnserver  # noqa: E402
+from evnserver import (Server, check, exchange, finish, main_guard, make_cert,  # noqa: E402
+                       read_to_close, tls_connect, tmpdir)
 
 
 def test_workers(binary, cert, key):
     srv = Server(binary, "--tls-cert", cert, "--tls-key", key, "--workers", "2")
-    port = srv.port("tls")
+    port = srv.port_of("tls")
     check(port is not None, f"http-workers prints its TLS address {srv.urls}")
     if port is not None:
         with tls_connect(port, cert) as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            data = read_until_eof(s) or b""
+            data = read_to_close(s) or b""
             check(data.startswith(b"HTTP/1.1 200"), "http-workers: GET / over TLS, 200")
-    srv.stop("http-workers over TLS")
+    srv.stop_ok("http-workers over TLS")
 
 
 def test_proxy(proxy, echo, cert, key):
     backend = Server(echo)
-    port = backend.port("tcp")
+    port = backend.port_of("tcp")
     # Server adds --port 0; --listen gives the proxy a second plain address.
     srv = Server(proxy, "--listen", "tcp://127.0.0.1:0", "--backend", f"tcp://127.0.0.1:{port}",
                  "--tls-cert", cert, "--tls-key", key)
-    tls = srv.port("tls")
+    tls = srv.port_of("tls")
     check(tls is not None, f"tcp-proxy prints its TLS address {srv.urls}")
     if tls is not None:
         with tls_connect(tls, cert) as s:
             msg = os.urandom(300000)
             check(exchange(s, msg, len(msg)) == msg,
                   "tcp-proxy: 300 kB over TLS, relayed to a plain echo-server and back")
-    srv.stop("tcp-proxy over TLS")
-    backend.stop("echo-server behind the proxy")
+    srv.stop_ok("tcp-proxy over TLS")
+    backend.stop_ok("echo-server behind the proxy")
 
 
 def main():
@@ -59,4 +60,5 @@ def main():
 
 
 if __name__ == "__main__":
+    evnserver.verbose = True
     main_guard(main)

@@ -12,9 +12,10 @@ import socket
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tlslib import (IO_TIMEOUT, TOOL_TIMEOUT, Server, check, exchange, finish, main_guard,  # noqa: E402
-                    make_cert, need_tool, skip, tls_connect, tmpdir)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import evnserver  # noqa: E402
+from evnserver import (IO_TIMEOUT, TOOL_TIMEOUT, Server, check, exchange, finish,  # noqa: E402
+                       main_guard, make_cert, need_tool, skip, tls_connect, tmpdir)
 
 
 def cli(tool, port, cert, *args):
@@ -56,12 +57,12 @@ def test_redis_py(port, cert):
 
 
 def test_raw(srv, cert):
-    with tls_connect(srv.port("tls"), cert) as s:
+    with tls_connect(srv.port_of("tls"), cert) as s:
         want = b"+PONG\r\n$8\r\nover TLS\r\n"
         got = exchange(s, b"PING\r\n*2\r\n$3\r\nGET\r\n$7\r\ntls:key\r\n", len(want))
         check(got == want or got == b"+PONG\r\n$-1\r\n",
               f"inline PING and a RESP GET over Python's ssl ({got!r})")
-    with socket.create_connection(("127.0.0.1", srv.port("tcp")), timeout=IO_TIMEOUT) as s:
+    with socket.create_connection(("127.0.0.1", srv.port_of("tcp")), timeout=IO_TIMEOUT) as s:
         s.sendall(b"PING\r\n")
         check(s.recv(7) == b"+PONG\r\n", "the plain port still answers PING")
 
@@ -74,8 +75,8 @@ def main():
     try:
         cert, key = make_cert(d)
         srv = Server(sys.argv[1], "--tls-cert", cert, "--tls-key", key, "--tls-port", "0")
-        port = srv.port("tls")
-        check(port is not None and srv.port("tcp") is not None,
+        port = srv.port_of("tls")
+        check(port is not None and srv.port_of("tcp") is not None,
               f"prints its plain and TLS addresses {srv.urls}")
         if port is not None:
             test_redis_cli(port, cert)
@@ -83,11 +84,12 @@ def main():
             test_raw(srv, cert)
         else:
             print(srv.stderr())
-        srv.stop("redis-server over TLS")
+        srv.stop_ok("redis-server over TLS")
     finally:
         shutil.rmtree(d, ignore_errors=True)
     return finish()
 
 
 if __name__ == "__main__":
+    evnserver.verbose = True
     main_guard(main)

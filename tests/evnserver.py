@@ -1,0 +1,398 @@
+"""What the integration tests of the examples share: starting an example
+server on ephemeral ports and reading the addresses it prints, stopping it
+(exit status, no sanitizer report on stderr), counting checks, the clients'
+common pieces (a TCP connection, reading to EOF, a missing client tool), and
+for TLS a throwaway certificate made with the openssl command and clients
+built on the standard library's ssl module.
+
+The scripts find this module by putting tests/ on sys.path from their own
+__file__. Nothing here waits by sleeping: each step waits for the bytes or
+the exit it expects, and the time-outs only turn a hang into a failure.
+"""
+
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+IO_TIMEOUT = 30  # a hang becomes a failure after this long
+TOOL_TIMEOUT = 90  # a client tool (curl, wrk, openssl ...) gets this long
+ALLOW_MISSING = os.environ.get("EVN_ALLOW_MISSING_CLIENTS") == "1"
+
+# ---------------------------------------------------------------- results
+
+passed = 0
+failed = 0
+skipped = 0
+# Print a line for every check that passes too, not only for failures.
+verbose = False
+
+
+def check(cond, what, detail=""):
+    """Count a check; print it if it failed (or always, with verbose)."""
+    global passed, failed
+    if cond:
+        passed += 1
+        if verbose:
+            print("ok   " + what, flush=True)
+    else:
+        failed += 1
+        print("FAIL " + what + (f"\n      {detail}" if detail else ""), flush=True)
+    return cond
+
+
+def check_eq(got, want, what):
+    return check(got == want, what, f"got  {short(got)}\n      want {short(want)}")
+
+
+def short(v, limit=300):
+    r = repr(v)
+    return r if len(r) <= limit else r[:limit] + f"... ({len(r)} chars)"
+
+
+def note(msg):
+    print(f"NOTE: {msg}", flush=True)
+
+
+def skip(what):
+    global skipped
+    skipped += 1
+    print("skip " + what, flush=True)
+
+
+def missing(tool, package):
+    """A client tool is absent: a skip with EVN_ALLOW_MISSING_CLIENTS=1, else
+    a failure, so that a machine without it cannot pass silently."""
+    if ALLOW_MISSING:
+        skip(f"{tool} is not installed (Debian package {package}): its part is skipped")
+    else:
+        check(False, f"{tool} is not installed",
+              f"install it (Debian package {package}; scripts/setup.sh test) "
+              "or set EVN_ALLOW_MISSING_CLIENTS=1 to skip its part")
+
+
+def need_tool(name, package):
+    """The tool's path, or None after missing()."""
+    path = shutil.which(name)
+    if not path:
+        missing(name, package)
+    return path
+
+
+class Failure(Exception):
+    """For tests written as functions that stop at their first failed
+    expectation (require, require_eq), each run and counted by record()."""
+
+
+def require(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def require_eq(got, want, what):
+    if got != want:
+        raise Failure(f"{what}: got {got!r}, expected {want!r}")
+
+
+def record(name, fn, *args):
+    """Run fn(*args) as one check named name: it passes unless it raises."""
+    global passed, failed
+    try:
+        fn(*args)
+    except Exception as e:  # a failure, or a crash of the test itself
+        failed += 1
+        detail = str(e) if isinstance(e, Failure) else traceback.format_exc()
+        print(f"FAIL {name}: {detail}", flush=True)
+        return False
+    passed += 1
+    print(f"ok   {name}", flush=True)
+    return True
+
+
+def run_part(fn, *args):
+    """Run one part of a script; one part raising must not hide the rest."""
+    try:
+        return fn(*args)
+    except Exception:  # noqa: BLE001
+        name = getattr(fn, "__name__", "<lambda>")
+        check(False, f"{'part' if name == '<lambda>' else name} raised", traceback.format_exc())
+        return None
+
+
+def finish(title=None):
+    """Print the counts; the exit status for them."""
+    line = f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else "")
+    print(f"{title}: {line}" if title else line, flush=True)
+    return 1 if failed else 0
+
+
+def main_guard(fn):
+    """sys.exit(fn()); an exception from fn is a failure too, and no server
+    started here outlives the script."""
+    try:
+        rc = fn()
+    except Exception as e:  # noqa: BLE001
+        traceback.print_exc()
+        check(False, f"test raised {e!r}")
+        rc = finish()
+    finally:
+        Server.kill_all()
+    sys.exit(rc)
+
+
+# ---------------------------------------------------------------- servers
+
+
+class ServerError(Failure):
+    """The server did not come up."""
+
+
+BANNER = re.compile(r"\d+ loops?, (\w+) backend$")
+
+
+class Server:
+    """An example server: started with --port 0 (unless port0=False) and
+    --backend BACKEND (by default $EVN_BACKEND, if set; "" for none) before
+    the other arguments. The examples print a 'listening on URL' line per
+    address, then 'N loop(s), NAME backend'; this waits for that line (it
+    must name the backend asked for) and keeps the URLs. Its stderr is read
+    all along, so that a chatty server never blocks on a full pipe."""
+
+    started = []
+
+    def __init__(self, binary, *args, backend=None, port0=True, env=None):
+        if backend is None:
+            backend = os.environ.get("EVN_BACKEND", "")
+        self.name = os.path.basename(binary)
+        self.args = [binary] + (["--port", "0"] if port0 else []) + (
+            ["--backend", backend] if backend else []) + list(args)
+        # Unbuffered, so that select() sees every line not yet read.
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     bufsize=0, env=env)
+        Server.started.append(self)
+        self._err = bytearray()
+        self._err_thread = threading.Thread(target=self._drain_err, daemon=True)
+        self._err_thread.start()
+        self.rc = None
+        self.out = ""
+        self.urls = []
+        self.banner = None
+        lines = []
+        deadline = time.monotonic() + IO_TIMEOUT
+        while self.banner is None:
+            r, _, _ = select.select([self.proc.stdout], [], [], max(deadline - time.monotonic(), 0))
+            if not r:
+                self.kill()
+                raise ServerError(f"{self.args}: no banner within {IO_TIMEOUT} s: {lines!r}")
+            line = self.proc.stdout.readline().decode(errors="replace").rstrip("\n")
+            if not line:
+                rc = self.proc.wait()
+                self._err_thread.join(IO_TIMEOUT)
+                raise ServerError(f"{self.args} exited {rc} before serving: {lines!r} "
+                                  f"{self.stderr()[-2000:]!r}")
+            lines.append(line)
+            m = re.match(r"listening on (\S+)$", line)
+            if m:
+                self.urls.append(m.group(1))
+            elif BANNER.match(line):
+                self.banner = line
+        if backend and BANNER.match(self.banner).group(1) != backend:
+            self.kill()
+            raise ServerError(f"{self.args}: asked for {backend}, says {self.banner!r}")
+
+    def _drain_err(self):
+        for chunk in iter(lambda: self.proc.stderr.read(65536), b""):
+            self._err += chunk
+
+    def port_of(self, scheme):
+        """The port of the first address of that scheme (tcp, tls, udp ...)."""
+        for u in self.urls:
+            if u.startswith(scheme + "://"):
+                return int(u.rsplit(":", 1)[1])
+        return None
+
+    @property
+    def port(self):
+        """The first TCP port (tcp:// or tcp6://), None if there is none."""
+        p = self.port_of("tcp")
+        return p if p is not None else self.port_of("tcp6")
+
+    def url(self, path="/", scheme="http"):
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def kill(self):
+        if self.alive():
+            self.proc.kill()
+        self.proc.wait()
+
+    def stderr(self):
+        """What it wrote to stderr so far."""
+        return bytes(self._err).decode(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM):
+        """Stop it with sig: its exit status, or "hung" if it did not exit
+        within IO_TIMEOUT (it is then killed). Checks that stderr holds no
+        sanitizer report (sanitizers that only print fail the test too);
+        self.out is then what it printed on stdout after the banner."""
+        if self.rc is not None:
+            return self.rc
+        if self.alive():
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=IO_TIMEOUT)
+            self.rc = self.proc.returncode
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            self.rc = "hung"
+        self.out = self.proc.stdout.read().decode(errors="replace")
+        self.proc.stdout.close()
+        self._err_thread.join(IO_TIMEOUT)
+        err = self.stderr()
+        check("runtime error:" not in err and "Sanitizer" not in err,
+              f"no sanitizer report from {self.name}", err[-3000:])
+        if self.rc != 0 and err:
+            print(f"{self.name} exited {self.rc}; its stderr:\n{err[-3000:]}", file=sys.stderr)
+        return self.rc
+
+    def stop_ok(self, what, sig=signal.SIGTERM):
+        """stop(sig), checking that the status is 0 (which under
+        AddressSanitizer also means no leak)."""
+        rc = self.stop(sig)
+        return check(rc == 0, f"{what}: {sig.name} stops it with status 0", f"got {rc}")
+
+    @classmethod
+    def kill_all(cls):
+        for srv in cls.started:
+            if srv.alive():
+                srv.kill()
+
+
+# ---------------------------------------------------------------- clients
+
+
+def connect(port, host="127.0.0.1", path=None):
+    """A blocking client socket with IO_TIMEOUT: TCP (no Nagle) to
+    host:port, or a unix socket to path."""
+    if path:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(IO_TIMEOUT)
+        s.connect(path)
+        return s
+    s = socket.create_connection((host, port), timeout=IO_TIMEOUT)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def read_until_eof(s, limit=None):
+    """Everything until EOF (or limit bytes): (bytes, how it ended: 'eof',
+    'reset', 'timeout' or 'limit')."""
+    out = bytearray()
+    try:
+        while limit is None or len(out) < limit:
+            d = s.recv(1 << 20)
+            if not d:
+                return bytes(out), "eof"
+            out += d
+        return bytes(out), "limit"
+    except ConnectionResetError:
+        return bytes(out), "reset"
+    except socket.timeout:
+        return bytes(out), "timeout"
+
+
+def read_to_close(s):
+    """Everything the peer sends until it closes; None on a time-out."""
+    data, end = read_until_eof(s)
+    return None if end == "timeout" else data
+
+
+def run_tool(cmd, **kw):
+    """subprocess.run of a client tool with TOOL_TIMEOUT, output captured."""
+    return subprocess.run(cmd, capture_output=True, timeout=TOOL_TIMEOUT, **kw)
+
+
+# ---------------------------------------------------------------- TLS
+
+
+def tmpdir(prefix="evn-test-"):
+    return tempfile.mkdtemp(prefix=prefix)
+
+
+def make_cert(d, name="cert", cn="localhost"):
+    """A self-signed EC certificate for localhost and 127.0.0.1 in d:
+    returns (cert path, key path)."""
+    cert, key = os.path.join(d, name + ".pem"), os.path.join(d, name + "-key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=" + cn,
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=TOOL_TIMEOUT)
+    return cert, key
+
+
+def client_context(cafile):
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def tls_connect(port, cafile, host="localhost"):
+    raw = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
+    return client_context(cafile).wrap_socket(raw, server_hostname=host)
+
+
+def exchange(sock, payload, want):
+    """Write payload (all of it offered to each send, as one write) while
+    reading, on one thread, until want bytes came back or the peer closed;
+    returns what came back. sock is a TLS socket, made non-blocking here."""
+    sock.setblocking(False)
+    sent, got = 0, bytearray()
+    while len(got) < want:
+        wr = [sock] if sent < len(payload) else []
+        if not sock.pending():
+            r, w, _ = select.select([sock], wr, [], IO_TIMEOUT)
+            if not r and not w:
+                break
+        if sent < len(payload):
+            try:
+                sent += sock.send(payload[sent:])
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                pass
+        try:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            got += chunk
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            pass
+    sock.setblocking(True)
+    sock.settimeout(IO_TIMEOUT)
+    return bytes(got)
+
+
+def client_hello(host="localhost"):
+    """The first flight of a real TLS handshake, made without a socket."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ssl.create_default_context().wrap_bio(incoming, outgoing, server_hostname=host)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
