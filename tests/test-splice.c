@@ -104,37 +104,70 @@ static evn_action on_closed(evn_conn *c, int err)
     return EVN_NONE;
 }
 
-static void start(th_server *ts, struct state *s, int mode, int *a, int *b)
+static void counters(struct state *s, bool init)
 {
-    memset(s, 0, sizeof *s);
-    s->mode = mode;
-    th_counter_init(&s->opened);
-    th_counter_init(&s->closed);
-    th_counter_init(&s->data);
-    th_counter_init(&s->woken);
-    evn_events ev = {0};
-    ev.udata = s;
-    ev.opened = on_opened;
-    ev.data = on_data;
-    ev.eof = on_eof;
-    ev.closed = on_closed;
-    const char *url = "tcp://127.0.0.1:0";
-    th_server_start(ts, &ev, &url, 1);
-    *a = th_connect_srv(ts, 0);
-    TH_WAIT_COUNTER(&s->opened, 1);
-    *b = th_connect_srv(ts, 0);
-    TH_WAIT_COUNTER(&s->opened, 2);
-    ASSERT_EQ_ERR(atomic_load(&s->splice_rc), 0);
+    th_counter *all[] = {&s->opened, &s->closed, &s->data, &s->woken};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if (init)
+            th_counter_init(all[i]);
+        else
+            th_counter_destroy(all[i]);
+    }
 }
 
-static void finish(th_server *ts, struct state *s)
+/* A server running with the two client sockets whose connections it has
+ * spliced together. */
+struct pair {
+    th_server ts;
+    struct state s;
+    int a, b;
+};
+
+static void start(struct pair *p, int mode)
 {
-    th_server_stop(ts);
-    th_counter_destroy(&s->opened);
-    th_counter_destroy(&s->closed);
-    th_counter_destroy(&s->data);
-    th_counter_destroy(&s->woken);
+    memset(p, 0, sizeof *p);
+    p->s.mode = mode;
+    counters(&p->s, true);
+    evn_events ev = {
+        .udata = &p->s, .opened = on_opened, .data = on_data, .eof = on_eof, .closed = on_closed};
+    const char *url = "tcp://127.0.0.1:0";
+    th_server_start(&p->ts, &ev, &url, 1);
+    p->a = th_connect_srv(&p->ts, 0);
+    TH_WAIT_COUNTER(&p->s.opened, 1);
+    p->b = th_connect_srv(&p->ts, 0);
+    TH_WAIT_COUNTER(&p->s.opened, 2);
+    ASSERT_EQ_ERR(atomic_load(&p->s.splice_rc), 0);
 }
+
+/* Close the client sockets a test has not closed itself (it sets those to
+ * -1), wait for both connections to close, stop the server. */
+static void finish(struct pair *p)
+{
+    if (p->a >= 0)
+        close(p->a);
+    if (p->b >= 0)
+        close(p->b);
+    TH_WAIT_COUNTER(&p->s.closed, 2);
+    th_server_stop(&p->ts);
+    counters(&p->s, false);
+}
+
+/* Write str into one client and expect it to come out of the other. */
+static void pass_(int from, int to, const char *str, const char *file, int line)
+{
+    th_write_all_(from, str, strlen(str), file, line);
+    th_expect_read_(to, str, file, line);
+}
+#define PASS(from, to, str) pass_((from), (to), (str), __FILE__, __LINE__)
+
+/* Start a plain pair and see a byte through it from a to b. */
+static void start_flowing(struct pair *p)
+{
+    start(p, MODE_PLAIN);
+    PASS(p->a, p->b, "x");
+}
+
+enum { CHUNK = 1 << 20 };
 
 static void fill(char *buf, size_t n, unsigned seed)
 {
@@ -174,25 +207,55 @@ static void transfer(int in, int out, size_t len, unsigned seed)
 
 static void test_big_both_ways(void)
 {
-    th_server ts;
-    struct state s;
-    int a, b;
-    start(&ts, &s, MODE_PLAIN, &a, &b);
-    EXPECT_EQ_ERR(atomic_load(&s.same_rc), -EINVAL);
-    EXPECT_EQ_ERR(atomic_load(&s.busy_rc), -EBUSY);
+    struct pair p;
+    start(&p, MODE_PLAIN);
+    EXPECT_EQ_ERR(atomic_load(&p.s.same_rc), -EINVAL);
+    EXPECT_EQ_ERR(atomic_load(&p.s.busy_rc), -EBUSY);
     size_t len = th_quick() ? (4u << 20) : (20u << 20);
-    transfer(a, b, len, 1);
-    transfer(b, a, len, 2);
+    transfer(p.a, p.b, len, 1);
+    transfer(p.b, p.a, len, 2);
     /* And a small exchange, like a request and its reply. */
-    th_write_str(a, "ping");
-    EXPECT_READ_STR(b, "ping");
-    th_write_str(b, "pong");
-    EXPECT_READ_STR(a, "pong");
-    EXPECT_EQ_INT(th_counter_get(&s.data), 0);
-    close(a);
-    close(b);
-    TH_WAIT_COUNTER(&s.closed, 2);
-    finish(&ts, &s);
+    PASS(p.a, p.b, "ping");
+    PASS(p.b, p.a, "pong");
+    EXPECT_EQ_INT(th_counter_get(&p.s.data), 0);
+    finish(&p);
+}
+
+/* Write the repeating CHUNK of buf into the non-blocking fd until half a
+ * second passes with no room (the proxy stopped taking it) or cap bytes are
+ * in; returns the bytes written. */
+static size_t write_until_stalled(int fd, const char *buf, size_t cap)
+{
+    size_t sent = 0;
+    while (sent < cap) {
+        size_t off = sent & (CHUNK - 1);
+        ssize_t n = write(fd, buf + off, CHUNK - off);
+        if (n > 0) {
+            sent += (size_t)n;
+            continue;
+        }
+        ASSERT_TRUE(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        if (poll(&pfd, 1, 500) == 0)
+            break;
+    }
+    return sent;
+}
+
+/* Read len bytes from fd and check they are the repeating CHUNK of buf. */
+static void expect_chunks(int fd, const char *buf, size_t len)
+{
+    char *got = malloc(CHUNK);
+    ASSERT_NOT_NULL(got);
+    for (size_t done = 0; done < len;) {
+        size_t off = done & (CHUNK - 1);
+        size_t want = len - done < CHUNK - off ? len - done : CHUNK - off;
+        ssize_t n = th_read_exact(fd, got, want);
+        ASSERT_EQ_INT(n, (long long)want);
+        ASSERT_TRUE(memcmp(got, buf + off, want) == 0);
+        done += want;
+    }
+    free(got);
 }
 
 /*
@@ -202,102 +265,64 @@ static void test_big_both_ways(void)
  */
 static void test_slow_reader(void)
 {
-    th_server ts;
-    struct state s;
-    int a, b;
-    start(&ts, &s, MODE_PLAIN, &a, &b);
-    size_t cap = 256u << 20, sent = 0;
-    char *buf = malloc(1u << 20);
+    struct pair p;
+    start(&p, MODE_PLAIN);
+    char *buf = malloc(CHUNK);
     ASSERT_NOT_NULL(buf);
-    fill(buf, 1u << 20, 3);
-    int fl = fcntl(a, F_GETFL);
-    fcntl(a, F_SETFL, fl | O_NONBLOCK);
-    while (sent < cap) {
-        ssize_t n = write(a, buf + (sent & ((1u << 20) - 1)),
-                          (1u << 20) - (sent & ((1u << 20) - 1)));
-        if (n > 0) {
-            sent += (size_t)n;
-            continue;
-        }
-        ASSERT_TRUE(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
-        /* No progress for half a second: the proxy stopped taking it. */
-        struct pollfd p = {.fd = a, .events = POLLOUT};
-        if (poll(&p, 1, 500) == 0)
-            break;
-    }
-    fcntl(a, F_SETFL, fl);
+    fill(buf, CHUNK, 3);
+    int fl = fcntl(p.a, F_GETFL);
+    fcntl(p.a, F_SETFL, fl | O_NONBLOCK);
+    size_t sent = write_until_stalled(p.a, buf, 256u << 20);
+    fcntl(p.a, F_SETFL, fl);
     EXPECT_LT_INT(sent, 64u << 20);
     /* A wake shows the state; it may land in the moment between b's
      * writable event and the retry that stops reading a again, so ask a
      * few times. */
     for (int i = 0; i < 20; i++) {
-        long woken = th_counter_get(&s.woken);
-        evn_wake(ts.srv, s.ids[0]);
-        TH_WAIT_COUNTER(&s.woken, woken + 1);
-        if (atomic_load(&s.waiting))
+        long woken = th_counter_get(&p.s.woken);
+        evn_wake(p.ts.srv, p.s.ids[0]);
+        TH_WAIT_COUNTER(&p.s.woken, woken + 1);
+        if (atomic_load(&p.s.waiting))
             break;
     }
-    EXPECT_LE_INT(atomic_load(&s.inpipe), 65536);
-    EXPECT_EQ_INT(atomic_load(&s.to_pending), 0);
-    EXPECT_EQ_INT(atomic_load(&s.waiting), 1);
+    EXPECT_LE_INT(atomic_load(&p.s.inpipe), 65536);
+    EXPECT_EQ_INT(atomic_load(&p.s.to_pending), 0);
+    EXPECT_EQ_INT(atomic_load(&p.s.waiting), 1);
     /* Drain b and check every byte. */
-    char *got = malloc(1u << 20);
-    ASSERT_NOT_NULL(got);
-    for (size_t done = 0; done < sent;) {
-        size_t want = sent - done < (1u << 20) ? sent - done : (1u << 20);
-        size_t off = done & ((1u << 20) - 1);
-        if (want > (1u << 20) - off)
-            want = (1u << 20) - off;
-        ssize_t n = th_read_exact(b, got, want);
-        ASSERT_EQ_INT(n, (long long)want);
-        ASSERT_TRUE(memcmp(got, buf + off, want) == 0);
-        done += want;
-    }
-    free(got);
+    expect_chunks(p.b, buf, sent);
     free(buf);
-    close(a);
-    close(b);
-    TH_WAIT_COUNTER(&s.closed, 2);
-    finish(&ts, &s);
+    finish(&p);
 }
 
 /* a shuts down its side: b reads the bytes then end-of-file, and b can
  * still answer a; then b shuts down and both connections close. */
 static void test_halfclose(void)
 {
-    th_server ts;
-    struct state s;
-    int a, b;
-    start(&ts, &s, MODE_PLAIN, &a, &b);
-    th_write_str(a, "last words");
-    shutdown(a, SHUT_WR);
-    EXPECT_READ_STR(b, "last words");
-    EXPECT_EQ_INT(th_wait_eof(b), 0);
-    th_write_str(b, "reply");
-    EXPECT_READ_STR(a, "reply");
-    shutdown(b, SHUT_WR);
-    EXPECT_EQ_INT(th_wait_eof(a), 0);
-    TH_WAIT_COUNTER(&s.closed, 2);
-    close(a);
-    close(b);
-    finish(&ts, &s);
+    struct pair p;
+    start(&p, MODE_PLAIN);
+    th_write_str(p.a, "last words");
+    shutdown(p.a, SHUT_WR);
+    EXPECT_READ_STR(p.b, "last words");
+    EXPECT_EQ_INT(th_wait_eof(p.b), 0);
+    PASS(p.b, p.a, "reply");
+    shutdown(p.b, SHUT_WR);
+    EXPECT_EQ_INT(th_wait_eof(p.a), 0);
+    /* Both close on their own, before finish closes the sockets. */
+    TH_WAIT_COUNTER(&p.s.closed, 2);
+    finish(&p);
 }
 
 /* A reset on a closes it (closed fires); the server then closes b, whose
  * client sees end-of-file. */
 static void test_reset_one_side(void)
 {
-    th_server ts;
-    struct state s;
-    int a, b;
-    start(&ts, &s, MODE_PLAIN, &a, &b);
-    th_write_str(a, "x");
-    EXPECT_READ_STR(b, "x");
-    th_close_rst(a);
-    TH_WAIT_COUNTER(&s.closed, 2);
-    EXPECT_EQ_INT(th_wait_eof(b), 0);
-    close(b);
-    finish(&ts, &s);
+    struct pair p;
+    start_flowing(&p);
+    th_close_rst(p.a);
+    p.a = -1;
+    TH_WAIT_COUNTER(&p.s.closed, 2);
+    EXPECT_EQ_INT(th_wait_eof(p.b), 0);
+    finish(&p);
 }
 
 /*
@@ -308,65 +333,50 @@ static void test_reset_one_side(void)
  */
 static void test_target_gone_no_sigpipe(void)
 {
-    th_server ts;
-    struct state s;
-    int a, b;
-    start(&ts, &s, MODE_PLAIN, &a, &b);
-    th_write_str(a, "x");
-    EXPECT_READ_STR(b, "x");
-    close(b);
+    struct pair p;
+    start_flowing(&p);
+    close(p.b);
+    p.b = -1;
     char buf[64 * 1024];
     memset(buf, 'y', sizeof buf);
     size_t sent = 0;
-    while (th_counter_get(&s.closed) < 2 && sent < (256u << 20)) {
-        ssize_t n = send(a, buf, sizeof buf, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (th_counter_get(&p.s.closed) < 2 && sent < (256u << 20)) {
+        ssize_t n = send(p.a, buf, sizeof buf, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             sent += (size_t)n;
             continue;
         }
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             break;
-        struct pollfd p = {.fd = a, .events = POLLOUT};
-        poll(&p, 1, 100);
+        struct pollfd pfd = {.fd = p.a, .events = POLLOUT};
+        poll(&pfd, 1, 100);
     }
-    TH_WAIT_COUNTER(&s.closed, 2);
-    close(a);
-    finish(&ts, &s);
+    /* Both close with a still open: the server closes it, not finish. */
+    TH_WAIT_COUNTER(&p.s.closed, 2);
+    finish(&p);
 }
 
 /* Output queued on the target before the splice goes out first. */
 static void test_queued_first(void)
 {
-    th_server ts;
-    struct state s;
-    int a, b;
-    start(&ts, &s, MODE_GREET, &a, &b);
-    th_write_str(b, "after");
-    EXPECT_READ_STR(a, "greeting:after");
-    close(a);
-    close(b);
-    TH_WAIT_COUNTER(&s.closed, 2);
-    finish(&ts, &s);
+    struct pair p;
+    start(&p, MODE_GREET);
+    th_write_str(p.b, "after");
+    EXPECT_READ_STR(p.a, "greeting:after");
+    finish(&p);
 }
 
 /* Input kept with evn_keep in the data event that starts the splice goes
  * ahead of the spliced bytes. */
 static void test_kept_first(void)
 {
-    th_server ts;
-    struct state s;
-    int a, b;
-    start(&ts, &s, MODE_KEEP, &a, &b);
-    th_write_str(a, "kept;");
-    EXPECT_READ_STR(b, "kept;");
-    th_write_str(a, "spliced");
-    EXPECT_READ_STR(b, "spliced");
-    EXPECT_EQ_ERR(atomic_load(&s.splice_rc), 0);
-    EXPECT_EQ_INT(th_counter_get(&s.data), 0);
-    close(a);
-    close(b);
-    TH_WAIT_COUNTER(&s.closed, 2);
-    finish(&ts, &s);
+    struct pair p;
+    start(&p, MODE_KEEP);
+    PASS(p.a, p.b, "kept;");
+    PASS(p.a, p.b, "spliced");
+    EXPECT_EQ_ERR(atomic_load(&p.s.splice_rc), 0);
+    EXPECT_EQ_INT(th_counter_get(&p.s.data), 0);
+    finish(&p);
 }
 
 int main(int argc, char **argv)
