@@ -4,7 +4,6 @@ a unix socket and UDP echo every byte; --help exits 0; a bad flag prints the
 usage and exits 2; --tcp-options reaches the listener (an unknown option is
 named, status 1); SIGINT and SIGTERM stop it with status 0."""
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -12,38 +11,11 @@ import sys
 import tempfile
 import threading
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import evnserver  # noqa: E402
+from evnserver import Server, check, check_eq, finish, main_guard  # noqa: E402
+
 BIN = sys.argv[1]
-BACKEND = os.environ.get("EVN_BACKEND", "")
-failures = 0
-
-
-def check(cond, what):
-    global failures
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures += 1
-
-
-def start(*args):
-    cmd = [BIN, "--port", "0", *args]
-    if BACKEND:
-        cmd += ["--backend", BACKEND]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    urls = []
-    for line in p.stdout:
-        m = re.match(r"listening on (\S+)", line)
-        if m:
-            urls.append(m.group(1))
-        elif "backend" in line:
-            break
-    return p, urls
-
-
-def port_of(urls, scheme):
-    for u in urls:
-        if u.startswith(scheme + "://"):
-            return int(u.rsplit(":", 1)[1])
-    return None
 
 
 def echo_stream(sock, payload):
@@ -62,9 +34,10 @@ def echo_stream(sock, payload):
 def main():
     d = tempfile.mkdtemp()
     path = os.path.join(d, "echo.sock")
-    p, urls = start("--udp", "0", "--unixsocket", path)
-    tcp, udp = port_of(urls, "tcp"), port_of(urls, "udp")
-    check(tcp is not None and udp is not None and len(urls) == 3, f"prints its addresses {urls}")
+    srv = Server(BIN, "--udp", "0", "--unixsocket", path)
+    tcp, udp = srv.port_of("tcp"), srv.port_of("udp")
+    check(tcp is not None and udp is not None and len(srv.urls) == 3,
+          f"prints its addresses {srv.urls}")
     payload = os.urandom(8 << 20)
     for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
         with socket.socket(fam) as s:
@@ -82,24 +55,20 @@ def main():
             s.sendto(msg, ("127.0.0.1", udp))
             data, _ = s.recvfrom(65536)
             check(data == msg, f"UDP datagram of {n} bytes echoed")
-    p.send_signal(signal.SIGINT)
-    check(p.wait(timeout=30) == 0, "SIGINT: exit status 0")
+    check_eq(srv.stop(signal.SIGINT), 0, "SIGINT: exit status 0")
     check(not os.path.exists(path), "unix socket file removed at exit")
 
-    p, _ = start()
-    p.send_signal(signal.SIGTERM)
-    check(p.wait(timeout=30) == 0, "SIGTERM: exit status 0")
+    check_eq(Server(BIN).stop(signal.SIGTERM), 0, "SIGTERM: exit status 0")
 
     # --tcp-options reaches the TCP listener's URL, beside --reuseport.
-    p, urls = start("--tcp-options", "deferaccept=2&keepalive=30&nodelay=1", "--reuseport")
-    port = port_of(urls, "tcp")
+    srv = Server(BIN, "--tcp-options", "deferaccept=2&keepalive=30&nodelay=1", "--reuseport")
+    port = srv.port_of("tcp")
     check(port is not None, "--tcp-options: serving")
     if port:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             check(echo_stream(s, b"deferred" * 1000) == b"deferred" * 1000,
                   "--tcp-options deferaccept=2...: a client that sends at once is echoed")
-    p.send_signal(signal.SIGTERM)
-    check(p.wait(timeout=30) == 0, "--tcp-options: exit status 0")
+    check_eq(srv.stop(), 0, "--tcp-options: exit status 0")
     r = subprocess.run([BIN, "--port", "0", "--tcp-options", "fastest=1"], capture_output=True,
                        text=True, timeout=30)
     check(r.returncode == 1 and "fastest" in r.stderr,
@@ -115,9 +84,9 @@ def main():
                 ["--tcp-options", ""], ["--tcp-options", "?deferaccept=1"]):
         r = subprocess.run([BIN, *bad], capture_output=True, text=True, timeout=30)
         check(r.returncode == 2 and "usage" in r.stderr, f"{' '.join(bad)}: usage, status 2")
-    print(f"{failures} failed")
-    return 1 if failures else 0
+    return finish()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    evnserver.verbose = True
+    main_guard(main)

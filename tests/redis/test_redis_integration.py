@@ -31,49 +31,10 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 
-IO_TIMEOUT = 30.0  # a hang becomes a failure after this long
-ALLOW_MISSING = os.environ.get("EVN_ALLOW_MISSING_CLIENTS") == "1"
-
-passed = 0
-failed = 0
-skipped = 0
-
-
-def note(msg):
-    print(f"NOTE: {msg}", flush=True)
-
-
-def check(cond, what, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL: {what}" + (f"\n      {detail}" if detail else ""), flush=True)
-    return cond
-
-
-def check_eq(got, want, what):
-    return check(got == want, what, f"got  {short(got)}\n      want {short(want)}")
-
-
-def short(v, limit=300):
-    r = repr(v)
-    return r if len(r) <= limit else r[:limit] + f"... ({len(r)} chars)"
-
-
-def missing(tool):
-    """A tool is absent: a note and a skip if allowed, else a failure."""
-    global skipped
-    if ALLOW_MISSING:
-        skipped += 1
-        note(f"{tool} is not installed: its part is skipped (EVN_ALLOW_MISSING_CLIENTS=1)")
-    else:
-        check(False, f"{tool} is not installed",
-              "install it (Debian: redis-server redis-tools python3-redis) "
-              "or set EVN_ALLOW_MISSING_CLIENTS=1 to skip its part")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from evnserver import (IO_TIMEOUT, Server, check, check_eq, connect, finish,  # noqa: E402
+                       main_guard, missing, run_part, short)
 
 
 # ---------------------------------------------------------------- protocol
@@ -93,13 +54,7 @@ class Conn:
     """A raw connection that reads whole RESP replies, as bytes."""
 
     def __init__(self, port, host="127.0.0.1", path=None):
-        if path:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(IO_TIMEOUT)
-            self.sock.connect(path)
-        else:
-            self.sock = socket.create_connection((host, port), timeout=IO_TIMEOUT)
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = connect(port, host, path)
         self.buf = bytearray()
         self.pos = 0
 
@@ -179,47 +134,6 @@ class Conn:
 
 
 # ---------------------------------------------------------------- servers
-
-
-class EvnServer:
-    """The server under test, on a port of the system's choosing."""
-
-    def __init__(self, binary, backend, *extra):
-        self.args = [binary, "--port", "0", "--backend", backend, *extra]
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.port = None
-        deadline = time.monotonic() + IO_TIMEOUT
-        out = b""
-        while self.port is None:
-            left = deadline - time.monotonic()
-            r, _, _ = select.select([self.proc.stdout], [], [], max(left, 0))
-            if not r:
-                raise RuntimeError(f"no 'listening on' line from {self.args}: {out!r}")
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"{self.args} exited: {out!r} {self.proc.stderr.read()!r}")
-            out += line
-            m = re.match(rb"listening on tcp://\[::\]:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-
-    def stop(self, sig=signal.SIGTERM):
-        """Stop it with a signal; returns its exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=IO_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return "hung"
-        err = self.proc.stderr.read()
-        if err:
-            print(err.decode(errors="replace"), file=sys.stderr)
-        # Sanitizers that only print (UBSan without halt_on_error) fail the test too.
-        check(b"runtime error:" not in err and b"Sanitizer" not in err,
-              f"no sanitizer report from {' '.join(self.args[1:])}")
-        return self.proc.returncode
 
 
 def real_redis_binary():
@@ -625,7 +539,7 @@ def part_backpressure(port):
 
 def part_max_bulk(binary, backend, real_cls):
     """--max-bulk: a bulk one byte over it is 'invalid bulk length'."""
-    srv = EvnServer(binary, backend, "--max-bulk", "1048576")
+    srv = Server(binary, "--max-bulk", "1048576", backend=backend)
     real = real_cls("--proto-max-bulk-len", "1048576") if real_cls else None
     try:
         for n, ok in ((1048576, True), (1048577, False)):
@@ -654,7 +568,7 @@ def part_max_bulk(binary, backend, real_cls):
 def part_max_clients(binary, backend):
     """--maxclients 2: a third client gets Redis's error and is closed; once one
     of the two leaves, a new client is served."""
-    srv = EvnServer(binary, backend, "--maxclients", "2")
+    srv = Server(binary, "--maxclients", "2", backend=backend)
     try:
         a, b = Conn(srv.port), Conn(srv.port)
         for c in (a, b):
@@ -746,7 +660,7 @@ def part_quit_and_misc(port):
 def part_unix(binary, backend, tmpdir):
     """--unixsocket: the same server on a unix socket too."""
     path = os.path.join(tmpdir, f"redis-{os.getpid()}.sock")
-    srv = EvnServer(binary, backend, "--unixsocket", path)
+    srv = Server(binary, "--unixsocket", path, backend=backend)
     try:
         c = Conn(None, path=path)
         check_eq(c.call("SET", "u", "1"), b"+OK\r\n", "SET over the unix socket")
@@ -822,7 +736,7 @@ def part_redis_py(port):
     try:
         import redis  # Debian's python3-redis
     except ImportError:
-        missing("python3-redis (import redis)")
+        missing("python3-redis (import redis)", "python3-redis")
         return
     r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=IO_TIMEOUT)
     check(r.ping() is True, "redis-py ping")
@@ -921,7 +835,7 @@ def interactive_cli(port):
 
 def part_redis_cli(port, real):
     if not shutil.which("redis-cli"):
-        missing("redis-cli")
+        missing("redis-cli", "redis-tools")
         return
     check_eq(run_cli(["-p", str(port), "set", "a", "b"]).stdout, b"OK\n", "redis-cli set a b")
     check_eq(run_cli(["-p", str(port), "get", "a"]).stdout, b"b\n", "redis-cli get a")
@@ -946,7 +860,7 @@ BENCH_TESTS = {"PING_INLINE", "PING_MBULK", "SET", "GET", "INCR", "MSET (10 keys
 
 def part_benchmark(port, nloops):
     if not shutil.which("redis-benchmark"):
-        missing("redis-benchmark")
+        missing("redis-benchmark", "redis-tools")
         return
     for pipeline in ("1", "16"):
         res = subprocess.run(
@@ -971,13 +885,13 @@ def part_flags(binary, backend):
         r = subprocess.run([binary, *bad], capture_output=True, timeout=IO_TIMEOUT)
         check(r.returncode == 2 and b"usage" in r.stderr, f"bad flag {bad}: usage, exit 2",
               f"rc {r.returncode} {short(r.stderr)}")
-    srv = EvnServer(binary, backend, "--loops", "2", "--balance", "round-robin", "--reuseport")
+    srv = Server(binary, "--loops", "2", "--balance", "round-robin", "--reuseport", backend=backend)
     c = Conn(srv.port)
     check_eq(c.call("PING"), b"+PONG\r\n", "--loops 2 --balance --reuseport serves")
     c.close()
     check_eq(srv.stop(signal.SIGTERM), 0, "exit 0 on SIGTERM")
     # SHUTDOWN over the protocol: no reply, the connection closes, exit 0.
-    srv = EvnServer(binary, backend)
+    srv = Server(binary, backend=backend)
     c = Conn(srv.port)
     c.send(encode(["SET", "a", "b"]) + encode(["SHUTDOWN", "NOSAVE"]))
     out, eof = c.rest_until_eof()
@@ -1005,14 +919,14 @@ def main():
     if real_cls:
         real = RealRedis()
     else:
-        missing("redis-server (the real one, to compare replies with)")
+        missing("redis-server (the real one, to compare replies with)", "redis-server")
 
     parts = []
     try:
         part_flags(args.server, args.backend)
         part_max_clients(args.server, args.backend)
         for nloops in (1, 2):
-            srv = EvnServer(args.server, args.backend, "--loops", str(nloops))
+            srv = Server(args.server, "--loops", str(nloops), backend=args.backend)
             try:
                 print(f"== {nloops} loop(s), {args.backend}", flush=True)
                 if nloops == 1:
@@ -1033,10 +947,7 @@ def main():
                           lambda: part_threads(srv.port, nloops),
                           lambda: part_benchmark(srv.port, nloops)]
                 for part in parts:
-                    try:
-                        part()
-                    except Exception:  # noqa: BLE001 - one part failing must not hide the rest
-                        check(False, "part raised", traceback.format_exc())
+                    run_part(part)
             finally:
                 check_eq(srv.stop(), 0, f"{nloops}-loop server exits 0 on SIGTERM")
         part_max_bulk(args.server, args.backend, real_cls)
@@ -1045,10 +956,8 @@ def main():
         if real:
             real.stop()
 
-    print(f"redis integration ({args.backend}): {passed} passed, {failed} failed"
-          + (f", {skipped} skipped" if skipped else ""), flush=True)
-    return 1 if failed else 0
+    return finish(f"redis integration ({args.backend})")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_guard(main)
