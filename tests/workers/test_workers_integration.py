@@ -29,8 +29,6 @@ events, not by speed.
 
 import argparse
 import os
-import re
-import select
 import signal
 import socket
 import struct
@@ -38,89 +36,17 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 
-IO_TIMEOUT = 30.0
-
-passed = 0
-failed = 0
-
-
-def check(cond, what, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL: {what}" + (f"\n      {detail}" if detail else ""), flush=True)
-    return cond
-
-
-def check_eq(got, want, what):
-    return check(got == want, what, f"got  {short(got)}\n      want {short(want)}")
-
-
-def short(v, limit=400):
-    r = repr(v)
-    return r if len(r) <= limit else r[:limit] + f"... ({len(r)} chars)"
-
-
-class Server:
-    def __init__(self, binary, backend, *extra):
-        self.args = [binary, "--port", "0", "--backend", backend, *extra]
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     bufsize=0)
-        self.port = None
-        self.banner = None
-        out = []
-        deadline = time.monotonic() + IO_TIMEOUT
-        while self.banner is None:
-            r, _, _ = select.select([self.proc.stdout], [], [], max(deadline - time.monotonic(), 0))
-            if not r:
-                self.proc.kill()
-                raise RuntimeError(f"{self.args}: no banner: {out!r}")
-            line = self.proc.stdout.readline().decode().rstrip("\n")
-            if not line:
-                self.proc.wait()
-                raise RuntimeError(f"{self.args} exited: {out!r} {self.proc.stderr.read()!r}")
-            out.append(line)
-            m = re.match(r"listening on tcp://\[::\]:(\d+)$", line)
-            if m:
-                self.port = int(m.group(1))
-            elif re.match(r"\d+ loops?, \w+ backend$", line):
-                self.banner = line
-        self.err = bytearray()
-        self.err_thread = threading.Thread(target=self._drain_err, daemon=True)
-        self.err_thread.start()
-
-    def _drain_err(self):
-        for chunk in iter(lambda: self.proc.stderr.read(65536), b""):
-            self.err += chunk
-
-    def stop(self, sig=signal.SIGTERM):
-        """Stop with sig: (exit status, the rest of stdout)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=IO_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return "hung", ""
-        rest = self.proc.stdout.read().decode(errors="replace")
-        self.err_thread.join(IO_TIMEOUT)
-        err = bytes(self.err)
-        check(b"runtime error:" not in err and b"Sanitizer" not in err,
-              "no sanitizer report from http-workers", err.decode(errors="replace")[-3000:])
-        return self.proc.returncode, rest
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from evnserver import (IO_TIMEOUT, Server, check, check_eq, connect, finish,  # noqa: E402
+                       main_guard, run_part, short)
 
 
 class Conn:
     """A raw HTTP/1.1 client connection that reads whole responses."""
 
     def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = connect(port)
         self.buf = b""
 
     def send(self, data):
@@ -213,11 +139,11 @@ def part_flags(binary, backend):
         check(r.returncode == 2 and b"usage" in r.stderr, f"bad flags {bad}: usage, exit 2",
               f"rc {r.returncode} {short(r.stderr)}")
     for sig in (signal.SIGTERM, signal.SIGINT):
-        srv = Server(binary, backend, "--workers", "3")
+        srv = Server(binary, "--workers", "3", backend=backend)
         c = Conn(srv.port)
         check_eq(c.get("/sleep?ms=1")[2], b"slept 1 ms\r\n", "a slow request is answered")
         c.close()
-        rc, out = srv.stop(sig)
+        rc, out = srv.stop(sig), srv.out
         check_eq(rc, 0, f"exit 0 on {sig.name}")
         check("1 replies sent, 0 dropped" in out, "the exit line counts the replies", out)
 
@@ -255,7 +181,7 @@ def part_responsive_and_drops(binary, backend):
     """Every worker busy: a fast request is still answered, and connections
     reset while their requests are with a worker or queued are dropped
     cleanly."""
-    srv = Server(binary, backend, "--workers", "2")
+    srv = Server(binary, "--workers", "2", backend=backend)
     port = srv.port
     try:
         busy = [Conn(port) for _ in range(2)]
@@ -283,7 +209,7 @@ def part_responsive_and_drops(binary, backend):
         check_eq(c.get("/sleep?ms=1")[2], b"slept 1 ms\r\n", "the server serves on")
         c.close()
     finally:
-        rc, out = srv.stop()
+        rc, out = srv.stop(), srv.out
         check_eq(rc, 0, "exit 0 after dropped replies")
         check("3 dropped" in out, "the exit line counts the dropped replies", out)
 
@@ -377,7 +303,7 @@ def part_drain(binary, backend):
     """The first SIGTERM: an idle connection is closed at once; a request with
     a worker is answered, with Connection: close, then its connection closes;
     the server exits 0."""
-    srv = Server(binary, backend, "--workers", "2")
+    srv = Server(binary, "--workers", "2", backend=backend)
     try:
         idle = Conn(srv.port)
         check_eq(idle.get("/")[0], 200, "drain: the idle connection had a request")
@@ -398,7 +324,7 @@ def part_drain(binary, backend):
             pass
         check(srv.proc.poll() is not None, "drain: exits once the connections are done")
     finally:
-        rc, out = srv.stop()
+        rc, out = srv.stop(), srv.out
         check_eq(rc, 0, "exit 0 after a graceful stop")
         check("1 replies sent, 0 dropped" in out, "drain: the answer counted as sent", out)
 
@@ -409,31 +335,20 @@ def main():
     ap.add_argument("--backend", default=os.environ.get("EVN_BACKEND", "epoll"))
     args = ap.parse_args()
 
-    try:
-        part_flags(args.server, args.backend)
-    except Exception:  # noqa: BLE001
-        check(False, "part raised", traceback.format_exc())
+    run_part(part_flags, args.server, args.backend)
     for nloops in (1, 2):
-        srv = Server(args.server, args.backend, "--workers", "8", "--loops", str(nloops))
+        srv = Server(args.server, "--workers", "8", "--loops", str(nloops), backend=args.backend)
         print(f"== {nloops} loop(s), 8 workers, {args.backend}", flush=True)
         try:
             for part in (part_many, part_half_close, part_pipeline, part_errors):
-                try:
-                    part(srv.port)
-                except Exception:  # noqa: BLE001 - one part failing must not hide the rest
-                    check(False, f"{part.__name__} raised", traceback.format_exc())
+                run_part(part, srv.port)
         finally:
-            rc, _ = srv.stop()
+            rc = srv.stop()
             check_eq(rc, 0, f"{nloops}-loop server exits 0 on SIGTERM")
     for part in (part_responsive_and_drops, part_drain):
-        try:
-            part(args.server, args.backend)
-        except Exception:  # noqa: BLE001
-            check(False, f"{part.__name__} raised", traceback.format_exc())
-
-    print(f"workers integration ({args.backend}): {passed} passed, {failed} failed", flush=True)
-    return 1 if failed else 0
+        run_part(part, args.server, args.backend)
+    return finish(f"workers integration ({args.backend})")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_guard(main)
