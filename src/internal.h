@@ -9,6 +9,7 @@
 #include "evn.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -18,7 +19,6 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/types.h>
-#include <netinet/in.h>
 #include <sys/un.h>
 
 #define EVN__HIDDEN __attribute__((visibility("hidden")))
@@ -131,8 +131,8 @@ struct evn__listener {
     char urlstr[160];
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    int fd;                  /* shared socket, or loop 0's when reuseport */
-    int *fds;                /* with reuseport: one socket per loop */
+    int fd;   /* shared socket, or loop 0's when reuseport */
+    int *fds; /* with reuseport: one socket per loop */
     int nfds;
     bool unlink_on_free;
     struct evn__tls_ctx *tls; /* tls:// listeners: the SSL_CTX and ALPN list (tls.c) */
@@ -174,14 +174,14 @@ enum {
     EVN__C_WANTW = 1u << 2,     /* waiting for writability */
     EVN__C_DIRTY = 1u << 3,     /* on the loop's flush list */
     EVN__C_UDP = 1u << 4,
-    EVN__C_KEPT = 1u << 5, /* evn_keep was called in this data event */
-    EVN__C_RDOFF = 1u << 6, /* read interest removed */
-    EVN__C_WOKEN = 1u << 7,   /* a wake is pending in this inbox batch */
-    EVN__C_PAUSED = 1u << 8,  /* output above high water: not reading */
-    EVN__C_NOMEM = 1u << 9,   /* an allocation failed: close with -ENOMEM */
-    EVN__C_NOBUFS = 1u << 10, /* out_cap passed: close with -ENOBUFS */
-    EVN__C_RESUME = 1u << 11,   /* on the loop's resume list */
-    EVN__C_RESUMABLE = 1u << 12, /* paused: queue a resume when drained */
+    EVN__C_KEPT = 1u << 5,        /* evn_keep was called in this data event */
+    EVN__C_RDOFF = 1u << 6,       /* read interest removed */
+    EVN__C_WOKEN = 1u << 7,       /* a wake is pending in this inbox batch */
+    EVN__C_PAUSED = 1u << 8,      /* output above high water: not reading */
+    EVN__C_NOMEM = 1u << 9,       /* an allocation failed: close with -ENOMEM */
+    EVN__C_NOBUFS = 1u << 10,     /* out_cap passed: close with -ENOBUFS */
+    EVN__C_RESUME = 1u << 11,     /* on the loop's resume list */
+    EVN__C_RESUMABLE = 1u << 12,  /* paused: queue a resume when drained */
     EVN__C_CONNECTING = 1u << 13, /* evn_connect in progress */
     EVN__C_HOLD = 1u << 14,       /* the application paused reading */
     EVN__C_EOF = 1u << 15,        /* the peer shut down its sending side */
@@ -194,10 +194,10 @@ enum {
     EVN__C_TLS_RWANTW = 1u << 22, /* a TLS read must write first: wait for writability */
     EVN__C_REREAD = 1u << 23,     /* on the resume list to read input buffered in TLS */
     EVN__C_TLS_DEAD = 1u << 24,   /* fatal TLS or socket error: no close_notify */
-    EVN__C_UNREG = 1u << 25,  /* accept fast path: not on the poller yet (interest() is 0) */
-    EVN__C_FRESH = 1u << 26,  /* ... and its read just emptied the socket */
-    EVN__C_SPLICE = 1u << 27, /* input is spliced to another connection (splice.c) */
-    EVN__C_SPLWAIT = 1u << 28 /* ... which cannot take more now: not reading */
+    EVN__C_UNREG = 1u << 25,      /* accept fast path: not on the poller yet (interest() is 0) */
+    EVN__C_FRESH = 1u << 26,      /* ... and its read just emptied the socket */
+    EVN__C_SPLICE = 1u << 27,     /* input is spliced to another connection (splice.c) */
+    EVN__C_SPLWAIT = 1u << 28     /* ... which cannot take more now: not reading */
 };
 
 /* evn_conn_splice's state, on both connections of a spliced direction. */
@@ -213,13 +213,13 @@ struct evn_conn {
     struct evn__handle h;
     uint32_t flags;
     int fd;
-    uint32_t seq;    /* low half of the id; matches the fd table entry */
+    uint32_t seq; /* low half of the id; matches the fd table entry */
     uint32_t listener;
     struct evn_loop *loop;
     void *udata;
     struct evn__chunk *out_head, *out_tail;
     size_t out_bytes;
-    char *in;   /* kept input, heap, NULL when none */
+    char *in; /* kept input, heap, NULL when none */
     size_t in_len, in_cap;
     /* During a data event: the input handed to the callback. */
     size_t cur_len, keep;
@@ -245,7 +245,7 @@ struct evn_conn {
 struct evn__msg {
     int type; /* EVN__M_WAKE or EVN__M_CONN */
     int fd;
-    uint64_t arg; /* wake: the id; conn: the listener index */
+    uint64_t arg;            /* wake: the id; conn: the listener index */
     union evn__ip_addr peer; /* conn: the remote address */
     uint8_t peerlen;
     struct evn__chunk *chunk; /* write: the bytes */
@@ -548,10 +548,12 @@ EVN__HIDDEN void evn__signals_ready(struct evn_server *srv);
 EVN__HIDDEN void evn__signals_detach(struct evn_server *srv);
 EVN__HIDDEN void evn__conn_close_all(struct evn_loop *loop, int err);
 
-EVN__HIDDEN int evn__listener_open(struct evn__listener *l, const char *url, int nloops,
-                                   char *err, size_t errlen);
+EVN__HIDDEN int evn__listener_open(struct evn__listener *l, const char *url, int nloops, char *err,
+                                   size_t errlen);
 EVN__HIDDEN void evn__listener_close(struct evn__listener *l);
 EVN__HIDDEN int evn__set_nonblock(int fd, bool on);
+/* A pipe with both ends non-blocking and close-on-exec; -errno on failure. */
+EVN__HIDDEN int evn__pipe_nb(int p[2]);
 
 EVN__HIDDEN int evn__loop_init(struct evn_loop *loop, struct evn_server *srv, int index);
 EVN__HIDDEN void evn__loop_destroy(struct evn_loop *loop);
@@ -595,9 +597,10 @@ EVN__HIDDEN void evn__splice_drained(struct evn_conn *to);
 EVN__HIDDEN void evn__splice_write_kept(struct evn_conn *from);
 EVN__HIDDEN void evn__splice_drop(struct evn_conn *c);
 EVN__HIDDEN /* splice.c: SIGPIPE blocked on the loop's thread from the first call until
- * the loop ends (splice and sendfile raise it and have no MSG_NOSIGNAL), and
- * a pending one taken back after an EPIPE. */
-void evn__sigpipe_block(struct evn_loop *loop);
+             * the loop ends (splice and sendfile raise it and have no MSG_NOSIGNAL), and
+             * a pending one taken back after an EPIPE. */
+    void
+    evn__sigpipe_block(struct evn_loop *loop);
 void evn__sigpipe_take(void);
 void evn__splice_loop_end(struct evn_loop *loop);
 EVN__HIDDEN void evn__conn_set_flags(struct evn_conn *c, uint32_t set, uint32_t clear);

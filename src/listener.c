@@ -28,6 +28,22 @@ int evn__set_nonblock(int fd, bool on)
     return 0;
 }
 
+int evn__pipe_nb(int p[2])
+{
+#ifdef EVN_HAVE_PIPE2
+    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
+        return -errno;
+#else
+    if (pipe(p) < 0)
+        return -errno;
+    for (int i = 0; i < 2; i++) {
+        fcntl(p[i], F_SETFD, FD_CLOEXEC);
+        evn__set_nonblock(p[i], true);
+    }
+#endif
+    return 0;
+}
+
 int evn_addr_str(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
 {
     char host[INET6_ADDRSTRLEN];
@@ -205,11 +221,9 @@ static int open_socket(struct evn__listener *l, const char *url, char *err, size
         what = "O_NONBLOCK";
 #endif
     if (!what && u->proto != EVN__UNIX) {
-        if (u->proto == EVN__TCP &&
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+        if (u->proto == EVN__TCP && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
             what = "SO_REUSEADDR";
-        if (!what && u->reuseport &&
-            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+        if (!what && u->reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
             what = "SO_REUSEPORT";
         if (!what && l->addr.ss_family == AF_INET6) {
             /* An empty host under tcp:// or udp:// serves IPv4 too. */
@@ -289,8 +303,7 @@ int evn__listener_open(struct evn__listener *l, const char *url, int nloops, cha
     }
     for (int i = 0; i < nsock; i++) {
         int fd = open_socket(l, url, err, errlen);
-        if (fd == -EAFNOSUPPORT && i == 0 && l->url.host[0] == '\0' &&
-            l->url.family == AF_UNSPEC) {
+        if (fd == -EAFNOSUPPORT && i == 0 && l->url.host[0] == '\0' && l->url.family == AF_UNSPEC) {
             /* No IPv6 on this machine: an empty host falls back to IPv4. */
             struct sockaddr_in *in = (struct sockaddr_in *)&l->addr;
             memset(&l->addr, 0, sizeof l->addr);

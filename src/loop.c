@@ -54,12 +54,9 @@ static int open_wakefd(struct evn_loop *loop)
     loop->wake_rfd = loop->wake_wfd = fd;
 #else
     int p[2];
-    if (pipe(p) < 0)
-        return -errno;
-    for (int i = 0; i < 2; i++) {
-        fcntl(p[i], F_SETFD, FD_CLOEXEC);
-        evn__set_nonblock(p[i], true);
-    }
+    int rc = evn__pipe_nb(p);
+    if (rc < 0)
+        return rc;
     loop->wake_rfd = p[0];
     loop->wake_wfd = p[1];
 #endif
@@ -238,8 +235,7 @@ static void drain_inbox(struct evn_loop *loop)
     }
     for (size_t i = 0; i < n; i++) {
         if (msgs[i].type == EVN__M_CONN) {
-            evn__conn_open(loop, msgs[i].fd, (uint32_t)msgs[i].arg, &msgs[i].peer,
-                           msgs[i].peerlen);
+            evn__conn_open(loop, msgs[i].fd, (uint32_t)msgs[i].arg, &msgs[i].peer, msgs[i].peerlen);
             continue;
         }
         if (msgs[i].type == EVN__M_WRITE) {

@@ -138,12 +138,9 @@ int evn_server_stop_on_signals(evn_server *srv, int64_t drain_ms)
     srv->sig_rfd = srv->sig_wfd = fd;
 #else
     int p[2];
-    if (pipe(p) < 0)
-        return -errno;
-    for (int i = 0; i < 2; i++) {
-        fcntl(p[i], F_SETFD, FD_CLOEXEC);
-        evn__set_nonblock(p[i], true);
-    }
+    int rc = evn__pipe_nb(p);
+    if (rc < 0)
+        return rc;
     srv->sig_rfd = p[0];
     srv->sig_wfd = p[1];
     sig_pipe_wfd = p[1];

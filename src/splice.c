@@ -115,9 +115,10 @@ int evn_conn_splice(evn_conn *from, evn_conn *to)
     struct evn__splice *fs = splice_get(from), *ts = splice_get(to);
     if (!fs || !ts)
         return -ENOMEM;
-    if (pipe2(fs->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+    int rc = evn__pipe_nb(fs->pipe);
+    if (rc < 0) {
         fs->pipe[0] = fs->pipe[1] = -1;
-        return -errno;
+        return rc;
     }
     evn__sigpipe_block(from->loop);
     fs->to = evn_conn_id(to);
@@ -126,7 +127,7 @@ int evn_conn_splice(evn_conn *from, evn_conn *to)
     /* Input kept from an earlier data event goes first. Inside from's own
      * data callback the keep is not applied yet: deliver() moves it after. */
     if (from->in_len && from->loop->cur != from) {
-        int rc = evn_write(to, from->in, from->in_len);
+        rc = evn_write(to, from->in, from->in_len);
         evn__conn_drop_input(from);
         if (rc < 0)
             return rc;
@@ -256,7 +257,7 @@ void evn__splice_drop(struct evn_conn *c)
     pipe_close(sp);
     free(sp);
     c->splice = NULL;
-    c->flags &= (uint32_t)~(EVN__C_SPLICE | EVN__C_SPLWAIT);
+    c->flags &= (uint32_t) ~(EVN__C_SPLICE | EVN__C_SPLWAIT);
 }
 
 #else /* !__linux__ */
