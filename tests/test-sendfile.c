@@ -6,12 +6,14 @@
  * file's bytes; the caller may close its descriptor at once; a file queued
  * for another connection of the loop goes out too; bad arguments are
  * refused; a peer that goes away closes the connection with an error and
- * leaves no descriptor behind; and over TLS the same file arrives decrypted.
+ * leaves no descriptor behind, without a SIGPIPE even when sendfile(2) meets
+ * EPIPE; and over TLS the same file arrives decrypted.
  */
 #include "harness.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -514,6 +516,37 @@ static void test_peer_gone(void)
     stop(&ts, &s);
 }
 
+/*
+ * The reader half-closes and then resets while a file is still going out.
+ * Its FIN puts the server's socket in CLOSE_WAIT, where the kernel records
+ * a reset as EPIPE, so the next sendfile(2) fails with EPIPE and, as that
+ * call has no MSG_NOSIGNAL, raises SIGPIPE. SIGPIPE keeps its default
+ * action in this test (main), so unless evn keeps it blocked on the loop
+ * thread the process dies here. The connection closes and leaves no
+ * descriptor behind.
+ */
+static void test_epipe_no_sigpipe(void)
+{
+    struct state s;
+    state_init(&s);
+    s.close_after = false;
+    add_file(&s, P_FILE, 0, 0);
+    evn_events ev = {0};
+    th_server ts;
+    start(&ts, &s, &ev, "tcp://127.0.0.1:0");
+    for (int round = 0; round < 4; round++) {
+        int fd = th_connect_srv(&ts, 0);
+        th_write_str(fd, "go");
+        static char buf[1 << 16];
+        EXPECT_EQ_INT(th_read_exact(fd, buf, sizeof buf), (long long)sizeof buf);
+        EXPECT_EQ_INT(shutdown(fd, SHUT_WR), 0);
+        th_close_rst(fd);
+        TH_WAIT_COUNTER(&s.closed, round + 1);
+        th_counter_add(&s.ran, -1);
+    }
+    stop(&ts, &s);
+}
+
 #ifdef EVN_HAVE_TLS
 struct tls_io {
     SSL *ssl;
@@ -592,6 +625,8 @@ static void test_tls(void)
 int main(int argc, char **argv)
 {
     th_init(argc, argv);
+    /* A SIGPIPE must kill this test, not be ignored (test_epipe_no_sigpipe). */
+    signal(SIGPIPE, SIG_DFL);
     if (!make_file()) {
         fprintf(stderr, "cannot make the %u-byte test file: %s\n", FILE_SIZE, strerror(errno));
         return 1;
@@ -603,6 +638,7 @@ int main(int argc, char **argv)
     TH_RUN(test_bad_arguments);
     TH_RUN(test_out_cap);
     TH_RUN(test_peer_gone);
+    TH_RUN(test_epipe_no_sigpipe);
 #ifdef EVN_HAVE_TLS
     TH_RUN(test_tls);
 #endif
