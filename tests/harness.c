@@ -728,6 +728,17 @@ int th_sock_port(int fd, bool peer)
     return th_sockaddr_port((struct sockaddr *)&ss);
 }
 
+int th_closed_port(void)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof sin) != 0)
+        th_fail_(__FILE__, __LINE__, true, "cannot bind a port on 127.0.0.1: %s", strerror(errno));
+    int port = th_sock_port(fd, false);
+    close(fd);
+    return port;
+}
+
 /* ---- files ---- */
 
 const char *th_tmpdir(void)

@@ -216,6 +216,9 @@ void th_close_rst(int fd);
 /* Local or peer port of a socket. */
 int th_sock_port(int fd, bool peer);
 int th_sockaddr_port(const struct sockaddr *sa);
+/* A TCP port on 127.0.0.1 that nobody listens on: bound by a socket that is
+ * then closed, so a connect to it is refused (fatal if none can be bound). */
+int th_closed_port(void);
 
 /* ---- files ---- */
 

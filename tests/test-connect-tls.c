@@ -54,25 +54,33 @@ int main(int argc, char **argv)
 #include "internal.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 /* ---- files made at start ---- */
 
-static char ca_cert[256], srv_cert[256], srv_key[256], cli_cert[256], cli_key[256],
-    rogue_ca[256], junk_file[256], missing_file[256];
+static char ca_cert[256], srv_cert[256], srv_key[256], cli_cert[256], cli_key[256], rogue_ca[256],
+    junk_file[256], missing_file[256];
 
-static bool run_quiet(const char *cmd)
+/* Run the openssl command with the arguments fmt makes, its output thrown
+ * away; true if it succeeded. */
+static bool openssl(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static bool openssl(const char *fmt, ...)
 {
-    char full[4096];
-    snprintf(full, sizeof full, "%s >/dev/null 2>&1", cmd);
-    return system(full) == 0;
+    char args[2048], cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "openssl %s >/dev/null 2>&1", args);
+    return system(cmd) == 0;
 }
 
 static bool make_files(void)
 {
-    char cmd[2048], ca_key[256], csr[256], serial[256], ext[256], rogue_key[256];
+    char ca_key[256], csr[256], serial[256], ext[256], rogue_key[256];
     th_tmppath(ca_cert, sizeof ca_cert, "ca.pem");
     th_tmppath(ca_key, sizeof ca_key, "ca.key");
     th_tmppath(srv_cert, sizeof srv_cert, "srv.pem");
@@ -98,33 +106,17 @@ static bool make_files(void)
     fputs("no certificate here\n", f);
     fclose(f);
 
-    snprintf(cmd, sizeof cmd, "openssl req -x509 %s -keyout %s -out %s -days 1 -subj /CN=evn-ca",
-             ec, ca_key, ca_cert);
-    if (!run_quiet(cmd))
-        return false;
-    snprintf(cmd, sizeof cmd,
-             "openssl req -x509 %s -keyout %s -out %s -days 1 -subj /CN=evn-rogue-ca", ec,
-             rogue_key, rogue_ca);
-    if (!run_quiet(cmd))
-        return false;
-    snprintf(cmd, sizeof cmd, "openssl req %s -keyout %s -out %s -subj /CN=localhost", ec,
-             srv_key, csr);
-    if (!run_quiet(cmd))
-        return false;
-    snprintf(cmd, sizeof cmd,
-             "openssl x509 -req -in %s -CA %s -CAkey %s -CAserial %s -CAcreateserial -out %s "
-             "-days 1 -extfile %s",
-             csr, ca_cert, ca_key, serial, srv_cert, ext);
-    if (!run_quiet(cmd))
-        return false;
-    snprintf(cmd, sizeof cmd, "openssl req %s -keyout %s -out %s -subj /CN=client", ec, cli_key,
-             csr);
-    if (!run_quiet(cmd))
-        return false;
-    snprintf(cmd, sizeof cmd,
-             "openssl x509 -req -in %s -CA %s -CAkey %s -CAserial %s -out %s -days 1", csr,
-             ca_cert, ca_key, serial, cli_cert);
-    return run_quiet(cmd);
+    return openssl("req -x509 %s -keyout %s -out %s -days 1 -subj /CN=evn-ca", ec, ca_key,
+                   ca_cert) &&
+           openssl("req -x509 %s -keyout %s -out %s -days 1 -subj /CN=evn-rogue-ca", ec, rogue_key,
+                   rogue_ca) &&
+           openssl("req %s -keyout %s -out %s -subj /CN=localhost", ec, srv_key, csr) &&
+           openssl("x509 -req -in %s -CA %s -CAkey %s -CAserial %s -CAcreateserial -out %s "
+                   "-days 1 -extfile %s",
+                   csr, ca_cert, ca_key, serial, srv_cert, ext) &&
+           openssl("req %s -keyout %s -out %s -subj /CN=client", ec, cli_key, csr) &&
+           openssl("x509 -req -in %s -CA %s -CAkey %s -CAserial %s -out %s -days 1", csr, ca_cert,
+                   ca_key, serial, cli_cert);
 }
 
 /* ---- the server: three listeners and one outbound connection ---- */
@@ -268,36 +260,57 @@ static void server_new_ev(th_server *ts, struct state *s, evn_events *ev)
     th_server_new(ts, ev, addrs, 3);
 }
 
-/* ... with the callbacks of one outbound connection made by serving. */
-static void server_new(th_server *ts, struct state *s, evn_events *ev)
-{
-    ev->serving = on_serving;
-    ev->opened = on_opened;
-    ev->data = on_data;
-    ev->closed = on_closed;
-    server_new_ev(ts, s, ev);
-}
+/* For run_case's to: a port nobody listens on instead of a listener's. */
+#define DEAD (-1)
 
-/* Connect to listener `to` with the query string q and run until the
- * outbound connection is closed. */
-static void run_case(struct state *s, int to, int64_t timeout_ms, const char *q)
+/* The fixture of one case: s made ready to send and expect back payload
+ * bytes, the three listeners started, and serving's evn_connect to
+ * tls://127.0.0.1:PORT?QUERY run until that connection has closed, where
+ * PORT is listener to's (or a refusing one, for DEAD) and QUERY is what fmt
+ * makes. evn_connect itself must succeed. The case then checks s and calls
+ * state_destroy. */
+static void run_case(struct state *s, size_t payload, int to, int64_t timeout_ms, const char *fmt,
+                     ...) __attribute__((format(printf, 5, 6)));
+static void run_case(struct state *s, size_t payload, int to, int64_t timeout_ms, const char *fmt,
+                     ...)
 {
+    state_init(s, payload);
     th_server ts;
     evn_events ev = {0};
-    server_new(&ts, s, &ev);
+    ev.serving = on_serving;
+    ev.opened = on_opened;
+    ev.data = on_data;
+    ev.closed = on_closed;
+    server_new_ev(&ts, s, &ev);
     s->timeout_ms = timeout_ms;
-    snprintf(s->target, sizeof s->target, "tls://127.0.0.1:%d?%s", th_server_port(&ts, (size_t)to),
-             q);
+    char q[900];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q, sizeof q, fmt, ap);
+    va_end(ap);
+    int port = to == DEAD ? th_closed_port() : th_server_port(&ts, (size_t)to);
+    snprintf(s->target, sizeof s->target, "tls://127.0.0.1:%d?%s", port, q);
     th_server_run(&ts);
     TH_WAIT_COUNTER(&s->out_closed, 1);
     EXPECT_EQ_ERR(s->connect_rc, 0);
     th_server_stop(&ts);
 }
 
-static void query(char *buf, size_t size, const char *fmt, const char *a, const char *b,
-                  const char *c)
+/* The outcome of a case that went through: opened, every byte back. */
+static void expect_echoed(struct state *s, size_t n)
 {
-    snprintf(buf, size, fmt, a, b, c);
+    EXPECT_EQ_INT(th_counter_get(&s->out_opened), 1);
+    EXPECT_EQ_ERR(atomic_load(&s->close_err), 0);
+    EXPECT_EQ_SIZE(atomic_load(&s->got), n);
+}
+
+/* ... and of one refused at the handshake: never opened, closed with err,
+ * and evn_errmsg() in closed saying msg. */
+static void expect_rejected(struct state *s, int err, const char *msg)
+{
+    EXPECT_EQ_INT(th_counter_get(&s->out_opened), 0);
+    EXPECT_EQ_ERR(atomic_load(&s->close_err), err);
+    EXPECT_CONTAINS(s->errmsg, msg);
 }
 
 /* ---- the tests ---- */
@@ -307,14 +320,9 @@ static void test_echo_1mb(void)
 {
     struct state s;
     size_t n = (size_t)1 << 20;
-    state_init(&s, n);
-    char q[600];
-    query(q, sizeof q, "ca=%s&alpn=h2,http/1.1", ca_cert, NULL, NULL);
-    run_case(&s, L_TLS, 5000, q);
-    EXPECT_EQ_INT(th_counter_get(&s.out_opened), 1);
-    EXPECT_EQ_ERR(atomic_load(&s.close_err), 0);
+    run_case(&s, n, L_TLS, 5000, "ca=%s&alpn=h2,http/1.1", ca_cert);
+    expect_echoed(&s, n);
     EXPECT_FALSE(atomic_load(&s.mismatch));
-    EXPECT_EQ_SIZE(atomic_load(&s.got), n);
     EXPECT_EQ_SIZE(atomic_load(&s.echoed), n);
     EXPECT_TRUE(atomic_load(&s.out_is_tls));
     EXPECT_STREQ(s.alpn_out, "http/1.1");
@@ -326,32 +334,17 @@ static void test_echo_1mb(void)
 static void test_verify_sni(void)
 {
     struct state s;
-    state_init(&s, 100);
-    char q[600];
-    query(q, sizeof q, "ca=%s&sni=localhost&verify=require", ca_cert, NULL, NULL);
-    run_case(&s, L_TLS, 5000, q);
-    EXPECT_EQ_INT(th_counter_get(&s.out_opened), 1);
-    EXPECT_EQ_ERR(atomic_load(&s.close_err), 0);
-    EXPECT_EQ_SIZE(atomic_load(&s.got), 100);
+    run_case(&s, 100, L_TLS, 5000, "ca=%s&sni=localhost&verify=require", ca_cert);
+    expect_echoed(&s, 100);
     EXPECT_STREQ(s.alpn_out, "(none)");
     state_destroy(&s);
-}
-
-static void expect_rejected(struct state *s, int err, const char *msg)
-{
-    EXPECT_EQ_INT(th_counter_get(&s->out_opened), 0);
-    EXPECT_EQ_ERR(atomic_load(&s->close_err), err);
-    EXPECT_CONTAINS(s->errmsg, msg);
 }
 
 /* A CA that did not sign the server's certificate. */
 static void test_wrong_ca(void)
 {
     struct state s;
-    state_init(&s, 100);
-    char q[600];
-    query(q, sizeof q, "ca=%s", rogue_ca, NULL, NULL);
-    run_case(&s, L_TLS, 5000, q);
+    run_case(&s, 100, L_TLS, 5000, "ca=%s", rogue_ca);
     expect_rejected(&s, -EACCES, "certificate verify failed");
     /* The listener's side of it fails its handshake: no event there. */
     EXPECT_EQ_INT(th_counter_get(&s.in_opened), 0);
@@ -362,10 +355,7 @@ static void test_wrong_ca(void)
 static void test_wrong_sni(void)
 {
     struct state s;
-    state_init(&s, 100);
-    char q[600];
-    query(q, sizeof q, "ca=%s&sni=www.example.com", ca_cert, NULL, NULL);
-    run_case(&s, L_TLS, 5000, q);
+    run_case(&s, 100, L_TLS, 5000, "ca=%s&sni=www.example.com", ca_cert);
     expect_rejected(&s, -EACCES, "hostname mismatch");
     state_destroy(&s);
 }
@@ -374,10 +364,7 @@ static void test_wrong_sni(void)
 static void test_wrong_ip(void)
 {
     struct state s;
-    state_init(&s, 100);
-    char q[600];
-    query(q, sizeof q, "ca=%s&sni=127.0.0.2", ca_cert, NULL, NULL);
-    run_case(&s, L_TLS, 5000, q);
+    run_case(&s, 100, L_TLS, 5000, "ca=%s&sni=127.0.0.2", ca_cert);
     expect_rejected(&s, -EACCES, "IP address mismatch");
     state_destroy(&s);
 }
@@ -386,8 +373,7 @@ static void test_wrong_ip(void)
 static void test_default_verifies(void)
 {
     struct state s;
-    state_init(&s, 100);
-    run_case(&s, L_TLS, 5000, "sni=localhost");
+    run_case(&s, 100, L_TLS, 5000, "sni=localhost");
     expect_rejected(&s, -EACCES, "certificate verify failed");
     state_destroy(&s);
 }
@@ -396,13 +382,8 @@ static void test_default_verifies(void)
 static void test_verify_none(void)
 {
     struct state s;
-    state_init(&s, 100000);
-    char q[600];
-    query(q, sizeof q, "ca=%s&verify=none&sni=www.example.com", rogue_ca, NULL, NULL);
-    run_case(&s, L_TLS, 5000, q);
-    EXPECT_EQ_INT(th_counter_get(&s.out_opened), 1);
-    EXPECT_EQ_ERR(atomic_load(&s.close_err), 0);
-    EXPECT_EQ_SIZE(atomic_load(&s.got), 100000);
+    run_case(&s, 100000, L_TLS, 5000, "ca=%s&verify=none&sni=www.example.com", rogue_ca);
+    expect_echoed(&s, 100000);
     state_destroy(&s);
 }
 
@@ -410,9 +391,8 @@ static void test_verify_none(void)
 static void test_handshake_timeout(void)
 {
     struct state s;
-    state_init(&s, 100);
     int64_t t0 = evn__now_ms();
-    run_case(&s, L_SILENT, 300, "verify=none");
+    run_case(&s, 100, L_SILENT, 300, "verify=none");
     int64_t took = evn__now_ms() - t0;
     EXPECT_EQ_INT(th_counter_get(&s.out_opened), 0);
     EXPECT_EQ_ERR(atomic_load(&s.close_err), -ETIMEDOUT);
@@ -421,31 +401,13 @@ static void test_handshake_timeout(void)
     state_destroy(&s);
 }
 
-/* A port nobody listens on: bound, then closed. */
-static int dead_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bind(fd, (struct sockaddr *)&sin, sizeof sin);
-    int port = th_sock_port(fd, false);
-    close(fd);
-    return port;
-}
-
+/* A port nobody listens on, and no timeout (0) but the refusal. */
 static void test_refused(void)
 {
     struct state s;
-    state_init(&s, 100);
-    th_server ts;
-    evn_events ev = {0};
-    server_new(&ts, &s, &ev);
-    snprintf(s.target, sizeof s.target, "tls://127.0.0.1:%d?ca=%s", dead_port(), ca_cert);
-    th_server_run(&ts);
-    TH_WAIT_COUNTER(&s.out_closed, 1);
-    EXPECT_EQ_ERR(s.connect_rc, 0);
+    run_case(&s, 100, DEAD, 0, "ca=%s", ca_cert);
     EXPECT_EQ_INT(th_counter_get(&s.out_opened), 0);
     EXPECT_EQ_ERR(atomic_load(&s.close_err), -ECONNREFUSED);
-    th_server_stop(&ts);
     state_destroy(&s);
 }
 
@@ -453,14 +415,9 @@ static void test_refused(void)
 static void test_client_cert(void)
 {
     struct state s;
-    state_init(&s, 300000);
-    char q[900];
-    query(q, sizeof q, "ca=%s&cert=%s&key=%s", ca_cert, cli_cert, cli_key);
-    run_case(&s, L_MTLS, 5000, q);
-    EXPECT_EQ_INT(th_counter_get(&s.out_opened), 1);
+    run_case(&s, 300000, L_MTLS, 5000, "ca=%s&cert=%s&key=%s", ca_cert, cli_cert, cli_key);
+    expect_echoed(&s, 300000);
     EXPECT_EQ_INT(th_counter_get(&s.in_opened), 1);
-    EXPECT_EQ_ERR(atomic_load(&s.close_err), 0);
-    EXPECT_EQ_SIZE(atomic_load(&s.got), 300000);
     state_destroy(&s);
 }
 
@@ -470,10 +427,7 @@ static void test_client_cert(void)
 static void test_client_cert_missing(void)
 {
     struct state s;
-    state_init(&s, 100);
-    char q[600];
-    query(q, sizeof q, "ca=%s", ca_cert, NULL, NULL);
-    run_case(&s, L_MTLS, 5000, q);
+    run_case(&s, 100, L_MTLS, 5000, "ca=%s", ca_cert);
     EXPECT_LT_INT(atomic_load(&s.close_err), 0);
     EXPECT_EQ_SIZE(atomic_load(&s.got), 0);
     EXPECT_EQ_INT(th_counter_get(&s.in_opened), 0);
@@ -559,7 +513,7 @@ static void test_many_loops(void)
 /* Bad files and options: refused by evn_connect itself, with no event. */
 static evn_action bad_serving(evn_server *srv)
 {
-    struct state *s = evn_server_udata(srv);
+    int *all_ok = evn_server_udata(srv);
     struct {
         char url[800];
         int rc;
@@ -596,9 +550,9 @@ static evn_action bad_serving(evn_server *srv)
     /* Only the good option sets are kept, one context each however many
      * connections use them. */
     char good[600], other[600];
-    snprintf(good, sizeof good, "tls://127.0.0.1:%d?ca=%s", dead_port(), ca_cert);
-    snprintf(other, sizeof other, "tls://127.0.0.1:%d?ca=%s&sni=localhost&alpn=h2", dead_port(),
-             ca_cert);
+    snprintf(good, sizeof good, "tls://127.0.0.1:%d?ca=%s", th_closed_port(), ca_cert);
+    snprintf(other, sizeof other, "tls://127.0.0.1:%d?ca=%s&sni=localhost&alpn=h2",
+             th_closed_port(), ca_cert);
     for (int i = 0; i < 3; i++)
         if (evn_connect(srv, good, 0, NULL, NULL) != 0)
             ok = 0;
@@ -609,23 +563,22 @@ static evn_action bad_serving(evn_server *srv)
         fprintf(stderr, "%zu client contexts, want 2\n", nctx);
         ok = 0;
     }
-    s->connect_rc = ok;
+    *all_ok = ok;
     return EVN_SHUTDOWN;
 }
 
 static void test_bad_options(void)
 {
-    struct state s;
-    state_init(&s, 0);
+    int all_ok = 0;
     th_server ts;
     evn_events ev = {0};
-    ev.udata = &s;
+    ev.udata = &all_ok;
     ev.serving = bad_serving;
     const char *addr = "tcp://127.0.0.1:0";
     th_server_new(&ts, &ev, &addr, 1);
     th_server_run(&ts);
     th_server_join(&ts);
-    EXPECT_EQ_INT(s.connect_rc, 1);
+    EXPECT_EQ_INT(all_ok, 1);
     th_server_free(&ts);
     /* sni= is for evn_connect only. */
     char url[700];
@@ -634,7 +587,6 @@ static void test_bad_options(void)
     evn_server *srv;
     EXPECT_EQ_ERR(evn_server_new(&srv, &ev, &a, 1), -EINVAL);
     EXPECT_CONTAINS(evn_errmsg(), "only for evn_connect");
-    state_destroy(&s);
 }
 
 int main(int argc, char **argv)
