@@ -164,17 +164,6 @@ static void test_connect_unix(void)
     destroy_state(&s);
 }
 
-/* A port nobody listens on: bound, then closed. */
-static int dead_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bind(fd, (struct sockaddr *)&sin, sizeof sin);
-    int port = th_sock_port(fd, false);
-    close(fd);
-    return port;
-}
-
 static void test_refused(void)
 {
     struct state s;
@@ -183,7 +172,7 @@ static void test_refused(void)
     const char *addr = "tcp://127.0.0.1:0";
     th_server ts;
     th_server_new(&ts, &ev, &addr, 1);
-    snprintf(s.target, sizeof s.target, "tcp://127.0.0.1:%d", dead_port());
+    snprintf(s.target, sizeof s.target, "tcp://127.0.0.1:%d", th_closed_port());
     th_server_run(&ts);
     TH_WAIT_COUNTER(&s.closed, 1);
     EXPECT_EQ_INT(atomic_load(&s.connect_rc), 0);
