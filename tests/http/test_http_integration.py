@@ -25,7 +25,6 @@ import argparse
 import email.utils
 import os
 import re
-import select
 import shutil
 import signal
 import socket
@@ -33,10 +32,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
-IO_TIMEOUT = 30
-TOOL_TIMEOUT = 90
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import evnserver  # noqa: E402
+# Each test here is a function that stops at its first failed expectation
+# (check and eq raise Failure), run and counted by record().
+from evnserver import (IO_TIMEOUT, TOOL_TIMEOUT, Failure, connect, finish,  # noqa: E402
+                       main_guard, missing, record, require as check, require_eq as eq)
+
 HELLO = b"Hello World!\r\n"
 DATE_RE = re.compile(
     r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
@@ -45,76 +48,19 @@ DATE_RE = re.compile(
 PACKAGES = {"curl": "curl", "wrk": "wrk", "ab": "apache2-utils", "h2load": "nghttp2-client"}
 
 
-class Failure(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
-
-
-def eq(got, want, what):
-    if got != want:
-        raise Failure(f"{what}: got {got!r}, expected {want!r}")
-
-
 # ---- the server ----
 
 
-class Server:
-    # Every server started, so that none outlives the test, whatever happens.
-    started = []
+class Server(evnserver.Server):
+    """The HTTP example on ephemeral ports; stop() must see status 0."""
 
     def __init__(self, binary, backend, *extra):
-        self.args = [binary, "--port", "0", "--backend", backend, *extra]
-        # Unbuffered, so that select() sees every line not yet read.
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, bufsize=0)
-        Server.started.append(self.proc)
-        self.port = None
-        self.urls = []
-        lines = []
-        while True:
-            line = self._readline()
-            lines.append(line)
-            m = re.match(r"listening on (\S+)$", line)
-            if m:
-                self.urls.append(m.group(1))
-                m = re.match(r"tcp://\[::\]:(\d+)$", m.group(1))
-                if m:
-                    self.port = int(m.group(1))
-            elif re.match(r"\d+ loops?, \w+ backend$", line):
-                check(line.endswith(f" {backend} backend"), f"server says {line!r}")
-                break
-        check(self.port, f"no 'listening on tcp://[::]:PORT' line in {lines!r}")
-
-    def _readline(self):
-        out = self.proc.stdout
-        r, _, _ = select.select([out], [], [], IO_TIMEOUT)
-        if not r:
-            self.proc.kill()
-            raise Failure(f"{self.args}: printed nothing within {IO_TIMEOUT} s")
-        line = out.readline()
-        if not line:
-            rc = self.proc.wait()
-            raise Failure(f"{self.args}: exited with {rc} before listening")
-        return line.decode().rstrip("\n")
+        super().__init__(binary, *extra, backend=backend)
+        check(self.port, f"no 'listening on tcp://[::]:PORT' line in {self.urls!r}")
 
     def stop(self, sig=signal.SIGTERM):
         """Stop with sig; the server must exit 0 (and, under ASan, leak nothing)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            rc = self.proc.wait(timeout=IO_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise Failure(f"{self.args}: did not stop on {sig.name}")
-        self.proc.stdout.close()
-        eq(rc, 0, f"exit status after {sig.name}")
-
-    def url(self, path="/"):
-        return f"http://127.0.0.1:{self.port}{path}"
+        eq(super().stop(sig), 0, f"exit status after {sig.name}")
 
 
 # ---- a raw client ----
@@ -138,13 +84,7 @@ class Response:
 
 class Conn:
     def __init__(self, port=None, path=None):
-        if path:
-            self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.s.settimeout(IO_TIMEOUT)
-            self.s.connect(path)
-        else:
-            self.s = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
-            self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.s = connect(port, path=path)
         self.buf = b""
 
     def __enter__(self):
@@ -906,33 +846,13 @@ def main():
     ap.add_argument("--server", required=True)
     ap.add_argument("--backend", default=os.environ.get("EVN_BACKEND", "epoll"))
     args = ap.parse_args()
-    allow_missing = os.environ.get("EVN_ALLOW_MISSING_CLIENTS") == "1"
-
-    passed = failed = skipped = 0
-
-    def record(name, fn, *a):
-        nonlocal passed, failed
-        try:
-            fn(*a)
-        except Exception as e:  # a failure, or a crash of the test itself
-            failed += 1
-            detail = str(e) if isinstance(e, Failure) else traceback.format_exc()
-            print(f"FAIL {name}: {detail}", flush=True)
-            return
-        passed += 1
-        print(f"ok   {name}", flush=True)
 
     clients = set()
     for tool, pkg in PACKAGES.items():
         if shutil.which(tool):
             clients.add(tool)
-        elif allow_missing:
-            skipped += 1
-            print(f"SKIP {tool}: not installed (Debian package {pkg})", flush=True)
         else:
-            failed += 1
-            print(f"FAIL {tool} is not installed: apt-get install {pkg} "
-                  "(or set EVN_ALLOW_MISSING_CLIENTS=1 to skip it)", flush=True)
+            missing(tool, pkg)
 
     with tempfile.TemporaryDirectory(prefix="evn-http-") as tmp:
         try:
@@ -967,20 +887,8 @@ def main():
         record("test_idle_timeout", test_idle_timeout, args.server, args.backend)
         record("test_request_timeout", test_request_timeout, args.server, args.backend)
         record("test_two_loops", test_two_loops, args.server, args.backend, clients)
-
-    line = f"{passed} passed, {failed} failed"
-    if skipped:
-        line += f", {skipped} skipped"
-    print(line)
-    return 1 if failed else 0
+    return finish()
 
 
 if __name__ == "__main__":
-    try:
-        status = main()
-    finally:
-        for proc in Server.started:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    sys.exit(status)
+    main_guard(main)

@@ -25,16 +25,15 @@ import argparse
 import email.utils
 import os
 import shutil
-import re
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from evnserver import finish, main_guard, make_cert, missing, record, skip  # noqa: E402
 from test_http_integration import (  # noqa: E402
     IO_TIMEOUT,
     TOOL_TIMEOUT,
@@ -439,17 +438,11 @@ def test_flags(binary, backend, tmp):
 def test_tls(binary, backend, root, tmp):
     """Over TLS evn reads and encrypts the file itself: the same bytes must
     come out, whole and as a range, and keep-alive still works."""
-    key, cert = os.path.join(tmp, "key.pem"), os.path.join(tmp, "cert.pem")
-    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
-                        "/CN=localhost", "-keyout", key, "-out", cert],
-                       capture_output=True, timeout=TOOL_TIMEOUT)
-    eq(r.returncode, 0, f"openssl req ({r.stderr[-300:]!r})")
+    cert, key = make_cert(tmp)
     srv = Server(binary, backend, "--root", root, "--tls-cert", cert, "--tls-key", key)
     try:
-        tls = [u for u in srv.urls if u.startswith("tls://")]
-        check(tls, f"no tls:// listener in {srv.urls}")
-        port = int(re.search(r":(\d+)$", tls[0]).group(1))
+        port = srv.port_of("tls")
+        check(port, f"no tls:// listener in {srv.urls}")
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -506,20 +499,6 @@ def main():
                     help="off: evn was built without TLS, skip the TLS test")
     args = ap.parse_args()
 
-    passed = failed = 0
-
-    def record(name, fn, *a):
-        nonlocal passed, failed
-        try:
-            fn(*a)
-        except Exception as e:
-            failed += 1
-            detail = str(e) if isinstance(e, Failure) else traceback.format_exc()
-            print(f"FAIL {name}: {detail}", flush=True)
-            return
-        passed += 1
-        print(f"ok   {name}", flush=True)
-
     with tempfile.TemporaryDirectory(prefix="evn-http-static-") as tmp:
         root = make_tree(tmp)
         try:
@@ -538,11 +517,8 @@ def main():
             record(fn.__name__, fn, srv, root)
         if shutil.which("curl"):
             record("test_curl", test_curl, srv, root, tmp)
-        elif os.environ.get("EVN_ALLOW_MISSING_CLIENTS") == "1":
-            print("SKIP test_curl: curl is not installed", flush=True)
         else:
-            failed += 1
-            print("FAIL curl is not installed: apt-get install curl", flush=True)
+            missing("curl", "curl")
         if have_proc:
             def no_fd_leak():
                 after = wait_fds(srv.proc.pid, before)
@@ -553,24 +529,15 @@ def main():
         usage = subprocess.run([args.server, "--help"], capture_output=True,
                                timeout=TOOL_TIMEOUT).stdout
         if args.tls == "off":
-            print("SKIP test_tls: evn built without TLS", flush=True)
+            skip("test_tls: evn built without TLS")
         elif b"--tls-cert" not in usage:
-            print("SKIP test_tls: this server has no --tls-cert", flush=True)
+            skip("test_tls: this server has no --tls-cert")
         elif not shutil.which("openssl") or not shutil.which("curl"):
-            print("SKIP test_tls: needs openssl and curl", flush=True)
+            skip("test_tls: needs openssl and curl")
         else:
             record("test_tls", test_tls, args.server, args.backend, root, tmp)
-
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return finish()
 
 
 if __name__ == "__main__":
-    try:
-        status = main()
-    finally:
-        for proc in Server.started:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    sys.exit(status)
+    main_guard(main)

@@ -53,7 +53,6 @@ import argparse
 import hashlib
 import os
 import re
-import select
 import shutil
 import signal
 import socket
@@ -63,126 +62,18 @@ import threading
 import time
 import traceback
 
-IO_TIMEOUT = 30.0
-ALLOW_MISSING = os.environ.get("EVN_ALLOW_MISSING_CLIENTS") == "1"
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from evnserver import (IO_TIMEOUT, Server, check, check_eq, connect, finish,  # noqa: E402
+                       main_guard, missing, read_until_eof, run_part, short)
+
 MB = 1 << 20
-
-passed = 0
-failed = 0
-skipped = 0
-
-
-def check(cond, what, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL: {what}" + (f"\n      {detail}" if detail else ""), flush=True)
-    return cond
-
-
-def check_eq(got, want, what):
-    return check(got == want, what, f"got  {short(got)}\n      want {short(want)}")
-
-
-def short(v, limit=300):
-    r = repr(v)
-    return r if len(r) <= limit else r[:limit] + f"... ({len(r)} chars)"
-
-
-def missing(tool):
-    global skipped
-    if ALLOW_MISSING:
-        skipped += 1
-        print(f"NOTE: {tool} is not installed: its part is skipped", flush=True)
-    else:
-        check(False, f"{tool} is not installed",
-              "install it (Debian: redis-tools) or set EVN_ALLOW_MISSING_CLIENTS=1")
 
 
 # ---------------------------------------------------------------- processes
 
 
-class Proc:
-    """A server binary that prints 'listening on URL' lines, then
-    'N loop(s), NAME backend'."""
-
-    started = []
-
-    def __init__(self, args, env=None):
-        self.args = args
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     bufsize=0, env=env)
-        Proc.started.append(self)
-        self.urls = []
-        self.banner = None
-        out = []
-        deadline = time.monotonic() + IO_TIMEOUT
-        while self.banner is None:
-            r, _, _ = select.select([self.proc.stdout], [], [], max(deadline - time.monotonic(), 0))
-            if not r:
-                self.proc.kill()
-                raise RuntimeError(f"{args}: no banner within {IO_TIMEOUT}s: {out!r}")
-            line = self.proc.stdout.readline().decode().rstrip("\n")
-            if not line:
-                self.proc.wait()
-                raise RuntimeError(f"{args} exited {self.proc.returncode}: {out!r} "
-                                   f"{self.proc.stderr.read()!r}")
-            out.append(line)
-            m = re.match(r"listening on (\S+)$", line)
-            if m:
-                self.urls.append(m.group(1))
-            elif re.match(r"\d+ loops?, \w+ backend$", line):
-                self.banner = line
-        # Keep stderr flowing so a chatty server never blocks on a full pipe.
-        self.err = bytearray()
-        self.err_thread = threading.Thread(target=self._drain_err, daemon=True)
-        self.err_thread.start()
-
-    def _drain_err(self):
-        for chunk in iter(lambda: self.proc.stderr.read(65536), b""):
-            self.err += chunk
-
-    def port(self):
-        for u in self.urls:
-            m = re.match(r"tcp6?://(\[[^\]]*\]|[^:/]*):(\d+)$", u)
-            if m:
-                return int(m.group(2))
-        raise RuntimeError(f"no tcp address in {self.urls}")
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def kill(self):
-        if self.alive():
-            self.proc.kill()
-        self.proc.wait()
-
-    def stop(self, sig=signal.SIGTERM):
-        """Stop with sig; returns the exit status ('hung' if it would not)."""
-        if self.alive():
-            self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=IO_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return "hung"
-        self.err_thread.join(IO_TIMEOUT)
-        err = bytes(self.err)
-        check(b"runtime error:" not in err and b"Sanitizer" not in err,
-              f"no sanitizer report from {os.path.basename(self.args[0])}",
-              err.decode(errors="replace")[-3000:])
-        return self.proc.returncode
-
-
 def start_echo(binary):
-    return Proc([binary, "--port", "0"])
+    return Server(binary)
 
 
 # Flags every proxy gets (main sets ["--splice", MODE] for a splice run).
@@ -193,11 +84,13 @@ def start_proxy(binary, backends, *extra, env=None):
     args = [binary, "--listen", "tcp://127.0.0.1:0"]
     for b in backends:
         args += ["--backend", b]
-    return Proc(args + list(extra) + PROXY_EXTRA, env=env)
+    # No --port 0, no --backend NAME: the proxy's backend comes from
+    # $EVN_BACKEND, and a part may name one itself.
+    return Server(*args, *extra, *PROXY_EXTRA, port0=False, backend="", env=env)
 
 
 def backend_url(proc):
-    return f"tcp://127.0.0.1:{proc.port()}"
+    return f"tcp://127.0.0.1:{proc.port}"
 
 
 def dead_port():
@@ -216,28 +109,6 @@ def rss_bytes(pid):
 
 
 # ---------------------------------------------------------------- clients
-
-
-def connect(port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
-
-
-def read_until_eof(s, limit=None):
-    """Everything until EOF: (bytes, how it ended: 'eof', 'reset' or 'timeout')."""
-    out = bytearray()
-    try:
-        while limit is None or len(out) < limit:
-            d = s.recv(1 << 20)
-            if not d:
-                return bytes(out), "eof"
-            out += d
-        return bytes(out), "limit"
-    except ConnectionResetError:
-        return bytes(out), "reset"
-    except socket.timeout:
-        return bytes(out), "timeout"
 
 
 def echo_stream(port, data, shut=True):
@@ -308,7 +179,7 @@ def part_flags(binary, echo):
         p = start_proxy(binary, [backend_url(echo)], "--backend", "poll", "--loops", "2",
                         "--balance", "round-robin", "--reuseport")
         check(p.banner == "2 loops, poll backend", "--backend poll --loops 2", p.banner)
-        s = connect(p.port())
+        s = connect(p.port)
         s.sendall(b"ping")
         check_eq(s.recv(4), b"ping", "two loops, reuseport: relays")
         s.close()
@@ -398,7 +269,7 @@ def part_backend_half_close(binary):
     be = PyBackend()
     p = start_proxy(binary, [be.url])
     try:
-        s = connect(p.port())
+        s = connect(p.port)
         s.sendall(b"hello backend")
         b = be.accept()
         got = b""
@@ -430,7 +301,7 @@ def part_early_input(binary):
     filler = socket.create_connection(("127.0.0.1", be.port), timeout=IO_TIMEOUT)
     p = start_proxy(binary, [be.url], "--buffer", str(1 * MB))
     try:
-        s = connect(p.port())
+        s = connect(p.port)
         data = os.urandom(3 * MB)
         done = []
 
@@ -465,10 +336,10 @@ def part_refused(binary, echo):
     closed; the first keeps working; the third works."""
     p = start_proxy(binary, [backend_url(echo), f"tcp://127.0.0.1:{dead_port()}"])
     try:
-        a = connect(p.port())
+        a = connect(p.port)
         a.sendall(b"one")
         check_eq(a.recv(3), b"one", "client on the live backend works")
-        b = connect(p.port())
+        b = connect(p.port)
         b.sendall(b"into the void")
         got, end = read_until_eof(b)
         check(got == b"" and end in ("eof", "reset"), "client of a refused backend is closed",
@@ -476,7 +347,7 @@ def part_refused(binary, echo):
         b.close()
         a.sendall(b"two")
         check_eq(a.recv(3), b"two", "the other client is untouched")
-        c = connect(p.port())
+        c = connect(p.port)
         c.sendall(b"three")
         check_eq(c.recv(5), b"three", "the next client (live backend) works")
         a.close()
@@ -484,8 +355,8 @@ def part_refused(binary, echo):
         check(p.alive(), "proxy still running")
     finally:
         check_eq(p.stop(), 0, "proxy (refused backend) exits 0")
-    check(b"connection refused" in bytes(p.err).lower(), "the refusal is reported on stderr",
-          short(bytes(p.err)))
+    check("connection refused" in p.stderr().lower(), "the refusal is reported on stderr",
+          short(p.stderr()))
 
 
 def part_connect_timeout(binary):
@@ -496,7 +367,7 @@ def part_connect_timeout(binary):
     filler = socket.create_connection(("127.0.0.1", be.port), timeout=IO_TIMEOUT)
     p = start_proxy(binary, [be.url], "--backend-timeout", "200")
     try:
-        s = connect(p.port())
+        s = connect(p.port)
         s.sendall(b"waiting")
         got, end = read_until_eof(s)
         check(got == b"" and end in ("eof", "reset"), "connect timeout: client closed",
@@ -506,8 +377,8 @@ def part_connect_timeout(binary):
         filler.close()
         be.close()
         check_eq(p.stop(), 0, "proxy (connect timeout) exits 0")
-    check(b"timed out" in bytes(p.err).lower(), "the timeout is reported on stderr",
-          short(bytes(p.err)))
+    check("timed out" in p.stderr().lower(), "the timeout is reported on stderr",
+          short(p.stderr()))
 
 
 def part_backend_killed(binary, echo_binary):
@@ -516,7 +387,7 @@ def part_backend_killed(binary, echo_binary):
     try:
         socks = []
         for i in range(3):
-            s = connect(p.port())
+            s = connect(p.port)
             s.sendall(b"x" * 1000)
             got = b""
             while len(got) < 1000:
@@ -532,7 +403,7 @@ def part_backend_killed(binary, echo_binary):
             s.close()
         check(p.alive(), "proxy survives its backend")
         # The proxy goes on: a new client (the backend is gone) is closed cleanly.
-        s = connect(p.port())
+        s = connect(p.port)
         got, end = read_until_eof(s)
         check(end in ("eof", "reset"), "after the backend died, a new client is closed", end)
         s.close()
@@ -601,7 +472,7 @@ def part_slow_reader(binary, echo_binary, bound):
         watch = RssWatch(p.pid)
         size = 50 * MB
         data = os.urandom(size)
-        s = connect(p.port())
+        s = connect(p.port)
         errors = []
 
         def writer():
@@ -645,7 +516,7 @@ def part_slow_client(binary, bound):
         watch = RssWatch(p.pid)
         t = threading.Thread(target=source)
         t.start()
-        s = connect(p.port())
+        s = connect(p.port)
         digest, n = slow_read(s, watch, size)
         t.join(IO_TIMEOUT)
         s.close()
@@ -678,7 +549,7 @@ def part_slow_backend(binary, bound):
         watch = RssWatch(p.pid)
         t = threading.Thread(target=sink, args=(watch,))
         t.start()
-        s = connect(p.port())
+        s = connect(p.port)
         s.sendall(data)
         s.shutdown(socket.SHUT_WR)
         t.join(IO_TIMEOUT * 2)
@@ -716,7 +587,7 @@ def part_splice_oneway(binary):
     try:
         t = threading.Thread(target=backend)
         t.start()
-        s = connect(p.port())
+        s = connect(p.port)
         s.sendall(up)
         s.shutdown(socket.SHUT_WR)
         got, end = read_until_eof(s)
@@ -736,7 +607,7 @@ def part_idle_timeout(binary, echo):
     """--idle-timeout closes a pair that has been quiet that long."""
     p = start_proxy(binary, [backend_url(echo)], "--idle-timeout", "200")
     try:
-        s = connect(p.port())
+        s = connect(p.port)
         s.sendall(b"hello")
         check_eq(s.recv(5), b"hello", "idle timeout: relays first")
         got, end = read_until_eof(s)
@@ -751,7 +622,7 @@ def part_unix(binary, echo_binary, tmpdir):
     """A unix socket backend, and a unix socket listener."""
     bpath = os.path.join(tmpdir, f"evn-proxy-echo-{os.getpid()}.sock")
     lpath = os.path.join(tmpdir, f"evn-proxy-front-{os.getpid()}.sock")
-    echo = Proc([echo_binary, "--port", "0", "--unixsocket", bpath])
+    echo = Server(echo_binary, "--unixsocket", bpath)
     p = start_proxy(binary, [f"unix://{bpath}"], "--listen", f"unix://{lpath}")
     try:
         check(f"unix://{lpath}" in p.urls, "the unix listener is printed", short(p.urls))
@@ -764,7 +635,7 @@ def part_unix(binary, echo_binary, tmpdir):
         got, end = read_until_eof(s)
         check_eq((got == data, end), (True, "eof"), "unix client, unix backend: echoed, then EOF")
         s.close()
-        c = connect(p.port())
+        c = connect(p.port)
         c.sendall(b"tcp in")
         check_eq(c.recv(6), b"tcp in", "tcp client, unix backend")
         c.close()
@@ -778,7 +649,7 @@ def part_drain(binary, echo):
     """The first SIGTERM stops accepting but lets an open pair finish; the
     proxy exits 0 once it has."""
     p = start_proxy(binary, [backend_url(echo)])
-    port = p.port()
+    port = p.port
     try:
         s = connect(port)
         s.sendall(b"before")
@@ -811,9 +682,9 @@ def part_drain(binary, echo):
 
 
 def part_redis(binary, redis_binary, nloops):
-    redis = Proc([redis_binary, "--port", "0"])
+    redis = Server(redis_binary)
     p = start_proxy(binary, [backend_url(redis)], "--loops", str(nloops))
-    port = str(p.port())
+    port = str(p.port)
     try:
         cli = shutil.which("redis-cli")
         if cli:
@@ -824,7 +695,7 @@ def part_redis(binary, redis_binary, nloops):
                                timeout=IO_TIMEOUT)
             check_eq(r.stdout.strip(), b"proxy", f"redis-cli GET through the proxy ({nloops} loops)")
         else:
-            missing("redis-cli")
+            missing("redis-cli", "redis-tools")
         bench = shutil.which("redis-benchmark")
         if bench:
             for pipeline in ("1", "16"):
@@ -836,7 +707,7 @@ def part_redis(binary, redis_binary, nloops):
                       f"redis-benchmark -n 2000 -P {pipeline} through the proxy ({nloops} loops)",
                       short(out + r.stderr.decode(errors="replace")))
         else:
-            missing("redis-benchmark")
+            missing("redis-benchmark", "redis-tools")
     finally:
         check_eq(p.stop(), 0, f"proxy (redis, {nloops} loops) exits 0")
         redis.stop()
@@ -863,13 +734,13 @@ def redis_call(port, *args):
 
 
 def part_round_robin(binary, redis_binary):
-    a = Proc([redis_binary, "--port", "0"])
-    b = Proc([redis_binary, "--port", "0"])
+    a = Server(redis_binary)
+    b = Server(redis_binary)
     p = start_proxy(binary, [backend_url(a), backend_url(b)])
     try:
-        check_eq(redis_call(a.port(), b"SET", b"who", b"A"), b"+OK\r\n", "backend A set")
-        check_eq(redis_call(b.port(), b"SET", b"who", b"B"), b"+OK\r\n", "backend B set")
-        seen = [redis_call(p.port(), b"GET", b"who") for _ in range(6)]
+        check_eq(redis_call(a.port, b"SET", b"who", b"A"), b"+OK\r\n", "backend A set")
+        check_eq(redis_call(b.port, b"SET", b"who", b"B"), b"+OK\r\n", "backend B set")
+        seen = [redis_call(p.port, b"GET", b"who") for _ in range(6)]
         check_eq(seen, [b"$1\r\nA\r\n", b"$1\r\nB\r\n"] * 3,
                  "clients go to the two backends in turn")
     finally:
@@ -930,30 +801,22 @@ def main():
             p = start_proxy(args.proxy, [backend_url(echo)], "--loops", str(nloops))
             print(f"== echo through the proxy, {nloops} loop(s), {args.backend}", flush=True)
             try:
-                part_stream(p.port())
-                part_many(p.port())
-                part_half_close(p.port())
+                part_stream(p.port)
+                part_many(p.port)
+                part_half_close(p.port)
             except Exception:  # noqa: BLE001 - one part failing must not hide the rest
                 check(False, "part raised", traceback.format_exc())
             finally:
                 check_eq(p.stop(), 0, f"{nloops}-loop proxy exits 0 on SIGTERM")
         for part in parts:
-            try:
-                part()
-            except Exception:  # noqa: BLE001
-                check(False, "part raised", traceback.format_exc())
+            run_part(part)
     finally:
         echo.stop()
-        for proc in Proc.started:
-            if proc.alive():
-                proc.kill()
+        Server.kill_all()
 
-    print(f"proxy integration ({args.backend}"
-          + (f", --splice {args.splice}" if args.splice else "")
-          + f"): {passed} passed, {failed} failed"
-          + (f", {skipped} skipped" if skipped else ""), flush=True)
-    return 1 if failed else 0
+    return finish(f"proxy integration ({args.backend}"
+                  + (f", --splice {args.splice}" if args.splice else "") + ")")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_guard(main)
