@@ -1,0 +1,56 @@
+# The examples' integration tests: a Python script under tests/<dir>/ that
+# starts the real binaries (through tests/evnserver.py), registered once per
+# event backend. Included by the tests/*/CMakeLists.txt that need it.
+#
+#   evn_python_test(NAME SCRIPT TIMEOUT SECONDS
+#                   [NO_BACKENDS | BACKENDS b...] [SKIP_RETURN_CODE N]
+#                   [LABELS l...] [ARGS a...])
+#
+# Per backend b (by default every one this build has: epoll, poll, kqueue)
+# the test NAME.b runs "python3 SCRIPT ARGS" with EVN_BACKEND=b; "@BACKEND@"
+# in ARGS and LABELS stands for b. With NO_BACKENDS: one test, NAME, without
+# EVN_BACKEND. ARGS may hold generator expressions ($<TARGET_FILE:...>);
+# an empty argument is dropped, so pass --flag=VALUE where VALUE may be empty.
+include_guard(DIRECTORY)
+
+# Debian's python3 first: python3-redis installs for it, not for another one
+# that may come first in PATH. The standard library is all the scripts need
+# otherwise.
+find_program(EVN_PYTHON3 NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
+if(NOT EVN_PYTHON3)
+  find_program(EVN_PYTHON3 NAMES python3 REQUIRED)
+endif()
+
+function(evn_python_test name script)
+  cmake_parse_arguments(PARSE_ARGV 2 T "NO_BACKENDS" "TIMEOUT;SKIP_RETURN_CODE"
+                        "BACKENDS;LABELS;ARGS")
+  if(NOT T_TIMEOUT)
+    message(FATAL_ERROR "evn_python_test(${name}): TIMEOUT is required")
+  endif()
+  set(props TIMEOUT ${T_TIMEOUT})
+  if(DEFINED T_SKIP_RETURN_CODE)
+    list(APPEND props SKIP_RETURN_CODE ${T_SKIP_RETURN_CODE})
+  endif()
+  set(cmd ${EVN_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/${script} ${T_ARGS})
+  if(T_NO_BACKENDS)
+    add_test(NAME ${name} COMMAND ${cmd})
+    set_tests_properties(${name} PROPERTIES ${props} LABELS "${T_LABELS}")
+    return()
+  endif()
+  if(NOT T_BACKENDS)
+    if(EVN_HAVE_EPOLL)
+      list(APPEND T_BACKENDS epoll)
+    endif()
+    list(APPEND T_BACKENDS poll)
+    if(EVN_HAVE_KQUEUE)
+      list(APPEND T_BACKENDS kqueue)
+    endif()
+  endif()
+  foreach(b ${T_BACKENDS})
+    list(TRANSFORM cmd REPLACE "@BACKEND@" ${b} OUTPUT_VARIABLE bcmd)
+    list(TRANSFORM T_LABELS REPLACE "@BACKEND@" ${b} OUTPUT_VARIABLE labels)
+    add_test(NAME ${name}.${b} COMMAND ${bcmd})
+    set_tests_properties(${name}.${b} PROPERTIES ${props}
+      ENVIRONMENT "EVN_BACKEND=${b}" LABELS "${labels}")
+  endforeach()
+endfunction()
