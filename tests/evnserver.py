@@ -347,6 +347,40 @@ def make_cert(d, name="cert", cn="localhost"):
     return cert, key
 
 
+def tls_main(test, nargs, doc):
+    """The main of a script of the --tls-* flags, run as SCRIPT BINARY...
+    with nargs binaries: a throwaway certificate in a temporary directory,
+    test(binaries, d, cert, key), then the counts; every check is printed."""
+    global verbose
+    verbose = True
+
+    def main():
+        if len(sys.argv) != nargs + 1:
+            print(doc)
+            return 2
+        d = tmpdir("evn-tls-")
+        try:
+            cert, key = make_cert(d)
+            test(sys.argv[1:], d, cert, key)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+        return finish()
+
+    main_guard(main)
+
+
+def start_tls(binary, cert, key, *args):
+    """The example with --tls-cert and --tls-key (and args), checked to print
+    a plain and a TLS address; None (after it is stopped) if it did not."""
+    srv = Server(binary, "--tls-cert", cert, "--tls-key", key, *args)
+    tls, tcp = srv.port_of("tls"), srv.port_of("tcp")
+    if check(tls and tcp, f"{srv.name} prints its plain and TLS addresses {srv.urls}"):
+        return srv
+    print(srv.stderr())
+    srv.stop_ok(srv.name)
+    return None
+
+
 def client_context(cafile):
     ctx = ssl.create_default_context(cafile=cafile)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2

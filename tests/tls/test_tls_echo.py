@@ -14,9 +14,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import evnserver  # noqa: E402
-from evnserver import (IO_TIMEOUT, Server, check, exchange, finish, main_guard,  # noqa: E402
-                       make_cert, tls_connect, tmpdir)
+from evnserver import (IO_TIMEOUT, Server, check, exchange, make_cert, start_tls,  # noqa: E402
+                       tls_connect, tls_main)
 
 BIN = None
 
@@ -27,14 +26,11 @@ def run_flags(*args):
 
 
 def test_echo(cert, key):
-    srv = Server(BIN, "--tls-cert", cert, "--tls-key", key)
-    port = srv.port_of("tls")
-    check(port is not None and srv.port_of("tcp") is not None and len(srv.urls) == 2,
-          f"prints its plain and TLS addresses {srv.urls}")
-    if port is None:
-        print(srv.stderr())
-        srv.stop_ok("echo-server")
+    srv = start_tls(BIN, cert, key)
+    if not srv:
         return
+    port = srv.port_of("tls")
+    check(len(srv.urls) == 2, f"prints two addresses {srv.urls}")
     with tls_connect(port, cert) as s:
         for n in (1, 100, 16384, 16385):
             msg = os.urandom(n)
@@ -122,23 +118,13 @@ def test_flag_errors(d, cert, key):
           "--help lists --tls-cert, --tls-key and --tls-port")
 
 
-def main():
+def run(binaries, d, cert, key):
     global BIN
-    if len(sys.argv) != 2:
-        print(__doc__)
-        return 2
-    BIN = sys.argv[1]
-    d = tmpdir()
-    try:
-        cert, key = make_cert(d)
-        test_echo(cert, key)
-        test_odd_paths(d, cert, key)
-        test_flag_errors(d, cert, key)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-    return finish()
+    BIN = binaries[0]
+    test_echo(cert, key)
+    test_odd_paths(d, cert, key)
+    test_flag_errors(d, cert, key)
 
 
 if __name__ == "__main__":
-    evnserver.verbose = True
-    main_guard(main)
+    tls_main(run, 1, __doc__)

@@ -11,17 +11,15 @@ mid-handshake on the TLS port, each followed by a TLS and a plain request.
 import http.client
 import os
 import re
-import shutil
 import socket
 import ssl
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import evnserver  # noqa: E402
-from evnserver import (IO_TIMEOUT, TOOL_TIMEOUT, Server, check, client_context,  # noqa: E402
-                       client_hello, finish, main_guard, make_cert, need_tool, read_to_close,
-                       tls_connect, tmpdir)
+from evnserver import (IO_TIMEOUT, TOOL_TIMEOUT, check, client_context,  # noqa: E402
+                       client_hello, need_tool, read_to_close, start_tls, tls_connect,
+                       tls_main)
 
 HELLO = b"Hello World!\r\n"
 
@@ -185,27 +183,10 @@ def test_bad_input(srv, cert):
     still_serving(srv, cert, "a client rejecting the certificate")
 
 
-def main():
-    if len(sys.argv) != 2:
-        print(__doc__)
-        return 2
-    d = tmpdir()
-    try:
-        return run(d)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def run(d):
-    cert, key = make_cert(d)
-    srv = Server(sys.argv[1], "--tls-cert", cert, "--tls-key", key, "--tls-port", "0")
-    tls = srv.port_of("tls")
-    check(tls is not None and tls > 0 and srv.port_of("tcp") is not None,
-          f"prints its plain and TLS addresses {srv.urls}")
-    if tls is None:
-        print(srv.stderr())
-        srv.stop_ok("http-server")
-        return finish()
+def run(binaries, d, cert, key):
+    srv = start_tls(binaries[0], cert, key, "--tls-port", "0")
+    if not srv:
+        return
     test_curl(srv, cert)
     test_python(srv, cert)
     test_wrk(srv)
@@ -213,9 +194,7 @@ def run(d):
     test_bad_input(srv, cert)
     still_serving(srv, cert, "everything")
     srv.stop_ok("http-server over TLS")
-    return finish()
 
 
 if __name__ == "__main__":
-    evnserver.verbose = True
-    main_guard(main)
+    tls_main(run, 1, __doc__)

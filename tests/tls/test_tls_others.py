@@ -7,13 +7,11 @@ terminates TLS in front of a plain echo-server.
 """
 
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import evnserver  # noqa: E402
-from evnserver import (Server, check, exchange, finish, main_guard, make_cert,  # noqa: E402
-                       read_to_close, tls_connect, tmpdir)
+from evnserver import (Server, check, exchange, read_to_close, tls_connect,  # noqa: E402
+                       tls_main)
 
 
 def test_workers(binary, cert, key):
@@ -45,20 +43,11 @@ def test_proxy(proxy, echo, cert, key):
     backend.stop_ok("echo-server behind the proxy")
 
 
-def main():
-    if len(sys.argv) != 4:
-        print(__doc__)
-        return 2
-    d = tmpdir()
-    try:
-        cert, key = make_cert(d)
-        test_workers(sys.argv[1], cert, key)
-        test_proxy(sys.argv[2], sys.argv[3], cert, key)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-    return finish()
+def run(binaries, d, cert, key):
+    workers, proxy, echo = binaries
+    test_workers(workers, cert, key)
+    test_proxy(proxy, echo, cert, key)
 
 
 if __name__ == "__main__":
-    evnserver.verbose = True
-    main_guard(main)
+    tls_main(run, 3, __doc__)

@@ -7,15 +7,13 @@ Python's ssl; the plain port still answers.
 """
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import evnserver  # noqa: E402
-from evnserver import (IO_TIMEOUT, TOOL_TIMEOUT, Server, check, exchange, finish,  # noqa: E402
-                       main_guard, make_cert, need_tool, skip, tls_connect, tmpdir)
+from evnserver import (IO_TIMEOUT, TOOL_TIMEOUT, check, exchange, need_tool,  # noqa: E402
+                       skip, start_tls, tls_connect, tls_main)
 
 
 def cli(tool, port, cert, *args):
@@ -67,29 +65,15 @@ def test_raw(srv, cert):
         check(s.recv(7) == b"+PONG\r\n", "the plain port still answers PING")
 
 
-def main():
-    if len(sys.argv) != 2:
-        print(__doc__)
-        return 2
-    d = tmpdir()
-    try:
-        cert, key = make_cert(d)
-        srv = Server(sys.argv[1], "--tls-cert", cert, "--tls-key", key, "--tls-port", "0")
+def run(binaries, d, cert, key):
+    srv = start_tls(binaries[0], cert, key, "--tls-port", "0")
+    if srv:
         port = srv.port_of("tls")
-        check(port is not None and srv.port_of("tcp") is not None,
-              f"prints its plain and TLS addresses {srv.urls}")
-        if port is not None:
-            test_redis_cli(port, cert)
-            test_redis_py(port, cert)
-            test_raw(srv, cert)
-        else:
-            print(srv.stderr())
+        test_redis_cli(port, cert)
+        test_redis_py(port, cert)
+        test_raw(srv, cert)
         srv.stop_ok("redis-server over TLS")
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-    return finish()
 
 
 if __name__ == "__main__":
-    evnserver.verbose = True
-    main_guard(main)
+    tls_main(run, 1, __doc__)
