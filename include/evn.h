@@ -375,7 +375,12 @@ EVN_API int evn_send_owned(evn_server *srv, evn_id id, void *buf, size_t len,
  * The files are read on the first evn_connect with a given set of ca=, cert=,
  * key=, verify= and alpn= options, and the resulting OpenSSL context is kept
  * by the server (until evn_server_free) for later connections with the same
- * options; a file changed later is not read again.
+ * options; a file changed later is not read again. With it the server keeps
+ * the session of the last connection to each address, port and sni= (up to
+ * 32 per option set) and offers it to the next connection there, which then
+ * skips the key exchange and certificate check if the server accepts it
+ * (evn_conn_tls_resumed). A TLS 1.3 ticket is offered once; the server's next
+ * ticket replaces it.
  *
  * A tls:// connection that fails before opened fires closed with: the
  * connect's error (-ECONNREFUSED...), -ETIMEDOUT, -EACCES when the server's
@@ -448,6 +453,16 @@ EVN_API int evn_conn_is_tls(const evn_conn *c);
  * string lives as long as the server.
  */
 EVN_API const char *evn_conn_alpn(const evn_conn *c);
+/*
+ * Non-zero if the connection's TLS handshake is complete and resumed an
+ * earlier session (a ticket or session id) instead of making a full one: on
+ * an accepted connection, the client came back with a session this server
+ * gave it; on one made by evn_connect, evn offered a session kept from an
+ * earlier connection to the same address, port and sni= with the same
+ * options, and the server took it. 0 for a full handshake, one still under
+ * way, or no TLS.
+ */
+EVN_API int evn_conn_tls_resumed(const evn_conn *c);
 /*
  * The connection's local or remote address, copied to *ss with its length in
  * *len. For UDP the remote address is the current datagram's sender. Returns

@@ -19,9 +19,9 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sys/ioctl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -114,7 +114,7 @@ static int interest(const struct evn_conn *c)
         return EVN__WRITE;
     }
     return (c->flags & (EVN__C_RDOFF | EVN__C_PAUSED | EVN__C_HOLD | EVN__C_SPLWAIT) ? 0
-                                                                                   : EVN__READ) |
+                                                                                     : EVN__READ) |
            (c->flags & EVN__C_WANTW ? EVN__WRITE : 0);
 }
 
@@ -284,8 +284,8 @@ static void accept_fast(struct evn_conn *c)
     set_flags(c, 0, EVN__C_UNREG | EVN__C_FRESH);
 }
 
-int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener,
-                   const union evn__ip_addr *peer, socklen_t peerlen)
+int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener, const union evn__ip_addr *peer,
+                   socklen_t peerlen)
 {
     struct evn__listener *l =
         listener != EVN__LISTENER_OUTBOUND ? &loop->srv->listeners[listener] : NULL;
@@ -962,8 +962,7 @@ void evn__conn_queue_chunk(struct evn_conn *c, struct evn__chunk *ch)
     ch->next = NULL;
     out_append(c, ch, ch->len);
     /* Sent with everything else queued this turn, in one sendmsg. */
-    if (!(c->flags & EVN__C_DIRTY) &&
-        (!(c->flags & EVN__C_WANTW) || (c->flags & EVN__C_NOBUFS)))
+    if (!(c->flags & EVN__C_DIRTY) && (!(c->flags & EVN__C_WANTW) || (c->flags & EVN__C_NOBUFS)))
         mark_dirty(c);
 }
 
@@ -1303,6 +1302,11 @@ int evn_conn_is_tls(const evn_conn *c)
 const char *evn_conn_alpn(const evn_conn *c)
 {
     return c->tls ? evn__tls_alpn(c) : NULL;
+}
+
+int evn_conn_tls_resumed(const evn_conn *c)
+{
+    return c->tls && !(c->flags & EVN__C_HANDSHAKE) && evn__tls_resumed(c);
 }
 
 size_t evn_conn_pending(const evn_conn *c)

@@ -402,6 +402,8 @@ EVN__HIDDEN void evn__tls_notify(struct evn_conn *c);
 /* Free the session (c->tls = NULL), first sending close_notify if notify. */
 EVN__HIDDEN void evn__tls_free(struct evn_conn *c, bool notify);
 EVN__HIDDEN const char *evn__tls_alpn(const struct evn_conn *c);
+/* Whether c's handshake resumed an earlier session. */
+EVN__HIDDEN bool evn__tls_resumed(const struct evn_conn *c);
 /*
  * Make a client-side session for evn_connect on socket fd, in *tp, with the
  * server's cached SSL_CTX for u's options (made on first use: the CA, client
@@ -448,6 +450,10 @@ static inline void evn__tls_free(struct evn_conn *c, bool notify)
 static inline const char *evn__tls_alpn(const struct evn_conn *c)
 {
     return NULL;
+}
+static inline bool evn__tls_resumed(const struct evn_conn *c)
+{
+    return false;
 }
 static inline void evn__tls_clients_free(struct evn_server *srv)
 {

@@ -107,7 +107,17 @@ static int bio_create(BIO *b)
 static BIO_METHOD *bio_method;
 static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
 
-/* Made once per process and kept: every SSL of every server shares it. */
+/* The SSL ex_data slot holding a client connection's destination key (a
+ * malloc'ed string, freed with the SSL). */
+static int dest_index = -1;
+
+static void dest_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    free(ptr);
+}
+
+/* Made once per process and kept: every SSL of every server shares them. */
 static void bio_method_init(void)
 {
     BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "evn socket");
@@ -117,6 +127,7 @@ static void bio_method_init(void)
         m = NULL;
     }
     bio_method = m;
+    dest_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, dest_free);
 }
 
 /* ---- contexts ---- */
@@ -484,6 +495,11 @@ void evn__tls_free(struct evn_conn *c, bool notify)
     c->tls = NULL;
 }
 
+bool evn__tls_resumed(const struct evn_conn *c)
+{
+    return SSL_session_reused(c->tls->ssl) == 1;
+}
+
 const char *evn__tls_alpn(const struct evn_conn *c)
 {
     const unsigned char *p;
@@ -501,26 +517,100 @@ const char *evn__tls_alpn(const struct evn_conn *c)
 /* ---- clients (evn_connect) ---- */
 
 /*
+ * Sessions to resume, per client context: the last one each destination
+ * (address, port and sni=) gave, for up to EVN__TLS_SESSIONS destinations,
+ * the oldest replaced first. A full handshake costs the client a key
+ * exchange and a certificate check; a resumed one neither.
+ */
+#define EVN__TLS_SESSIONS 32
+
+struct evn__tls_session {
+    char *dest; /* "host|port|sni", or NULL for a free slot */
+    SSL_SESSION *sess;
+};
+
+/*
  * A client context, shared by every connection of the server made with the
  * same CA, certificate, key, verify and ALPN options. Loading a CA file (or
  * the system's store) costs milliseconds, so it happens once per option set,
- * not once per connection. The server name is per connection (SSL_set1_host).
+ * not once per connection. The server name is per connection (SSL_set1_host),
+ * and so is the session cache's key, since a session is only as good as the
+ * name it was verified for.
  */
 struct evn__tls_client {
     struct evn__tls_client *next;
     int verify;
     char ca[256], cert[256], key[256], alpn[128];
     struct evn__tls_ctx tc;
+    struct evn__tls_session sessions[EVN__TLS_SESSIONS];
+    unsigned next_slot; /* the slot a new destination takes */
 };
 
-/* Guards every server's list: loops of one server may connect at once. */
+/* Guards every server's list and their session caches: loops of one server
+ * may connect at once. */
 static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct evn__tls_session *session_find(struct evn__tls_client *k, const char *dest)
+{
+    for (int i = 0; i < EVN__TLS_SESSIONS; i++)
+        if (k->sessions[i].dest && strcmp(k->sessions[i].dest, dest) == 0)
+            return &k->sessions[i];
+    return NULL;
+}
+
+/*
+ * OpenSSL has a new session for a client connection: after the handshake
+ * under TLS 1.2, and for each ticket the server sends under TLS 1.3. Keep it
+ * for the connection's destination, in place of the one kept before. Returns
+ * 1 when the reference is kept, as OpenSSL asks.
+ */
+static int session_new(SSL *ssl, SSL_SESSION *sess)
+{
+    struct evn__tls_client *k = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    const char *dest = SSL_get_ex_data(ssl, dest_index);
+    if (!k || !dest || !SSL_SESSION_is_resumable(sess))
+        return 0;
+    pthread_mutex_lock(&clients_lock);
+    struct evn__tls_session *e = session_find(k, dest);
+    if (!e) {
+        e = &k->sessions[k->next_slot];
+        k->next_slot = (k->next_slot + 1) % EVN__TLS_SESSIONS;
+        char *copy = strdup(dest);
+        if (!copy) {
+            pthread_mutex_unlock(&clients_lock);
+            return 0;
+        }
+        free(e->dest);
+        e->dest = copy;
+    }
+    SSL_SESSION_free(e->sess);
+    e->sess = sess;
+    pthread_mutex_unlock(&clients_lock);
+    return 1;
+}
+
+/*
+ * Offer ssl the session kept for dest, if any. A TLS 1.3 ticket is used once
+ * (RFC 8446 asks clients not to reuse one, so that connections cannot be
+ * linked by it): it leaves the cache, and the server's next ticket takes its
+ * place. A TLS 1.2 session stays for the next connection too.
+ */
+static void session_offer(struct evn__tls_client *k, SSL *ssl, const char *dest)
+{
+    pthread_mutex_lock(&clients_lock);
+    struct evn__tls_session *e = session_find(k, dest);
+    if (e && e->sess && SSL_set_session(ssl, e->sess) == 1 &&
+        SSL_SESSION_get_protocol_version(e->sess) >= TLS1_3_VERSION) {
+        SSL_SESSION_free(e->sess);
+        e->sess = NULL;
+    }
+    pthread_mutex_unlock(&clients_lock);
+}
 
 static bool same_options(const struct evn__tls_client *k, const struct evn__url *u)
 {
-    return k->verify == u->verify && strcmp(k->ca, u->ca) == 0 &&
-           strcmp(k->cert, u->cert) == 0 && strcmp(k->key, u->key) == 0 &&
-           strcmp(k->alpn, u->alpn) == 0;
+    return k->verify == u->verify && strcmp(k->ca, u->ca) == 0 && strcmp(k->cert, u->cert) == 0 &&
+           strcmp(k->key, u->key) == 0 && strcmp(k->alpn, u->alpn) == 0;
 }
 
 static int setup_client_ctx(struct evn__tls_ctx *tc, const struct evn__url *u, const char *url,
@@ -552,6 +642,10 @@ static int setup_client_ctx(struct evn__tls_ctx *tc, const struct evn__url *u, c
     /* Unlike most of OpenSSL, this one returns 0 on success. */
     if (tc->alpn_len && SSL_CTX_set_alpn_protos(ctx, tc->alpn_wire, tc->alpn_len) != 0)
         return ssl_fail(err, errlen, url, "cannot set alpn", u->alpn, -ENOMEM);
+    /* Sessions are kept by evn (session_new), per destination; OpenSSL's
+     * own client cache would not know which server one came from. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, session_new);
     return 0;
 }
 
@@ -580,6 +674,8 @@ static struct evn__tls_client *client_ctx(struct evn_server *srv, const struct e
         k->tc.ctx = SSL_CTX_new(TLS_client_method());
         *rc = k->tc.ctx ? setup_client_ctx(&k->tc, u, url, err, errlen)
                         : ssl_fail(err, errlen, url, "SSL_CTX_new", NULL, -ENOMEM);
+        if (*rc == 0)
+            SSL_CTX_set_app_data(k->tc.ctx, k);
     }
     if (*rc < 0) {
         ERR_clear_error();
@@ -598,13 +694,13 @@ static bool is_ip(const char *s)
     return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
-int evn__tls_client_new(struct evn_server *srv, int fd, const struct evn__url *u,
-                        const char *url, struct evn__tls **tp)
+int evn__tls_client_new(struct evn_server *srv, int fd, const struct evn__url *u, const char *url,
+                        struct evn__tls **tp)
 {
     char err[512];
     int rc = 0;
     pthread_once(&bio_once, bio_method_init);
-    if (!bio_method) {
+    if (!bio_method || dest_index < 0) {
         evn__set_errmsg("%s: cannot set up OpenSSL", url);
         return -ENOMEM;
     }
@@ -655,6 +751,17 @@ int evn__tls_client_new(struct evn_server *srv, int fd, const struct evn__url *u
         free(t);
         return -EINVAL;
     }
+    /* Resume the last session with this destination, if there is one. No
+     * memory for the key only means no resumption. */
+    char dest[sizeof u->host + sizeof u->sni + 16];
+    snprintf(dest, sizeof dest, "%s|%d|%s", u->host, u->port, u->sni);
+    char *kept = strdup(dest);
+    if (kept && SSL_set_ex_data(ssl, dest_index, kept) != 1) {
+        free(kept);
+        ERR_clear_error();
+    } else if (kept) {
+        session_offer(k, ssl, dest);
+    }
     t->ssl = ssl;
     t->tc = &k->tc;
     t->stash = 0;
@@ -684,6 +791,10 @@ void evn__tls_clients_free(struct evn_server *srv)
     struct evn__tls_client *k = srv->tls_clients;
     while (k) {
         struct evn__tls_client *next = k->next;
+        for (int i = 0; i < EVN__TLS_SESSIONS; i++) {
+            SSL_SESSION_free(k->sessions[i].sess);
+            free(k->sessions[i].dest);
+        }
         SSL_CTX_free(k->tc.ctx);
         free(k);
         k = next;

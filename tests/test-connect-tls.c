@@ -14,7 +14,8 @@
  * -ECONNREFUSED, -ETIMEDOUT) and never opened; evn_errmsg() in closed says
  * why. A client certificate satisfies a listener with verify=require. Bad
  * files and options fail at evn_connect, naming the problem, and client
- * contexts are shared between connections with the same options.
+ * contexts are shared between connections with the same options. A later
+ * connection to the same place resumes the session of the one before.
  */
 #include "harness.h"
 
@@ -510,6 +511,77 @@ static void test_many_loops(void)
     state_destroy(&s);
 }
 
+/* ---- session resumption ---- */
+
+/* Connections made one after another, each to targets[k]: which of them
+ * resumed, as the client and as the listener saw it. */
+#define NRESUME 6
+static struct {
+    char targets[NRESUME][700];
+    atomic_int k; /* the connection under way */
+    atomic_int out_resumed[NRESUME], in_resumed[NRESUME], plain_says[NRESUME];
+} rs;
+
+static evn_action resume_opened(evn_conn *c)
+{
+    struct state *s = S(c);
+    int k = atomic_load(&rs.k);
+    if (evn_conn_listener(c) == L_SILENT) {
+        atomic_store(&rs.plain_says[k], evn_conn_tls_resumed(c));
+        if (evn_connect(evn_conn_server(c), rs.targets[k], 5000, NULL, NULL) != 0)
+            atomic_store(&s->mismatch, 1);
+    } else if (evn_conn_listener(c) == EVN_OUTBOUND) {
+        atomic_store(&rs.out_resumed[k], evn_conn_tls_resumed(c));
+        evn_write(c, "hello", 5);
+        th_counter_add(&s->out_opened, 1);
+    } else {
+        atomic_store(&rs.in_resumed[k], evn_conn_tls_resumed(c));
+    }
+    return EVN_NONE;
+}
+
+/*
+ * A connection resumes the session the last one to the same address, port
+ * and sni= (with the same options) was given; the listener sees the same.
+ * Under TLS 1.3 each ticket is used once, and the resumed connection's own
+ * ticket serves the next. Another sni= or another option set starts afresh.
+ */
+static void test_resumes(void)
+{
+    struct state s;
+    state_init(&s, 0);
+    th_server ts;
+    evn_events ev = {0};
+    ev.opened = resume_opened;
+    ev.data = multi_data;
+    ev.closed = multi_closed;
+    server_new_ev(&ts, &s, &ev);
+    int port = th_server_port(&ts, L_TLS);
+    const char *q[NRESUME] = {"sni=localhost",         "sni=localhost", "sni=localhost", "",
+                              "sni=localhost&alpn=h2", "sni=localhost"};
+    const int want[NRESUME] = {0, 1, 1, 0, 0, 1};
+    for (int k = 0; k < NRESUME; k++)
+        snprintf(rs.targets[k], sizeof rs.targets[k], "tls://127.0.0.1:%d?ca=%s%s%s", port, ca_cert,
+                 *q[k] ? "&" : "", q[k]);
+    th_server_run(&ts);
+    for (int k = 0; k < NRESUME; k++) {
+        atomic_store(&rs.k, k);
+        int fd = th_connect_srv(&ts, L_SILENT);
+        TH_WAIT_COUNTER(&s.out_closed, k + 1);
+        close(fd);
+    }
+    EXPECT_EQ_INT(th_counter_get(&s.out_opened), NRESUME);
+    EXPECT_EQ_ERR(atomic_load(&s.close_err), 0);
+    EXPECT_FALSE(atomic_load(&s.mismatch));
+    for (int k = 0; k < NRESUME; k++) {
+        EXPECT_EQ_INT(atomic_load(&rs.out_resumed[k]), want[k]);
+        EXPECT_EQ_INT(atomic_load(&rs.in_resumed[k]), want[k]);
+        EXPECT_EQ_INT(atomic_load(&rs.plain_says[k]), 0); /* not TLS at all */
+    }
+    th_server_stop(&ts);
+    state_destroy(&s);
+}
+
 /* Bad files and options: refused by evn_connect itself, with no event. */
 static evn_action bad_serving(evn_server *srv)
 {
@@ -608,6 +680,7 @@ int main(int argc, char **argv)
     TH_RUN(test_client_cert);
     TH_RUN(test_client_cert_missing);
     TH_RUN(test_many_loops);
+    TH_RUN(test_resumes);
     TH_RUN(test_bad_options);
     return th_finish();
 }
