@@ -11,7 +11,7 @@ import sys
 import tempfile
 import threading
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import evnserver  # noqa: E402
 from evnserver import Server, check, check_eq, finish, main_guard  # noqa: E402
 

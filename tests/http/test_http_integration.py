@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import evnserver  # noqa: E402
 # Each test here is a function that stops at its first failed expectation
 # (check and eq raise Failure), run and counted by record().

@@ -62,7 +62,7 @@ import threading
 import time
 import traceback
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from evnserver import (IO_TIMEOUT, Server, check, check_eq, connect, finish,  # noqa: E402
                        main_guard, missing, read_until_eof, run_part, short)
 

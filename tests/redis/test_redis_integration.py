@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from evnserver import (IO_TIMEOUT, Server, check, check_eq, connect, finish,  # noqa: E402
                        main_guard, missing, run_part, short)
 
@@ -735,7 +735,8 @@ def part_threads(port, nloops):
 def part_redis_py(port):
     try:
         import redis  # Debian's python3-redis
-    except ImportError:
+        redis.Redis  # not tests/redis/, which Python may import as a namespace package
+    except (ImportError, AttributeError):
         missing("python3-redis (import redis)", "python3-redis")
         return
     r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=IO_TIMEOUT)

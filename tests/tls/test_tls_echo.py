@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from evnserver import (IO_TIMEOUT, Server, check, exchange, make_cert, start_tls,  # noqa: E402
                        tls_connect, tls_main)
 

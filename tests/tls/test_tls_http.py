@@ -16,7 +16,7 @@ import ssl
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from evnserver import (IO_TIMEOUT, TOOL_TIMEOUT, check, client_context,  # noqa: E402
                        client_hello, need_tool, read_to_close, start_tls, tls_connect,
                        tls_main)

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import evnserver  # noqa: E402
 from evnserver import IO_TIMEOUT, check, finish, main_guard  # noqa: E402
 

@@ -9,7 +9,7 @@ terminates TLS in front of a plain echo-server.
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from evnserver import (Server, check, exchange, read_to_close, tls_connect,  # noqa: E402
                        tls_main)
 

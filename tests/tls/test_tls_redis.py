@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from evnserver import (IO_TIMEOUT, TOOL_TIMEOUT, check, exchange, need_tool,  # noqa: E402
                        skip, start_tls, tls_connect, tls_main)
 
@@ -37,7 +37,8 @@ def test_redis_cli(port, cert):
 def test_redis_py(port, cert):
     try:
         import redis
-    except ImportError:
+        redis.Redis  # not tests/redis/, which Python may import as a namespace package
+    except (ImportError, AttributeError):
         skip("redis-py (python3-redis) is not installed")
         return
     r = redis.Redis(host="localhost", port=port, ssl=True, ssl_ca_certs=cert,

@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from evnserver import (IO_TIMEOUT, Server, check, check_eq, connect, finish,  # noqa: E402
                        main_guard, run_part, short)
 
