@@ -1034,14 +1034,22 @@ int evn_write(evn_conn *c, const void *buf, size_t len)
     return 0;
 }
 
-int evn_sendfile(evn_conn *c, int fd, off_t offset, size_t length)
+/* evn_sendfile and evn_sendfile_owned: with owned, fd is evn's from the
+ * call on, so every return that queues no region closes it. */
+static int queue_file(evn_conn *c, int fd, off_t offset, size_t length, bool owned)
 {
+    int rc = 0;
     if (c->flags & EVN__C_UDP)
-        return -EINVAL;
-    if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_WSHUT))
-        return -EPIPE;
+        rc = -EINVAL;
+    else if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_WSHUT))
+        rc = -EPIPE;
+    if (rc < 0) {
+        if (owned && fd >= 0)
+            close(fd);
+        return rc;
+    }
     struct evn__chunk *ch;
-    int rc = evn__file_chunk(fd, offset, &length, &ch);
+    rc = evn__file_chunk(fd, offset, &length, owned, &ch);
     struct evn_server *srv = c->loop->srv;
     if (rc == 0 && ch && srv->ev.out_cap && c->out_bytes + length > srv->ev.out_cap) {
         evn__chunk_release(c->loop, ch, -ENOBUFS);
@@ -1058,6 +1066,16 @@ int evn_sendfile(evn_conn *c, int fd, off_t offset, size_t length)
     if (c != c->loop->cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW)))
         return mark_dirty(c);
     return 0;
+}
+
+int evn_sendfile(evn_conn *c, int fd, off_t offset, size_t length)
+{
+    return queue_file(c, fd, offset, length, false);
+}
+
+int evn_sendfile_owned(evn_conn *c, int fd, off_t offset, size_t length)
+{
+    return queue_file(c, fd, offset, length, true);
 }
 
 int evn_keep(evn_conn *c, size_t n)

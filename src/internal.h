@@ -480,17 +480,21 @@ static inline ssize_t evn__tls_sent(ssize_t n, size_t *want)
 /* ---- file regions (sendfile.c) ---- */
 
 struct evn__file {
-    int fd;     /* evn's own duplicate of the application's descriptor */
+    int fd;     /* evn's own: a duplicate, or the application's handed over */
     off_t base; /* file offset of the region's first byte */
 };
 
 /*
  * Check fd and the region [offset, offset + *length) (a length of 0 meaning
  * up to the end of the file, stored back in *length) and make a file chunk
- * holding a duplicate of fd. Returns 0 with *chp set (NULL for an empty
- * region), or -EINVAL, -EMFILE, -ENOMEM.
+ * holding a duplicate of fd, or with owned fd itself: then fd is evn's
+ * whatever the result, closed at once unless a chunk holds it, and its
+ * access mode is not checked (a descriptor not open for reading fails at
+ * send time with EBADF). Returns 0 with *chp set (NULL for an empty region),
+ * or -EINVAL, -EMFILE, -ENOMEM.
  */
-EVN__HIDDEN int evn__file_chunk(int fd, off_t offset, size_t *length, struct evn__chunk **chp);
+EVN__HIDDEN int evn__file_chunk(int fd, off_t offset, size_t *length, bool owned,
+                                struct evn__chunk **chp);
 /*
  * Send from the file chunk at the head of c's output: at most max bytes with
  * sendfile(2) on a plain socket; under TLS one piece of up to 16 KiB, read

@@ -1,12 +1,13 @@
 /*
- * File regions in the output queue (evn_sendfile). A region is a chunk with
- * no buffer: it holds evn's own duplicate of the application's descriptor and
- * the region's start, and its off/len count sent and total bytes like any
- * chunk's, so flow control and the queue's order treat it as output like the
- * rest. On Linux a plain socket gets it with sendfile(2), from the page cache
- * without a copy through user memory; over TLS (and elsewhere) it is read
- * piece by piece into the loop's read buffer, which no input needs while
- * output is being flushed.
+ * File regions in the output queue (evn_sendfile, evn_sendfile_owned). A
+ * region is a chunk with no buffer: it holds a descriptor of evn's own (a
+ * duplicate of the application's, or the application's itself handed over)
+ * and the region's start, and its off/len count sent and total bytes like
+ * any chunk's, so flow control and the queue's order treat it as output like
+ * the rest. On Linux a plain socket gets it with sendfile(2), from the page
+ * cache without a copy through user memory; over TLS (and elsewhere) it is
+ * read piece by piece into the loop's read buffer, which no input needs
+ * while output is being flushed.
  */
 #include "internal.h"
 
@@ -23,7 +24,8 @@
 /* One TLS record's worth of plaintext per piece. */
 #define EVN__FILE_PIECE (16 * 1024)
 
-/* The chunk's done callback: evn no longer needs the descriptor. */
+/* The chunk's done callback: evn no longer needs its descriptor (its
+ * duplicate, or the one handed over), whether the region was sent or not. */
 static void file_done(void *buf, int status, void *arg)
 {
     struct evn__file f;
@@ -31,26 +33,45 @@ static void file_done(void *buf, int status, void *arg)
     close(f.fd);
 }
 
-int evn__file_chunk(int fd, off_t offset, size_t *length, struct evn__chunk **chp)
+/* Returns rc, closing an owned descriptor: no chunk holds it. */
+static int refuse(int fd, bool owned, int rc)
+{
+    if (owned)
+        close(fd);
+    return rc;
+}
+
+int evn__file_chunk(int fd, off_t offset, size_t *length, bool owned, struct evn__chunk **chp)
 {
     struct stat st;
     *chp = NULL;
-    if (fd < 0 || offset < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+    if (fd < 0)
         return -EINVAL;
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || (fl & O_ACCMODE) == O_WRONLY || offset > st.st_size)
-        return -EINVAL;
+    /* A descriptor that is not open (EBADF) is not closed: the number may
+     * be another thread's file by the time it would be. */
+    if (fstat(fd, &st) < 0)
+        return errno == EBADF ? -EINVAL : refuse(fd, owned, -EINVAL);
+    if (offset < 0 || !S_ISREG(st.st_mode) || offset > st.st_size)
+        return refuse(fd, owned, -EINVAL);
+    /* A duplicate's access mode is checked here; an owned descriptor's is
+     * not (one system call less per file): one not open for reading fails
+     * when its turn comes, closing the connection with -EBADF. */
+    if (!owned) {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || (fl & O_ACCMODE) == O_WRONLY)
+            return -EINVAL;
+    }
     size_t avail = (size_t)(st.st_size - offset);
     if (*length == 0)
         *length = avail;
     if (*length > avail)
-        return -EINVAL;
+        return refuse(fd, owned, -EINVAL);
     if (*length == 0)
-        return 0;
+        return refuse(fd, owned, 0);
     struct evn__chunk *ch = evn__malloc(sizeof *ch + sizeof(struct evn__file));
     if (!ch)
-        return -ENOMEM;
-    struct evn__file f = {.fd = fcntl(fd, F_DUPFD_CLOEXEC, 0), .base = offset};
+        return refuse(fd, owned, -ENOMEM);
+    struct evn__file f = {.fd = owned ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 0), .base = offset};
     if (f.fd < 0) {
         int e = errno;
         free(ch);

@@ -8,8 +8,17 @@
  * refused; a peer that goes away closes the connection with an error and
  * leaves no descriptor behind, without a SIGPIPE even when sendfile(2) meets
  * EPIPE; and over TLS the same file arrives decrypted.
+ *
+ * evn_sendfile_owned: the same regions through descriptors handed to evn
+ * arrive as byte-exact, and evn closes each descriptor once its region is
+ * sent, when the peer goes away first, and at once on every refusal (bad
+ * region, not a regular file, UDP, a connection shut down, out of memory,
+ * out_cap), checked both on the number right after the call and by the
+ * runner's fd leak check; one not open for reading closes the connection
+ * with -EBADF when its turn comes.
  */
 #include "harness.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -55,7 +64,7 @@ static bool make_file(void)
 
 /* ---- the server: runs a plan of writes and file regions on first input ---- */
 
-enum { P_WRITE, P_FILE, P_FILE_OWN_FD };
+enum { P_WRITE, P_FILE, P_FILE_OWN_FD, P_FILE_OWNED, P_FILE_OWNED_WONLY };
 
 struct piece {
     int type;
@@ -70,14 +79,26 @@ struct state {
     int nplan;
     bool close_after;
     bool to_first; /* run the plan on the first connection, from the second's input */
-    th_counter opened, closed, drained, ran;
+    th_counter opened, closed, drained, ran, checked;
     atomic_int close_err, full_after, plan_rc;
     atomic_size_t pending_after;
     evn_conn *first;
-    int bad[16]; /* stream connection, written before opened is counted */
+    int bad[16];       /* stream connection, written before opened is counted */
+    bool bad_open[16]; /* evn_sendfile_owned: the descriptor still open after */
     int nbad;
     atomic_int udp_rc;
+    atomic_bool udp_open;
+    int owned[8]; /* descriptors handed to evn by run_plan */
+    int nowned;
+    atomic_int owned_open; /* of those, still open once all was read; -1 before */
 };
+
+/* Whether descriptor fd is open, right after it was handed to evn (no other
+ * thread opens anything meanwhile, so the number is not reused). */
+static bool fd_open(int fd)
+{
+    return fcntl(fd, F_GETFD) >= 0 || errno != EBADF;
+}
 
 static struct state *S(evn_conn *c)
 {
@@ -118,11 +139,18 @@ static int run_plan(evn_conn *c, struct state *s)
             rc = evn_write(c, p->str, p->slen);
         } else if (p->type == P_FILE) {
             rc = evn_sendfile(c, file_fd, p->off, p->len);
-        } else {
+        } else if (p->type == P_FILE_OWN_FD) {
             /* evn keeps its own descriptor: ours may go at once. */
             int fd = open(file_path, O_RDONLY | O_CLOEXEC);
             rc = evn_sendfile(c, fd, p->off, p->len);
             close(fd);
+        } else {
+            /* evn takes this one: never closed here. */
+            int mode = p->type == P_FILE_OWNED ? O_RDONLY : O_WRONLY;
+            int fd = open(file_path, mode | O_CLOEXEC);
+            if (s->nowned < (int)(sizeof s->owned / sizeof s->owned[0]))
+                s->owned[s->nowned++] = fd;
+            rc = evn_sendfile_owned(c, fd, p->off, p->len);
         }
         if (rc < 0)
             return rc;
@@ -142,8 +170,18 @@ static evn_action on_opened(evn_conn *c)
 static evn_action on_data(evn_conn *c, const char *in, size_t len)
 {
     struct state *s = S(c);
-    if (!in || th_counter_get(&s->ran) > 0)
+    if (!in)
         return EVN_NONE;
+    if (th_counter_get(&s->ran) > 0) {
+        /* Input after the plan ran: the client has read it all, so all of it
+         * was sent. How many of the descriptors handed to evn are open? */
+        int open_n = 0;
+        for (int i = 0; i < s->nowned; i++)
+            open_n += fd_open(s->owned[i]);
+        atomic_store(&s->owned_open, open_n);
+        th_counter_add(&s->checked, 1);
+        return EVN_NONE;
+    }
     evn_conn *to = s->to_first ? s->first : c;
     if (s->to_first && to == c)
         return EVN_NONE;
@@ -181,7 +219,9 @@ static void state_init(struct state *s)
     th_counter_init(&s->closed);
     th_counter_init(&s->drained);
     th_counter_init(&s->ran);
+    th_counter_init(&s->checked);
     s->close_after = true;
+    atomic_store(&s->owned_open, -1);
 }
 
 static void start(th_server *ts, struct state *s, evn_events *ev, const char *addr)
@@ -201,6 +241,7 @@ static void stop(th_server *ts, struct state *s)
     th_counter_destroy(&s->closed);
     th_counter_destroy(&s->drained);
     th_counter_destroy(&s->ran);
+    th_counter_destroy(&s->checked);
 }
 
 /* ---- the client: reads the plan's bytes and checks each ---- */
@@ -280,8 +321,44 @@ static void test_header_file_trailer(void)
     stop(&ts, &s);
 }
 
+/*
+ * evn_sendfile_owned: a header, the whole file, a middle region and the last
+ * byte through descriptors handed to evn, and a trailer, byte-exact. The
+ * connection stays open, so it is the sending that closes each descriptor,
+ * not the connection's end: all are closed once the client has read it all.
+ */
+static void test_owned_header_file_trailer(void)
+{
+    struct state s;
+    state_init(&s);
+    s.close_after = false;
+    add_write(&s, "HEADER\r\n", 8);
+    add_file(&s, P_FILE_OWNED, 0, 0);
+    add_write(&s, "MIDDLE", 6);
+    add_file(&s, P_FILE_OWNED, 12345, 3u << 20);
+    add_file(&s, P_FILE_OWNED, FILE_SIZE - 1, 1);
+    add_write(&s, "\r\nTRAILER", 9);
+    evn_events ev = {0};
+    th_server ts;
+    start(&ts, &s, &ev, "tcp://127.0.0.1:0");
+    int fd = th_connect_srv(&ts, 0);
+    th_write_str(fd, "go");
+    expect_plan(plain_read, &fd, &s, 1 << 20);
+    th_write_str(fd, "check");
+    TH_WAIT_COUNTER(&s.checked, 1);
+    EXPECT_EQ_INT(atomic_load(&s.plan_rc), 0);
+    EXPECT_EQ_SIZE(atomic_load(&s.pending_after), plan_len(&s));
+    EXPECT_EQ_INT(s.nowned, 3);
+    EXPECT_EQ_INT(atomic_load(&s.owned_open), 0);
+    close(fd);
+    TH_WAIT_COUNTER(&s.closed, 1);
+    EXPECT_EQ_ERR(atomic_load(&s.close_err), 0);
+    stop(&ts, &s);
+}
+
 /* Random regions from anywhere in the file, some back to back, some through
- * a descriptor closed right after the call, between writes of random sizes. */
+ * a descriptor closed right after the call, some through one handed to evn,
+ * between writes of random sizes. */
 static void test_regions_between_writes(void)
 {
     static char text[200000];
@@ -292,14 +369,14 @@ static void test_regions_between_writes(void)
     for (size_t i = 0; i < sizeof text; i++)
         text[i] = (char)('a' + th_rng_range(&rng, 0, 25));
     while (s.nplan < 100) {
-        uint64_t kind = th_rng_range(&rng, 0, 3);
+        uint64_t kind = th_rng_range(&rng, 0, 4);
         if (kind == 0) {
             size_t len = th_rng_range(&rng, 1, sizeof text);
             add_write(&s, text + th_rng_range(&rng, 0, sizeof text - len), len);
         } else {
             size_t len = th_rng_range(&rng, 1, kind == 1 ? 100 : 3u << 20);
             off_t off = (off_t)th_rng_range(&rng, 0, FILE_SIZE - len);
-            add_file(&s, kind == 3 ? P_FILE_OWN_FD : P_FILE, off, len);
+            add_file(&s, kind == 3 ? P_FILE_OWN_FD : kind == 4 ? P_FILE_OWNED : P_FILE, off, len);
         }
     }
     /* The last byte alone, and the tail by "length 0". */
@@ -458,11 +535,161 @@ static void test_bad_arguments(void)
     stop(&ts, &s);
 }
 
+/*
+ * evn_sendfile_owned refused: each descriptor handed over is closed by evn
+ * before the call returns, whatever the reason, and also for an empty region
+ * that queues nothing (a negative one gives -EINVAL and nothing to close).
+ */
+static void owned_try(struct state *s, int fd, off_t off, size_t len, evn_conn *c)
+{
+    s->bad[s->nbad] = evn_sendfile_owned(c, fd, off, len);
+    s->bad_open[s->nbad++] = fd_open(fd);
+}
+
+static evn_action owned_refused_opened(evn_conn *c)
+{
+    struct state *s = S(c);
+    int pipefd[2];
+    s->bad[s->nbad++] = pipe(pipefd);
+    s->bad[s->nbad++] = evn_sendfile_owned(c, -1, 0, 10);
+    owned_try(s, open(th_tmpdir(), O_RDONLY | O_DIRECTORY | O_CLOEXEC), 0, 10, c);
+    owned_try(s, pipefd[0], 0, 10, c);
+    owned_try(s, open(file_path, O_RDONLY | O_CLOEXEC), -1, 10, c);
+    owned_try(s, open(file_path, O_RDONLY | O_CLOEXEC), FILE_SIZE + 1, 0, c);
+    owned_try(s, open(file_path, O_RDONLY | O_CLOEXEC), FILE_SIZE - 10, 11, c);
+    /* Nothing to send: no error, nothing queued, and closed all the same. */
+    owned_try(s, open(file_path, O_RDONLY | O_CLOEXEC), FILE_SIZE, 0, c);
+    s->bad[s->nbad++] = (int)evn_conn_pending(c);
+    evn_write(c, "ok", 2);
+    evn_conn_shutdown_write(c);
+    owned_try(s, open(file_path, O_RDONLY | O_CLOEXEC), 0, 10, c);
+    close(pipefd[1]);
+    th_counter_add(&s->opened, 1);
+    return EVN_NONE;
+}
+
+static evn_action owned_refused_udp(evn_conn *c, const char *in, size_t len)
+{
+    struct state *s = S(c);
+    int fd = open(file_path, O_RDONLY | O_CLOEXEC);
+    atomic_store(&s->udp_rc, evn_sendfile_owned(c, fd, 0, 10));
+    atomic_store(&s->udp_open, fd_open(fd));
+    evn_write(c, "u", 1);
+    th_counter_add(&s->ran, 1);
+    return EVN_NONE;
+}
+
+static void test_owned_refused(void)
+{
+    struct state s;
+    state_init(&s);
+    evn_events ev = {0};
+    ev.udata = &s;
+    ev.opened = owned_refused_opened;
+    ev.data = owned_refused_udp;
+    const char *addrs[] = {"tcp://127.0.0.1:0", "udp://127.0.0.1:0"};
+    th_server ts;
+    th_server_start(&ts, &ev, addrs, 2);
+    int fd = th_connect_srv(&ts, 0);
+    EXPECT_READ_STR(fd, "ok");
+    EXPECT_EQ_INT(th_wait_eof(fd), 0);
+    TH_WAIT_COUNTER(&s.opened, 1);
+    const int want[] = {0, -EINVAL, -EINVAL, -EINVAL, -EINVAL, -EINVAL, -EINVAL, 0, 0, -EPIPE};
+    /* The entries that handed a descriptor over (the rest: pipe, fd -1,
+     * evn_conn_pending). */
+    const bool handed[] = {false, false, true, true, true, true, true, true, false, true};
+    ASSERT_EQ_INT(s.nbad, (int)(sizeof want / sizeof want[0]));
+    for (int i = 0; i < s.nbad; i++) {
+        EXPECT_EQ_ERR(s.bad[i], want[i]);
+        if (handed[i] && s.bad_open[i])
+            th_fail_(__FILE__, __LINE__, false, "case %d: descriptor left open", i);
+    }
+    close(fd);
+
+    int u = th_udp_socket(AF_INET);
+    socklen_t alen;
+    const struct sockaddr *sa = evn_server_addr(ts.srv, 1, &alen);
+    ASSERT_EQ_INT(sendto(u, "q", 1, 0, sa, alen), 1);
+    char c;
+    EXPECT_EQ_INT(th_read_some(u, &c, 1), 1);
+    TH_WAIT_COUNTER(&s.ran, 1);
+    EXPECT_EQ_ERR(atomic_load(&s.udp_rc), -EINVAL);
+    bool udp_open = atomic_load(&s.udp_open);
+    EXPECT_FALSE(udp_open);
+    close(u);
+    stop(&ts, &s);
+}
+
+/* Out of memory for the region's chunk: -ENOMEM, the descriptor closed at
+ * once, and the connection closes with -ENOMEM. */
+static evn_action owned_nomem_data(evn_conn *c, const char *in, size_t len)
+{
+    struct state *s = S(c);
+    int fd = open(file_path, O_RDONLY | O_CLOEXEC);
+    atomic_store(&evn__fail_allocs, 1);
+    s->bad[0] = evn_sendfile_owned(c, fd, 0, 10);
+    s->bad_open[0] = fd_open(fd);
+    s->nbad = 1;
+    th_counter_add(&s->ran, 1);
+    return EVN_NONE;
+}
+
+static void test_owned_nomem(void)
+{
+    struct state s;
+    state_init(&s);
+    evn_events ev = {0};
+    ev.udata = &s;
+    ev.data = owned_nomem_data;
+    ev.closed = on_closed;
+    const char *addr = "tcp://127.0.0.1:0";
+    th_server ts;
+    th_server_start(&ts, &ev, &addr, 1);
+    int fd = th_connect_srv(&ts, 0);
+    th_write_str(fd, "go");
+    TH_WAIT_COUNTER(&s.closed, 1);
+    TH_WAIT_COUNTER(&s.ran, 1);
+    EXPECT_EQ_INT(atomic_load(&evn__fail_allocs), 0);
+    EXPECT_EQ_ERR(s.bad[0], -ENOMEM);
+    EXPECT_FALSE(s.bad_open[0]);
+    EXPECT_EQ_ERR(atomic_load(&s.close_err), -ENOMEM);
+    close(fd);
+    stop(&ts, &s);
+}
+
+/* A descriptor not open for reading is taken (the access mode is not
+ * checked) and fails when its turn comes: the connection closes with
+ * -EBADF, and the descriptor with it. */
+static void test_owned_write_only(void)
+{
+    struct state s;
+    state_init(&s);
+    s.close_after = false;
+    add_write(&s, "HDR", 3);
+    add_file(&s, P_FILE_OWNED_WONLY, 0, 10);
+    evn_events ev = {0};
+    th_server ts;
+    start(&ts, &s, &ev, "tcp://127.0.0.1:0");
+    int fd = th_connect_srv(&ts, 0);
+    th_write_str(fd, "go");
+    TH_WAIT_COUNTER(&s.closed, 1);
+    EXPECT_EQ_INT(atomic_load(&s.plan_rc), 0);
+    EXPECT_EQ_ERR(atomic_load(&s.close_err), -EBADF);
+    close(fd);
+    stop(&ts, &s);
+}
+
 /* A region past out_cap: -ENOBUFS, and the connection closes with it. */
 static evn_action cap_data(evn_conn *c, const char *in, size_t len)
 {
     struct state *s = S(c);
     atomic_store(&s->plan_rc, evn_sendfile(c, file_fd, 0, 2u << 20));
+    /* The owned variant is refused the same way, and closes its descriptor. */
+    int fd = open(file_path, O_RDONLY | O_CLOEXEC);
+    s->bad[0] = evn_sendfile_owned(c, fd, 0, 2u << 20);
+    s->bad_open[0] = fd_open(fd);
+    s->nbad = 1;
+    th_counter_add(&s->ran, 1);
     return EVN_NONE;
 }
 
@@ -481,14 +708,18 @@ static void test_out_cap(void)
     int fd = th_connect_srv(&ts, 0);
     th_write_str(fd, "go");
     TH_WAIT_COUNTER(&s.closed, 1);
+    TH_WAIT_COUNTER(&s.ran, 1);
     EXPECT_EQ_ERR(atomic_load(&s.plan_rc), -ENOBUFS);
     EXPECT_EQ_ERR(atomic_load(&s.close_err), -ENOBUFS);
+    EXPECT_EQ_ERR(s.bad[0], -ENOBUFS);
+    EXPECT_FALSE(s.bad_open[0]);
     close(fd);
     stop(&ts, &s);
 }
 
 /* The reader resets half way: closed with an error, and the duplicated
- * descriptors of the regions still queued are closed (the runner counts). */
+ * descriptors of the regions still queued, and the ones handed to evn, are
+ * closed (the runner counts). */
 static void test_peer_gone(void)
 {
     struct state s;
@@ -496,7 +727,9 @@ static void test_peer_gone(void)
     s.close_after = false;
     add_file(&s, P_FILE, 0, 0);
     add_file(&s, P_FILE_OWN_FD, 0, 0);
+    add_file(&s, P_FILE_OWNED, 0, 0);
     add_file(&s, P_FILE, 7, 1000);
+    add_file(&s, P_FILE_OWNED, 7, 1000);
     evn_events ev = {0};
     th_server ts;
     start(&ts, &s, &ev, "tcp://127.0.0.1:0");
@@ -590,6 +823,7 @@ static void test_tls(void)
     add_write(&s, "MIDDLE", 6);
     add_file(&s, P_FILE_OWN_FD, 33333, 3u << 20);
     add_file(&s, P_FILE, FILE_SIZE - 5, 5);
+    add_file(&s, P_FILE_OWNED, 4444, 1u << 20);
     add_write(&s, "TRAILER", 7);
     evn_events ev = {0};
     ev.out_high = 256 << 10;
@@ -632,10 +866,14 @@ int main(int argc, char **argv)
         return 1;
     }
     TH_RUN(test_header_file_trailer);
+    TH_RUN(test_owned_header_file_trailer);
     TH_RUN(test_regions_between_writes);
     TH_RUN(test_slow_reader);
     TH_RUN(test_for_other_connection);
     TH_RUN(test_bad_arguments);
+    TH_RUN(test_owned_refused);
+    TH_RUN(test_owned_nomem);
+    TH_RUN(test_owned_write_only);
     TH_RUN(test_out_cap);
     TH_RUN(test_peer_gone);
     TH_RUN(test_epipe_no_sigpipe);
