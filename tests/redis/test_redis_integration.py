@@ -155,7 +155,9 @@ class RealRedis:
             self.proc = subprocess.Popen(
                 [binary, "--save", "", "--appendonly", "no", "--port", str(port),
                  "--bind", "127.0.0.1", "--daemonize", "no", *extra],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                # Unbuffered: a buffered readline could take several log lines
+                # at once, and select() would then wait for more that never come.
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
             if self._ready():
                 self.port = port
                 return
