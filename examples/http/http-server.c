@@ -9,8 +9,9 @@
  * files: types, Last-Modified and If-Modified-Since, one byte range; see
  * static_files.c for how a path is kept inside DIR), POST /echo stays, and
  * every other method known gets 405. A file's body is queued with
- * evn_sendfile behind its head, so it goes from the page cache to the socket
- * with sendfile(2), and the loop only ever opens and fstats files.
+ * evn_sendfile_owned behind its head, so it goes from the page cache to the
+ * socket with sendfile(2), and the loop only ever opens and fstats files
+ * (evn closes each once sent: no dup, no close of our own).
  *
  * Every request is parsed in full (http_parser.c): request line, header
  * fields, then a body framed by Content-Length or chunked. Connections are
@@ -295,11 +296,11 @@ static enum step fail(evn_conn *c, const struct date_cache *dc, int status, bool
 
 /*
  * Answer with the file opened for the request, or with the status that says
- * why there is none, then close the descriptor: evn_sendfile keeps a
- * duplicate of its own for as long as it needs the file. The head goes out
- * with evn_write and the body is queued behind it, so keep-alive and
- * pipelining carry on in order. Returns false when the connection is to close
- * because the body could not be queued.
+ * why there is none. A body hands the descriptor over to evn_sendfile_owned,
+ * which closes it once sent (or at once if it fails); an answer without one
+ * closes it here. The head goes out with evn_write and the body is queued
+ * behind it, so keep-alive and pipelining carry on in order. Returns false
+ * when the connection is to close because the body could not be queued.
  */
 static bool answer_file(evn_conn *c, const struct date_cache *dc, struct reply *r)
 {
@@ -353,10 +354,13 @@ static bool answer_file(evn_conn *c, const struct date_cache *dc, struct reply *
         evn_write(c, out, n);
         /* length 0 would mean "to the end of the file": an empty body is
          * simply not queued. */
-        if (!r->head && len > 0)
-            ok = evn_sendfile(c, f->fd, (off_t)off, (size_t)len) == 0;
+        if (!r->head && len > 0) {
+            ok = evn_sendfile_owned(c, f->fd, (off_t)off, (size_t)len) == 0;
+            f->fd = -1; /* evn's now, whatever it returned */
+        }
     }
-    close(f->fd);
+    if (f->fd >= 0)
+        close(f->fd);
     f->fd = -1;
     return ok;
 }
