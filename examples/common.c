@@ -26,7 +26,9 @@ static void usage(FILE *f, const char *name, int allow_udp, const struct ex_opti
             "                    PEM certificate chain; needs --tls-key\n"
             "  --tls-key FILE    the PEM private key of --tls-cert\n"
             "  --tls-port N      port of the TLS listener (default 0: any free port; the\n"
-            "                    port chosen is printed as 'listening on tls://...')\n",
+            "                    port chosen is printed as 'listening on tls://...')\n"
+            "  --tls-handshake-ms MS  close a TLS connection whose handshake has not\n"
+            "                    finished within MS milliseconds (default 10000)\n",
             name, allow_udp ? "  --udp N           also serve UDP on port N\n" : "");
     for (size_t i = 0; i < nmore; i++)
         fprintf(f, "  %s\n", more[i].help);
@@ -93,7 +95,7 @@ static const struct ex_option *find_option(const char *a, const struct ex_option
 void ex_parse_more(int argc, char **argv, struct ex_opts *o, const char *name, int allow_udp,
                    const struct ex_option *more, size_t nmore)
 {
-    int tls_port_set = 0;
+    int tls_port_set = 0, tls_hs_set = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -129,6 +131,9 @@ void ex_parse_more(int argc, char **argv, struct ex_opts *o, const char *name, i
         } else if (strcmp(a, "--tls-port") == 0) {
             bad = parse_int(v, 0, 65535, &o->tls_port);
             tls_port_set = 1;
+        } else if (strcmp(a, "--tls-handshake-ms") == 0) {
+            bad = parse_int(v, 1, 3600000, &o->tls_handshake_ms);
+            tls_hs_set = 1;
         } else if (strcmp(a, "--balance") == 0) {
             if (strcmp(v, "random") == 0)
                 o->balance = EVN_BALANCE_RANDOM;
@@ -154,6 +159,9 @@ void ex_parse_more(int argc, char **argv, struct ex_opts *o, const char *name, i
         usage_error(name, "--tls-cert and --tls-key go together", allow_udp, more, nmore);
     if (tls_port_set && !o->tls_cert)
         usage_error(name, "--tls-port needs --tls-cert and --tls-key", allow_udp, more, nmore);
+    if (tls_hs_set && !o->tls_cert)
+        usage_error(name, "--tls-handshake-ms needs --tls-cert and --tls-key", allow_udp, more,
+                    nmore);
     if (o->tls_cert) {
         check_tls_path(name, "--tls-cert", o->tls_cert);
         check_tls_path(name, "--tls-key", o->tls_key);
@@ -231,6 +239,8 @@ int ex_run_ext(const char *name, evn_events *ev, const struct ex_opts *o, const 
     ev->nloops = o->loops;
     ev->balance = o->balance;
     ev->backend = o->backend;
+    if (o->tls_handshake_ms > 0)
+        ev->tls_handshake_timeout_ms = o->tls_handshake_ms;
     if (!ev->serving)
         ev->serving = ex_print_serving;
 

@@ -20,6 +20,9 @@ struct ex_opts {
     const char *tls_cert;
     const char *tls_key;
     int tls_port;
+    /* Close a TLS connection whose handshake takes longer than this; 0 (the
+     * default) leaves evn's own default, 10 s. */
+    int tls_handshake_ms;
     /* URL options for the tcp:// and tls:// listeners, "deferaccept=1&fastopen=64"
      * (see evn.h's address list); NULL for none. */
     const char *tcp_options;
@@ -27,10 +30,11 @@ struct ex_opts {
 
 /*
  * Parse the common flags (--port, --loops, --balance, --unixsocket,
- * --reuseport, --backend, --udp if allow_udp, --tls-cert, --tls-key,
- * --tls-port, --help) into o, whose fields hold the defaults on entry. On a
- * bad flag, print the usage and exit 2; --tls-cert and --tls-key go together,
- * and --tls-port needs them.
+ * --reuseport, --backend, --tcp-options, --udp if allow_udp, --tls-cert,
+ * --tls-key, --tls-port, --tls-handshake-ms, --help) into o, whose fields hold
+ * the defaults on entry. On a bad flag, print the usage and exit 2;
+ * --tls-cert and --tls-key go together, and --tls-port and --tls-handshake-ms
+ * need them.
  */
 void ex_parse(int argc, char **argv, struct ex_opts *o, const char *name, int allow_udp);
 

@@ -2,7 +2,9 @@
 """echo-server with --tls-cert/--tls-key: bytes echoed over TLS (1 MB in one
 write among them) beside the plain port; certificate paths with '?', '%' and
 '=' served, one with '&' refused; and the flag errors: half a pair, a
---tls-port alone, a missing, unreadable or mismatched file.
+--tls-port alone, a missing, unreadable or mismatched file; and
+--tls-handshake-ms, which closes a client that never starts its handshake
+long before the default 10 s, while one that does is served.
 
     test_tls_echo.py ECHO_SERVER     (EVN_BACKEND picks the backend)
 """
@@ -114,8 +116,39 @@ def test_flag_errors(d, cert, key):
               f"an unreadable key: fails, naming it ({r.stderr.strip()})")
 
     r = subprocess.run([BIN, "--help"], capture_output=True, text=True, timeout=IO_TIMEOUT)
-    check(r.returncode == 0 and all(f in r.stdout for f in ("--tls-cert", "--tls-key", "--tls-port")),
-          "--help lists --tls-cert, --tls-key and --tls-port")
+    flags = ("--tls-cert", "--tls-key", "--tls-port", "--tls-handshake-ms")
+    check(r.returncode == 0 and all(f in r.stdout for f in flags),
+          "--help lists --tls-cert, --tls-key, --tls-port and --tls-handshake-ms")
+
+
+def test_handshake_timeout(cert, key):
+    srv = start_tls(BIN, cert, key, "--tls-handshake-ms", "200")
+    if not srv:
+        return
+    port = srv.port_of("tls")
+    with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as silent:
+        # Served: a client that does its handshake at once.
+        with tls_connect(port, cert) as s:
+            check(exchange(s, b"quick", 5) == b"quick",
+                  "--tls-handshake-ms 200: a prompt client is served")
+        # The silent one is closed by the server. The wait is well under the
+        # default 10 s, so without the flag this fails.
+        silent.settimeout(8)
+        try:
+            got = silent.recv(1)
+        except socket.timeout:
+            got = None
+        except ConnectionResetError:
+            got = b""
+        check(got == b"", f"--tls-handshake-ms 200: a silent client is closed ({got!r})")
+    srv.stop_ok("echo-server with --tls-handshake-ms")
+    for args, what in ((["--tls-handshake-ms", "200"], "--tls-handshake-ms without a certificate"),
+                       (["--tls-cert", cert, "--tls-key", key, "--tls-handshake-ms", "0"],
+                        "--tls-handshake-ms 0"),
+                       (["--tls-cert", cert, "--tls-key", key, "--tls-handshake-ms", "x"],
+                        "--tls-handshake-ms x")):
+        r = run_flags(*args)
+        check(r.returncode == 2 and "usage" in r.stderr, f"{what}: usage, status 2 ({r.returncode})")
 
 
 def run(binaries, d, cert, key):
@@ -124,6 +157,7 @@ def run(binaries, d, cert, key):
     test_echo(cert, key)
     test_odd_paths(d, cert, key)
     test_flag_errors(d, cert, key)
+    test_handshake_timeout(cert, key)
 
 
 if __name__ == "__main__":
