@@ -462,131 +462,85 @@ static void test_for_other_connection(void)
     stop(&ts, &s);
 }
 
-/* Bad arguments, on a stream connection and a UDP one. */
-static evn_action bad_args_opened(evn_conn *c)
-{
-    struct state *s = S(c);
-    int pipefd[2];
-    int dir = open(th_tmpdir(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int wonly = open(file_path, O_WRONLY | O_CLOEXEC);
-    int rc = pipe(pipefd);
-    s->bad[s->nbad++] = rc;
-    s->bad[s->nbad++] = evn_sendfile(c, -1, 0, 10);
-    s->bad[s->nbad++] = evn_sendfile(c, dir, 0, 10);
-    s->bad[s->nbad++] = evn_sendfile(c, wonly, 0, 10);
-    s->bad[s->nbad++] = evn_sendfile(c, pipefd[0], 0, 10);
-    s->bad[s->nbad++] = evn_sendfile(c, file_fd, -1, 10);
-    s->bad[s->nbad++] = evn_sendfile(c, file_fd, FILE_SIZE + 1, 0);
-    s->bad[s->nbad++] = evn_sendfile(c, file_fd, FILE_SIZE - 10, 11);
-    /* Nothing to send is no error, and queues nothing. */
-    s->bad[s->nbad++] = evn_sendfile(c, file_fd, FILE_SIZE, 0);
-    s->bad[s->nbad++] = (int)evn_conn_pending(c);
-    evn_write(c, "ok", 2);
-    evn_conn_shutdown_write(c);
-    s->bad[s->nbad++] = evn_sendfile(c, file_fd, 0, 10);
-    close(dir);
-    close(wonly);
-    close(pipefd[0]);
-    close(pipefd[1]);
-    th_counter_add(&s->opened, 1);
-    return EVN_NONE;
-}
-
-static evn_action bad_args_udp(evn_conn *c, const char *in, size_t len)
-{
-    struct state *s = S(c);
-    atomic_store(&s->udp_rc, evn_sendfile(c, file_fd, 0, 10));
-    evn_write(c, "u", 1);
-    th_counter_add(&s->ran, 1);
-    return EVN_NONE;
-}
-
-static void test_bad_arguments(void)
-{
-    struct state s;
-    state_init(&s);
-    evn_events ev = {0};
-    ev.udata = &s;
-    ev.opened = bad_args_opened;
-    ev.data = bad_args_udp;
-    const char *addrs[] = {"tcp://127.0.0.1:0", "udp://127.0.0.1:0"};
-    th_server ts;
-    th_server_start(&ts, &ev, addrs, 2);
-    int fd = th_connect_srv(&ts, 0);
-    EXPECT_READ_STR(fd, "ok");
-    EXPECT_EQ_INT(th_wait_eof(fd), 0);
-    TH_WAIT_COUNTER(&s.opened, 1);
-    const int want[] = {0,       -EINVAL, -EINVAL, -EINVAL, -EINVAL, -EINVAL,
-                        -EINVAL, -EINVAL, 0,       0,       -EPIPE};
-    ASSERT_EQ_INT(s.nbad, (int)(sizeof want / sizeof want[0]));
-    for (int i = 0; i < s.nbad; i++)
-        EXPECT_EQ_ERR(s.bad[i], want[i]);
-    close(fd);
-
-    int u = th_udp_socket(AF_INET);
-    socklen_t alen;
-    const struct sockaddr *sa = evn_server_addr(ts.srv, 1, &alen);
-    ASSERT_EQ_INT(sendto(u, "q", 1, 0, sa, alen), 1);
-    char c;
-    EXPECT_EQ_INT(th_read_some(u, &c, 1), 1);
-    TH_WAIT_COUNTER(&s.ran, 1);
-    EXPECT_EQ_ERR(atomic_load(&s.udp_rc), -EINVAL);
-    close(u);
-    stop(&ts, &s);
-}
-
 /*
- * evn_sendfile_owned refused: each descriptor handed over is closed by evn
- * before the call returns, whatever the reason, and also for an empty region
- * that queues nothing (a negative one gives -EINVAL and nothing to close).
+ * Bad arguments, on a stream connection and a UDP one, for evn_sendfile and
+ * for evn_sendfile_owned (refusal_owned). The owned variant closes each
+ * descriptor handed over before it returns, whatever the reason, and also
+ * for an empty region that queues nothing (a negative one gives -EINVAL and
+ * has nothing to close); it does not check the access mode, so the
+ * write-only case is evn_sendfile's alone (test_owned_write_only has the
+ * owned one). Each case opens its own descriptor; the caller's copy is
+ * closed here after evn_sendfile, which keeps a duplicate if anything.
  */
-static void owned_try(struct state *s, int fd, off_t off, size_t len, evn_conn *c)
+static bool refusal_owned;
+
+enum { FD_NONE, FD_DIR, FD_WONLY, FD_PIPE, FD_FILE };
+
+static int refusal_try(struct state *s, evn_conn *c, int kind, off_t off, size_t len)
 {
-    s->bad[s->nbad] = evn_sendfile_owned(c, fd, off, len);
-    s->bad_open[s->nbad++] = fd_open(fd);
+    int fd = -1, p[2] = {-1, -1};
+    if (kind == FD_DIR)
+        fd = open(th_tmpdir(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    else if (kind == FD_WONLY)
+        fd = open(file_path, O_WRONLY | O_CLOEXEC);
+    else if (kind == FD_PIPE && pipe(p) == 0)
+        fd = p[0];
+    else if (kind == FD_FILE)
+        fd = open(file_path, O_RDONLY | O_CLOEXEC);
+    int rc = refusal_owned ? evn_sendfile_owned(c, fd, off, len) : evn_sendfile(c, fd, off, len);
+    s->bad_open[s->nbad] = fd >= 0 && fd_open(fd);
+    s->bad[s->nbad++] = rc;
+    if (!refusal_owned && fd >= 0)
+        close(fd);
+    if (p[1] >= 0)
+        close(p[1]);
+    return rc;
 }
 
-static evn_action owned_refused_opened(evn_conn *c)
+static evn_action refusal_opened(evn_conn *c)
 {
     struct state *s = S(c);
-    int pipefd[2];
-    s->bad[s->nbad++] = pipe(pipefd);
-    s->bad[s->nbad++] = evn_sendfile_owned(c, -1, 0, 10);
-    owned_try(s, open(th_tmpdir(), O_RDONLY | O_DIRECTORY | O_CLOEXEC), 0, 10, c);
-    owned_try(s, pipefd[0], 0, 10, c);
-    owned_try(s, open(file_path, O_RDONLY | O_CLOEXEC), -1, 10, c);
-    owned_try(s, open(file_path, O_RDONLY | O_CLOEXEC), FILE_SIZE + 1, 0, c);
-    owned_try(s, open(file_path, O_RDONLY | O_CLOEXEC), FILE_SIZE - 10, 11, c);
-    /* Nothing to send: no error, nothing queued, and closed all the same. */
-    owned_try(s, open(file_path, O_RDONLY | O_CLOEXEC), FILE_SIZE, 0, c);
-    s->bad[s->nbad++] = (int)evn_conn_pending(c);
+    refusal_try(s, c, FD_NONE, 0, 10);
+    refusal_try(s, c, FD_DIR, 0, 10);
+    if (!refusal_owned)
+        refusal_try(s, c, FD_WONLY, 0, 10);
+    refusal_try(s, c, FD_PIPE, 0, 10);
+    refusal_try(s, c, FD_FILE, -1, 10);
+    refusal_try(s, c, FD_FILE, FILE_SIZE + 1, 0);
+    refusal_try(s, c, FD_FILE, FILE_SIZE - 10, 11);
+    /* Nothing to send is no error, and queues nothing. */
+    refusal_try(s, c, FD_FILE, FILE_SIZE, 0);
+    atomic_store(&s->pending_after, evn_conn_pending(c));
     evn_write(c, "ok", 2);
     evn_conn_shutdown_write(c);
-    owned_try(s, open(file_path, O_RDONLY | O_CLOEXEC), 0, 10, c);
-    close(pipefd[1]);
+    refusal_try(s, c, FD_FILE, 0, 10);
     th_counter_add(&s->opened, 1);
     return EVN_NONE;
 }
 
-static evn_action owned_refused_udp(evn_conn *c, const char *in, size_t len)
+static evn_action refusal_udp(evn_conn *c, const char *in, size_t len)
 {
     struct state *s = S(c);
     int fd = open(file_path, O_RDONLY | O_CLOEXEC);
-    atomic_store(&s->udp_rc, evn_sendfile_owned(c, fd, 0, 10));
+    int rc = refusal_owned ? evn_sendfile_owned(c, fd, 0, 10) : evn_sendfile(c, fd, 0, 10);
+    atomic_store(&s->udp_rc, rc);
     atomic_store(&s->udp_open, fd_open(fd));
+    if (!refusal_owned)
+        close(fd);
     evn_write(c, "u", 1);
     th_counter_add(&s->ran, 1);
     return EVN_NONE;
 }
 
-static void test_owned_refused(void)
+static void run_refusals(bool owned)
 {
     struct state s;
     state_init(&s);
+    refusal_owned = owned;
     evn_events ev = {0};
     ev.udata = &s;
-    ev.opened = owned_refused_opened;
-    ev.data = owned_refused_udp;
+    ev.opened = refusal_opened;
+    ev.data = refusal_udp;
     const char *addrs[] = {"tcp://127.0.0.1:0", "udp://127.0.0.1:0"};
     th_server ts;
     th_server_start(&ts, &ev, addrs, 2);
@@ -594,16 +548,24 @@ static void test_owned_refused(void)
     EXPECT_READ_STR(fd, "ok");
     EXPECT_EQ_INT(th_wait_eof(fd), 0);
     TH_WAIT_COUNTER(&s.opened, 1);
-    const int want[] = {0, -EINVAL, -EINVAL, -EINVAL, -EINVAL, -EINVAL, -EINVAL, 0, 0, -EPIPE};
-    /* The entries that handed a descriptor over (the rest: pipe, fd -1,
-     * evn_conn_pending). */
-    const bool handed[] = {false, false, true, true, true, true, true, true, false, true};
-    ASSERT_EQ_INT(s.nbad, (int)(sizeof want / sizeof want[0]));
+    /* fd -1, directory, [write-only], pipe, offset -1, offset past the end,
+     * region past the end, empty region, shut down for writing. */
+    const int want_dup[] = {-EINVAL, -EINVAL, -EINVAL, -EINVAL, -EINVAL,
+                            -EINVAL, -EINVAL, 0,       -EPIPE};
+    const int want_owned[] = {-EINVAL, -EINVAL, -EINVAL, -EINVAL, -EINVAL, -EINVAL, 0, -EPIPE};
+    const int *want = owned ? want_owned : want_dup;
+    int nwant = owned ? (int)(sizeof want_owned / sizeof want_owned[0])
+                      : (int)(sizeof want_dup / sizeof want_dup[0]);
+    ASSERT_EQ_INT(s.nbad, nwant);
     for (int i = 0; i < s.nbad; i++) {
         EXPECT_EQ_ERR(s.bad[i], want[i]);
-        if (handed[i] && s.bad_open[i])
+        /* Handed over, it is closed; lent, it is left to its owner. */
+        if (owned && s.bad_open[i])
             th_fail_(__FILE__, __LINE__, false, "case %d: descriptor left open", i);
+        if (!owned && i > 0 && !s.bad_open[i])
+            th_fail_(__FILE__, __LINE__, false, "case %d: evn closed the caller's descriptor", i);
     }
+    EXPECT_EQ_SIZE(atomic_load(&s.pending_after), 0);
     close(fd);
 
     int u = th_udp_socket(AF_INET);
@@ -615,9 +577,19 @@ static void test_owned_refused(void)
     TH_WAIT_COUNTER(&s.ran, 1);
     EXPECT_EQ_ERR(atomic_load(&s.udp_rc), -EINVAL);
     bool udp_open = atomic_load(&s.udp_open);
-    EXPECT_FALSE(udp_open);
+    EXPECT_EQ_INT(udp_open, !owned);
     close(u);
     stop(&ts, &s);
+}
+
+static void test_bad_arguments(void)
+{
+    run_refusals(false);
+}
+
+static void test_owned_refused(void)
+{
+    run_refusals(true);
 }
 
 /* Out of memory for the region's chunk: -ENOMEM, the descriptor closed at
