@@ -9,11 +9,11 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 /* Fill sa from a parsed URL; -EINVAL with a message for what cannot be. */
@@ -49,7 +49,10 @@ static int numeric_addr(const char *url, const struct evn__url *u, struct sockad
         return 0;
     }
     evn__set_errmsg("%s: '%s' is not a numeric %s address (evn_connect resolves no names)", url,
-                    u->host, u->family == AF_INET ? "IPv4" : u->family == AF_INET6 ? "IPv6" : "IP");
+                    u->host,
+                    u->family == AF_INET    ? "IPv4"
+                    : u->family == AF_INET6 ? "IPv6"
+                                            : "IP");
     return -EINVAL;
 }
 
@@ -99,7 +102,7 @@ int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udat
      * any packet leaves. */
     struct evn__tls *tls = NULL;
 #ifdef EVN_HAVE_TLS
-    if (u.tls && (rc = evn__tls_client_new(srv, fd, &u, url, &tls)) < 0) {
+    if (u.tls && (rc = evn__tls_client_new(srv, loop->index, fd, &u, url, &tls)) < 0) {
         close(fd);
         return rc;
     }

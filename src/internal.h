@@ -195,7 +195,7 @@ enum {
     EVN__C_REREAD = 1u << 23,     /* on the resume list to read input buffered in TLS */
     EVN__C_TLS_DEAD = 1u << 24,   /* fatal TLS or socket error: no close_notify */
     EVN__C_UNREG = 1u << 25,      /* accept fast path: not on the poller yet (interest() is 0) */
-    EVN__C_FRESH = 1u << 26,      /* ... and its read just emptied the socket */
+    EVN__C_FRESH = 1u << 26,      /* the read just now emptied the socket (should_linger) */
     EVN__C_SPLICE = 1u << 27,     /* input is spliced to another connection (splice.c) */
     EVN__C_SPLWAIT = 1u << 28     /* ... which cannot take more now: not reading */
 };
@@ -408,11 +408,14 @@ EVN__HIDDEN bool evn__tls_resumed(const struct evn_conn *c);
  * Make a client-side session for evn_connect on socket fd, in *tp, with the
  * server's cached SSL_CTX for u's options (made on first use: the CA, client
  * certificate and key files are read then). On failure evn_errmsg() names the
- * file and OpenSSL's reason; -ENOENT, -EINVAL or -ENOMEM. A session not yet
- * given to a connection (c->tls) is freed with evn__tls_client_discard.
+ * file and OpenSSL's reason; -ENOENT, -EINVAL or -ENOMEM. The session of the
+ * last connection that loop (its index) made to the same place is offered
+ * for resumption. A session not yet given to a connection (c->tls) is freed
+ * with evn__tls_client_discard.
  */
-EVN__HIDDEN int evn__tls_client_new(struct evn_server *srv, int fd, const struct evn__url *u,
-                                    const char *url, struct evn__tls **tp);
+EVN__HIDDEN int evn__tls_client_new(struct evn_server *srv, int loop, int fd,
+                                    const struct evn__url *u, const char *url,
+                                    struct evn__tls **tp);
 EVN__HIDDEN void evn__tls_client_discard(struct evn__tls *t);
 /* Free the server's client contexts (evn_server_free). */
 EVN__HIDDEN void evn__tls_clients_free(struct evn_server *srv);

@@ -107,9 +107,16 @@ static int bio_create(BIO *b)
 static BIO_METHOD *bio_method;
 static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
 
-/* The SSL ex_data slot holding a client connection's destination key (a
- * malloc'ed string, freed with the SSL). */
+/* The SSL ex_data slot holding a client connection's struct evn__tls_dest
+ * (malloc'ed, freed with the SSL). */
 static int dest_index = -1;
+
+/* Where a client connection goes, for the session cache: its loop's cache,
+ * and the key "host|port|sni" within it. */
+struct evn__tls_dest {
+    int loop;
+    char key[];
+};
 
 static void dest_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
@@ -162,6 +169,29 @@ static int check_file(const char *url, const char *what, const char *path, char 
     int e = errno;
     snprintf(err, errlen, "%s: %s '%s': %s", url, what, path, strerror(e));
     return -e;
+}
+
+/*
+ * Trust the CA certificates in the PEM file path (ca=). OpenSSL fills in a
+ * certificate's cached extension data the first time it is checked, under a
+ * lock of that certificate, but reads it later without one; the loops of a
+ * server verifying peers at once would race on that. So it is filled in
+ * here, before the context is shared.
+ */
+static int load_ca(SSL_CTX *ctx, const char *url, const char *path, char *err, size_t errlen)
+{
+    int rc = check_file(url, "ca", path, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (SSL_CTX_load_verify_locations(ctx, path, NULL) != 1)
+        return ssl_fail(err, errlen, url, "cannot use ca", path, -EINVAL);
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+    for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+        if (x)
+            X509_get_extension_flags(x);
+    }
+    return 0;
 }
 
 /* "h2,http/1.1" -> wire format and NUL-separated names. */
@@ -273,10 +303,8 @@ static int setup_ctx(struct evn__tls_ctx *tc, const struct evn__url *u, const ch
         return -EINVAL;
     }
     if (u->ca[0]) {
-        if ((rc = check_file(url, "ca", u->ca, err, errlen)) < 0)
+        if ((rc = load_ca(ctx, url, u->ca, err, errlen)) < 0)
             return rc;
-        if (SSL_CTX_load_verify_locations(ctx, u->ca, NULL) != 1)
-            return ssl_fail(err, errlen, url, "cannot use ca", u->ca, -EINVAL);
         STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(u->ca);
         if (!names)
             return ssl_fail(err, errlen, url, "no CA names in ca", u->ca, -EINVAL);
@@ -517,10 +545,14 @@ const char *evn__tls_alpn(const struct evn_conn *c)
 /* ---- clients (evn_connect) ---- */
 
 /*
- * Sessions to resume, per client context: the last one each destination
- * (address, port and sni=) gave, for up to EVN__TLS_SESSIONS destinations,
- * the oldest replaced first. A full handshake costs the client a key
- * exchange and a certificate check; a resumed one neither.
+ * Sessions to resume, per client context and per loop: the last one each
+ * destination (address, port and sni=) gave, for up to EVN__TLS_SESSIONS
+ * destinations, the oldest replaced first. A full handshake costs the client
+ * a key exchange and a certificate check; a resumed one neither.
+ *
+ * Each loop has a cache of its own, used only on its thread, so an
+ * SSL_SESSION never passes between threads and the cache needs no lock. The
+ * price is one full handshake per loop and destination.
  */
 #define EVN__TLS_SESSIONS 32
 
@@ -542,19 +574,24 @@ struct evn__tls_client {
     int verify;
     char ca[256], cert[256], key[256], alpn[128];
     struct evn__tls_ctx tc;
-    struct evn__tls_session sessions[EVN__TLS_SESSIONS];
-    unsigned next_slot; /* the slot a new destination takes */
+    /* nloops caches of EVN__TLS_SESSIONS entries (NULL: no memory for
+     * them, so no resumption), and the slot each takes for a new destination. */
+    struct evn__tls_session *sessions;
+    unsigned *next_slot;
+    int nloops;
 };
 
-/* Guards every server's list and their session caches: loops of one server
- * may connect at once. */
+/* Guards every server's list: loops of one server may connect at once. */
 static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static struct evn__tls_session *session_find(struct evn__tls_client *k, const char *dest)
+/* The entry for d in its loop's cache, or NULL. Loop thread only. */
+static struct evn__tls_session *session_find(struct evn__tls_client *k,
+                                             const struct evn__tls_dest *d)
 {
+    struct evn__tls_session *cache = k->sessions + (size_t)d->loop * EVN__TLS_SESSIONS;
     for (int i = 0; i < EVN__TLS_SESSIONS; i++)
-        if (k->sessions[i].dest && strcmp(k->sessions[i].dest, dest) == 0)
-            return &k->sessions[i];
+        if (cache[i].dest && strcmp(cache[i].dest, d->key) == 0)
+            return &cache[i];
     return NULL;
 }
 
@@ -567,25 +604,22 @@ static struct evn__tls_session *session_find(struct evn__tls_client *k, const ch
 static int session_new(SSL *ssl, SSL_SESSION *sess)
 {
     struct evn__tls_client *k = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
-    const char *dest = SSL_get_ex_data(ssl, dest_index);
-    if (!k || !dest || !SSL_SESSION_is_resumable(sess))
+    const struct evn__tls_dest *d = SSL_get_ex_data(ssl, dest_index);
+    if (!k || !k->sessions || !d || !SSL_SESSION_is_resumable(sess))
         return 0;
-    pthread_mutex_lock(&clients_lock);
-    struct evn__tls_session *e = session_find(k, dest);
+    struct evn__tls_session *e = session_find(k, d);
     if (!e) {
-        e = &k->sessions[k->next_slot];
-        k->next_slot = (k->next_slot + 1) % EVN__TLS_SESSIONS;
-        char *copy = strdup(dest);
-        if (!copy) {
-            pthread_mutex_unlock(&clients_lock);
+        unsigned *next = &k->next_slot[d->loop];
+        e = &k->sessions[(size_t)d->loop * EVN__TLS_SESSIONS + *next];
+        *next = (*next + 1) % EVN__TLS_SESSIONS;
+        char *copy = strdup(d->key);
+        if (!copy)
             return 0;
-        }
         free(e->dest);
         e->dest = copy;
     }
     SSL_SESSION_free(e->sess);
     e->sess = sess;
-    pthread_mutex_unlock(&clients_lock);
     return 1;
 }
 
@@ -595,16 +629,14 @@ static int session_new(SSL *ssl, SSL_SESSION *sess)
  * linked by it): it leaves the cache, and the server's next ticket takes its
  * place. A TLS 1.2 session stays for the next connection too.
  */
-static void session_offer(struct evn__tls_client *k, SSL *ssl, const char *dest)
+static void session_offer(struct evn__tls_client *k, SSL *ssl, const struct evn__tls_dest *d)
 {
-    pthread_mutex_lock(&clients_lock);
-    struct evn__tls_session *e = session_find(k, dest);
+    struct evn__tls_session *e = k->sessions ? session_find(k, d) : NULL;
     if (e && e->sess && SSL_set_session(ssl, e->sess) == 1 &&
         SSL_SESSION_get_protocol_version(e->sess) >= TLS1_3_VERSION) {
         SSL_SESSION_free(e->sess);
         e->sess = NULL;
     }
-    pthread_mutex_unlock(&clients_lock);
 }
 
 static bool same_options(const struct evn__tls_client *k, const struct evn__url *u)
@@ -627,10 +659,8 @@ static int setup_client_ctx(struct evn__tls_ctx *tc, const struct evn__url *u, c
     /* A CA given with verify=none is still read, so that a bad path is an
      * error whatever the verify mode. */
     if (u->ca[0]) {
-        if ((rc = check_file(url, "ca", u->ca, err, errlen)) < 0)
+        if ((rc = load_ca(ctx, url, u->ca, err, errlen)) < 0)
             return rc;
-        if (SSL_CTX_load_verify_locations(ctx, u->ca, NULL) != 1)
-            return ssl_fail(err, errlen, url, "cannot use ca", u->ca, -EINVAL);
     } else if (u->verify == EVN__VERIFY_REQUIRE && SSL_CTX_set_default_verify_paths(ctx) != 1) {
         return ssl_fail(err, errlen, url, "cannot load the system's CA certificates", NULL,
                         -EINVAL);
@@ -674,8 +704,19 @@ static struct evn__tls_client *client_ctx(struct evn_server *srv, const struct e
         k->tc.ctx = SSL_CTX_new(TLS_client_method());
         *rc = k->tc.ctx ? setup_client_ctx(&k->tc, u, url, err, errlen)
                         : ssl_fail(err, errlen, url, "SSL_CTX_new", NULL, -ENOMEM);
-        if (*rc == 0)
+        if (*rc == 0) {
             SSL_CTX_set_app_data(k->tc.ctx, k);
+            /* No memory for the caches only means no resumption. */
+            k->nloops = srv->nloops;
+            k->sessions = evn__calloc((size_t)srv->nloops * EVN__TLS_SESSIONS, sizeof *k->sessions);
+            k->next_slot = evn__calloc((size_t)srv->nloops, sizeof *k->next_slot);
+            if (!k->sessions || !k->next_slot) {
+                free(k->sessions);
+                free(k->next_slot);
+                k->sessions = NULL;
+                k->next_slot = NULL;
+            }
+        }
     }
     if (*rc < 0) {
         ERR_clear_error();
@@ -694,8 +735,8 @@ static bool is_ip(const char *s)
     return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
 }
 
-int evn__tls_client_new(struct evn_server *srv, int fd, const struct evn__url *u, const char *url,
-                        struct evn__tls **tp)
+int evn__tls_client_new(struct evn_server *srv, int loop, int fd, const struct evn__url *u,
+                        const char *url, struct evn__tls **tp)
 {
     char err[512];
     int rc = 0;
@@ -751,16 +792,19 @@ int evn__tls_client_new(struct evn_server *srv, int fd, const struct evn__url *u
         free(t);
         return -EINVAL;
     }
-    /* Resume the last session with this destination, if there is one. No
-     * memory for the key only means no resumption. */
-    char dest[sizeof u->host + sizeof u->sni + 16];
-    snprintf(dest, sizeof dest, "%s|%d|%s", u->host, u->port, u->sni);
-    char *kept = strdup(dest);
-    if (kept && SSL_set_ex_data(ssl, dest_index, kept) != 1) {
-        free(kept);
-        ERR_clear_error();
-    } else if (kept) {
-        session_offer(k, ssl, dest);
+    /* Resume the last session this loop had with this destination, if
+     * any. No memory for the key only means no resumption. */
+    size_t klen = strlen(u->host) + strlen(u->sni) + 16;
+    struct evn__tls_dest *d = malloc(sizeof *d + klen);
+    if (d) {
+        d->loop = loop;
+        snprintf(d->key, klen, "%s|%d|%s", u->host, u->port, u->sni);
+        if (SSL_set_ex_data(ssl, dest_index, d) == 1) {
+            session_offer(k, ssl, d);
+        } else {
+            free(d);
+            ERR_clear_error();
+        }
     }
     t->ssl = ssl;
     t->tc = &k->tc;
@@ -791,10 +835,12 @@ void evn__tls_clients_free(struct evn_server *srv)
     struct evn__tls_client *k = srv->tls_clients;
     while (k) {
         struct evn__tls_client *next = k->next;
-        for (int i = 0; i < EVN__TLS_SESSIONS; i++) {
+        for (size_t i = 0; k->sessions && i < (size_t)k->nloops * EVN__TLS_SESSIONS; i++) {
             SSL_SESSION_free(k->sessions[i].sess);
             free(k->sessions[i].dest);
         }
+        free(k->sessions);
+        free(k->next_slot);
         SSL_CTX_free(k->tc.ctx);
         free(k);
         k = next;
