@@ -375,12 +375,13 @@ EVN_API int evn_send_owned(evn_server *srv, evn_id id, void *buf, size_t len,
  * The files are read on the first evn_connect with a given set of ca=, cert=,
  * key=, verify= and alpn= options, and the resulting OpenSSL context is kept
  * by the server (until evn_server_free) for later connections with the same
- * options; a file changed later is not read again. With it the server keeps
- * the session of the last connection to each address, port and sni= (up to
- * 32 per option set) and offers it to the next connection there, which then
+ * options; a file changed later is not read again. With it each loop keeps
+ * the session of its last connection to each address, port and sni= (up to
+ * 32 per option set) and offers it to its next connection there, which then
  * skips the key exchange and certificate check if the server accepts it
  * (evn_conn_tls_resumed). A TLS 1.3 ticket is offered once; the server's next
- * ticket replaces it.
+ * ticket replaces it. Sessions are not shared between loops: each loop's
+ * first connection to a server makes a full handshake.
  *
  * A tls:// connection that fails before opened fires closed with: the
  * connect's error (-ECONNREFUSED...), -ETIMEDOUT, -EACCES when the server's
