@@ -209,6 +209,7 @@ typedef struct evn_events {
  *   udp://host:port    udp4://host:port   udp6://[::1]:port
  *   unix:///path/to/socket   unix://relative/path
  *   tls://host:port?cert=PATH&key=PATH   tls4://...   tls6://...
+ *   tls+unix:///path/to/socket?cert=PATH&key=PATH
  *
  * An empty host (tcp://:6380) listens on every interface, IPv6 and IPv4. A
  * host name is resolved here, once, with getaddrinfo. Options go in the query
@@ -225,7 +226,8 @@ typedef struct evn_events {
  * speaks first (HTTP, Redis). On a tls:// listener the option applies but
  * the early read does not (the handshake is tried at once there anyway).
  *
- * tls:// is TCP with TLS (1.2 or later, when evn is built with OpenSSL):
+ * tls:// is TCP with TLS (1.2 or later, when evn is built with OpenSSL), and
+ * tls+unix:// a unix socket with TLS, with the same options:
  * cert= names a PEM certificate chain, key= its PEM private key. Clients may
  * be asked for a certificate with ca=PATH (PEM CAs to verify it against) and
  * verify=optional (checked if sent) or verify=require; the default is
@@ -339,7 +341,8 @@ EVN_API int evn_send_owned(evn_server *srv, evn_id id, void *buf, size_t len,
  * Open a client connection to url: tcp://, tcp4://, tcp6:// with a numeric
  * address (host names are not resolved, so the loop never blocks on DNS),
  * unix://path, or tls://, tls4://, tls6:// (TCP with TLS, numeric address
- * too). Call from a callback of srv (a loop thread): the connection belongs
+ * too), or tls+unix://path (which has no name of its own to check the
+ * server's certificate against: give sni=, or verify=none). Call from a callback of srv (a loop thread): the connection belongs
  * to the calling loop and gets the same events as an accepted one. udata is
  * set before any event. opened fires once connected; if connecting fails or
  * takes longer than timeout_ms (0: no limit but the kernel's), closed fires

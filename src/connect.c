@@ -30,7 +30,7 @@ static int numeric_addr(const char *url, const struct evn__url *u, struct sockad
     }
     if (u->proto != EVN__TCP) {
         evn__set_errmsg("%s: evn_connect takes tcp://, tcp4://, tcp6://, tls://, tls4://, "
-                        "tls6:// or unix:// URLs",
+                        "tls6://, unix:// or tls+unix:// URLs",
                         url);
         return -EINVAL;
     }

@@ -256,7 +256,8 @@ static void format_url(struct evn__listener *l)
     static const char *names[] = {"", "tcp", "udp", "unix"};
     char addr[128];
     if (l->url.proto == EVN__UNIX) {
-        snprintf(l->urlstr, sizeof l->urlstr, "unix://%s", l->url.path);
+        snprintf(l->urlstr, sizeof l->urlstr, "%s://%s", l->url.tls ? "tls+unix" : "unix",
+                 l->url.path);
         return;
     }
     if (evn_addr_str((struct sockaddr *)&l->addr, l->addrlen, addr, sizeof addr) < 0)

@@ -794,11 +794,12 @@ int evn__tls_client_new(struct evn_server *srv, int loop, int fd, const struct e
     }
     /* Resume the last session this loop had with this destination, if
      * any. No memory for the key only means no resumption. */
-    size_t klen = strlen(u->host) + strlen(u->sni) + 16;
+    const char *where = u->proto == EVN__UNIX ? u->path : u->host;
+    size_t klen = strlen(where) + strlen(u->sni) + 16;
     struct evn__tls_dest *d = malloc(sizeof *d + klen);
     if (d) {
         d->loop = loop;
-        snprintf(d->key, klen, "%s|%d|%s", u->host, u->port, u->sni);
+        snprintf(d->key, klen, "%s|%d|%s", where, u->port, u->sni);
         if (SSL_set_ex_data(ssl, dest_index, d) == 1) {
             session_offer(k, ssl, d);
         } else {

@@ -20,6 +20,7 @@ static const struct {
     {"udp", EVN__UDP, AF_UNSPEC},  {"udp4", EVN__UDP, AF_INET}, {"udp6", EVN__UDP, AF_INET6},
     {"unix", EVN__UNIX, AF_UNIX},
     {"tls", EVN__TCP, AF_UNSPEC},  {"tls4", EVN__TCP, AF_INET}, {"tls6", EVN__TCP, AF_INET6},
+    {"tls+unix", EVN__UNIX, AF_UNIX},
 };
 
 static int fail(char *err, size_t errlen, const char *url, const char *what, const char *part,
@@ -186,6 +187,12 @@ static int parse_options(const char *url, const char *q, struct evn__url *out, c
     }
     if (!outbound && out->tls && (!out->cert[0] || !out->key[0]))
         return fail(err, errlen, url, "a tls:// listener needs cert= and key=", NULL, 0);
+    /* A unix socket has no name of its own to check a certificate against. */
+    if (outbound && out->tls && out->proto == EVN__UNIX && out->verify == EVN__VERIFY_REQUIRE &&
+        !out->sni[0])
+        return fail(err, errlen, url,
+                    "tls+unix:// needs sni= (the name the certificate must have) or verify=none",
+                    NULL, 0);
     /* A client certificate comes with its key, or not at all. */
     if (outbound && !out->cert[0] != !out->key[0])
         return fail(err, errlen, url, "a client certificate needs both cert= and key=", NULL, 0);

@@ -63,7 +63,7 @@ int main(int argc, char **argv)
 /* ---- files made at start ---- */
 
 static char ca_cert[256], srv_cert[256], srv_key[256], cli_cert[256], cli_key[256], rogue_ca[256],
-    junk_file[256], missing_file[256];
+    junk_file[256], missing_file[256], unix_path[256];
 
 /* Run the openssl command with the arguments fmt makes, its output thrown
  * away; true if it succeeded. */
@@ -95,6 +95,7 @@ static bool make_files(void)
     th_tmppath(csr, sizeof csr, "req.csr");
     th_tmppath(serial, sizeof serial, "ca.srl");
     th_tmppath(ext, sizeof ext, "san.cnf");
+    th_tmppath(unix_path, sizeof unix_path, "tls.sock");
     const char *ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
 
     FILE *f = fopen(ext, "w");
@@ -123,8 +124,8 @@ static bool make_files(void)
 /* ---- the server: three listeners and one outbound connection ---- */
 
 /* Listener 0: TLS echo. 1: TLS echo that requires a client certificate.
- * 2: plain TCP that reads and never answers. */
-enum { L_TLS, L_MTLS, L_SILENT };
+ * 2: plain TCP that reads and never answers. 3: TLS echo on a unix socket. */
+enum { L_TLS, L_MTLS, L_SILENT, L_UNIX };
 
 /* The i-th byte of the payload. */
 static unsigned char pattern(size_t i)
@@ -135,7 +136,7 @@ static unsigned char pattern(size_t i)
 #define EARLY 4096 /* bytes sent with evn_send before the connection is up */
 
 struct state {
-    char target[1024];
+    char target[1300];
     int64_t timeout_ms;
     size_t payload; /* bytes to send and expect back; 0: just open and close */
     int connect_rc;
@@ -250,15 +251,17 @@ static void state_destroy(struct state *s)
 /* A server with the three listeners and ev's callbacks, not yet running. */
 static void server_new_ev(th_server *ts, struct state *s, evn_events *ev)
 {
-    static char urls[3][1024];
+    static char urls[4][1024];
     snprintf(urls[L_TLS], sizeof urls[0], "tls://127.0.0.1:0?cert=%s&key=%s&alpn=http/1.1",
              srv_cert, srv_key);
     snprintf(urls[L_MTLS], sizeof urls[0], "tls://127.0.0.1:0?cert=%s&key=%s&ca=%s&verify=require",
              srv_cert, srv_key, ca_cert);
     snprintf(urls[L_SILENT], sizeof urls[0], "tcp://127.0.0.1:0");
-    const char *addrs[3] = {urls[0], urls[1], urls[2]};
+    snprintf(urls[L_UNIX], sizeof urls[0], "tls+unix://%s?cert=%s&key=%s", unix_path, srv_cert,
+             srv_key);
+    const char *addrs[4] = {urls[0], urls[1], urls[2], urls[3]};
     ev->udata = s;
-    th_server_new(ts, ev, addrs, 3);
+    th_server_new(ts, ev, addrs, 4);
 }
 
 /* For run_case's to: a port nobody listens on instead of a listener's. */
@@ -289,8 +292,12 @@ static void run_case(struct state *s, size_t payload, int to, int64_t timeout_ms
     va_start(ap, fmt);
     vsnprintf(q, sizeof q, fmt, ap);
     va_end(ap);
-    int port = to == DEAD ? th_closed_port() : th_server_port(&ts, (size_t)to);
-    snprintf(s->target, sizeof s->target, "tls://127.0.0.1:%d?%s", port, q);
+    if (to == L_UNIX) {
+        snprintf(s->target, sizeof s->target, "tls+unix://%s?%s", unix_path, q);
+    } else {
+        int port = to == DEAD ? th_closed_port() : th_server_port(&ts, (size_t)to);
+        snprintf(s->target, sizeof s->target, "tls://127.0.0.1:%d?%s", port, q);
+    }
     th_server_run(&ts);
     TH_WAIT_COUNTER(&s->out_closed, 1);
     EXPECT_EQ_ERR(s->connect_rc, 0);
@@ -435,6 +442,25 @@ static void test_client_cert_missing(void)
     state_destroy(&s);
 }
 
+/* tls+unix://: the certificate checked against sni=, as there is no
+ * address to check it against; with verify=none, no name is needed. */
+static void test_unix(void)
+{
+    struct state s;
+    size_t n = (size_t)256 << 10;
+    run_case(&s, n, L_UNIX, 5000, "ca=%s&sni=localhost", ca_cert);
+    expect_echoed(&s, n);
+    EXPECT_FALSE(atomic_load(&s.mismatch));
+    EXPECT_TRUE(atomic_load(&s.out_is_tls));
+    state_destroy(&s);
+    run_case(&s, 100, L_UNIX, 5000, "verify=none");
+    expect_echoed(&s, 100);
+    state_destroy(&s);
+    run_case(&s, 100, L_UNIX, 5000, "ca=%s&sni=evn.invalid", ca_cert);
+    expect_rejected(&s, -EACCES, "certificate verify failed");
+    state_destroy(&s);
+}
+
 /* ---- several loops connecting at once ---- */
 
 /* Every connection accepted on the plain listener makes its loop open a TLS
@@ -515,7 +541,7 @@ static void test_many_loops(void)
 
 /* Connections made one after another, each to targets[k]: which of them
  * resumed, as the client and as the listener saw it. */
-#define NRESUME 6
+#define NRESUME 8
 static struct {
     char targets[NRESUME][700];
     atomic_int k; /* the connection under way */
@@ -557,12 +583,17 @@ static void test_resumes(void)
     ev.closed = multi_closed;
     server_new_ev(&ts, &s, &ev);
     int port = th_server_port(&ts, L_TLS);
-    const char *q[NRESUME] = {"sni=localhost",         "sni=localhost", "sni=localhost", "",
-                              "sni=localhost&alpn=h2", "sni=localhost"};
-    const int want[NRESUME] = {0, 1, 1, 0, 0, 1};
-    for (int k = 0; k < NRESUME; k++)
+    /* The last two go to the unix listener: another destination. */
+    const char *q[NRESUME] = {
+        "sni=localhost",         "sni=localhost", "sni=localhost", "",
+        "sni=localhost&alpn=h2", "sni=localhost", "sni=localhost", "sni=localhost"};
+    const int want[NRESUME] = {0, 1, 1, 0, 0, 1, 0, 1};
+    for (int k = 0; k < NRESUME - 2; k++)
         snprintf(rs.targets[k], sizeof rs.targets[k], "tls://127.0.0.1:%d?ca=%s%s%s", port, ca_cert,
                  *q[k] ? "&" : "", q[k]);
+    for (int k = NRESUME - 2; k < NRESUME; k++)
+        snprintf(rs.targets[k], sizeof rs.targets[k], "tls+unix://%s?ca=%s&%s", unix_path, ca_cert,
+                 q[k]);
     th_server_run(&ts);
     for (int k = 0; k < NRESUME; k++) {
         atomic_store(&rs.k, k);
@@ -610,6 +641,7 @@ static evn_action bad_serving(evn_server *srv)
     CASE(-EINVAL, "only for tls://", "tcp://127.0.0.1:1?ca=%s", ca_cert);
     CASE(-EINVAL, "numeric", "tls://localhost:1?verify=none");
     CASE(-EINVAL, "empty protocol name", "tls://127.0.0.1:1?alpn=h2,,x");
+    CASE(-EINVAL, "needs sni=", "tls+unix://%s?ca=%s", unix_path, ca_cert);
 #undef CASE
     int ok = 1;
     for (size_t i = 0; i < n; i++) {
@@ -677,6 +709,7 @@ int main(int argc, char **argv)
     TH_RUN(test_verify_none);
     TH_RUN(test_handshake_timeout);
     TH_RUN(test_refused);
+    TH_RUN(test_unix);
     TH_RUN(test_client_cert);
     TH_RUN(test_client_cert_missing);
     TH_RUN(test_many_loops);

@@ -532,6 +532,37 @@ static void test_echo_ipv6(void)
     stop(&ts, &s);
 }
 
+/* tls+unix://: the same over a unix socket, whose URL reads back as given. */
+static void test_echo_unix(void)
+{
+    struct state s;
+    state_init(&s, ECHO);
+    evn_events ev = {0};
+    ev.udata = &s;
+    ev.opened = on_opened;
+    ev.data = on_data;
+    char path[256], url[1024], want[512];
+    th_tmppath(path, sizeof path, "tls.sock");
+    snprintf(url, sizeof url, "tls+unix://%s?cert=%s&key=%s", path, srv_cert, srv_key);
+    snprintf(want, sizeof want, "tls+unix://%s", path);
+    const char *addr = url;
+    th_server ts;
+    th_server_start(&ts, &ev, &addr, 1);
+    EXPECT_STREQ(evn_server_url(ts.srv, 0), want);
+    struct client cl;
+    ASSERT_EQ_INT(client_open(&cl, &ts, NULL, NULL, NULL), 1);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    EXPECT_EQ_INT(getsockname(cl.fd, (struct sockaddr *)&ss, &sl), 0);
+    EXPECT_EQ_INT(ss.ss_family, AF_UNIX);
+    ssl_write_all(cl.ssl, "over unix", 9);
+    expect_ssl_read(cl.ssl, "over unix");
+    TH_WAIT_COUNTER(&s.opened, 1);
+    EXPECT_EQ_INT(atomic_load(&s.is_tls), 1);
+    client_close(&cl, true);
+    stop(&ts, &s);
+}
+
 /* Output written in opened goes out encrypted, after the handshake. */
 static void test_greeting(void)
 {
@@ -1045,6 +1076,7 @@ int main(int argc, char **argv)
     }
     TH_RUN(test_echo);
     TH_RUN(test_echo_ipv6);
+    TH_RUN(test_echo_unix);
     TH_RUN(test_greeting);
     TH_RUN(test_big_both_ways);
     TH_RUN(test_kept_and_paused);

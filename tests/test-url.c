@@ -17,30 +17,34 @@ struct good {
     int port;
     const char *path;
     int reuseport, backlog;
+    int tls;
 };
 
 static const struct good goods[] = {
-    {"tcp://127.0.0.1:8080", EVN__TCP, AF_UNSPEC, "127.0.0.1", 8080, "", 0, 1024},
-    {"tcp4://0.0.0.0:1", EVN__TCP, AF_INET, "0.0.0.0", 1, "", 0, 1024},
-    {"tcp6://[::1]:65535", EVN__TCP, AF_INET6, "::1", 65535, "", 0, 1024},
-    {"tcp://localhost:0", EVN__TCP, AF_UNSPEC, "localhost", 0, "", 0, 1024},
-    {"udp://localhost:53", EVN__UDP, AF_UNSPEC, "localhost", 53, "", 0, 1024},
-    {"udp4://:9", EVN__UDP, AF_INET, "", 9, "", 0, 1024},
-    {"udp6://[fe80::1]:0", EVN__UDP, AF_INET6, "fe80::1", 0, "", 0, 1024},
-    {"udp6://[::]:5353", EVN__UDP, AF_INET6, "::", 5353, "", 0, 1024},
-    {"unix:///tmp/evn.sock", EVN__UNIX, AF_UNIX, "", 0, "/tmp/evn.sock", 0, 1024},
-    {"unix://rel/path.sock", EVN__UNIX, AF_UNIX, "", 0, "rel/path.sock", 0, 1024},
-    {"unix://s", EVN__UNIX, AF_UNIX, "", 0, "s", 0, 1024},
-    {"[::1]:6380", EVN__TCP, AF_UNSPEC, "::1", 6380, "", 0, 1024},
-    {"localhost:80", EVN__TCP, AF_UNSPEC, "localhost", 80, "", 0, 1024},
-    {"10.1.2.3:443", EVN__TCP, AF_UNSPEC, "10.1.2.3", 443, "", 0, 1024},
-    {":6380", EVN__TCP, AF_UNSPEC, "", 6380, "", 0, 1024},
-    {"tcp://:0", EVN__TCP, AF_UNSPEC, "", 0, "", 0, 1024},
-    {"tcp://:6380?reuseport=true&backlog=16", EVN__TCP, AF_UNSPEC, "", 6380, "", 1, 16},
-    {"tcp://h:1?backlog=16&reuseport=true", EVN__TCP, AF_UNSPEC, "h", 1, "", 1, 16},
-    {"tcp://h:1?reuseport=false", EVN__TCP, AF_UNSPEC, "h", 1, "", 0, 1024},
-    {"udp://h:1?reuseport=true", EVN__UDP, AF_UNSPEC, "h", 1, "", 1, 1024},
-    {"unix:///tmp/x.sock?backlog=5", EVN__UNIX, AF_UNIX, "", 0, "/tmp/x.sock", 0, 5},
+    {"tcp://127.0.0.1:8080", EVN__TCP, AF_UNSPEC, "127.0.0.1", 8080, "", 0, 1024, 0},
+    {"tcp4://0.0.0.0:1", EVN__TCP, AF_INET, "0.0.0.0", 1, "", 0, 1024, 0},
+    {"tcp6://[::1]:65535", EVN__TCP, AF_INET6, "::1", 65535, "", 0, 1024, 0},
+    {"tcp://localhost:0", EVN__TCP, AF_UNSPEC, "localhost", 0, "", 0, 1024, 0},
+    {"udp://localhost:53", EVN__UDP, AF_UNSPEC, "localhost", 53, "", 0, 1024, 0},
+    {"udp4://:9", EVN__UDP, AF_INET, "", 9, "", 0, 1024, 0},
+    {"udp6://[fe80::1]:0", EVN__UDP, AF_INET6, "fe80::1", 0, "", 0, 1024, 0},
+    {"udp6://[::]:5353", EVN__UDP, AF_INET6, "::", 5353, "", 0, 1024, 0},
+    {"unix:///tmp/evn.sock", EVN__UNIX, AF_UNIX, "", 0, "/tmp/evn.sock", 0, 1024, 0},
+    {"unix://rel/path.sock", EVN__UNIX, AF_UNIX, "", 0, "rel/path.sock", 0, 1024, 0},
+    {"unix://s", EVN__UNIX, AF_UNIX, "", 0, "s", 0, 1024, 0},
+    {"[::1]:6380", EVN__TCP, AF_UNSPEC, "::1", 6380, "", 0, 1024, 0},
+    {"localhost:80", EVN__TCP, AF_UNSPEC, "localhost", 80, "", 0, 1024, 0},
+    {"10.1.2.3:443", EVN__TCP, AF_UNSPEC, "10.1.2.3", 443, "", 0, 1024, 0},
+    {":6380", EVN__TCP, AF_UNSPEC, "", 6380, "", 0, 1024, 0},
+    {"tcp://:0", EVN__TCP, AF_UNSPEC, "", 0, "", 0, 1024, 0},
+    {"tcp://:6380?reuseport=true&backlog=16", EVN__TCP, AF_UNSPEC, "", 6380, "", 1, 16, 0},
+    {"tcp://h:1?backlog=16&reuseport=true", EVN__TCP, AF_UNSPEC, "h", 1, "", 1, 16, 0},
+    {"tcp://h:1?reuseport=false", EVN__TCP, AF_UNSPEC, "h", 1, "", 0, 1024, 0},
+    {"udp://h:1?reuseport=true", EVN__UDP, AF_UNSPEC, "h", 1, "", 1, 1024, 0},
+    {"unix:///tmp/x.sock?backlog=5", EVN__UNIX, AF_UNIX, "", 0, "/tmp/x.sock", 0, 5, 0},
+    {"tls://h:443?cert=c&key=k", EVN__TCP, AF_UNSPEC, "h", 443, "", 0, 1024, 1},
+    {"tls6://[::1]:1?cert=c&key=k", EVN__TCP, AF_INET6, "::1", 1, "", 0, 1024, 1},
+    {"tls+unix:///tmp/t.sock?cert=c&key=k", EVN__UNIX, AF_UNIX, "", 0, "/tmp/t.sock", 0, 1024, 1},
 };
 
 struct bad {
@@ -72,6 +76,10 @@ static const struct bad bads[] = {
     {"tcp://::1:80", "::1"},
     {"udp6://[]:80", "[]"},
     {"unix://", "path"},
+    {"tls+unix:///tmp/t.sock", "cert="},
+    {"tls+unix://?cert=c&key=k", "path"},
+    {"tls+unix:///tmp/t.sock?cert=c&key=k&nodelay=true", "nodelay"},
+    {"unix:///tmp/t.sock?cert=c", "tls://"},
 };
 
 /* The message with its leading echo of the whole URL removed, so a needle is
@@ -105,6 +113,7 @@ static void test_good_urls(void)
         EXPECT_STREQ(u.path, g->path);
         EXPECT_EQ_INT(u.reuseport, g->reuseport);
         EXPECT_EQ_INT(u.backlog, g->backlog);
+        EXPECT_EQ_INT(u.tls, g->tls);
     }
 }
 
