@@ -34,6 +34,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         assert(err[0] != '\0');
         assert(memchr(err, '\0', sizeof err));
     }
+    /* The same bytes as an evn_connect URL. */
+    rc = evn__url_parse_outbound(url, &u, err, sizeof err);
+    if (rc == 0) {
+        assert(u.proto == EVN__TCP || u.proto == EVN__UDP || u.proto == EVN__UNIX);
+        assert(memchr(u.sni, '\0', sizeof u.sni));
+        /* A client certificate comes with its key; a unix socket has no
+         * address to check a certificate against without sni=. */
+        assert(!u.cert[0] == !u.key[0]);
+        assert(!(u.tls && u.proto == EVN__UNIX && u.verify == EVN__VERIFY_REQUIRE && !u.sni[0]));
+    } else {
+        assert(rc == -EINVAL);
+        assert(err[0] != '\0');
+    }
     /* A tiny error buffer must be handled too. */
     char small[4];
     evn__url_parse(url, &u, small, sizeof small);
