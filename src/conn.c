@@ -195,14 +195,19 @@ struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint32_t listener,
 static void fire_opened(struct evn_conn *c)
 {
     struct evn_server *srv = c->loop->srv;
+    bool alive = true;
     if (srv->ev.opened) {
         c->loop->cur = c;
         evn_action a = srv->ev.opened(c);
         c->loop->cur = NULL;
-        evn__conn_act(c, a);
+        alive = evn__conn_act(c, a);
     } else if (c->out_head) {
-        evn__conn_act(c, EVN_NONE);
+        alive = evn__conn_act(c, EVN_NONE);
     }
+    /* Handed over after the drain began, or its handshake or connect ended
+     * since: it has not been told yet. */
+    if (alive && c->loop->drain_started)
+        evn__conn_opened_draining(c);
 }
 
 /*

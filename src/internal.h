@@ -344,6 +344,9 @@ struct evn_server {
     size_t nlisteners;
     atomic_bool stopping;
     atomic_bool draining;
+    /* Set by loop 0 once its listeners are closed during a drain: no more
+     * connections will be handed to the other loops. */
+    atomic_bool handoffs_over;
     atomic_llong drain_deadline_ms;
     /* evn_server_stop_on_signals: the fds loop 0 reads, and the mask to
      * restore. */
@@ -560,6 +563,9 @@ EVN__HIDDEN int evn__signals_attach(struct evn_loop *loop0);
 EVN__HIDDEN void evn__signals_ready(struct evn_server *srv);
 EVN__HIDDEN void evn__signals_detach(struct evn_server *srv);
 EVN__HIDDEN void evn__conn_close_all(struct evn_loop *loop, int err);
+/* c has just opened (opened fired and c is still there): if its loop is
+ * draining, tell it as the others were told when the drain began. */
+EVN__HIDDEN void evn__conn_opened_draining(struct evn_conn *c);
 
 EVN__HIDDEN int evn__listener_open(struct evn__listener *l, const char *url, int nloops, char *err,
                                    size_t errlen);
@@ -621,7 +627,8 @@ EVN__HIDDEN void evn__conn_reread(struct evn_conn *c);
 EVN__HIDDEN void evn__conn_input_end(struct evn_conn *c);
 EVN__HIDDEN void evn__conn_drop_input(struct evn_conn *c);
 
-/* Act on a callback's return value for connection c (may free c). */
+/* Act on a callback's return value for connection c (may free c): false if c is
+ * gone (closed or detached). */
 EVN__HIDDEN bool evn__conn_act(struct evn_conn *c, evn_action a);
 
 #endif

@@ -108,6 +108,7 @@ int evn_server_new(evn_server **srvp, const evn_events *ev, const char *const *a
     srv->nloops = resolve_nloops(ev->nloops);
     atomic_init(&srv->stopping, false);
     atomic_init(&srv->draining, false);
+    atomic_init(&srv->handoffs_over, false);
     srv->sig_rfd = srv->sig_wfd = -1;
     atomic_init(&srv->rr_next, 0);
     atomic_init(&srv->rand_state, (unsigned)time(NULL) ^ ((unsigned)getpid() << 16) ^ 0x9e3779b9u);
@@ -139,8 +140,7 @@ int evn_server_new(evn_server **srvp, const evn_events *ev, const char *const *a
         srv->nloops_init = i + 1;
         rc = evn__loop_init(&srv->loops[i], srv, i);
         if (rc < 0) {
-            evn__set_errmsg("cannot set up event loop %d (%s): %s", i, be->name,
-                            evn_strerror(rc));
+            evn__set_errmsg("cannot set up event loop %d (%s): %s", i, be->name, evn_strerror(rc));
             goto fail;
         }
     }

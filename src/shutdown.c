@@ -64,6 +64,14 @@ void evn__loop_drain_start(struct evn_loop *loop)
             ls->l->fd = -1;
         ls->fd = -1;
     }
+    /* Loop 0 accepts for the shared listeners and hands connections over:
+     * until it has closed them, another loop with no connections left may
+     * still be sent one, so it must not end yet. Now it may: tell them. */
+    if (loop->index == 0) {
+        atomic_store_explicit(&srv->handoffs_over, true, memory_order_release);
+        for (int i = 1; i < srv->nloops; i++)
+            evn__loop_signal(&srv->loops[i]);
+    }
     if (!srv->ev.draining)
         return;
     for (int fd = 0; fd < loop->table_cap; fd++) {
@@ -71,7 +79,8 @@ void evn__loop_drain_start(struct evn_loop *loop)
         if (!h || h->kind != EVN__H_CONN)
             continue;
         struct evn_conn *c = (struct evn_conn *)h;
-        /* Not yet opened (TLS handshake, outbound connect): nothing to tell. */
+        /* Not yet opened (TLS handshake, outbound connect): told when it
+         * opens (evn__conn_opened_draining). */
         if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_HANDSHAKE | EVN__C_CONNECTING))
             continue;
         loop->cur = c;
@@ -81,10 +90,27 @@ void evn__loop_drain_start(struct evn_loop *loop)
     }
 }
 
+void evn__conn_opened_draining(struct evn_conn *c)
+{
+    struct evn_loop *loop = c->loop;
+    if (!loop->drain_started || !loop->srv->ev.draining ||
+        (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING)))
+        return;
+    loop->cur = c;
+    evn_action a = loop->srv->ev.draining(c);
+    loop->cur = NULL;
+    evn__conn_act(c, a);
+}
+
 bool evn__loop_drain_done(struct evn_loop *loop)
 {
     struct evn_server *srv = loop->srv;
     long left = loop->index == 0 ? atomic_load(&srv->total_conns) : atomic_load(&loop->nconns);
+    /* A connection loop 0 accepted may still be on its way here (counted
+     * in nconns only once loop 0 has picked this loop). */
+    if (loop->index != 0 && !atomic_load_explicit(&srv->handoffs_over, memory_order_acquire) &&
+        left == 0)
+        left = 1;
     if (left > 0 && evn__drain_left_ms(srv) == 0) {
         evn__conn_close_all(loop, -ETIMEDOUT);
         if (loop->index != 0)

@@ -4,18 +4,20 @@
  * the middle of a 50 MB response still gets every byte before its
  * connection closes, and the server returns as soon as the last connection
  * is gone. Connections still open at the deadline are closed with
- * -ETIMEDOUT. evn_server_stop_on_signals turns SIGTERM into a drain and a
- * second signal into an immediate stop.
+ * -ETIMEDOUT. A connection that opens after the drain began is told when it
+ * opens. evn_server_stop_on_signals turns SIGTERM into a drain and a second
+ * signal into an immediate stop.
  */
 #include "harness.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #define BIG (50u << 20)
@@ -117,6 +119,25 @@ static void fini(struct state *s)
     th_counter_destroy(&s->started);
 }
 
+/* Wait until a connect to port is refused: the drain has closed the
+ * listener. */
+static void wait_refused(int port)
+{
+    int refused = 0;
+    for (int i = 0; i < 2000 && !refused; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sin = {.sin_family = AF_INET,
+                                  .sin_port = htons((uint16_t)port),
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        if (connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0 && errno == ECONNREFUSED)
+            refused = 1;
+        close(fd);
+        if (!refused)
+            usleep(1000); /* polling a condition with a bounded loop */
+    }
+    EXPECT_TRUE(refused);
+}
+
 static void test_drain_loses_nothing(void)
 {
     struct state s;
@@ -145,20 +166,11 @@ static void test_drain_loses_nothing(void)
     /* The idle connection is told and closed. */
     EXPECT_EQ_INT(th_wait_eof(idle), 0);
     close(idle);
-    /* New connections are refused once the listener is closed: wait for it. */
-    int refused = 0;
-    for (int i = 0; i < 2000 && !refused; i++) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in sin = {.sin_family = AF_INET,
-                                  .sin_port = htons((uint16_t)port),
-                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        if (connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0 && errno == ECONNREFUSED)
-            refused = 1;
-        close(fd);
-        if (!refused)
-            usleep(1000); /* polling a condition with a bounded loop */
-    }
-    EXPECT_TRUE(refused);
+    /* New connections are refused once the listener is closed: wait for it.
+     * (The probes made before then were accepted, some by loop 1 after its
+     * own connection had gone: it must not have ended before loop 0 closed
+     * the listener, or such a probe would hang the drain.) */
+    wait_refused(port);
     /* Every byte of the response, then end-of-file. */
     for (;;) {
         ssize_t r = read(big, buf + got, BIG - got > 0 ? BIG - got : 1);
@@ -180,6 +192,83 @@ static void test_drain_loses_nothing(void)
     EXPECT_GE_INT(th_counter_get(&s.draining), 2);
     EXPECT_EQ_INT(atomic_load(&s.clean), (int)th_counter_get(&s.closed));
     EXPECT_EQ_INT(atomic_load(&s.timeouts), 0);
+    th_server_free(&ts);
+    fini(&s);
+}
+
+/*
+ * A connection that opens after the drain began is told once it opens. Here
+ * an outbound connect is still under way when the drain begins: its SYN is
+ * dropped because the target's accept queue is full, and it completes only
+ * when the test makes room there and the SYN is sent again.
+ */
+static int late_port;
+
+static evn_action late_serving(evn_server *srv)
+{
+    struct state *s = evn_server_udata(srv);
+    char url[64];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", late_port);
+    EXPECT_EQ_ERR(evn_connect(srv, url, 0, NULL, NULL), 0);
+    th_counter_add(&s->started, 1);
+    return EVN_NONE;
+}
+
+/* Only the outbound connection counts here: wait_refused's probes may be
+ * accepted, opened and told too. */
+static evn_action late_opened(evn_conn *c)
+{
+    if (evn_conn_listener(c) == EVN_OUTBOUND)
+        th_counter_add(&S(c)->opened, 1);
+    return EVN_NONE;
+}
+
+static evn_action late_draining(evn_conn *c)
+{
+    if (evn_conn_listener(c) == EVN_OUTBOUND)
+        th_counter_add(&S(c)->draining, 1);
+    return EVN_CLOSE;
+}
+
+static void test_opened_during_drain(void)
+{
+    struct state s;
+    evn_events ev;
+    init(&s, &ev);
+    ev.serving = late_serving;
+    ev.opened = late_opened;
+    ev.draining = late_draining;
+    /* A listener with room for one connection, taken by a blocker. */
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ASSERT_EQ_INT(bind(lfd, (struct sockaddr *)&sin, sizeof sin), 0);
+    ASSERT_EQ_INT(listen(lfd, 0), 0);
+    late_port = th_sock_port(lfd, false);
+    sin.sin_port = htons((uint16_t)late_port);
+    int blocker = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_EQ_INT(connect(blocker, (struct sockaddr *)&sin, sizeof sin), 0);
+    const char *addr = "tcp://127.0.0.1:0";
+    th_server ts;
+    th_server_start(&ts, &ev, &addr, 1);
+    TH_WAIT_COUNTER(&s.started, 1);
+    EXPECT_EQ_INT(evn_shutdown_graceful(ts.srv, 60000), 0);
+    wait_refused(th_server_port(&ts, 0));
+    EXPECT_EQ_INT(th_counter_get(&s.opened), 0);
+    EXPECT_EQ_INT(th_counter_get(&s.draining), 0);
+    /* Room for it now: it opens, is told, and closes (on_draining), and
+     * with it the server ends. */
+    int first = accept(lfd, NULL, NULL);
+    EXPECT_GE_INT(first, 0);
+    TH_WAIT_COUNTER(&s.opened, 1);
+    TH_WAIT_COUNTER(&s.draining, 1);
+    th_server_join(&ts);
+    EXPECT_EQ_INT(atomic_load(&s.timeouts), 0);
+    int second = accept(lfd, NULL, NULL);
+    EXPECT_GE_INT(second, 0);
+    close(second);
+    close(first);
+    close(blocker);
+    close(lfd);
     th_server_free(&ts);
     fini(&s);
 }
@@ -245,6 +334,7 @@ int main(int argc, char **argv)
 {
     th_init(argc, argv);
     TH_RUN(test_drain_loses_nothing);
+    TH_RUN(test_opened_during_drain);
     TH_RUN(test_deadline);
     TH_RUN(test_signals);
     return th_finish();
