@@ -159,7 +159,10 @@ typedef struct evn_events {
     evn_action (*eof)(evn_conn *c);
     /*
      * A graceful shutdown began (evn_shutdown_graceful); fires once for each
-     * open connection. Return EVN_CLOSE for an idle one, or let a busy one
+     * open connection, and for one that opens during the drain (accepted
+     * just before the listeners closed, or whose TLS handshake or outbound
+     * connect finished since) right after its opened. Return EVN_CLOSE for an
+     * idle one, or let a busy one
      * finish (an HTTP server answers its current request with
      * "Connection: close"). evn_server_draining() tells later callbacks.
      */
@@ -280,7 +283,8 @@ EVN_API int evn_shutdown(evn_server *srv);
 /*
  * Stop gracefully, from any thread: every loop closes its listeners at once
  * (new connections are refused), fires draining for each open connection,
- * and lets the connections finish; a loop ends when it has none left. Those
+ * and lets the connections finish; a loop ends when it has none left and
+ * no more can be handed to it (loop 0 has closed the shared listeners). Those
  * still open after drain_ms milliseconds are closed, with -ETIMEDOUT. Queued
  * output is sent in full by a connection that closes itself meanwhile.
  * evn_shutdown() during the drain stops at once. drain_ms <= 0 is
@@ -342,13 +346,12 @@ EVN_API int evn_send_owned(evn_server *srv, evn_id id, void *buf, size_t len,
  * address (host names are not resolved, so the loop never blocks on DNS),
  * unix://path, or tls://, tls4://, tls6:// (TCP with TLS, numeric address
  * too), or tls+unix://path (which has no name of its own to check the
- * server's certificate against: give sni=, or verify=none). Call from a callback of srv (a loop thread): the connection belongs
- * to the calling loop and gets the same events as an accepted one. udata is
- * set before any event. opened fires once connected; if connecting fails or
- * takes longer than timeout_ms (0: no limit but the kernel's), closed fires
- * instead, with the error (-ECONNREFUSED, -ETIMEDOUT...). Output written
- * before opened is sent once connected. Options in the query string are for
- * tls:// only; listener options such as reuseport= are an error here.
+ * server's certificate against: give sni=, or verify=none). Call from a callback of srv (a loop
+ * thread): the connection belongs to the calling loop and gets the same events as an accepted one.
+ * udata is set before any event. opened fires once connected; if connecting fails or takes longer
+ * than timeout_ms (0: no limit but the kernel's), closed fires instead, with the error
+ * (-ECONNREFUSED, -ETIMEDOUT...). Output written before opened is sent once connected. Options in
+ * the query string are for tls:// only; listener options such as reuseport= are an error here.
  *
  * tls:// (when evn is built with OpenSSL; TLS 1.2 or later): after the TCP
  * connect, the client handshake runs inside the loop, and opened fires once
