@@ -234,6 +234,16 @@ static void start(th_server *ts, struct state *s, evn_events *ev, const char *ad
     th_server_start(ts, ev, &addr, 1);
 }
 
+/* start on loopback, connect, and send the input that runs the plan; the
+ * client's socket. */
+static int start_go(th_server *ts, struct state *s, evn_events *ev)
+{
+    start(ts, s, ev, "tcp://127.0.0.1:0");
+    int fd = th_connect_srv(ts, 0);
+    th_write_str(fd, "go");
+    return fd;
+}
+
 static void stop(th_server *ts, struct state *s)
 {
     th_server_stop(ts);
@@ -308,9 +318,7 @@ static void test_header_file_trailer(void)
     add_write(&s, "\r\nTRAILER", 9);
     evn_events ev = {0};
     th_server ts;
-    start(&ts, &s, &ev, "tcp://127.0.0.1:0");
-    int fd = th_connect_srv(&ts, 0);
-    th_write_str(fd, "go");
+    int fd = start_go(&ts, &s, &ev);
     expect_plan(plain_read, &fd, &s, 1 << 20);
     expect_eof(fd);
     TH_WAIT_COUNTER(&s.closed, 1);
@@ -340,9 +348,7 @@ static void test_owned_header_file_trailer(void)
     add_write(&s, "\r\nTRAILER", 9);
     evn_events ev = {0};
     th_server ts;
-    start(&ts, &s, &ev, "tcp://127.0.0.1:0");
-    int fd = th_connect_srv(&ts, 0);
-    th_write_str(fd, "go");
+    int fd = start_go(&ts, &s, &ev);
     expect_plan(plain_read, &fd, &s, 1 << 20);
     th_write_str(fd, "check");
     TH_WAIT_COUNTER(&s.checked, 1);
@@ -384,9 +390,7 @@ static void test_regions_between_writes(void)
     add_file(&s, P_FILE, FILE_SIZE - 4097, 0);
     evn_events ev = {0};
     th_server ts;
-    start(&ts, &s, &ev, "tcp://127.0.0.1:0");
-    int fd = th_connect_srv(&ts, 0);
-    th_write_str(fd, "go");
+    int fd = start_go(&ts, &s, &ev);
     expect_plan(plain_read, &fd, &s, 1 << 20);
     expect_eof(fd);
     TH_WAIT_COUNTER(&s.closed, 1);
@@ -641,9 +645,7 @@ static void test_owned_write_only(void)
     add_file(&s, P_FILE_OWNED_WONLY, 0, 10);
     evn_events ev = {0};
     th_server ts;
-    start(&ts, &s, &ev, "tcp://127.0.0.1:0");
-    int fd = th_connect_srv(&ts, 0);
-    th_write_str(fd, "go");
+    int fd = start_go(&ts, &s, &ev);
     TH_WAIT_COUNTER(&s.closed, 1);
     EXPECT_EQ_INT(atomic_load(&s.plan_rc), 0);
     EXPECT_EQ_ERR(atomic_load(&s.close_err), -EBADF);
@@ -704,9 +706,7 @@ static void test_peer_gone(void)
     add_file(&s, P_FILE_OWNED, 7, 1000);
     evn_events ev = {0};
     th_server ts;
-    start(&ts, &s, &ev, "tcp://127.0.0.1:0");
-    int fd = th_connect_srv(&ts, 0);
-    th_write_str(fd, "go");
+    int fd = start_go(&ts, &s, &ev);
     static char buf[1 << 16];
     EXPECT_EQ_INT(th_read_exact(fd, buf, sizeof buf), (long long)sizeof buf);
     th_close_rst(fd);
