@@ -324,9 +324,8 @@ struct evn_loop {
     /* Graceful shutdown: listeners closed, waiting for connections to end. */
     bool drain_started;
 
-    /* splice(2) into a socket has no MSG_NOSIGNAL: once this loop splices,
-     * SIGPIPE is blocked on its thread (and restored when it ends), and one
-     * raised by a splice is taken back (splice.c). */
+    /* Once this loop splices or sends a file, SIGPIPE is blocked on its
+     * thread, and restored when it ends (evn__sigpipe_block). */
     bool sigpipe_blocked;
     sigset_t sigpipe_old;
 
@@ -563,8 +562,8 @@ EVN__HIDDEN int evn__signals_attach(struct evn_loop *loop0);
 EVN__HIDDEN void evn__signals_ready(struct evn_server *srv);
 EVN__HIDDEN void evn__signals_detach(struct evn_server *srv);
 EVN__HIDDEN void evn__conn_close_all(struct evn_loop *loop, int err);
-/* c has just opened (opened fired and c is still there): if its loop is
- * draining, tell it as the others were told when the drain began. */
+/* c has just opened (opened fired and c is still there) on a loop whose
+ * drain has begun: tell it as the others were told when the drain began. */
 EVN__HIDDEN void evn__conn_opened_draining(struct evn_conn *c);
 
 EVN__HIDDEN int evn__listener_open(struct evn__listener *l, const char *url, int nloops, char *err,
@@ -615,13 +614,13 @@ EVN__HIDDEN void evn__splice_pump(struct evn_conn *from);
 EVN__HIDDEN void evn__splice_drained(struct evn_conn *to);
 EVN__HIDDEN void evn__splice_write_kept(struct evn_conn *from);
 EVN__HIDDEN void evn__splice_drop(struct evn_conn *c);
-EVN__HIDDEN /* splice.c: SIGPIPE blocked on the loop's thread from the first call until
-             * the loop ends (splice and sendfile raise it and have no MSG_NOSIGNAL), and
-             * a pending one taken back after an EPIPE. */
-    void
-    evn__sigpipe_block(struct evn_loop *loop);
-void evn__sigpipe_take(void);
-void evn__splice_loop_end(struct evn_loop *loop);
+/* loop.c: splice(2) and sendfile(2) raise SIGPIPE and have no MSG_NOSIGNAL.
+ * SIGPIPE is blocked on the loop's thread from the first such call until the
+ * loop ends (evn__sigpipe_restore), and one they raised is taken back after
+ * an EPIPE (evn__sigpipe_take). */
+EVN__HIDDEN void evn__sigpipe_block(struct evn_loop *loop);
+EVN__HIDDEN void evn__sigpipe_take(void);
+EVN__HIDDEN void evn__sigpipe_restore(struct evn_loop *loop);
 EVN__HIDDEN void evn__conn_set_flags(struct evn_conn *c, uint32_t set, uint32_t clear);
 EVN__HIDDEN void evn__conn_reread(struct evn_conn *c);
 EVN__HIDDEN void evn__conn_input_end(struct evn_conn *c);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -456,6 +457,49 @@ void evn__conn_close_all(struct evn_loop *loop, int err)
     }
 }
 
+#ifdef __linux__
+/*
+ * Unlike send(), splice() and sendfile() into a socket whose peer is gone
+ * raise SIGPIPE, and no flag prevents it. evn promises the process never gets
+ * one, so a loop that uses them keeps SIGPIPE blocked on its thread: such a
+ * SIGPIPE, directed at the thread, then stays pending there, and is taken
+ * back with sigtimedwait when the call reports EPIPE. One mask change per
+ * loop, none per call.
+ */
+void evn__sigpipe_block(struct evn_loop *loop)
+{
+    if (loop->sigpipe_blocked)
+        return;
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGPIPE);
+    if (pthread_sigmask(SIG_BLOCK, &s, &loop->sigpipe_old) == 0)
+        loop->sigpipe_blocked = true;
+}
+
+void evn__sigpipe_take(void)
+{
+    sigset_t s;
+    struct timespec zero = {0, 0};
+    sigemptyset(&s);
+    sigaddset(&s, SIGPIPE);
+    while (sigtimedwait(&s, NULL, &zero) == SIGPIPE)
+        ;
+}
+
+void evn__sigpipe_restore(struct evn_loop *loop)
+{
+    evn__sigpipe_take();
+    if (!sigismember(&loop->sigpipe_old, SIGPIPE)) {
+        sigset_t s;
+        sigemptyset(&s);
+        sigaddset(&s, SIGPIPE);
+        pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+    }
+    loop->sigpipe_blocked = false;
+}
+#endif
+
 _Thread_local struct evn_loop *evn__cur_loop;
 
 int evn__loop_run(struct evn_loop *loop)
@@ -499,8 +543,10 @@ int evn__loop_run(struct evn_loop *loop)
             evn__conn_flush_dirty(loop);
     }
     evn__conn_close_all(loop, 0);
+#ifdef __linux__
     if (loop->sigpipe_blocked)
-        evn__splice_loop_end(loop);
+        evn__sigpipe_restore(loop);
+#endif
     evn__cur_loop = NULL;
     return rc;
 }

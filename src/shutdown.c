@@ -45,6 +45,16 @@ int64_t evn__drain_left_ms(struct evn_server *srv)
     return left > 0 ? left : 0;
 }
 
+/* Fire draining for c and act on its answer. */
+static void tell_draining(struct evn_conn *c)
+{
+    struct evn_loop *loop = c->loop;
+    loop->cur = c;
+    evn_action a = loop->srv->ev.draining(c);
+    loop->cur = NULL;
+    evn__conn_act(c, a);
+}
+
 void evn__loop_drain_start(struct evn_loop *loop)
 {
     struct evn_server *srv = loop->srv;
@@ -81,25 +91,16 @@ void evn__loop_drain_start(struct evn_loop *loop)
         struct evn_conn *c = (struct evn_conn *)h;
         /* Not yet opened (TLS handshake, outbound connect): told when it
          * opens (evn__conn_opened_draining). */
-        if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_HANDSHAKE | EVN__C_CONNECTING))
-            continue;
-        loop->cur = c;
-        evn_action a = srv->ev.draining(c);
-        loop->cur = NULL;
-        evn__conn_act(c, a);
+        if (!(c->flags &
+              (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_HANDSHAKE | EVN__C_CONNECTING)))
+            tell_draining(c);
     }
 }
 
 void evn__conn_opened_draining(struct evn_conn *c)
 {
-    struct evn_loop *loop = c->loop;
-    if (!loop->drain_started || !loop->srv->ev.draining ||
-        (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING)))
-        return;
-    loop->cur = c;
-    evn_action a = loop->srv->ev.draining(c);
-    loop->cur = NULL;
-    evn__conn_act(c, a);
+    if (c->loop->srv->ev.draining && !(c->flags & (EVN__C_CLOSING | EVN__C_DETACHING)))
+        tell_draining(c);
 }
 
 bool evn__loop_drain_done(struct evn_loop *loop)

@@ -18,9 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdlib.h>
-#include <time.h>
 #include <unistd.h>
 
 #ifdef __linux__
@@ -51,47 +49,6 @@ static void pipe_close(struct evn__splice *sp)
     sp->eof = false;
 }
 
-/*
- * Unlike send(), splice() into a socket whose peer is gone raises SIGPIPE,
- * and no flag prevents it. evn promises the process never gets one, so a
- * loop that splices keeps SIGPIPE blocked on its thread: a splice's SIGPIPE,
- * directed at the thread, then stays pending there, and is taken back with
- * sigtimedwait when the splice reports EPIPE. One mask change per loop,
- * none per call. sendfile(2) has the same flaw and uses the same remedy.
- */
-void evn__sigpipe_block(struct evn_loop *loop)
-{
-    if (loop->sigpipe_blocked)
-        return;
-    sigset_t s;
-    sigemptyset(&s);
-    sigaddset(&s, SIGPIPE);
-    if (pthread_sigmask(SIG_BLOCK, &s, &loop->sigpipe_old) == 0)
-        loop->sigpipe_blocked = true;
-}
-
-void evn__sigpipe_take(void)
-{
-    sigset_t s;
-    struct timespec zero = {0, 0};
-    sigemptyset(&s);
-    sigaddset(&s, SIGPIPE);
-    while (sigtimedwait(&s, NULL, &zero) == SIGPIPE)
-        ;
-}
-
-void evn__splice_loop_end(struct evn_loop *loop)
-{
-    evn__sigpipe_take();
-    if (!sigismember(&loop->sigpipe_old, SIGPIPE)) {
-        sigset_t s;
-        sigemptyset(&s);
-        sigaddset(&s, SIGPIPE);
-        pthread_sigmask(SIG_UNBLOCK, &s, NULL);
-    }
-    loop->sigpipe_blocked = false;
-}
-
 /* The target cannot take more now: stop reading the source until it can. */
 static void block(struct evn_conn *from)
 {
@@ -116,10 +73,8 @@ int evn_conn_splice(evn_conn *from, evn_conn *to)
     if (!fs || !ts)
         return -ENOMEM;
     int rc = evn__pipe_nb(fs->pipe);
-    if (rc < 0) {
-        fs->pipe[0] = fs->pipe[1] = -1;
+    if (rc < 0)
         return rc;
-    }
     evn__sigpipe_block(from->loop);
     fs->to = evn_conn_id(to);
     ts->from = evn_conn_id(from);
@@ -288,11 +243,6 @@ void evn__splice_drop(struct evn_conn *c)
 {
     free(c->splice);
     c->splice = NULL;
-}
-
-void evn__splice_loop_end(struct evn_loop *loop)
-{
-    (void)loop;
 }
 
 #endif

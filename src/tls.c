@@ -561,6 +561,12 @@ struct evn__tls_session {
     SSL_SESSION *sess;
 };
 
+/* One loop's cache, and the slot the next new destination takes. */
+struct evn__tls_cache {
+    unsigned next;
+    struct evn__tls_session e[EVN__TLS_SESSIONS];
+};
+
 /*
  * A client context, shared by every connection of the server made with the
  * same CA, certificate, key, verify and ALPN options. Loading a CA file (or
@@ -574,11 +580,9 @@ struct evn__tls_client {
     int verify;
     char ca[256], cert[256], key[256], alpn[128];
     struct evn__tls_ctx tc;
-    /* nloops caches of EVN__TLS_SESSIONS entries (NULL: no memory for
-     * them, so no resumption), and the slot each takes for a new destination. */
-    struct evn__tls_session *sessions;
-    unsigned *next_slot;
-    int nloops;
+    /* One cache per loop of the server (NULL: no memory for them, so no
+     * resumption). */
+    struct evn__tls_cache *caches;
 };
 
 /* Guards every server's list: loops of one server may connect at once. */
@@ -588,10 +592,10 @@ static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct evn__tls_session *session_find(struct evn__tls_client *k,
                                              const struct evn__tls_dest *d)
 {
-    struct evn__tls_session *cache = k->sessions + (size_t)d->loop * EVN__TLS_SESSIONS;
+    struct evn__tls_cache *cache = &k->caches[d->loop];
     for (int i = 0; i < EVN__TLS_SESSIONS; i++)
-        if (cache[i].dest && strcmp(cache[i].dest, d->key) == 0)
-            return &cache[i];
+        if (cache->e[i].dest && strcmp(cache->e[i].dest, d->key) == 0)
+            return &cache->e[i];
     return NULL;
 }
 
@@ -605,13 +609,13 @@ static int session_new(SSL *ssl, SSL_SESSION *sess)
 {
     struct evn__tls_client *k = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
     const struct evn__tls_dest *d = SSL_get_ex_data(ssl, dest_index);
-    if (!k || !k->sessions || !d || !SSL_SESSION_is_resumable(sess))
+    if (!k || !k->caches || !d || !SSL_SESSION_is_resumable(sess))
         return 0;
     struct evn__tls_session *e = session_find(k, d);
     if (!e) {
-        unsigned *next = &k->next_slot[d->loop];
-        e = &k->sessions[(size_t)d->loop * EVN__TLS_SESSIONS + *next];
-        *next = (*next + 1) % EVN__TLS_SESSIONS;
+        struct evn__tls_cache *cache = &k->caches[d->loop];
+        e = &cache->e[cache->next];
+        cache->next = (cache->next + 1) % EVN__TLS_SESSIONS;
         char *copy = strdup(d->key);
         if (!copy)
             return 0;
@@ -631,7 +635,7 @@ static int session_new(SSL *ssl, SSL_SESSION *sess)
  */
 static void session_offer(struct evn__tls_client *k, SSL *ssl, const struct evn__tls_dest *d)
 {
-    struct evn__tls_session *e = k->sessions ? session_find(k, d) : NULL;
+    struct evn__tls_session *e = k->caches ? session_find(k, d) : NULL;
     if (e && e->sess && SSL_set_session(ssl, e->sess) == 1 &&
         SSL_SESSION_get_protocol_version(e->sess) >= TLS1_3_VERSION) {
         SSL_SESSION_free(e->sess);
@@ -707,15 +711,7 @@ static struct evn__tls_client *client_ctx(struct evn_server *srv, const struct e
         if (*rc == 0) {
             SSL_CTX_set_app_data(k->tc.ctx, k);
             /* No memory for the caches only means no resumption. */
-            k->nloops = srv->nloops;
-            k->sessions = evn__calloc((size_t)srv->nloops * EVN__TLS_SESSIONS, sizeof *k->sessions);
-            k->next_slot = evn__calloc((size_t)srv->nloops, sizeof *k->next_slot);
-            if (!k->sessions || !k->next_slot) {
-                free(k->sessions);
-                free(k->next_slot);
-                k->sessions = NULL;
-                k->next_slot = NULL;
-            }
+            k->caches = evn__calloc((size_t)srv->nloops, sizeof *k->caches);
         }
     }
     if (*rc < 0) {
@@ -836,12 +832,12 @@ void evn__tls_clients_free(struct evn_server *srv)
     struct evn__tls_client *k = srv->tls_clients;
     while (k) {
         struct evn__tls_client *next = k->next;
-        for (size_t i = 0; k->sessions && i < (size_t)k->nloops * EVN__TLS_SESSIONS; i++) {
-            SSL_SESSION_free(k->sessions[i].sess);
-            free(k->sessions[i].dest);
-        }
-        free(k->sessions);
-        free(k->next_slot);
+        for (int l = 0; k->caches && l < srv->nloops; l++)
+            for (int i = 0; i < EVN__TLS_SESSIONS; i++) {
+                SSL_SESSION_free(k->caches[l].e[i].sess);
+                free(k->caches[l].e[i].dest);
+            }
+        free(k->caches);
         SSL_CTX_free(k->tc.ctx);
         free(k);
         k = next;
