@@ -6,7 +6,7 @@
 #                   [NO_BACKENDS | BACKENDS b...] [SKIP_RETURN_CODE N]
 #                   [LABELS l...] [ARGS a...])
 #
-# Per backend b (by default every one this build has: epoll, poll, kqueue)
+# Per backend b (by default EVN_TEST_BACKENDS, every one this build has)
 # the test NAME.b runs "python3 SCRIPT ARGS" with EVN_BACKEND=b; "@BACKEND@"
 # in ARGS and LABELS stands for b. With NO_BACKENDS: one test, NAME, without
 # EVN_BACKEND. ARGS may hold generator expressions ($<TARGET_FILE:...>);
@@ -38,13 +38,7 @@ function(evn_python_test name script)
     return()
   endif()
   if(NOT T_BACKENDS)
-    if(EVN_HAVE_EPOLL)
-      list(APPEND T_BACKENDS epoll)
-    endif()
-    list(APPEND T_BACKENDS poll)
-    if(EVN_HAVE_KQUEUE)
-      list(APPEND T_BACKENDS kqueue)
-    endif()
+    set(T_BACKENDS ${EVN_TEST_BACKENDS})
   endif()
   foreach(b ${T_BACKENDS})
     list(TRANSFORM cmd REPLACE "@BACKEND@" ${b} OUTPUT_VARIABLE bcmd)
