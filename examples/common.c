@@ -178,6 +178,16 @@ evn_action ex_print_serving(evn_server *srv)
     return EVN_NONE;
 }
 
+/* What ex_run adds to an extra address: tq (reuseport and --tcp-options)
+ * to a TCP or TLS one, rp (reuseport) to a UDP one, and nothing to a unix
+ * socket or to a URL with a query of its own. */
+static const char *extra_query(const char *url, const char *tq, const char *rp)
+{
+    if (strchr(url, '?') || strncmp(url, "unix:", 5) == 0 || strncmp(url, "tls+unix:", 9) == 0)
+        return "";
+    return strncmp(url, "udp", 3) == 0 ? rp : tq;
+}
+
 int ex_run(const char *name, evn_events *ev, const struct ex_opts *o)
 {
     return ex_run_ext(name, ev, o, NULL, 0, NULL);
@@ -228,8 +238,7 @@ int ex_run_ext(const char *name, evn_events *ev, const struct ex_opts *o, const 
             fprintf(stderr, "%s: at most %d addresses\n", name, EX_MAX_ADDRS);
             return 1;
         }
-        int len = snprintf(bufs[n], sizeof bufs[n], "%s%s", urls[i],
-                           strchr(urls[i], '?') || strncmp(urls[i], "unix:", 5) == 0 ? "" : rp);
+        int len = snprintf(bufs[n], sizeof bufs[n], "%s%s", urls[i], extra_query(urls[i], tq, rp));
         if (len < 0 || (size_t)len >= sizeof bufs[n]) {
             fprintf(stderr, "%s: address too long: %s\n", name, urls[i]);
             return 1;

@@ -65,10 +65,12 @@ int ex_run(const char *name, evn_events *ev, const struct ex_opts *o);
 
 /*
  * ex_run with more: the nurls addresses in urls[] are served too, after those
- * o asks for (with "?reuseport=true" added to each that has no query string
- * when o->reuseport is set), and stopped(srv), if not NULL, is called once
- * the server has stopped and before it is freed: the place to stop threads
- * of the application's own that may still call evn_send or evn_wake.
+ * o asks for. One without a query string of its own gets the same options as
+ * o's TCP listener (reuseport, --tcp-options) if it is TCP or TLS, reuseport
+ * if it is UDP, and none if it is a unix socket. stopped(srv), if not NULL,
+ * is called once the server has stopped and before it is freed: the place to
+ * stop threads of the application's own that may still call evn_send or
+ * evn_wake.
  */
 int ex_run_ext(const char *name, evn_events *ev, const struct ex_opts *o, const char *const *urls,
                size_t nurls, void (*stopped)(evn_server *srv));

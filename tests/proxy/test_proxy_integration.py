@@ -174,6 +174,12 @@ def part_flags(binary, echo):
                        timeout=IO_TIMEOUT)
     check(r.returncode == 1 and b"99999" in r.stderr, "a bad --listen URL: exit 1, named",
           f"rc {r.returncode} {short(r.stderr)}")
+    # --tcp-options reaches the --listen addresses too: an unknown one is named.
+    r = subprocess.run([binary, "--listen", "tcp://127.0.0.1:0", "--tcp-options", "fastest=1",
+                        *good], capture_output=True, timeout=IO_TIMEOUT)
+    check(r.returncode == 1 and b"fastest" in r.stderr,
+          "--tcp-options applies to --listen URLs: an unknown option is named",
+          f"rc {r.returncode} {short(r.stderr)}")
     # "--backend NAME" still picks the event backend, as in the other examples.
     for sig in (signal.SIGTERM, signal.SIGINT):
         p = start_proxy(binary, [backend_url(echo)], "--backend", "poll", "--loops", "2",
