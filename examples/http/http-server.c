@@ -81,16 +81,10 @@ static _Thread_local struct date_cache tl_dates = {.sec = -1};
 
 static void format_dates(struct date_cache *dc, int64_t sec)
 {
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    time_t t = (time_t)sec;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    int n = snprintf(dc->lines, sizeof dc->lines,
-                     "Server: evn\r\nDate: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
-                     days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
-                     tm.tm_min, tm.tm_sec);
+    char date[SF_DATE_LEN];
+    sf_format_date(date, sec);
+    int n = snprintf(dc->lines, sizeof dc->lines, "Server: evn\r\nDate: %.*s\r\n", SF_DATE_LEN,
+                     date);
     dc->lines_len = (size_t)n;
     n = snprintf(dc->hello, sizeof dc->hello,
                  "HTTP/1.1 200 OK\r\n%sContent-Type: text/plain\r\nContent-Length: %zu\r\n\r\n%s",
