@@ -541,7 +541,7 @@ static void test_many_loops(void)
 
 /* Connections made one after another, each to targets[k]: which of them
  * resumed, as the client and as the listener saw it. */
-#define NRESUME 8
+#define NRESUME 36
 static struct {
     char targets[NRESUME][700];
     atomic_int k; /* the connection under way */
@@ -566,6 +566,42 @@ static evn_action resume_opened(evn_conn *c)
     return EVN_NONE;
 }
 
+/* A server whose plain listener makes its loop connect to rs.targets[k]. */
+static void resume_server(th_server *ts, struct state *s)
+{
+    state_init(s, 0);
+    evn_events ev = {0};
+    ev.opened = resume_opened;
+    ev.data = multi_data;
+    ev.closed = multi_closed;
+    server_new_ev(ts, s, &ev);
+}
+
+/* Connect to the first n targets one after another; want[k]: whether the
+ * k-th resumes, as the client and as the listener see it. */
+static void resume_run(th_server *ts, struct state *s, int n, const int *want)
+{
+    th_server_run(ts);
+    for (int k = 0; k < n; k++) {
+        atomic_store(&rs.k, k);
+        int fd = th_connect_srv(ts, L_SILENT);
+        TH_WAIT_COUNTER(&s->out_closed, k + 1);
+        close(fd);
+    }
+    EXPECT_EQ_INT(th_counter_get(&s->out_opened), n);
+    EXPECT_EQ_ERR(atomic_load(&s->close_err), 0);
+    EXPECT_FALSE(atomic_load(&s->mismatch));
+    for (int k = 0; k < n; k++) {
+        if (atomic_load(&rs.out_resumed[k]) != want[k] || atomic_load(&rs.in_resumed[k]) != want[k])
+            th_fail_(__FILE__, __LINE__, false, "connection %d (%s): resumed %d/%d, want %d", k,
+                     rs.targets[k], atomic_load(&rs.out_resumed[k]), atomic_load(&rs.in_resumed[k]),
+                     want[k]);
+        EXPECT_EQ_INT(atomic_load(&rs.plain_says[k]), 0); /* not TLS at all */
+    }
+    th_server_stop(ts);
+    state_destroy(s);
+}
+
 /*
  * A connection resumes the session the last one to the same address, port
  * and sni= (with the same options) was given; the listener sees the same.
@@ -575,42 +611,46 @@ static evn_action resume_opened(evn_conn *c)
 static void test_resumes(void)
 {
     struct state s;
-    state_init(&s, 0);
     th_server ts;
-    evn_events ev = {0};
-    ev.opened = resume_opened;
-    ev.data = multi_data;
-    ev.closed = multi_closed;
-    server_new_ev(&ts, &s, &ev);
+    resume_server(&ts, &s);
     int port = th_server_port(&ts, L_TLS);
     /* The last two go to the unix listener: another destination. */
-    const char *q[NRESUME] = {
-        "sni=localhost",         "sni=localhost", "sni=localhost", "",
-        "sni=localhost&alpn=h2", "sni=localhost", "sni=localhost", "sni=localhost"};
-    const int want[NRESUME] = {0, 1, 1, 0, 0, 1, 0, 1};
-    for (int k = 0; k < NRESUME - 2; k++)
+    enum { N = 8 };
+    const char *q[N] = {"sni=localhost",         "sni=localhost", "sni=localhost", "",
+                        "sni=localhost&alpn=h2", "sni=localhost", "sni=localhost", "sni=localhost"};
+    const int want[N] = {0, 1, 1, 0, 0, 1, 0, 1};
+    for (int k = 0; k < N - 2; k++)
         snprintf(rs.targets[k], sizeof rs.targets[k], "tls://127.0.0.1:%d?ca=%s%s%s", port, ca_cert,
                  *q[k] ? "&" : "", q[k]);
-    for (int k = NRESUME - 2; k < NRESUME; k++)
+    for (int k = N - 2; k < N; k++)
         snprintf(rs.targets[k], sizeof rs.targets[k], "tls+unix://%s?ca=%s&%s", unix_path, ca_cert,
                  q[k]);
-    th_server_run(&ts);
-    for (int k = 0; k < NRESUME; k++) {
-        atomic_store(&rs.k, k);
-        int fd = th_connect_srv(&ts, L_SILENT);
-        TH_WAIT_COUNTER(&s.out_closed, k + 1);
-        close(fd);
-    }
-    EXPECT_EQ_INT(th_counter_get(&s.out_opened), NRESUME);
-    EXPECT_EQ_ERR(atomic_load(&s.close_err), 0);
-    EXPECT_FALSE(atomic_load(&s.mismatch));
-    for (int k = 0; k < NRESUME; k++) {
-        EXPECT_EQ_INT(atomic_load(&rs.out_resumed[k]), want[k]);
-        EXPECT_EQ_INT(atomic_load(&rs.in_resumed[k]), want[k]);
-        EXPECT_EQ_INT(atomic_load(&rs.plain_says[k]), 0); /* not TLS at all */
-    }
-    th_server_stop(&ts);
-    state_destroy(&s);
+    resume_run(&ts, &s, N, want);
+}
+
+/*
+ * A loop keeps sessions for 32 destinations: after 32 others, the first is
+ * gone (a full handshake again), while the last ones are still there.
+ * Destinations differ by sni= here (verify=none, as the certificate is for
+ * localhost only).
+ */
+static void test_resume_evicts(void)
+{
+    struct state s;
+    th_server ts;
+    resume_server(&ts, &s);
+    int port = th_server_port(&ts, L_TLS);
+    /* h0, h1 .. h32 (full), h0 again (evicted: full, evicting h1), h32 and
+     * h2 (still kept). */
+    const int name[NRESUME] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,
+                               12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
+                               24, 25, 26, 27, 28, 29, 30, 31, 32, 0,  32, 2};
+    int want[NRESUME] = {0};
+    want[34] = want[35] = 1;
+    for (int k = 0; k < NRESUME; k++)
+        snprintf(rs.targets[k], sizeof rs.targets[k], "tls://127.0.0.1:%d?verify=none&sni=h%d",
+                 port, name[k]);
+    resume_run(&ts, &s, NRESUME, want);
 }
 
 /* Bad files and options: refused by evn_connect itself, with no event. */
@@ -714,6 +754,7 @@ int main(int argc, char **argv)
     TH_RUN(test_client_cert_missing);
     TH_RUN(test_many_loops);
     TH_RUN(test_resumes);
+    TH_RUN(test_resume_evicts);
     TH_RUN(test_bad_options);
     return th_finish();
 }
