@@ -182,7 +182,7 @@ enum {
     CH_DONE
 };
 
-static int hexval(char c)
+int http_hexval(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -229,7 +229,7 @@ ssize_t http_chunked_decode(struct http_chunked *d, const char *buf, size_t len,
         }
         case CH_SIZE:
         case CH_SIZE_MORE: {
-            int v = hexval(c);
+            int v = http_hexval(c);
             if (v >= 0) {
                 /* 15 digits keep the size below 2^60, far past any limit. */
                 if (d->ndigits == 15 && d->chunk_left != 0)

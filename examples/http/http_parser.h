@@ -74,6 +74,9 @@ struct http_chunked {
 /* Longest chunk-size line (with extensions) and longest trailer field line. */
 #define HTTP_CHUNKED_LINE_MAX 4096
 
+/* The value of the hex digit c, or -1 if it is not one. */
+int http_hexval(char c);
+
 void http_chunked_init(struct http_chunked *d);
 
 /*

@@ -1,21 +1,13 @@
 #include "static_files.h"
 
+#include "http_parser.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    ch |= 0x20;
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    return -1;
-}
 
 static int errno_status(int err)
 {
@@ -75,7 +67,8 @@ int sf_open(int root_fd, const char *path, size_t len, int *fdp, struct stat *st
         char ch = path[i];
         if (ch == '%') {
             int hi, lo;
-            if (i + 2 >= len || (hi = hexval(path[i + 1])) < 0 || (lo = hexval(path[i + 2])) < 0)
+            if (i + 2 >= len || (hi = http_hexval(path[i + 1])) < 0 ||
+                (lo = http_hexval(path[i + 2])) < 0)
                 return 400;
             ch = (char)(hi << 4 | lo);
             i += 2;
