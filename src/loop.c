@@ -421,8 +421,9 @@ static void run_tick(struct evn_loop *loop)
         evn_shutdown(srv);
 }
 
-/* How long the poller may sleep: until the ticker, a timer or an accept
- * retry is due; not at all if connections wait to be resumed. */
+/* How long the poller may sleep: until the earliest of the ticker, a
+ * timer, an accept retry and the drain's deadline; not at all if
+ * connections wait to be resumed. */
 static int next_timeout(struct evn_loop *loop)
 {
     if (loop->nresume)
@@ -432,7 +433,7 @@ static int next_timeout(struct evn_loop *loop)
     int64_t now = evn__now_ms(), left = INT64_MAX;
     if (loop->drain_started)
         left = evn__drain_left_ms(loop->srv);
-    if (loop->tick_on)
+    if (loop->tick_on && loop->tick_at_ms - now < left)
         left = loop->tick_at_ms - now;
     if (loop->nheap) {
         loop->now_ms = now;
