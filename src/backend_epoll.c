@@ -16,13 +16,13 @@ struct ep_state {
 
 static int ep_init(struct evn_loop *loop)
 {
-    struct ep_state *d = malloc(sizeof *d + EPOLL_BATCH * sizeof(struct epoll_event));
+    struct ep_state *d = evn__malloc(sizeof *d + EPOLL_BATCH * sizeof(struct epoll_event));
     if (!d)
         return -ENOMEM;
     d->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (d->epfd < 0) {
         int e = errno;
-        free(d);
+        evn__free(d);
         return -e;
     }
     d->cap = EPOLL_BATCH;
@@ -36,7 +36,7 @@ static void ep_destroy(struct evn_loop *loop)
     if (!d)
         return;
     close(d->epfd);
-    free(d);
+    evn__free(d);
     loop->bdata = NULL;
 }
 

@@ -20,13 +20,13 @@ struct kq_data {
 
 static int kq_init(struct evn_loop *loop)
 {
-    struct kq_data *d = malloc(sizeof *d);
+    struct kq_data *d = evn__malloc(sizeof *d);
     if (!d)
         return -ENOMEM;
     d->kq = kqueue();
     if (d->kq < 0) {
         int e = errno;
-        free(d);
+        evn__free(d);
         return -e;
     }
     loop->bdata = d;
@@ -39,7 +39,7 @@ static void kq_destroy(struct evn_loop *loop)
     if (!d)
         return;
     close(d->kq);
-    free(d);
+    evn__free(d);
     loop->bdata = NULL;
 }
 

@@ -18,7 +18,7 @@ struct poll_data {
 
 static int pl_init(struct evn_loop *loop)
 {
-    struct poll_data *d = calloc(1, sizeof *d);
+    struct poll_data *d = evn__calloc(1, sizeof *d);
     if (!d)
         return -ENOMEM;
     loop->bdata = d;
@@ -30,9 +30,9 @@ static void pl_destroy(struct evn_loop *loop)
     struct poll_data *d = loop->bdata;
     if (!d)
         return;
-    free(d->pfds);
-    free(d->slot);
-    free(d);
+    evn__free(d->pfds);
+    evn__free(d->slot);
+    evn__free(d);
     loop->bdata = NULL;
 }
 
@@ -48,7 +48,7 @@ static int pl_add(struct evn_loop *loop, int fd, int mask)
         int ncap = d->slot_cap ? d->slot_cap : 64;
         while (ncap <= fd)
             ncap *= 2;
-        int *ns = realloc(d->slot, sizeof(int) * (size_t)ncap);
+        int *ns = evn__realloc(d->slot, sizeof(int) * (size_t)ncap);
         if (!ns)
             return -ENOMEM;
         for (int i = d->slot_cap; i < ncap; i++)
@@ -60,11 +60,21 @@ static int pl_add(struct evn_loop *loop, int fd, int mask)
         return -EEXIST;
     if (d->n == d->cap) {
         int ncap = d->cap ? d->cap * 2 : 64;
-        struct pollfd *np = realloc(d->pfds, sizeof *np * (size_t)ncap);
+        struct pollfd *np = evn__realloc(d->pfds, sizeof *np * (size_t)ncap);
         if (!np)
             return -ENOMEM;
         d->pfds = np;
         d->cap = ncap;
+    }
+    /* Every registered fd may fire at once: the loop's list of fired ones
+     * grows here, where failing costs this registration only, not in wait,
+     * where it would stop the loop. */
+    if (loop->nfired_cap < d->cap) {
+        struct evn__fired *nf = evn__realloc(loop->fired, sizeof *nf * (size_t)d->cap);
+        if (!nf)
+            return -ENOMEM;
+        loop->fired = nf;
+        loop->nfired_cap = d->cap;
     }
     d->pfds[d->n] = (struct pollfd){.fd = fd, .events = pl_events(mask)};
     d->slot[fd] = d->n++;
@@ -95,13 +105,6 @@ static int pl_del(struct evn_loop *loop, int fd, int oldmask, bool closing)
 static int pl_wait(struct evn_loop *loop, int timeout_ms)
 {
     struct poll_data *d = loop->bdata;
-    if (loop->nfired_cap < d->n) {
-        struct evn__fired *nf = realloc(loop->fired, sizeof *nf * (size_t)d->cap);
-        if (!nf)
-            return -ENOMEM;
-        loop->fired = nf;
-        loop->nfired_cap = d->cap;
-    }
     int n = poll(d->pfds, (nfds_t)d->n, timeout_ms);
     if (n < 0)
         return errno == EINTR ? 0 : -errno;

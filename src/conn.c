@@ -42,13 +42,13 @@ void evn__chunk_release(struct evn_loop *loop, struct evn__chunk *ch, int status
 {
     if (ch->done) {
         ch->done(ch->buf, status, ch->arg);
-        free(ch);
+        evn__free(ch);
     } else if (ch->cap == EVN__CHUNK_SIZE && loop->npool < EVN__POOL_MAX) {
         ch->next = loop->pool;
         loop->pool = ch;
         loop->npool++;
     } else {
-        free(ch);
+        evn__free(ch);
     }
 }
 
@@ -78,7 +78,7 @@ void evn__chunk_pool_free(struct evn_loop *loop)
     while (loop->pool) {
         struct evn__chunk *ch = loop->pool;
         loop->pool = ch->next;
-        free(ch);
+        evn__free(ch);
     }
     loop->npool = 0;
 }
@@ -96,7 +96,7 @@ static void out_clear(struct evn_conn *c, int status)
 
 static void in_clear(struct evn_conn *c)
 {
-    free(c->in);
+    evn__free(c->in);
     c->in = NULL;
     c->in_len = c->in_cap = 0;
 }
@@ -171,6 +171,8 @@ struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint32_t listener,
         c->seq = loop->next_seq++;
         if (c->seq == 0)
             c->seq = loop->next_seq++;
+        if (srv->ev.flow == EVN_FLOW_MANUAL)
+            c->flags |= EVN__C_MANUAL;
         c->out_high = srv->ev.out_high ? srv->ev.out_high : EVN__OUT_HIGH;
         c->out_low = srv->ev.out_high ? srv->ev.out_low : EVN__OUT_LOW;
         rc = evn__loop_track(loop, fd, &c->h);
@@ -180,7 +182,7 @@ struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint32_t listener,
     if (rc < 0) {
         /* Give the slot back before the client can see the close: it may
          * connect again at once and must not find the server full. */
-        free(c);
+        evn__free(c);
         atomic_fetch_sub_explicit(&loop->nconns, 1, memory_order_relaxed);
         atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
         close(fd);
@@ -424,7 +426,7 @@ void evn__conn_close(struct evn_conn *c, int err)
     if (c->tls)
         evn__tls_free(c, true);
     close(c->fd);
-    free(c);
+    evn__free(c);
 }
 
 static void detach(struct evn_conn *c)
@@ -443,7 +445,7 @@ static void detach(struct evn_conn *c)
     } else {
         close(c->fd);
     }
-    free(c);
+    evn__free(c);
 }
 
 /*
@@ -511,7 +513,8 @@ static void queue_reread(struct evn_conn *c)
 static bool wait_writable(struct evn_conn *c)
 {
     if (c->out_bytes > c->out_high) {
-        set_flags(c, EVN__C_WANTW | EVN__C_PAUSED | EVN__C_RESUMABLE, 0);
+        uint32_t pause = c->flags & EVN__C_MANUAL ? 0 : EVN__C_PAUSED;
+        set_flags(c, EVN__C_WANTW | pause | EVN__C_RESUMABLE, 0);
     } else if ((c->flags & EVN__C_RESUMABLE) && c->out_bytes <= c->out_low) {
         set_flags(c, EVN__C_WANTW, EVN__C_PAUSED);
         queue_resume(c);
@@ -630,7 +633,7 @@ static bool flush(struct evn_conn *c)
         return false;
     }
     if (c->flags & EVN__C_CLOSING) {
-        evn__conn_close(c, 0);
+        evn__conn_close(c, c->close_err);
         return false;
     }
     if ((c->flags & (EVN__C_WSHUT | EVN__C_WSHUT_DONE)) == EVN__C_WSHUT) {
@@ -656,7 +659,7 @@ bool evn__conn_act(struct evn_conn *c, evn_action a)
     switch (a) {
     case EVN_CLOSE:
         if (!c->out_head) {
-            evn__conn_close(c, 0);
+            evn__conn_close(c, c->close_err);
             return false;
         }
         /* Send first: if it all goes (the usual case for a reply), the
@@ -692,7 +695,7 @@ bool evn__conn_act(struct evn_conn *c, evn_action a)
     if ((c->flags & EVN__C_WANTW) && !(c->flags & (EVN__C_NOMEM | EVN__C_NOBUFS))) {
         /* Still queued: if this callback pushed output past high water,
          * stop reading now rather than at the next writable event. */
-        if (c->out_bytes > c->out_high && !(c->flags & EVN__C_PAUSED))
+        if (c->out_bytes > c->out_high && !(c->flags & (EVN__C_PAUSED | EVN__C_MANUAL)))
             set_flags(c, EVN__C_PAUSED | EVN__C_RESUMABLE, 0);
         return true;
     }
@@ -1229,6 +1232,37 @@ int evn_conn_shutdown_write(evn_conn *c)
     c->flags |= EVN__C_WSHUT;
     if (c != c->loop->cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW)))
         return mark_dirty(c);
+    return 0;
+}
+
+int evn_conn_close(evn_conn *c, int err)
+{
+    if ((c->flags & EVN__C_UDP) || err > 0)
+        return -EINVAL;
+    if (c->loop != evn__cur_loop)
+        return -EPERM;
+    if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_LINGER))
+        return -EALREADY;
+    c->close_err = err;
+    /* As EVN_CLOSE: no more input is wanted. The close itself happens when
+     * the running callback returns (c's own) or with this turn's flush of
+     * the connections written from elsewhere, never inside this call. */
+    set_flags(c, EVN__C_CLOSING | EVN__C_RDOFF, 0);
+    if (c != c->loop->cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW)))
+        mark_dirty(c); /* failing, it closes c with -ENOMEM instead */
+    return 0;
+}
+
+int evn_conn_set_flow(evn_conn *c, evn_flow flow)
+{
+    if ((c->flags & EVN__C_UDP) || (flow != EVN_FLOW_AUTO && flow != EVN_FLOW_MANUAL))
+        return -EINVAL;
+    if (flow == EVN_FLOW_MANUAL)
+        set_flags(c, EVN__C_MANUAL, EVN__C_PAUSED);
+    else if (c->out_bytes > c->out_high && !(c->flags & EVN__C_CLOSING))
+        set_flags(c, EVN__C_PAUSED | EVN__C_RESUMABLE, EVN__C_MANUAL);
+    else
+        set_flags(c, 0, EVN__C_MANUAL);
     return 0;
 }
 

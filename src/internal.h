@@ -17,11 +17,17 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
 
 #define EVN__HIDDEN __attribute__((visibility("hidden")))
+
+#define EVN__STR_(x) #x
+#define EVN__STR(x) EVN__STR_(x)
+#define EVN__VERSION_STRING                                                                        \
+    EVN__STR(EVN_VERSION_MAJOR) "." EVN__STR(EVN_VERSION_MINOR) "." EVN__STR(EVN_VERSION_PATCH)
 
 /*
  * Platforms without these flags (macOS) get the same effect another way:
@@ -197,7 +203,8 @@ enum {
     EVN__C_UNREG = 1u << 25,      /* accept fast path: not on the poller yet (interest() is 0) */
     EVN__C_FRESH = 1u << 26,      /* the read just now emptied the socket (should_linger) */
     EVN__C_SPLICE = 1u << 27,     /* input is spliced to another connection (splice.c) */
-    EVN__C_SPLWAIT = 1u << 28     /* ... which cannot take more now: not reading */
+    EVN__C_SPLWAIT = 1u << 28,    /* ... which cannot take more now: not reading */
+    EVN__C_MANUAL = 1u << 29      /* EVN_FLOW_MANUAL: never paused for its own output */
 };
 
 /* evn_conn_splice's state, on both connections of a spliced direction. */
@@ -239,6 +246,9 @@ struct evn_conn {
     struct evn__tls *tls;
     /* evn_conn_splice (splice.c), NULL when never spliced. */
     struct evn__splice *splice;
+    /* What closed gets when a close asked for (EVN_CLOSE, evn_conn_close)
+     * happens once the output is sent. */
+    int close_err;
 };
 
 /* A message for a loop from another thread. */
@@ -514,32 +524,39 @@ EVN__HIDDEN ssize_t evn__file_send(struct evn_conn *c, struct evn__chunk *ch, si
 /* ---- shared between files ---- */
 
 /*
- * Allocation wrappers. A test sets evn__fail_allocs to N > 0 to make the Nth
- * allocation from now fail, to prove that running out of memory closes only
- * the connection concerned.
+ * Memory (alloc.c). Every allocation goes through evn__alloc, which
+ * evn_set_allocator may change while no server exists;
+ * evn__servers_add(+1 / -1) counts the servers that do.
  */
-EVN__HIDDEN extern atomic_int evn__fail_allocs;
-EVN__HIDDEN bool evn__alloc_should_fail(void);
+struct evn__allocator {
+    void *(*malloc)(size_t);
+    void *(*realloc)(void *, size_t);
+    void *(*calloc)(size_t, size_t);
+    void (*free)(void *);
+};
+EVN__HIDDEN extern struct evn__allocator evn__alloc;
+EVN__HIDDEN void evn__servers_add(int delta);
 static inline void *evn__malloc(size_t n)
 {
-    if (atomic_load_explicit(&evn__fail_allocs, memory_order_relaxed) > 0 &&
-        evn__alloc_should_fail())
-        return NULL;
-    return malloc(n);
+    return evn__alloc.malloc(n);
 }
 static inline void *evn__realloc(void *p, size_t n)
 {
-    if (atomic_load_explicit(&evn__fail_allocs, memory_order_relaxed) > 0 &&
-        evn__alloc_should_fail())
-        return NULL;
-    return realloc(p, n);
+    return evn__alloc.realloc(p, n);
 }
 static inline void *evn__calloc(size_t k, size_t n)
 {
-    if (atomic_load_explicit(&evn__fail_allocs, memory_order_relaxed) > 0 &&
-        evn__alloc_should_fail())
-        return NULL;
-    return calloc(k, n);
+    return evn__alloc.calloc(k, n);
+}
+static inline void evn__free(void *p)
+{
+    evn__alloc.free(p);
+}
+static inline char *evn__strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = evn__malloc(n);
+    return d ? memcpy(d, s, n) : NULL;
 }
 
 /* Timers (timer.c). */

@@ -295,7 +295,7 @@ int evn__listener_open(struct evn__listener *l, const char *url, int nloops, cha
 
     int nsock = l->url.reuseport ? nloops : 1;
     if (l->url.reuseport) {
-        l->fds = malloc(sizeof(int) * (size_t)nsock);
+        l->fds = evn__malloc(sizeof(int) * (size_t)nsock);
         if (!l->fds)
             return -ENOMEM;
         for (int i = 0; i < nsock; i++)
@@ -340,7 +340,7 @@ void evn__listener_close(struct evn__listener *l)
         for (int i = 0; i < l->nfds; i++)
             if (l->fds[i] >= 0)
                 close(l->fds[i]);
-        free(l->fds);
+        evn__free(l->fds);
         l->fds = NULL;
     } else if (l->fd >= 0) {
         close(l->fd);

@@ -35,7 +35,7 @@ int evn__loop_track(struct evn_loop *loop, int fd, struct evn__handle *h)
         int ncap = loop->table_cap ? loop->table_cap : 256;
         while (ncap <= fd)
             ncap *= 2;
-        struct evn__handle **nt = realloc(loop->table, sizeof *nt * (size_t)ncap);
+        struct evn__handle **nt = evn__realloc(loop->table, sizeof *nt * (size_t)ncap);
         if (!nt)
             return -ENOMEM;
         memset(nt + loop->table_cap, 0, sizeof *nt * (size_t)(ncap - loop->table_cap));
@@ -93,7 +93,7 @@ static void clear_wakefd(struct evn_loop *loop)
 static int add_lsocks(struct evn_loop *loop)
 {
     struct evn_server *srv = loop->srv;
-    loop->lsocks = calloc(srv->nlisteners ? srv->nlisteners : 1, sizeof *loop->lsocks);
+    loop->lsocks = evn__calloc(srv->nlisteners ? srv->nlisteners : 1, sizeof *loop->lsocks);
     if (!loop->lsocks)
         return -ENOMEM;
     for (size_t i = 0; i < srv->nlisteners; i++) {
@@ -127,8 +127,8 @@ int evn__loop_init(struct evn_loop *loop, struct evn_server *srv, int index)
     atomic_init(&loop->inbox_signalled, false);
     pthread_mutex_init(&loop->inbox_lock, NULL);
     loop->inbox_h.kind = EVN__H_INBOX;
-    loop->fired = malloc(sizeof *loop->fired * EVN__FIRED_MIN);
-    loop->rbuf = malloc(EVN__RBUF_SIZE);
+    loop->fired = evn__malloc(sizeof *loop->fired * EVN__FIRED_MIN);
+    loop->rbuf = evn__malloc(EVN__RBUF_SIZE);
     if (!loop->fired || !loop->rbuf)
         return -ENOMEM;
     loop->nfired_cap = EVN__FIRED_MIN;
@@ -155,9 +155,9 @@ void evn__loop_destroy(struct evn_loop *loop)
     }
     for (size_t i = 0; i < loop->nlsocks; i++)
         if (loop->lsocks[i].udp) {
-            free(loop->lsocks[i].udp);
+            evn__free(loop->lsocks[i].udp);
         }
-    free(loop->lsocks);
+    evn__free(loop->lsocks);
     if (loop->bdata)
         loop->be->destroy(loop);
     if (loop->wake_rfd >= 0)
@@ -166,14 +166,14 @@ void evn__loop_destroy(struct evn_loop *loop)
         close(loop->wake_wfd);
     evn__chunk_pool_free(loop);
     pthread_mutex_destroy(&loop->inbox_lock);
-    free(loop->inbox);
-    free(loop->inbox_spare);
-    free(loop->dirty);
-    free(loop->resume);
-    free(loop->heap);
-    free(loop->table);
-    free(loop->rbuf);
-    free(loop->fired);
+    evn__free(loop->inbox);
+    evn__free(loop->inbox_spare);
+    evn__free(loop->dirty);
+    evn__free(loop->resume);
+    evn__free(loop->heap);
+    evn__free(loop->table);
+    evn__free(loop->rbuf);
+    evn__free(loop->fired);
 }
 
 int evn__loop_post(struct evn_loop *loop, const struct evn__msg *msg)

@@ -34,7 +34,7 @@ static int post_chunk(evn_server *srv, evn_id id, struct evn__chunk *ch)
     if (rc < 0) {
         if (ch->done)
             ch->done(ch->buf, rc, ch->arg);
-        free(ch);
+        evn__free(ch);
     }
     return rc;
 }

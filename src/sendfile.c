@@ -74,7 +74,7 @@ int evn__file_chunk(int fd, off_t offset, size_t *length, bool owned, struct evn
     struct evn__file f = {.fd = owned ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 0), .base = offset};
     if (f.fd < 0) {
         int e = errno;
-        free(ch);
+        evn__free(ch);
         return -e;
     }
     memset(ch, 0, sizeof *ch);

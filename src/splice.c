@@ -210,7 +210,7 @@ void evn__splice_drop(struct evn_conn *c)
         evn__conn_set_flags(o, 0, EVN__C_SPLICE | EVN__C_SPLWAIT);
     }
     pipe_close(sp);
-    free(sp);
+    evn__free(sp);
     c->splice = NULL;
     c->flags &= (uint32_t) ~(EVN__C_SPLICE | EVN__C_SPLWAIT);
 }
@@ -241,7 +241,7 @@ void evn__splice_write_kept(struct evn_conn *from)
 
 void evn__splice_drop(struct evn_conn *c)
 {
-    free(c->splice);
+    evn__free(c->splice);
     c->splice = NULL;
 }
 

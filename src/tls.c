@@ -121,7 +121,7 @@ struct evn__tls_dest {
 static void dest_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
     (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
-    free(ptr);
+    evn__free(ptr);
 }
 
 /* Made once per process and kept: every SSL of every server shares them. */
@@ -327,7 +327,7 @@ int evn__tls_ctx_new(struct evn__listener *l, const char *url, char *err, size_t
         snprintf(err, errlen, "%s: cannot set up OpenSSL", url);
         return -ENOMEM;
     }
-    struct evn__tls_ctx *tc = calloc(1, sizeof *tc);
+    struct evn__tls_ctx *tc = evn__calloc(1, sizeof *tc);
     if (!tc)
         return -ENOMEM;
     int rc = parse_alpn(tc, l->url.alpn, url, err, errlen);
@@ -340,7 +340,7 @@ int evn__tls_ctx_new(struct evn__listener *l, const char *url, char *err, size_t
     if (rc < 0) {
         ERR_clear_error();
         SSL_CTX_free(tc->ctx);
-        free(tc);
+        evn__free(tc);
         return rc;
     }
     l->tls = tc;
@@ -352,7 +352,7 @@ void evn__tls_ctx_free(struct evn__listener *l)
     if (!l->tls)
         return;
     SSL_CTX_free(l->tls->ctx);
-    free(l->tls);
+    evn__free(l->tls);
     l->tls = NULL;
 }
 
@@ -368,7 +368,7 @@ int evn__tls_new(struct evn_conn *c, struct evn__listener *l)
     BIO *b = ssl ? BIO_new(bio_method) : NULL;
     if (!b) {
         SSL_free(ssl);
-        free(t);
+        evn__free(t);
         ERR_clear_error();
         return -ENOMEM;
     }
@@ -519,7 +519,7 @@ void evn__tls_free(struct evn_conn *c, bool notify)
     if (notify)
         evn__tls_notify(c);
     SSL_free(c->tls->ssl);
-    free(c->tls);
+    evn__free(c->tls);
     c->tls = NULL;
 }
 
@@ -616,10 +616,10 @@ static int session_new(SSL *ssl, SSL_SESSION *sess)
         struct evn__tls_cache *cache = &k->caches[d->loop];
         e = &cache->e[cache->next];
         cache->next = (cache->next + 1) % EVN__TLS_SESSIONS;
-        char *copy = strdup(d->key);
+        char *copy = evn__strdup(d->key);
         if (!copy)
             return 0;
-        free(e->dest);
+        evn__free(e->dest);
         e->dest = copy;
     }
     SSL_SESSION_free(e->sess);
@@ -717,7 +717,7 @@ static struct evn__tls_client *client_ctx(struct evn_server *srv, const struct e
     if (*rc < 0) {
         ERR_clear_error();
         SSL_CTX_free(k->tc.ctx);
-        free(k);
+        evn__free(k);
         return NULL;
     }
     k->next = srv->tls_clients;
@@ -758,7 +758,7 @@ int evn__tls_client_new(struct evn_server *srv, int loop, int fd, const struct e
     BIO *b = ssl ? BIO_new(bio_method) : NULL;
     if (!b) {
         SSL_free(ssl);
-        free(t);
+        evn__free(t);
         ERR_clear_error();
         evn__set_errmsg("%s: out of memory", url);
         return -ENOMEM;
@@ -785,21 +785,21 @@ int evn__tls_client_new(struct evn_server *srv, int loop, int fd, const struct e
         ssl_fail(err, sizeof err, url, "cannot use server name", name, -EINVAL);
         evn__set_errmsg("%s", err);
         SSL_free(ssl);
-        free(t);
+        evn__free(t);
         return -EINVAL;
     }
     /* Resume the last session this loop had with this destination, if
      * any. No memory for the key only means no resumption. */
     const char *where = u->proto == EVN__UNIX ? u->path : u->host;
     size_t klen = strlen(where) + strlen(u->sni) + 16;
-    struct evn__tls_dest *d = malloc(sizeof *d + klen);
+    struct evn__tls_dest *d = evn__malloc(sizeof *d + klen);
     if (d) {
         d->loop = loop;
         snprintf(d->key, klen, "%s|%d|%s", where, u->port, u->sni);
         if (SSL_set_ex_data(ssl, dest_index, d) == 1) {
             session_offer(k, ssl, d);
         } else {
-            free(d);
+            evn__free(d);
             ERR_clear_error();
         }
     }
@@ -814,7 +814,7 @@ int evn__tls_client_new(struct evn_server *srv, int loop, int fd, const struct e
 void evn__tls_client_discard(struct evn__tls *t)
 {
     SSL_free(t->ssl);
-    free(t);
+    evn__free(t);
 }
 
 size_t evn__tls_clients_count(struct evn_server *srv)
@@ -835,11 +835,11 @@ void evn__tls_clients_free(struct evn_server *srv)
         for (int l = 0; k->caches && l < srv->nloops; l++)
             for (int i = 0; i < EVN__TLS_SESSIONS; i++) {
                 SSL_SESSION_free(k->caches[l].e[i].sess);
-                free(k->caches[l].e[i].dest);
+                evn__free(k->caches[l].e[i].dest);
             }
-        free(k->caches);
+        evn__free(k->caches);
         SSL_CTX_free(k->tc.ctx);
-        free(k);
+        evn__free(k);
         k = next;
     }
     srv->tls_clients = NULL;

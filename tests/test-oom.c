@@ -1,5 +1,5 @@
 /*
- * Out of memory in evn's own allocations (the evn__fail_allocs test hook:
+ * Out of memory in evn's own allocations (the harness's allocator, th_alloc_fail_nth:
  * set to N, the Nth allocation from then on fails). Each test makes exactly
  * one allocation fail, chosen so that the failing one is known, and checks
  * that only the connection concerned is closed, with -ENOMEM, that the
@@ -46,7 +46,7 @@ static struct state *S(evn_conn *c)
 
 static void fail_nth(int n)
 {
-    atomic_store(&evn__fail_allocs, n);
+    th_alloc_fail_nth(n);
 }
 
 static evn_action on_opened(evn_conn *c)
@@ -208,7 +208,7 @@ static void finish_but(th_server *ts, struct state *s, long stuck)
     TH_WAIT_COUNTER(&s->closed, th_counter_get(&s->opened) - stuck);
     th_server_stop(ts);
     /* The one allocation meant to fail did fail. */
-    EXPECT_EQ_INT(atomic_load(&evn__fail_allocs), 0);
+    EXPECT_EQ_INT(th_alloc_fail_pending(), 0);
     fail_nth(0);
     EXPECT_EQ_INT(th_counter_get(&s->closed), th_counter_get(&s->opened));
     EXPECT_EQ_INT(atomic_load(&s->others_bad), 0);
@@ -461,10 +461,10 @@ static void test_accept_conn_alloc_fails(void)
         fds[n] = connect_served(&ts, &s, n);
     fail_nth(1);
     connect_dropped(&ts, &s); /* k = 4, loop 0 */
-    EXPECT_EQ_INT(atomic_load(&evn__fail_allocs), 0);
+    EXPECT_EQ_INT(th_alloc_fail_pending(), 0);
     fail_nth(1);
     connect_dropped(&ts, &s); /* k = 5, loop 1 */
-    EXPECT_EQ_INT(atomic_load(&evn__fail_allocs), 0);
+    EXPECT_EQ_INT(th_alloc_fail_pending(), 0);
     fds[n] = connect_served(&ts, &s, n); /* k = 6, loop 0 */
     n++;
     fds[n] = connect_served(&ts, &s, n); /* k = 7, loop 1 */
@@ -494,7 +494,7 @@ static void test_accept_handover_fails(void)
     fds[n++] = connect_served(&ts, &s, 0); /* k = 0, loop 0 */
     fail_nth(1);
     connect_dropped(&ts, &s); /* k = 1: loop 1's first message */
-    EXPECT_EQ_INT(atomic_load(&evn__fail_allocs), 0);
+    EXPECT_EQ_INT(th_alloc_fail_pending(), 0);
     fds[n++] = connect_served(&ts, &s, 1); /* k = 2, loop 0 */
     fds[n++] = connect_served(&ts, &s, 2); /* k = 3, loop 1 */
     int busy = th_connect_srv(&ts, 0);
