@@ -11,6 +11,7 @@
 
 struct poll_data {
     struct pollfd *pfds;
+    struct evn__io **ios; /* the handle of each pfds entry */
     int n, cap;
     int *slot; /* fd -> index in pfds, or -1 */
     int slot_cap;
@@ -31,6 +32,7 @@ static void pl_destroy(struct evn_loop *loop)
     if (!d)
         return;
     evn__free(d->pfds);
+    evn__free(d->ios);
     evn__free(d->slot);
     evn__free(d);
     loop->bdata = NULL;
@@ -41,9 +43,10 @@ static short pl_events(int mask)
     return (short)((mask & EVN__READ ? POLLIN : 0) | (mask & EVN__WRITE ? POLLOUT : 0));
 }
 
-static int pl_add(struct evn_loop *loop, int fd, int mask)
+static int pl_add(struct evn_loop *loop, struct evn__io *io, int mask)
 {
     struct poll_data *d = loop->bdata;
+    int fd = io->fd;
     if (fd >= d->slot_cap) {
         int ncap = d->slot_cap ? d->slot_cap : 64;
         while (ncap <= fd)
@@ -64,6 +67,10 @@ static int pl_add(struct evn_loop *loop, int fd, int mask)
         if (!np)
             return -ENOMEM;
         d->pfds = np;
+        struct evn__io **ni = evn__realloc(d->ios, sizeof *ni * (size_t)ncap);
+        if (!ni)
+            return -ENOMEM;
+        d->ios = ni;
         d->cap = ncap;
     }
     /* Every registered fd may fire at once: the loop's list of fired ones
@@ -77,26 +84,30 @@ static int pl_add(struct evn_loop *loop, int fd, int mask)
         loop->nfired_cap = d->cap;
     }
     d->pfds[d->n] = (struct pollfd){.fd = fd, .events = pl_events(mask)};
+    d->ios[d->n] = io;
     d->slot[fd] = d->n++;
     return 0;
 }
 
-static int pl_mod(struct evn_loop *loop, int fd, int oldmask, int newmask)
+static int pl_mod(struct evn_loop *loop, struct evn__io *io, int oldmask, int newmask)
 {
     struct poll_data *d = loop->bdata;
+    int fd = io->fd;
     if (fd >= d->slot_cap || d->slot[fd] < 0)
         return -ENOENT;
     d->pfds[d->slot[fd]].events = pl_events(newmask);
     return 0;
 }
 
-static int pl_del(struct evn_loop *loop, int fd, int oldmask, bool closing)
+static int pl_del(struct evn_loop *loop, struct evn__io *io, int oldmask, bool closing)
 {
     struct poll_data *d = loop->bdata;
+    int fd = io->fd;
     if (fd >= d->slot_cap || d->slot[fd] < 0)
         return -ENOENT;
     int i = d->slot[fd];
     d->pfds[i] = d->pfds[--d->n];
+    d->ios[i] = d->ios[d->n];
     d->slot[d->pfds[i].fd] = i;
     d->slot[fd] = -1;
     return 0;
@@ -113,7 +124,7 @@ static int pl_wait(struct evn_loop *loop, int timeout_ms)
         short re = d->pfds[i].revents;
         if (!re)
             continue;
-        loop->fired[k].fd = d->pfds[i].fd;
+        loop->fired[k].io = d->ios[i];
         loop->fired[k].mask = (re & (POLLIN | POLLERR | POLLHUP | POLLNVAL) ? EVN__READ : 0) |
                               (re & POLLOUT ? EVN__WRITE : 0);
         k++;

@@ -12,9 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* One id bit field holds the loop index. */
-#define EVN__MAX_LOOPS 255
-
 static const struct evn__backend *const backends[] = {
 #ifdef EVN_HAVE_EPOLL
     &evn__backend_epoll,
@@ -134,6 +131,10 @@ int evn_server_new_sized(evn_server **srvp, const evn_events *user_ev, size_t ev
                         ev->out_high);
         return -EINVAL;
     }
+    if (naddrs > EVN__MAX_LISTENERS) {
+        evn__set_errmsg("at most %d addresses, not %zu", EVN__MAX_LISTENERS, naddrs);
+        return -EINVAL;
+    }
     if (ev->idle_timeout_ms < 0 || ev->max_conns < 0) {
         evn__set_errmsg("idle_timeout_ms and max_conns must not be negative");
         return -EINVAL;
@@ -154,7 +155,7 @@ int evn_server_new_sized(evn_server **srvp, const evn_events *user_ev, size_t ev
     atomic_init(&srv->stopping, false);
     atomic_init(&srv->draining, false);
     atomic_init(&srv->handoffs_over, false);
-    srv->sig_rfd = srv->sig_wfd = -1;
+    srv->sig_io.fd = srv->sig_wfd = -1;
     atomic_init(&srv->rr_next, 0);
     atomic_init(&srv->rand_state, (unsigned)time(NULL) ^ ((unsigned)getpid() << 16) ^ 0x9e3779b9u);
     if (atomic_load(&srv->rand_state) == 0)
@@ -279,19 +280,6 @@ int evn_shutdown(evn_server *srv)
     for (int i = 0; i < srv->nloops; i++)
         evn__loop_signal(&srv->loops[i]);
     return 0;
-}
-
-int evn_wake(evn_server *srv, evn_id id)
-{
-    if (!srv)
-        return -EINVAL;
-    unsigned li = (unsigned)(id >> 56);
-    if (id == 0 || (uint32_t)id == 0 || li >= (unsigned)srv->nloops)
-        return -EINVAL;
-    if (atomic_load_explicit(&srv->stopping, memory_order_acquire))
-        return -ESHUTDOWN;
-    struct evn__msg m = {.type = EVN__M_WAKE, .fd = -1, .arg = id};
-    return evn__loop_post(&srv->loops[li], &m);
 }
 
 void *evn_server_udata(const evn_server *srv)
