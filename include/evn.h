@@ -591,7 +591,8 @@ EVN_API int evn_sendfile_owned(evn_conn *c, int fd, off_t offset, size_t length)
  * were not consumed. They are kept (copied, once) and handed back, followed by
  * whatever arrives next, at the start of the next data event's input.
  * Without this call all input counts as consumed. Returns 0, -EINVAL if n is
- * larger than the input, or -ENOMEM.
+ * larger than the input, or -ENOMEM. Kept input that would pass 4 GiB
+ * closes the connection with -ENOBUFS.
  */
 EVN_API int evn_keep(evn_conn *c, size_t n);
 
@@ -695,7 +696,8 @@ EVN_API int evn_conn_set_flow(evn_conn *c, evn_flow flow);
 
 /*
  * Set this connection's high- and low-water marks for queued output (see
- * evn_events.out_high). Returns 0, or -EINVAL if low > high or high is 0.
+ * evn_events.out_high); a mark above 4 GiB counts as 4 GiB. Returns 0,
+ * -EINVAL if low > high or high is 0, or -ENOMEM.
  */
 EVN_API int evn_conn_set_watermarks(evn_conn *c, size_t high, size_t low);
 

@@ -929,7 +929,7 @@ static bool keep_input(struct evn_conn *c, const char *in, size_t len, size_t ke
     if (from_stash) {
         if (keep != len)
             memmove(c->x->in, c->x->in + len - keep, keep);
-        c->x->in_len = keep;
+        c->x->in_len = (uint32_t)keep;
         return true;
     }
     size_t cap = keep > 4096 ? keep : 4096;
@@ -938,8 +938,8 @@ static bool keep_input(struct evn_conn *c, const char *in, size_t len, size_t ke
         return false;
     memcpy(nb, in + len - keep, keep);
     c->x->in = nb;
-    c->x->in_len = keep;
-    c->x->in_cap = cap;
+    c->x->in_len = (uint32_t)keep;
+    c->x->in_cap = (uint32_t)cap;
     return true;
 }
 
@@ -992,8 +992,9 @@ static void eof_close(struct evn_conn *c)
 }
 
 /* Where the next read goes: after the kept input, so the callback sees one
- * contiguous run, or into the loop's buffer. NULL when out of memory. */
-static char *read_buffer(struct evn_conn *c, size_t *room)
+ * contiguous run, or into the loop's buffer. NULL with *err when the kept
+ * input cannot grow: -ENOMEM, or -ENOBUFS past EVN__KEPT_MAX. */
+static char *read_buffer(struct evn_conn *c, size_t *room, int *err)
 {
     struct evn__conn_ext *x = c->x;
     if (!x || !x->in_len) {
@@ -1001,12 +1002,19 @@ static char *read_buffer(struct evn_conn *c, size_t *room)
         return c->loop->conns.rbuf;
     }
     if (x->in_cap - x->in_len < 16384) {
-        size_t ncap = x->in_cap * 2 > x->in_len + 65536 ? x->in_cap * 2 : x->in_len + 65536;
-        char *nb = evn__realloc(x->in, ncap);
-        if (!nb)
+        size_t ncap = (size_t)x->in_cap * 2 > (size_t)x->in_len + 65536 ? (size_t)x->in_cap * 2
+                                                                         : (size_t)x->in_len + 65536;
+        if (ncap > EVN__KEPT_MAX) {
+            *err = -ENOBUFS;
             return NULL;
+        }
+        char *nb = evn__realloc(x->in, ncap);
+        if (!nb) {
+            *err = -ENOMEM;
+            return NULL;
+        }
         x->in = nb;
-        x->in_cap = ncap;
+        x->in_cap = (uint32_t)ncap;
     }
     *room = x->in_cap - x->in_len;
     return x->in + x->in_len;
@@ -1026,9 +1034,10 @@ static void read_ready(struct evn_conn *c)
         return;
     }
     size_t room;
-    char *buf = read_buffer(c, &room);
+    int err = 0;
+    char *buf = read_buffer(c, &room, &err);
     if (!buf) {
-        evn__conn_close(c, -ENOMEM);
+        evn__conn_close(c, err);
         return;
     }
     ssize_t n = c->tp->read(c, buf, room);
@@ -1038,7 +1047,7 @@ static void read_ready(struct evn_conn *c)
         if ((c->flags & EVN__C_UNREG) && (size_t)n < room)
             c->flags |= EVN__C_FRESH;
         if (buf != loop->conns.rbuf) {
-            c->x->in_len += (size_t)n;
+            c->x->in_len += (uint32_t)n;
             deliver(c, c->x->in, c->x->in_len, true);
         } else {
             deliver(c, buf, (size_t)n, false);
@@ -1469,8 +1478,8 @@ int evn_conn_set_watermarks(evn_conn *c, size_t high, size_t low)
         return -EINVAL;
     if (!evn__conn_ext(c))
         return -ENOMEM;
-    c->x->out_high = high;
-    c->x->out_low = low;
+    c->x->out_high = high < UINT32_MAX ? (uint32_t)high : UINT32_MAX;
+    c->x->out_low = low < UINT32_MAX ? (uint32_t)low : UINT32_MAX;
     return 0;
 }
 

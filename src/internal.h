@@ -391,23 +391,28 @@ enum {
 
 /*
  * What few connections need, allocated on first use: kept input, timers,
- * watermarks other than the server's, TLS, splicing, a close reason.
+ * watermarks other than the server's, TLS, splicing, a close reason. Kept
+ * small (88 bytes), since a server-wide idle timeout gives every
+ * connection one.
  */
 struct evn__conn_ext {
     struct evn_conn *c;
-    char *in; /* kept input, NULL when none */
-    size_t in_len, in_cap;
-    size_t out_high, out_low;
     /* The idle timeout (checked lazily against last_active) and the
      * deadline (the application's, a TLS handshake's, an outbound
      * connect's, a lingering close's) share one timer. */
     struct evn__timer timer;
     uint32_t idle_ms;
+    int close_err; /* what closed gets for a close asked for (evn_conn_close) */
     int64_t last_active, deadline_at;
+    char *in; /* kept input, NULL when none */
+    uint32_t in_len, in_cap;
+    uint32_t out_high, out_low; /* 0: the server's */
     struct evn__tls *tls;
     struct evn__splice *splice;
-    int close_err; /* what closed gets for a close asked for (evn_conn_close) */
 };
+
+/* Kept input stops growing here: the connection is closed with -ENOBUFS. */
+#define EVN__KEPT_MAX (UINT32_MAX - (1u << 20))
 
 struct evn_conn {
     struct evn__io io; /* io.fd is the socket */
