@@ -93,7 +93,7 @@ static int kq_wait(struct evn_loop *loop, int timeout_ms)
      * handles each on its own, which is correct if not merged. */
     for (int i = 0; i < n; i++) {
         loop->fired[i].io = d->events[i].udata;
-        loop->fired[i].mask = d->events[i].filter == EVFILT_WRITE ? EVN__WRITE : EVN__READ;
+        loop->fired[i].ev = d->events[i].filter == EVFILT_WRITE ? EVN__WRITE : EVN__READ;
     }
     return n;
 }

@@ -125,7 +125,7 @@ static int pl_wait(struct evn_loop *loop, int timeout_ms)
         if (!re)
             continue;
         loop->fired[k].io = d->ios[i];
-        loop->fired[k].mask = (re & (POLLIN | POLLERR | POLLHUP | POLLNVAL) ? EVN__READ : 0) |
+        loop->fired[k].ev = (re & (POLLIN | POLLERR | POLLHUP | POLLNVAL) ? EVN__READ : 0) |
                               (re & POLLOUT ? EVN__WRITE : 0);
         k++;
     }

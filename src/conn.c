@@ -52,7 +52,15 @@
 _Static_assert(EVN__IOV_MAX <= 1024, "one sendmsg takes at most IOV_MAX (1024) pieces");
 _Static_assert(EVN__CHUNK_SIZE > 0, "a chunk holds data");
 
-static void conn_io(struct evn_loop *loop, struct evn__io *io, int mask);
+static void conn_io(struct evn_loop *loop, struct evn__io *io, const struct evn__fired *f);
+static void zombie_io(struct evn_loop *loop, struct evn__io *io, const struct evn__fired *f);
+static void ready(struct evn_conn *c, int mask);
+static void received(struct evn_conn *c, const char *buf, int n);
+static void sent(struct evn_conn *c, int n);
+static bool flush_cq(struct evn_conn *c);
+static bool wait_writable(struct evn_conn *c);
+static bool out_empty(struct evn_conn *c);
+static void out_sent(struct evn_conn *c, size_t n);
 static void conn_free(struct evn_conn *c);
 static void read_ready(struct evn_conn *c);
 static bool flush(struct evn_conn *c);
@@ -65,7 +73,7 @@ static void conn_timer(struct evn_loop *loop, struct evn__timer *t);
 
 /* A free slot's handle: an event for a connection closed earlier in the
  * same batch lands here and is dropped. */
-static void free_slot_io(struct evn_loop *loop, struct evn__io *io, int mask)
+static void free_slot_io(struct evn_loop *loop, struct evn__io *io, const struct evn__fired *f)
 {
 }
 
@@ -78,14 +86,42 @@ static struct evn_conn *slot_at(const struct evn__conns *cs, uint32_t slot)
 #define FREE_PART(c) ((char *)(c) + offsetof(struct evn_conn, loop))
 #define FREE_LEN (sizeof(struct evn_conn) - offsetof(struct evn_conn, loop))
 
-static void slot_free(struct evn__conns *cs, struct evn_conn *c)
+static void slot_put(struct evn__conns *cs, struct evn_conn *c, uint32_t *list)
 {
     uint32_t slot = c->slot;
     c->io.cb = free_slot_io;
     c->io.fd = -1;
-    c->flags = cs->free;
-    cs->free = slot + 1;
+    c->flags = *list;
+    *list = slot + 1;
     POISON(FREE_PART(c), FREE_LEN);
+}
+
+/*
+ * A connection closed during a turn leaves its slot in limbo until the turn
+ * is over: an event of this turn's batch may still name it (or, on kqueue,
+ * the other filter's event for its socket), and must find a free slot that
+ * ignores it, not a connection made since (an evn_connect from a callback
+ * would take the same slot first, and would take a stale "writable" for
+ * its connect being done).
+ */
+static void slot_free(struct evn_loop *loop, struct evn_conn *c)
+{
+    struct evn__conns *cs = &loop->conns;
+    slot_put(cs, c, &cs->limbo);
+    evn__defer(loop, &cs->later);
+}
+
+/* The turn is over: the slots in limbo are free. */
+static void limbo_end(struct evn__conns *cs)
+{
+    while (cs->limbo) {
+        struct evn_conn *c = slot_at(cs, cs->limbo - 1);
+        UNPOISON(&c->flags, sizeof c->flags);
+        uint32_t next = c->flags;
+        c->flags = cs->free;
+        cs->free = c->slot + 1;
+        cs->limbo = next;
+    }
 }
 
 /* A zeroed connection in a free slot, growing the pool by a page if none
@@ -105,7 +141,7 @@ static struct evn_conn *slot_get(struct evn__conns *cs)
         cs->pages[cs->npages++] = page;
         for (uint32_t i = EVN__POOL_PAGE; i-- > 0;) {
             page[i].slot = cs->nslots + i;
-            slot_free(cs, &page[i]);
+            slot_put(cs, &page[i], &cs->free);
         }
         cs->nslots += EVN__POOL_PAGE;
     }
@@ -250,7 +286,7 @@ static void in_clear(struct evn_conn *c)
     }
 }
 
-static size_t in_len(const struct evn_conn *c)
+static inline size_t in_len(const struct evn_conn *c)
 {
     return c->x ? c->x->in_len : 0;
 }
@@ -283,44 +319,76 @@ int evn__conn_interest(const struct evn_conn *c)
            (c->flags & EVN__C_WANTW ? EVN__WRITE : 0);
 }
 
-/* c's flags changed, and with them maybe its interest, which was before. */
-static void interest_changed(struct evn_conn *c, int before)
+/*
+ * What c has registered with the backend for the interest its flags give:
+ * readiness (poll), and on a completion backend, receiving. There a
+ * connection's input comes by completions unless it is spliced (splice(2)
+ * reads the socket itself), and readiness is only asked for writing, by
+ * the output that does not go by completions (file regions, splicing into
+ * it) when the socket is full.
+ */
+struct reg {
+    int poll;
+    bool recv;
+};
+
+static struct reg reg_of(const struct evn_conn *c)
 {
-    int after = evn__conn_interest(c);
-    if (before != after) {
-        /* With no interest at all the socket leaves the poller: pollers report
-         * hang-ups whatever the mask, which would wake a held connection, or
-         * spin a level-triggered loop. */
-        if (!after)
-            evn__io_del(c->loop, &c->io, before, false);
-        else if (!before)
-            evn__io_add(c->loop, &c->io, after);
+    int m = evn__conn_interest(c);
+    if (!(c->flags & EVN__C_CQ))
+        return (struct reg){m, false};
+    if (c->flags & EVN__C_SPLICE)
+        return (struct reg){m, false};
+    return (struct reg){m & EVN__WRITE, (m & EVN__READ) != 0};
+}
+
+/* Register with the backend what c's flags ask for now, where before is
+ * what they asked for until now; 0 or -errno. */
+static int apply(struct evn_conn *c, struct reg before)
+{
+    struct evn_loop *loop = c->loop;
+    struct reg after = reg_of(c);
+    int rc = 0;
+    /* With no interest at all the socket leaves the poller: pollers report
+     * hang-ups whatever the mask, which would wake a held connection, or
+     * spin a level-triggered loop. */
+    if (before.poll != after.poll) {
+        if (!after.poll)
+            evn__io_del(loop, &c->io, before.poll, false);
+        else if (!before.poll)
+            rc = evn__io_add(loop, &c->io, after.poll);
         else
-            evn__io_mod(c->loop, &c->io, before, after);
-        /* Reading resumes: input the transport decrypted earlier may be
-         * waiting inside it, where the poller cannot see it. */
-        if ((after & ~before & EVN__READ) && c->tp->pending && !(c->flags & EVN__C_OPENING) &&
-            c->tp->pending(c))
-            queue_reread(c);
+            rc = evn__io_mod(loop, &c->io, before.poll, after.poll);
     }
+    if (before.recv != after.recv)
+        loop->be->recv(loop, &c->io, after.recv);
+    /* Reading resumes: input the transport decrypted earlier may be waiting
+     * inside it, where the poller cannot see it, or input received while
+     * reading was off may be kept. */
+    bool reads = (after.poll & EVN__READ) || after.recv;
+    bool read = (before.poll & EVN__READ) || before.recv;
+    if (reads && !read && !(c->flags & EVN__C_OPENING) &&
+        ((c->tp->pending && c->tp->pending(c)) || ((c->flags & EVN__C_CQ) && in_len(c))))
+        queue_reread(c);
+    return rc;
 }
 
 static void set_flags(struct evn_conn *c, uint32_t set, uint32_t clear)
 {
-    int before = evn__conn_interest(c);
+    struct reg before = reg_of(c);
     c->flags = (c->flags | set) & ~clear;
-    interest_changed(c, before);
+    apply(c, before);
 }
 
 void evn__conn_tpwait(struct evn_conn *c, int mask)
 {
-    int before = evn__conn_interest(c);
+    struct reg before = reg_of(c);
     c->tpmask = (uint8_t)mask;
     if (mask)
         c->flags |= EVN__C_TPWAIT;
     else
         c->flags &= ~(uint32_t)EVN__C_TPWAIT;
-    interest_changed(c, before);
+    apply(c, before);
 }
 
 void evn__conn_set_flags(struct evn_conn *c, uint32_t set, uint32_t clear)
@@ -361,7 +429,7 @@ const struct evn__transport evn__plain_transport = {
 /* ---- making and opening connections ---- */
 
 struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint16_t listener,
-                               const union evn__ip_addr *peer, socklen_t peerlen, int mask)
+                               const union evn__ip_addr *peer, socklen_t peerlen, uint32_t flags)
 {
     struct evn_server *srv = loop->srv;
     struct evn_conn *c = slot_get(&loop->conns);
@@ -389,23 +457,18 @@ struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint16_t listener,
         c->seq = loop->conns.next_seq++;
         if (c->seq == 0)
             c->seq = loop->conns.next_seq++;
-        if (srv->ev.flow == EVN_FLOW_MANUAL)
-            c->flags |= EVN__C_MANUAL;
-        if (mask && (rc = evn__io_add(loop, &c->io, mask)) < 0)
-            slot_free(&loop->conns, c);
+        c->flags = flags | (srv->ev.flow == EVN_FLOW_MANUAL ? EVN__C_MANUAL : 0);
+        /* Whatever can fail before the backend hears of it. */
+        if (srv->ev.idle_timeout_ms > 0)
+            rc = evn_conn_set_idle_timeout(c, srv->ev.idle_timeout_ms);
+        if (rc == 0)
+            rc = apply(c, (struct reg){0, false});
+        if (rc < 0)
+            conn_free(c);
     }
     if (rc < 0) {
         /* Give the slot back before the client can see the close: it may
          * connect again at once and must not find the server full. */
-        atomic_fetch_sub_explicit(&loop->nconns, 1, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
-        close(fd);
-        return NULL;
-    }
-    if (srv->ev.idle_timeout_ms > 0 && evn_conn_set_idle_timeout(c, srv->ev.idle_timeout_ms) < 0) {
-        if (mask)
-            evn__io_del(loop, &c->io, mask, true);
-        conn_free(c);
         atomic_fetch_sub_explicit(&loop->nconns, 1, memory_order_relaxed);
         atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
         close(fd);
@@ -448,7 +511,6 @@ static void accept_fast(struct evn_conn *c)
 {
     struct evn_loop *loop = c->loop;
     evn_id id = evn_conn_id(c);
-    c->flags |= EVN__C_UNREG;
     evn__conn_opened(c);
     if (!(c = evn__conn_lookup(loop, id)))
         return;
@@ -463,8 +525,13 @@ int evn__conn_accepted(struct evn_loop *loop, int fd, uint16_t listener,
                        const union evn__ip_addr *peer, socklen_t peerlen)
 {
     struct evn__listener *l = &loop->srv->listeners[listener];
-    bool fast = !l->tls && l->url.proto == EVN__TCP && l->url.deferaccept > 0;
-    struct evn_conn *c = evn__conn_new(loop, fd, listener, peer, peerlen, fast ? 0 : EVN__READ);
+    /* A backend that does the I/O does it for plain connections; TLS reads
+     * and writes the socket itself. The accept fast path is a readiness
+     * backend's: a completion backend registers nothing to save. */
+    bool cq = !l->tls && evn__loop_completes(loop);
+    bool fast = !cq && !l->tls && l->url.proto == EVN__TCP && l->url.deferaccept > 0;
+    struct evn_conn *c = evn__conn_new(loop, fd, listener, peer, peerlen,
+                                       cq ? EVN__C_CQ : fast ? EVN__C_UNREG : 0);
     if (!c)
         return -ENOMEM;
 #ifdef EVN_HAVE_TLS
@@ -499,7 +566,8 @@ static void finish_connect(struct evn_conn *c)
     }
 #endif
     evn__conn_deadline(c, 0);
-    set_flags(c, 0, EVN__C_CONNECTING);
+    /* Connected: a backend that does the I/O takes over from here. */
+    set_flags(c, evn__loop_completes(c->loop) ? EVN__C_CQ : 0, EVN__C_CONNECTING);
     evn__conn_opened(c);
 }
 
@@ -518,18 +586,61 @@ static void forget(struct evn_conn *c, int status)
         if (c->x->splice)
             evn__splice_drop(c);
     }
-    out_clear(c, status);
+    /* A send in flight still reads its chunks: they go when it is over. */
+    if (!(c->flags & EVN__C_SENDING))
+        out_clear(c, status);
     in_clear(c);
     /* A descriptor is free again: listeners paused on EMFILE may resume. */
     if (loop->accept_paused)
         evn__accept_resume(loop);
 }
 
-/* The connection's memory goes back to the pool. */
+/* A connection the backend never heard of goes back to the pool. */
 static void conn_free(struct evn_conn *c)
 {
+    if (c->x)
+        evn__timer_stop(c->loop, &c->x->timer);
     evn__free(c->x);
-    slot_free(&c->loop->conns, c);
+    c->x = NULL;
+    slot_free(c->loop, c);
+}
+
+/*
+ * Have the backend let go of c's socket, closing it, or, keep_fd, leaving
+ * it to the application: true if the backend still refers to c, whose
+ * memory must then wait for EVN__RELEASED (conn_put).
+ */
+static bool conn_unhook(struct evn_conn *c, bool keep_fd)
+{
+    struct evn_loop *loop = c->loop;
+    if (loop->be->close)
+        return loop->be->close(loop, &c->io, keep_fd) > 0;
+    if (!keep_fd)
+        close(c->io.fd);
+    return false;
+}
+
+/* c's memory goes back to the pool, now or, held, once the backend lets go. */
+static void conn_put(struct evn_conn *c, bool held)
+{
+    evn__free(c->x);
+    c->x = NULL;
+    if (held)
+        c->io.cb = zombie_io;
+    else
+        zombie_io(c->loop, &c->io, &(struct evn__fired){.io = &c->io, .ev = EVN__RELEASED});
+}
+
+/* A closed connection the backend still refers to: nothing it reports
+ * matters now, until it lets go; then the chunks a send still had go, and
+ * the slot. */
+static void zombie_io(struct evn_loop *loop, struct evn__io *io, const struct evn__fired *f)
+{
+    struct evn_conn *c = evn__container_of(io, struct evn_conn, io);
+    if (f->ev != EVN__RELEASED)
+        return;
+    out_clear(c, -ECONNABORTED);
+    slot_free(loop, c);
 }
 
 /*
@@ -594,9 +705,9 @@ void evn__conn_close(struct evn_conn *c, int err)
      * TLS handshake; evn_connect's own caller does hear of its failure). */
     bool silent = (c->flags & EVN__C_LINGER) ||
                   ((c->flags & EVN__C_OPENING) && c->listener != EVN__LISTENER_OUTBOUND);
-    int mask = evn__conn_interest(c);
-    if (mask)
-        evn__io_del(loop, &c->io, mask, true);
+    struct reg r = reg_of(c);
+    if (r.poll && !loop->be->close)
+        evn__io_del(loop, &c->io, r.poll, true);
     forget(c, err ? err : -ECONNABORTED);
     c->flags |= EVN__C_CLOSING;
     /* The callback runs before the close so that address queries still see
@@ -604,8 +715,7 @@ void evn__conn_close(struct evn_conn *c, int err)
     if (!silent)
         fire_closed(c, err);
     c->tp->release(c, true);
-    close(c->io.fd);
-    conn_free(c);
+    conn_put(c, conn_unhook(c, false));
 }
 
 void evn__conn_discard(struct evn_conn *c)
@@ -619,19 +729,22 @@ static void detach(struct evn_conn *c)
 {
     struct evn_loop *loop = c->loop;
     struct evn_server *srv = loop->srv;
-    int mask = evn__conn_interest(c);
-    if (mask)
-        evn__io_del(loop, &c->io, mask, false);
+    int fd = c->io.fd;
+    struct reg r = reg_of(c);
+    if (r.poll && !loop->be->close)
+        evn__io_del(loop, &c->io, r.poll, false);
     forget(c, -ECONNABORTED);
-    evn__set_nonblock(c->io.fd, false);
+    /* The backend lets go of the socket before the application has it. */
+    bool held = conn_unhook(c, true);
+    evn__set_nonblock(fd, false);
     if (srv->ev.detached) {
-        evn_action a = srv->ev.detached(c, c->io.fd);
+        evn_action a = srv->ev.detached(c, fd);
         if (a == EVN_SHUTDOWN)
             evn_shutdown(srv);
     } else {
-        close(c->io.fd);
+        close(fd);
     }
-    conn_free(c);
+    conn_put(c, held);
 }
 
 /* ---- work for the end of the turn ---- */
@@ -814,6 +927,51 @@ static bool out_empty(struct evn_conn *c)
 }
 
 /*
+ * Send queued output on a completion backend: one send at a time, of the
+ * memory chunks at the head of the queue (the chunks stay until it is
+ * over, see sent); a file region goes with sendfile(2) as on a readiness
+ * backend, waiting for writability when the socket is full. Returns false
+ * if c is gone.
+ */
+static bool flush_cq(struct evn_conn *c)
+{
+    if (c->flags & EVN__C_SENDING)
+        return true;
+    while (c->out_head && !c->out_head->buf) {
+        size_t want;
+        ssize_t n = evn__file_send(c, c->out_head, EVN__WRITE_PER_TURN, &want);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return wait_writable(c);
+            evn__conn_close(c, -errno);
+            return false;
+        }
+        out_sent(c, (size_t)n);
+        if ((size_t)n < want)
+            return wait_writable(c);
+    }
+    if (!c->out_head)
+        return out_empty(c);
+    struct iovec iov[EVN__IOV_MAX];
+    int k = 0;
+    for (struct evn__chunk *ch = c->out_head; ch && ch->buf && k < EVN__IOV_MAX; ch = ch->next, k++) {
+        iov[k].iov_base = ch->buf + ch->off;
+        iov[k].iov_len = ch->len - ch->off;
+    }
+    int rc = c->loop->be->send(c->loop, &c->io, iov, k);
+    if (rc < 0) {
+        evn__conn_close(c, rc);
+        return false;
+    }
+    c->flags |= EVN__C_SENDING;
+    if (c->flags & EVN__C_WANTW)
+        set_flags(c, 0, EVN__C_WANTW);
+    return true;
+}
+
+/*
  * Send queued output. Returns false if c is gone (closed, detached). A short
  * send means the socket buffer is full, so it waits for writability at once
  * rather than spend a system call to learn the same.
@@ -826,6 +984,8 @@ static bool flush(struct evn_conn *c)
     }
     if (c->flags & (EVN__C_CONNECTING | EVN__C_OPENING))
         return true;
+    if (c->flags & EVN__C_CQ)
+        return flush_cq(c);
     size_t budget = EVN__WRITE_PER_TURN;
     while (c->out_head) {
         size_t want;
@@ -905,7 +1065,8 @@ static inline bool act(struct evn_conn *c, evn_action a)
     default:
         break;
     }
-    if ((c->flags & EVN__C_WANTW) && !(c->flags & (EVN__C_NOMEM | EVN__C_NOBUFS))) {
+    if ((c->flags & (EVN__C_WANTW | EVN__C_SENDING)) &&
+        !(c->flags & (EVN__C_NOMEM | EVN__C_NOBUFS))) {
         /* Still queued: if this callback pushed output past high water,
          * stop reading now rather than at the next writable event. */
         if (c->out_bytes > high && !(c->flags & (EVN__C_PAUSED | EVN__C_MANUAL)))
@@ -1020,9 +1181,32 @@ static char *read_buffer(struct evn_conn *c, size_t *room, int *err)
     return x->in + x->in_len;
 }
 
+/*
+ * A connection whose input comes by completions reads again (it was not
+ * reading, or its callback kept input): what was received meanwhile is
+ * handed over, then the end of input if it came too.
+ */
+static void read_kept(struct evn_conn *c)
+{
+    evn_id id = evn_conn_id(c);
+    if (in_len(c)) {
+        deliver(c, c->x->in, c->x->in_len, true);
+        if (!(c = evn__conn_lookup(c->loop, id)))
+            return;
+    }
+    if ((c->flags & EVN__C_INEND) && !in_len(c) && (evn__conn_interest(c) & EVN__READ)) {
+        c->flags &= ~(uint32_t)EVN__C_INEND;
+        evn__conn_input_end(c);
+    }
+}
+
 static void read_ready(struct evn_conn *c)
 {
     struct evn_loop *loop = c->loop;
+    if ((c->flags & (EVN__C_CQ | EVN__C_SPLICE | EVN__C_LINGER)) == EVN__C_CQ) {
+        read_kept(c);
+        return;
+    }
     if (c->flags & (EVN__C_LINGER | EVN__C_SPLICE)) {
         if (!(c->flags & EVN__C_LINGER)) {
             evn__splice_pump(c);
@@ -1063,6 +1247,99 @@ static void read_ready(struct evn_conn *c)
     evn__conn_input_end(c);
 }
 
+/* Append n bytes to c's kept input: false, with *err, if it cannot grow. */
+static bool keep_more(struct evn_conn *c, const char *buf, size_t n, int *err)
+{
+    *err = -ENOMEM;
+    if (!c->x || !c->x->in_len)
+        return keep_input(c, buf, n, n, false);
+    struct evn__conn_ext *x = c->x;
+    if (x->in_cap - x->in_len < n) {
+        size_t ncap = (size_t)x->in_len + n + 65536;
+        if (ncap < (size_t)x->in_cap * 2)
+            ncap = (size_t)x->in_cap * 2;
+        if (ncap > EVN__KEPT_MAX) {
+            *err = -ENOBUFS;
+            return false;
+        }
+        char *nb = evn__realloc(x->in, ncap);
+        if (!nb)
+            return false;
+        x->in = nb;
+        x->in_cap = (uint32_t)ncap;
+    }
+    memcpy(x->in + x->in_len, buf, n);
+    x->in_len += (uint32_t)n;
+    return true;
+}
+
+/*
+ * Input the backend received, in its buffer, or the end of it (n 0) or an
+ * error. A connection not reading now (its output is full, the application
+ * holds it, or it is closing) keeps what came until it reads again, as a
+ * socket would hold it; one that is spliced passes it on to its target
+ * ahead of what splice(2) moves next.
+ */
+static void received(struct evn_conn *c, const char *buf, int n)
+{
+    if (n < 0) {
+        evn__conn_close(c, n);
+        return;
+    }
+    if (c->flags & EVN__C_LINGER) {
+        if (n == 0)
+            evn__conn_close(c, 0);
+        return;
+    }
+    if (n == 0) {
+        /* Kept input not yet handed over goes first (read_ready). */
+        if (in_len(c) && !(c->flags & (EVN__C_CLOSING | EVN__C_DETACHING)))
+            c->flags |= EVN__C_INEND;
+        else
+            evn__conn_input_end(c);
+        return;
+    }
+    if (c->x)
+        c->x->last_active = c->loop->now_ms;
+    int err = 0;
+    if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING))
+        return;
+    if (c->flags & EVN__C_SPLICE) {
+        if (evn__splice_pass(c, buf, (size_t)n) < 0)
+            evn__conn_close(c, -ENOMEM);
+        return;
+    }
+    if (!(evn__conn_interest(c) & EVN__READ) || in_len(c)) {
+        if (!keep_more(c, buf, (size_t)n, &err)) {
+            evn__conn_close(c, err);
+            return;
+        }
+        if (evn__conn_interest(c) & EVN__READ)
+            deliver(c, c->x->in, c->x->in_len, true);
+        return;
+    }
+    deliver(c, buf, (size_t)n, false);
+}
+
+/* The send in flight is over: it took n bytes, or failed. */
+static void sent(struct evn_conn *c, int n)
+{
+    c->flags &= ~(uint32_t)EVN__C_SENDING;
+    if (n < 0) {
+        evn__conn_close(c, n);
+        return;
+    }
+    out_sent(c, (size_t)n);
+    if (c->out_bytes > out_high(c)) {
+        if (!(c->flags & (EVN__C_PAUSED | EVN__C_MANUAL)))
+            set_flags(c, EVN__C_PAUSED | EVN__C_RESUMABLE, 0);
+    } else if ((c->flags & EVN__C_RESUMABLE) && c->out_bytes <= out_low(c)) {
+        set_flags(c, 0, EVN__C_PAUSED);
+        queue_resume(c);
+    }
+    flush(c);
+}
+
 void evn__conn_input_end(struct evn_conn *c)
 {
     struct evn_loop *loop = c->loop;
@@ -1084,10 +1361,9 @@ void evn__conn_drop_input(struct evn_conn *c)
     in_clear(c);
 }
 
-/* The loop's callback for a connection's socket. */
-static void conn_io(struct evn_loop *loop, struct evn__io *io, int mask)
+/* Readiness of c's socket. */
+static void ready(struct evn_conn *c, int mask)
 {
-    struct evn_conn *c = evn__container_of(io, struct evn_conn, io);
     if (c->flags & (EVN__C_CONNECTING | EVN__C_TPWAIT)) {
         if (c->flags & EVN__C_CONNECTING)
             finish_connect(c);
@@ -1102,9 +1378,26 @@ static void conn_io(struct evn_loop *loop, struct evn__io *io, int mask)
         read_ready(c);
 }
 
+/* The loop's callback for a connection's socket. */
+static void conn_io(struct evn_loop *loop, struct evn__io *io, const struct evn__fired *f)
+{
+    struct evn_conn *c = evn__container_of(io, struct evn_conn, io);
+    switch (f->ev) {
+    case EVN__RECEIVED:
+        received(c, f->buf, f->res);
+        break;
+    case EVN__SENT:
+        sent(c, f->res);
+        break;
+    default:
+        ready(c, f->ev);
+        break;
+    }
+}
+
 void evn__conn_ready(struct evn_conn *c, int mask)
 {
-    conn_io(c->loop, &c->io, mask);
+    ready(c, mask);
 }
 
 void evn__conn_wake(struct evn_conn *c)
@@ -1203,13 +1496,14 @@ static void flush_dirty(struct evn_loop *loop)
 static void later(struct evn_loop *loop, struct evn__defer *d)
 {
     struct evn__conns *cs = &loop->conns;
+    limbo_end(cs);
     cs->in_later = true;
     if (cs->nresume)
         resume_all(loop);
     if (cs->ndirty)
         flush_dirty(loop);
     cs->in_later = false;
-    if (cs->nresume || cs->ndirty)
+    if (cs->nresume || cs->ndirty || cs->limbo)
         evn__defer(loop, d);
 }
 

@@ -120,11 +120,9 @@ int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udat
     atomic_fetch_add_explicit(&loop->nconns, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&srv->total_conns, 1, memory_order_relaxed);
     struct evn_conn *c = evn__conn_new(loop, fd, EVN__LISTENER_OUTBOUND,
-                                       (const union evn__ip_addr *)&ss, len, EVN__WRITE);
-    if (c) {
-        c->flags |= EVN__C_CONNECTING;
+                                       (const union evn__ip_addr *)&ss, len, EVN__C_CONNECTING);
+    if (c)
         c->udata = udata;
-    }
     if (c && tls) {
         /* A handshake must not wait forever: with no timeout given, the
          * server's handshake timeout bounds it all. */

@@ -148,20 +148,49 @@ static inline char *evn__strdup(const char *s)
 
 /* ---- handles, timers and deferred work: what a loop runs ---- */
 
-enum { EVN__READ = 1, EVN__WRITE = 2 };
+/*
+ * What a handle's callback is told: readiness (EVN__READ | EVN__WRITE;
+ * errors and hang-ups come as EVN__READ), or, from a backend that does the
+ * I/O itself, one completion.
+ */
+enum {
+    EVN__READ = 1,
+    EVN__WRITE = 2,
+    EVN__RECEIVED = 4, /* res bytes at buf (valid during the callback), 0: end of input, or -errno */
+    EVN__SENT = 8,     /* the send in flight took res bytes, or failed with -errno */
+    EVN__ACCEPTED = 16, /* a new connection, res its fd (or -errno), buf its struct evn__peer */
+    EVN__RELEASED = 32  /* the backend holds nothing of the handle any more (see close) */
+};
+
+struct evn__fired {
+    struct evn__io *io;
+    int ev;    /* one EVN__* value, or readiness bits */
+    int res;   /* a completion's result */
+    void *buf; /* EVN__RECEIVED: the bytes; EVN__ACCEPTED: the peer */
+};
+
+/* An accepted connection's remote address, as an EVN__ACCEPTED event gives it. */
+struct evn__peer {
+    union evn__ip_addr addr;
+    socklen_t len;
+};
 
 /*
- * A descriptor registered with a loop's poller, and the function the loop
- * calls when it is ready (mask: EVN__READ | EVN__WRITE; errors and hang-ups
- * come as EVN__READ). The loop knows nothing else of it: a connection, a
- * listening socket or the inbox embeds one and finds itself from it with
- * evn__container_of.
+ * A descriptor registered with a loop's backend, and the function the loop
+ * calls with what happened to it. The loop knows nothing else of it: a
+ * connection, a listening socket or the inbox embeds one and finds itself
+ * from it with evn__container_of.
  */
 struct evn__io;
-typedef void (*evn__io_cb)(struct evn_loop *loop, struct evn__io *io, int mask);
+typedef void (*evn__io_cb)(struct evn_loop *loop, struct evn__io *io, const struct evn__fired *f);
 struct evn__io {
     evn__io_cb cb;
     int fd;
+    /* A completion backend's own: its references to the handle (operations
+     * in flight, events not yet handled) and what it has armed. */
+    uint16_t refs;
+    uint8_t bstate;
+    uint8_t bmask;
 };
 
 /*
@@ -207,21 +236,28 @@ EVN__HIDDEN void evn__defer(struct evn_loop *loop, struct evn__defer *d);
 
 /* ---- backends ---- */
 
-struct evn__fired {
-    struct evn__io *io;
-    int mask;
-};
 /* loop->fired has room for at least this many events from one wait. */
 #define EVN__FIRED_MIN 256
 
 /*
- * A poller, one per loop; `bdata` in the loop is the backend's. Interest is
- * registered per handle with a mask; `wait` fills loop->fired[0..n) and
- * returns n (at most loop->nfired_cap), or a negative errno (never -EINTR).
- * An event may name a handle removed since the wait returned, or one whose
- * memory now serves another handle of the same kind: the handles' owners
- * keep that memory for the loop's life (connections live in a pool), and a
- * spurious readiness event costs a read that finds nothing.
+ * A backend, one per loop; `bdata` in the loop is the backend's. Readiness
+ * is registered per handle with a mask (add, mod, del); `wait` fills
+ * loop->fired[0..n) and returns n (at most loop->nfired_cap), or a negative
+ * errno (never -EINTR). An event may name a handle removed since the wait
+ * returned, or one whose memory now serves another handle of the same kind:
+ * the handles' owners keep that memory for the loop's life (connections
+ * live in a pool), and a spurious readiness event costs a read that finds
+ * nothing.
+ *
+ * A completion backend also does the I/O itself (recv, send, accept and
+ * close are set): a handle's owner turns receiving on and off, hands it
+ * output to send, one send at a time, and has it accept on a listening
+ * socket, and the results come as events. Its close stops everything on a
+ * handle and closes the descriptor (keep_fd: leaves it to the caller, the
+ * backend done with it); while the backend still refers to the handle it
+ * returns 1, and EVN__RELEASED comes once it no longer does, until when the
+ * handle's memory must stay. It may be used on any handle of such a backend,
+ * also one registered for readiness only.
  */
 struct evn__backend {
     const char *name;
@@ -233,6 +269,11 @@ struct evn__backend {
      * closed fds by itself may skip the work. */
     int (*del)(struct evn_loop *loop, struct evn__io *io, int oldmask, bool closing);
     int (*wait)(struct evn_loop *loop, int timeout_ms);
+    /* Completion I/O; NULL in a readiness backend. */
+    void (*recv)(struct evn_loop *loop, struct evn__io *io, bool on);
+    int (*send)(struct evn_loop *loop, struct evn__io *io, const struct iovec *iov, int n);
+    void (*accept)(struct evn_loop *loop, struct evn__io *io, bool on);
+    int (*close)(struct evn_loop *loop, struct evn__io *io, bool keep_fd);
 };
 
 EVN__HIDDEN extern const struct evn__backend evn__backend_poll;
@@ -241,6 +282,12 @@ EVN__HIDDEN extern const struct evn__backend evn__backend_epoll;
 #endif
 #ifdef EVN_HAVE_KQUEUE
 EVN__HIDDEN extern const struct evn__backend evn__backend_kqueue;
+#endif
+#ifdef EVN_HAVE_URING
+EVN__HIDDEN extern const struct evn__backend evn__backend_uring;
+/* Why io_uring cannot run here (set up and torn down once, then kept):
+ * 0, or a negative errno with evn_errmsg() saying why. Any thread. */
+EVN__HIDDEN int evn__uring_probe(void);
 #endif
 
 /* Find a backend by name (NULL: EVN_BACKEND or the best). NULL if unknown. */
@@ -386,7 +433,10 @@ enum {
     EVN__C_SPLICE = 1u << 24,     /* input is spliced to another connection (splice.c) */
     EVN__C_SPLWAIT = 1u << 25,    /* ... which cannot take more now: not reading */
     EVN__C_MANUAL = 1u << 26,     /* EVN_FLOW_MANUAL: never paused for its own output */
-    EVN__C_KEPT = 1u << 27        /* evn_keep was called in this data event */
+    EVN__C_KEPT = 1u << 27,       /* evn_keep was called in this data event */
+    EVN__C_CQ = 1u << 28,         /* the backend receives and sends (completion I/O) */
+    EVN__C_SENDING = 1u << 29,    /* ... and a send is in flight */
+    EVN__C_INEND = 1u << 30       /* ... and the end of input came after input kept */
 };
 
 /*
@@ -447,6 +497,7 @@ struct evn__conns {
     struct evn_conn **pages;
     uint32_t npages, nslots;
     uint32_t free;
+    uint32_t limbo; /* freed this turn: free once it is over */
     uint32_t next_seq;
     size_t open; /* stream connections in use */
     /* The read buffer, handed to data callbacks without a copy. */
@@ -483,12 +534,14 @@ EVN__HIDDEN void evn__conn_close_all(struct evn_loop *loop, int err);
 
 /*
  * A new connection on fd, accepted by listener (or EVN__LISTENER_OUTBOUND),
- * registered with the poller for mask, not yet opened. On failure fd is
- * closed, its max_conns slot given back, and NULL returned.
+ * in the state flags give (EVN__C_CONNECTING, EVN__C_UNREG, EVN__C_CQ),
+ * registered with the backend for the interest that state has, not yet
+ * opened. On failure fd is closed, its max_conns slot given back, and NULL
+ * returned.
  */
 EVN__HIDDEN struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint16_t listener,
                                            const union evn__ip_addr *peer, socklen_t peerlen,
-                                           int mask);
+                                           uint32_t flags);
 /* A connection accepted (or handed over) on this loop: make it and open
  * it (TLS handshake first, or the accept fast path). */
 EVN__HIDDEN int evn__conn_accepted(struct evn_loop *loop, int fd, uint16_t listener,
@@ -504,6 +557,7 @@ EVN__HIDDEN void evn__conn_wake(struct evn_conn *c);
 /* What the loop does when c's socket is ready, for a transport that was
  * waiting in its stead (EVN__C_TPWAIT) and is done. */
 EVN__HIDDEN void evn__conn_ready(struct evn_conn *c, int mask);
+
 /* Append a chunk from another thread's evn_send to c's output. */
 EVN__HIDDEN void evn__conn_queue_chunk(struct evn_conn *c, struct evn__chunk *ch);
 EVN__HIDDEN void evn__chunk_release(struct evn_loop *loop, struct evn__chunk *ch, int status);
@@ -536,7 +590,8 @@ static inline struct evn__splice *evn__conn_splice(const struct evn_conn *c)
 /* UDP (udp.c): a listener's pseudo-connection and its datagrams. */
 EVN__HIDDEN struct evn_conn *evn__udp_conn_new(struct evn_loop *loop, struct evn__lsock *ls);
 EVN__HIDDEN void evn__udp_conn_free(struct evn_conn *c);
-EVN__HIDDEN void evn__udp_ready(struct evn_loop *loop, struct evn__io *io, int mask);
+EVN__HIDDEN void evn__udp_ready(struct evn_loop *loop, struct evn__io *io,
+                                const struct evn__fired *f);
 
 /* ---- the inbox: other threads' messages for a loop (wake.c) ---- */
 
@@ -656,6 +711,12 @@ static inline int64_t evn__loop_now(struct evn_loop *loop)
 
 /* The loop the calling thread runs, or NULL. */
 EVN__HIDDEN extern _Thread_local struct evn_loop *evn__cur_loop;
+
+/* Whether this loop's backend does the I/O itself. */
+static inline bool evn__loop_completes(const struct evn_loop *loop)
+{
+    return loop->be->recv != NULL;
+}
 
 static inline int evn__io_add(struct evn_loop *loop, struct evn__io *io, int mask)
 {
@@ -783,6 +844,9 @@ EVN__HIDDEN ssize_t evn__file_send(struct evn_conn *c, struct evn__chunk *ch, si
 EVN__HIDDEN void evn__splice_pump(struct evn_conn *from);
 EVN__HIDDEN void evn__splice_drained(struct evn_conn *to);
 EVN__HIDDEN void evn__splice_write_kept(struct evn_conn *from);
+/* from's input that a completion backend received: to its target, ahead
+ * of what splice(2) moves next. 0 or -ENOMEM. */
+EVN__HIDDEN int evn__splice_pass(struct evn_conn *from, const char *buf, size_t n);
 EVN__HIDDEN void evn__splice_drop(struct evn_conn *c);
 /* For the tests: c's splice state, false if it was never spliced. */
 EVN__HIDDEN bool evn__splice_info(const struct evn_conn *c, evn_id *to, evn_id *from,

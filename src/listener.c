@@ -451,7 +451,7 @@ static void accept_retry(struct evn_loop *loop, struct evn__timer *t)
  * this one for a reuseport socket, else the one the balancing mode picks. Only
  * the chosen loop is woken, so no loop wakes for nothing.
  */
-static void accept_ready(struct evn_loop *loop, struct evn__io *io, int mask)
+static void accept_ready(struct evn_loop *loop, struct evn__io *io, const struct evn__fired *f)
 {
     struct evn__lsock *ls = evn__container_of(io, struct evn__lsock, io);
     struct evn_server *srv = loop->srv;

@@ -182,7 +182,7 @@ int evn__loop_run(struct evn_loop *loop)
             loop->now_ms = evn__now_ms();
         for (int i = 0; i < n; i++) {
             struct evn__io *io = loop->fired[i].io;
-            io->cb(loop, io, loop->fired[i].mask);
+            io->cb(loop, io, &loop->fired[i]);
         }
         if (loop->nheap)
             evn__timers_run(loop);

@@ -129,9 +129,9 @@ static void on_signal(int sig)
 }
 #endif
 
-static void signals_ready(struct evn_loop *loop, struct evn__io *io, int mask);
+static void signals_ready(struct evn_loop *loop, struct evn__io *io, const struct evn__fired *f);
 
-static void signals_gone(struct evn_loop *loop, struct evn__io *io, int mask)
+static void signals_gone(struct evn_loop *loop, struct evn__io *io, const struct evn__fired *f)
 {
 }
 
@@ -181,7 +181,7 @@ int evn_server_stop_on_signals(evn_server *srv, int64_t drain_ms)
     return rc;
 }
 
-static void signals_ready(struct evn_loop *loop, struct evn__io *io, int mask)
+static void signals_ready(struct evn_loop *loop, struct evn__io *io, const struct evn__fired *f)
 {
     struct evn_server *srv = loop->srv;
     for (;;) {

@@ -103,7 +103,8 @@ int evn_conn_splice(evn_conn *from, evn_conn *to)
     evn__sigpipe_block(from->loop);
     fs->to = evn_conn_id(to);
     ts->from = evn_conn_id(from);
-    from->flags |= EVN__C_SPLICE;
+    /* On a completion backend from's input now comes by readiness. */
+    evn__conn_set_flags(from, EVN__C_SPLICE, 0);
     /* Input kept from an earlier data event goes first. Inside from's own
      * data callback the keep is not applied yet: deliver() moves it after. */
     if (from->x->in_len && from->loop->conns.cur != from) {
@@ -211,6 +212,12 @@ void evn__splice_drained(struct evn_conn *to)
     }
 }
 
+int evn__splice_pass(struct evn_conn *from, const char *buf, size_t n)
+{
+    struct evn_conn *to = evn__conn_lookup(from->loop, from->x->splice->to);
+    return to && evn_write(to, buf, n) == -ENOMEM ? -ENOMEM : 0;
+}
+
 void evn__splice_write_kept(struct evn_conn *from)
 {
     struct evn_conn *to = evn__conn_lookup(from->loop, from->x->splice->to);
@@ -260,9 +267,21 @@ void evn__splice_drained(struct evn_conn *to)
     (void)to;
 }
 
+int evn__splice_pass(struct evn_conn *from, const char *buf, size_t n)
+{
+    struct evn_conn *to = evn__conn_lookup(from->loop, from->x->splice->to);
+    return to && evn_write(to, buf, n) == -ENOMEM ? -ENOMEM : 0;
+}
+
 void evn__splice_write_kept(struct evn_conn *from)
 {
     (void)from;
+}
+
+int evn__splice_pass(struct evn_conn *from, const char *buf, size_t n)
+{
+    (void)from, (void)buf, (void)n;
+    return 0;
 }
 
 void evn__splice_drop(struct evn_conn *c)

@@ -63,7 +63,7 @@ static void reply(struct evn_conn *c)
 }
 
 /* Receive a batch of datagrams, one data event each. */
-void evn__udp_ready(struct evn_loop *loop, struct evn__io *io, int mask)
+void evn__udp_ready(struct evn_loop *loop, struct evn__io *io, const struct evn__fired *f)
 {
     struct evn__lsock *ls = evn__container_of(io, struct evn__lsock, io);
     struct evn_server *srv = loop->srv;

@@ -18,7 +18,7 @@
 #include <sys/eventfd.h>
 #endif
 
-static void inbox_ready(struct evn_loop *loop, struct evn__io *io, int mask);
+static void inbox_ready(struct evn_loop *loop, struct evn__io *io, const struct evn__fired *f);
 
 static int open_wakefd(struct evn_loop *loop)
 {
@@ -127,7 +127,7 @@ int evn__loop_post(struct evn_loop *loop, const struct evn__msg *msg)
  * held for a moment only), then act on it. Wakes for one connection that
  * arrive in one batch merge into one data event.
  */
-static void inbox_ready(struct evn_loop *loop, struct evn__io *io, int mask)
+static void inbox_ready(struct evn_loop *loop, struct evn__io *io, const struct evn__fired *f)
 {
     clear_wakefd(loop);
     pthread_mutex_lock(&loop->inbox_lock);
