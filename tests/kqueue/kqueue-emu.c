@@ -640,22 +640,29 @@ static int change_apply(struct kq *q, const struct kevent *kev)
 
 /* ---- retrieving events ---- */
 
-/* Queue the kevents of the files epoll reported edges for. */
+/*
+ * Queue the kevents of the files epoll reported edges for: every read
+ * kevent first, then every write kevent. The page promises no order, and
+ * this one keeps the two events of one descriptor apart, with others
+ * between them, as a caller must expect they may be.
+ */
 static void take_edges(struct kq *q, const struct epoll_event *ev, int n)
 {
-    for (int i = 0; i < n; i++) {
-        if (ev[i].data.u64 == KQ_WAKE_TAG)
-            continue;
-        int fd = (int)(uint32_t)ev[i].data.u64;
-        uint32_t gen = (uint32_t)(ev[i].data.u64 >> 32);
-        struct kq_file *f = fd < q->nfiles ? q->files[fd] : NULL;
-        if (!f || f->gen != gen)
-            continue;
-        uint32_t e = ev[i].events;
-        if (f->rd && (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
-            note_activate(q, f->rd);
-        if (f->wr && (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)))
-            note_activate(q, f->wr);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n; i++) {
+            if (ev[i].data.u64 == KQ_WAKE_TAG)
+                continue;
+            int fd = (int)(uint32_t)ev[i].data.u64;
+            uint32_t gen = (uint32_t)(ev[i].data.u64 >> 32);
+            struct kq_file *f = fd < q->nfiles ? q->files[fd] : NULL;
+            if (!f || f->gen != gen)
+                continue;
+            uint32_t e = ev[i].events;
+            if (pass == 0 && f->rd && (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+                note_activate(q, f->rd);
+            if (pass == 1 && f->wr && (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)))
+                note_activate(q, f->wr);
+        }
     }
 }
 
