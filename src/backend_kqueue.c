@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/event.h>
 #include <sys/time.h>
@@ -12,6 +13,8 @@
 #include <unistd.h>
 
 #define KQ_BATCH 256
+/* Open addressing over a wait's events: more than twice KQ_BATCH. */
+#define KQ_HASH 512
 
 struct kq_data {
     int kq;
@@ -88,13 +91,30 @@ static int kq_wait(struct evn_loop *loop, int timeout_ms)
     int n = kevent(d->kq, NULL, 0, d->events, KQ_BATCH, tsp);
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
-    /* Read and write readiness of one fd arrive as two events; the loop
-     * handles each on its own, which is correct if not merged. */
+    /*
+     * Read and write readiness of one fd arrive as two events, in any order
+     * and with others between. They are merged into one, as epoll and poll
+     * report them: the loop handles a wait's events one by one, an earlier one
+     * may close a connection and a later callback reuse its fd (evn_connect),
+     * and the fd's second event would then reach the new connection (a
+     * connect in progress taken for done). `at` maps an fd to 1 + its entry.
+     */
+    uint16_t at[KQ_HASH] = {0};
+    int k = 0;
     for (int i = 0; i < n; i++) {
-        loop->fired[i].fd = (int)d->events[i].ident;
-        loop->fired[i].mask = d->events[i].filter == EVFILT_WRITE ? EVN__WRITE : EVN__READ;
+        int fd = (int)d->events[i].ident;
+        int mask = d->events[i].filter == EVFILT_WRITE ? EVN__WRITE : EVN__READ;
+        unsigned h = (unsigned)fd % KQ_HASH;
+        while (at[h] && loop->fired[at[h] - 1].fd != fd)
+            h = (h + 1) % KQ_HASH;
+        if (at[h]) {
+            loop->fired[at[h] - 1].mask |= mask;
+        } else {
+            loop->fired[k] = (struct evn__fired){.fd = fd, .mask = mask};
+            at[h] = (uint16_t)++k;
+        }
     }
-    return n;
+    return k;
 }
 
 const struct evn__backend evn__backend_kqueue = {
