@@ -14,7 +14,11 @@
  * filter (poll, FIONREAD, ...) on each queued kevent as it retrieves it.
  * Returned without EV_CLEAR, a kevent stays queued, so it comes back for as
  * long as its condition holds; with EV_CLEAR it leaves the queue until the
- * next edge, so it is reported once per change.
+ * next edge, so it is reported once per change. One epoll registration
+ * serves a descriptor's read and write kevents, and an edge does not say
+ * which side changed, so with EV_CLEAR an edge of one side also returns the
+ * other's kevent again if its condition holds (a socket stays writable when
+ * input arrives): once more than FreeBSD would, never less.
  *
  * What it cannot see is close(): the page says closing a descriptor removes
  * its kevents, and the kernel drops a closed file from an epoll set, but this
