@@ -8,6 +8,8 @@
 #   make test          build and run the test suite
 #   make test-sanitize the suite under ASan+UBSan (build-asan/), then the
 #                      threaded tests under TSan (build-tsan/)
+#   make test-kqueue   the suite on the kqueue backend, run over a kevent
+#                      emulation on Linux (build-kqueue/; tests/kqueue/)
 #   make bench         Release build in build-bench/, then bench/run.sh (QUICK=1: short)
 #   make fuzz          fuzz every target with libFuzzer (fuzz/run.sh; FUZZ_SECONDS=60 each)
 #   make format        clang-format -i on all C sources (format-check: only check)
@@ -34,6 +36,7 @@ BUILD_DIR  := build
 ASAN_DIR   := build-asan
 TSAN_DIR   := build-tsan
 BENCH_DIR  := build-bench
+KQUEUE_DIR := build-kqueue
 
 # The sanitizer builds leave out the benchmark helpers.
 SAN_ARGS := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEVN_BUILD_BENCH=OFF
@@ -58,7 +61,7 @@ define configure
 	fi
 endef
 
-.PHONY: all build setup run test test-sanitize test-asan test-tsan bench fuzz \
+.PHONY: all build setup run test test-sanitize test-asan test-tsan test-kqueue bench fuzz \
         format format-check install clean help
 
 all: build
@@ -107,6 +110,14 @@ test-tsan:
 	@$(CMAKE) --build $(TSAN_DIR) -j $(JOBS)
 	cd $(TSAN_DIR) && $(SAN_ENV) $(TSAN_WRAP) $(CTEST) --output-on-failure --no-tests=error -j $(JOBS) -L threaded
 
+# Every test labelled kqueue: the C tests and the examples' integration tests
+# on the kqueue backend, and the emulation's own conformance test.
+test-kqueue:
+	@$(SETUP) core test
+	$(call configure,$(KQUEUE_DIR),-DEVN_KQUEUE_EMULATION=ON -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DEVN_BUILD_BENCH=OFF)
+	@$(CMAKE) --build $(KQUEUE_DIR) -j $(JOBS)
+	cd $(KQUEUE_DIR) && $(CTEST) --output-on-failure --no-tests=error -j $(JOBS) -L kqueue
+
 bench:
 	@$(SETUP) bench
 	$(call configure,$(BENCH_DIR),-DCMAKE_BUILD_TYPE=Release -DEVN_BUILD_TESTS=OFF)
@@ -142,6 +153,6 @@ install: setup
 	$(CMAKE) --install $(BUILD_DIR)
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(BENCH_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(BENCH_DIR) $(KQUEUE_DIR)
 
 , := ,
