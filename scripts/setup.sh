@@ -8,7 +8,8 @@
 #   core      build the library and examples: cmake (and the C compiler of
 #             build-essential); OpenSSL is optional, see tls
 #   test      core + what the test suite uses: python3 and pkg-config, OpenSSL's
-#             headers (libssl-dev) so the TLS code is built and tested, nc, the
+#             headers (libssl-dev) so the TLS code is built and tested,
+#             liburing-dev so the io_uring backend is, nc, the
 #             openssl command (the TLS tests make their certificates with
 #             it); with tests/http, the HTTP
 #             clients (curl, wrk, ab, h2load); with tests/redis, Debian's
@@ -18,6 +19,7 @@
 #             build-essential: libasan8, libubsan1, libtsan2)
 #   examples  core + clients to try the example servers (nc, curl, redis-cli)
 #   tls       core + OpenSSL's headers (libssl-dev) and the openssl command
+#   uring     core + liburing-dev, for the io_uring backend
 #   bench     core + the comparison servers, load generators and plotting
 #   fuzz      core + clang and its libFuzzer runtime
 #   format    clang-format
@@ -37,22 +39,23 @@ packages_for() {
     core) echo cmake ;;
     test | sanitize)
         packages_for core
-        echo python3 pkg-config libssl-dev netcat-openbsd openssl
+        echo python3 pkg-config libssl-dev liburing-dev netcat-openbsd openssl
         # The example servers' tests drive them with real clients.
         [ ! -d "$repo/tests/http" ] || echo curl wrk apache2-utils nghttp2-client
         [ ! -d "$repo/tests/redis" ] || echo redis-server redis-tools python3-redis
         ;;
     examples) packages_for core; echo netcat-openbsd curl redis-tools ;;
     tls) packages_for core; echo libssl-dev openssl ;;
+    uring) packages_for core; echo liburing-dev ;;
     bench)
         packages_for core
-        echo python3 pkg-config libssl-dev redis-server redis-tools wrk nginx-light h2o haproxy libuv1-dev \
+        echo python3 pkg-config libssl-dev liburing-dev redis-server redis-tools wrk nginx-light h2o haproxy libuv1-dev \
             libevent-dev gnuplot-nox util-linux hyperfine valgrind strace openssl
         ;;
     fuzz) packages_for core; echo clang "$(clang_rt_package)" ;;
     format) echo clang-format ;;
     *)
-        echo "$prog: unknown purpose '$1' (core test sanitize examples tls bench fuzz format)" >&2
+        echo "$prog: unknown purpose '$1' (core test sanitize examples tls uring bench fuzz format)" >&2
         return 2
         ;;
     esac
