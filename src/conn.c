@@ -61,6 +61,7 @@ static bool flush_cq(struct evn_conn *c);
 static bool wait_writable(struct evn_conn *c);
 static bool out_empty(struct evn_conn *c);
 static void out_sent(struct evn_conn *c, size_t n);
+static void out_clear(struct evn_conn *c, int status);
 static void conn_free(struct evn_conn *c);
 static void read_ready(struct evn_conn *c);
 static bool flush(struct evn_conn *c);
@@ -115,11 +116,13 @@ static void slot_free(struct evn_loop *loop, struct evn_conn *c)
 static void limbo_end(struct evn__conns *cs)
 {
     while (cs->limbo) {
-        struct evn_conn *c = slot_at(cs, cs->limbo - 1);
-        UNPOISON(&c->flags, sizeof c->flags);
+        /* Only io and flags are readable in a free slot: the number comes
+         * from the list, not from c->slot. */
+        uint32_t slot = cs->limbo - 1;
+        struct evn_conn *c = slot_at(cs, slot);
         uint32_t next = c->flags;
         c->flags = cs->free;
-        cs->free = c->slot + 1;
+        cs->free = slot + 1;
         cs->limbo = next;
     }
 }
@@ -194,9 +197,19 @@ int evn__conns_init(struct evn_loop *loop)
     return 0;
 }
 
+/* A closed connection whose send was still in flight when the loop ended:
+ * its chunks go now. */
+static void free_zombie(struct evn_conn *c)
+{
+    if (c->io.cb == zombie_io)
+        out_clear(c, -ECONNABORTED);
+}
+
 void evn__conns_free(struct evn_loop *loop)
 {
     struct evn__conns *cs = &loop->conns;
+    for (uint32_t i = 0; i < cs->nslots; i++)
+        free_zombie(slot_at(cs, i));
     while (cs->chunks) {
         struct evn__chunk *ch = cs->chunks;
         cs->chunks = ch->next;
@@ -368,7 +381,8 @@ static int apply(struct evn_conn *c, struct reg before)
     bool reads = (after.poll & EVN__READ) || after.recv;
     bool read = (before.poll & EVN__READ) || before.recv;
     if (reads && !read && !(c->flags & EVN__C_OPENING) &&
-        ((c->tp->pending && c->tp->pending(c)) || ((c->flags & EVN__C_CQ) && in_len(c))))
+        ((c->tp->pending && c->tp->pending(c)) ||
+         ((c->flags & EVN__C_CQ) && (in_len(c) || (c->flags & EVN__C_INEND)))))
         queue_reread(c);
     return rc;
 }
@@ -501,7 +515,8 @@ void evn__conn_opened(struct evn_conn *c)
  * hands over a connection only once its first bytes have arrived, so they are
  * read at once, before the socket is ever registered with the poller. A
  * request answered in full by a connection that then closes costs accept4,
- * read, send and close, and no poller call at all. Whatever is left (the
+ * read, send and close, and no poller call at all (on a completion backend,
+ * the read, and no operation for it, nor a turn's wait, before the answer). Whatever is left (the
  * connection stays open, output is pending, the read found nothing because
  * deferaccept gave up waiting) is registered at the end with the interest
  * the connection has by then; until that, interest() is 0, so set_flags
@@ -526,12 +541,11 @@ int evn__conn_accepted(struct evn_loop *loop, int fd, uint16_t listener,
 {
     struct evn__listener *l = &loop->srv->listeners[listener];
     /* A backend that does the I/O does it for plain connections; TLS reads
-     * and writes the socket itself. The accept fast path is a readiness
-     * backend's: a completion backend registers nothing to save. */
-    bool cq = !l->tls && evn__loop_completes(loop);
-    bool fast = !cq && !l->tls && l->url.proto == EVN__TCP && l->url.deferaccept > 0;
+     * and writes the socket itself. */
+    uint32_t cq = !l->tls && evn__loop_completes(loop) ? EVN__C_CQ : 0;
+    bool fast = !l->tls && l->url.proto == EVN__TCP && l->url.deferaccept > 0;
     struct evn_conn *c = evn__conn_new(loop, fd, listener, peer, peerlen,
-                                       cq ? EVN__C_CQ : fast ? EVN__C_UNREG : 0);
+                                       cq | (fast ? EVN__C_UNREG : 0));
     if (!c)
         return -ENOMEM;
 #ifdef EVN_HAVE_TLS
@@ -1194,7 +1208,9 @@ static void read_kept(struct evn_conn *c)
         if (!(c = evn__conn_lookup(c->loop, id)))
             return;
     }
-    if ((c->flags & EVN__C_INEND) && !in_len(c) && (evn__conn_interest(c) & EVN__READ)) {
+    /* What is still kept now is the application's partial input: the end
+     * comes after it, as a read of 0 after it would. */
+    if ((c->flags & EVN__C_INEND) && (evn__conn_interest(c) & EVN__READ)) {
         c->flags &= ~(uint32_t)EVN__C_INEND;
         evn__conn_input_end(c);
     }
@@ -1203,7 +1219,8 @@ static void read_kept(struct evn_conn *c)
 static void read_ready(struct evn_conn *c)
 {
     struct evn_loop *loop = c->loop;
-    if ((c->flags & (EVN__C_CQ | EVN__C_SPLICE | EVN__C_LINGER)) == EVN__C_CQ) {
+    /* Input by completions, unless the accept fast path reads it first. */
+    if ((c->flags & (EVN__C_CQ | EVN__C_SPLICE | EVN__C_LINGER | EVN__C_UNREG)) == EVN__C_CQ) {
         read_kept(c);
         return;
     }
@@ -1292,8 +1309,13 @@ static void received(struct evn_conn *c, const char *buf, int n)
         return;
     }
     if (n == 0) {
-        /* Kept input not yet handed over goes first (read_ready). */
-        if (in_len(c) && !(c->flags & (EVN__C_CLOSING | EVN__C_DETACHING)))
+        /* Not reading now, or about to hand over what was received while
+         * it was not (EVN__C_REREAD), the end waits until that is done
+         * (read_kept), as a paused socket's end would wait on a readiness
+         * backend. Otherwise what is kept is the application's own partial
+         * input, and the end comes now, as a read of 0 would find it. */
+        if (!(c->flags & (EVN__C_CLOSING | EVN__C_DETACHING)) &&
+            (!(evn__conn_interest(c) & EVN__READ) || (in_len(c) && (c->flags & EVN__C_REREAD))))
             c->flags |= EVN__C_INEND;
         else
             evn__conn_input_end(c);
@@ -1325,6 +1347,12 @@ static void received(struct evn_conn *c, const char *buf, int n)
 static void sent(struct evn_conn *c, int n)
 {
     c->flags &= ~(uint32_t)EVN__C_SENDING;
+    /* The socket is full (the kernel does not wait on a non-blocking one):
+     * as for a short send, go on when it is writable. */
+    if (n == -EAGAIN) {
+        wait_writable(c);
+        return;
+    }
     if (n < 0) {
         evn__conn_close(c, n);
         return;

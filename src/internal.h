@@ -272,8 +272,11 @@ struct evn__backend {
     /* Completion I/O; NULL in a readiness backend. */
     void (*recv)(struct evn_loop *loop, struct evn__io *io, bool on);
     int (*send)(struct evn_loop *loop, struct evn__io *io, const struct iovec *iov, int n);
-    void (*accept)(struct evn_loop *loop, struct evn__io *io, bool on);
+    int (*accept)(struct evn_loop *loop, struct evn__io *io, bool on);
     int (*close)(struct evn_loop *loop, struct evn__io *io, bool keep_fd);
+    /* The loop is done (its thread, after its last callback): what it asked
+     * for and did not wait for is done now. NULL: nothing to do. */
+    void (*stop)(struct evn_loop *loop);
 };
 
 EVN__HIDDEN extern const struct evn__backend evn__backend_poll;
@@ -357,6 +360,9 @@ EVN__HIDDEN int evn__lsocks_start(struct evn_loop *loop);
 EVN__HIDDEN void evn__lsocks_close(struct evn_loop *loop);
 EVN__HIDDEN void evn__lsocks_free(struct evn_loop *loop);
 EVN__HIDDEN void evn__accept_resume(struct evn_loop *loop);
+/* For the tests: accepts of srv's loops that failed for want of
+ * descriptors or memory, so far. Any thread. */
+EVN__HIDDEN long evn__accept_failures(struct evn_server *srv);
 EVN__HIDDEN int evn__set_nonblock(int fd, bool on);
 /* A pipe with both ends non-blocking and close-on-exec; -errno on failure. */
 EVN__HIDDEN int evn__pipe_nb(int p[2]);
@@ -634,6 +640,9 @@ struct evn_loop {
      * connection of this loop closes or the retry timer fires. */
     bool accept_paused;
     struct evn__timer accept_retry;
+    /* Accepts that failed for want of descriptors or memory (written by
+     * this loop only; read by any thread). */
+    atomic_long accept_failures;
 
     /* Cross-thread inbox: a mutex-guarded queue plus a wake-up fd. */
     struct evn__io wake_io;

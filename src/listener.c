@@ -412,11 +412,23 @@ static bool is_listening(const struct evn__lsock *ls)
     return ls->io.fd >= 0 && ls->l->url.proto != EVN__UDP;
 }
 
+/* Accept on ls (on), or stop (off): with the backend's own accepts if it
+ * does the I/O, else by readiness. 0 or -errno. */
+static int accepting(struct evn_loop *loop, struct evn__lsock *ls, bool on)
+{
+    if (loop->be->accept)
+        return loop->be->accept(loop, &ls->io, on);
+    if (on)
+        return evn__io_add(loop, &ls->io, EVN__READ);
+    evn__io_del(loop, &ls->io, EVN__READ, false);
+    return 0;
+}
+
 /*
  * Out of descriptors (or kernel memory): the waiting connection cannot be
  * taken, and a level-triggered poller would report it again at once, forever.
- * Take the listeners off the poller until a connection of this loop closes or
- * a short while passes; the waiting clients stay in the backlog meanwhile.
+ * Stop accepting until a connection of this loop closes or a short while
+ * passes; the waiting clients stay in the backlog meanwhile.
  */
 static void accept_pause(struct evn_loop *loop)
 {
@@ -424,7 +436,7 @@ static void accept_pause(struct evn_loop *loop)
         return;
     for (size_t i = 0; i < loop->nlsocks; i++)
         if (is_listening(&loop->lsocks[i]))
-            evn__io_del(loop, &loop->lsocks[i].io, EVN__READ, false);
+            accepting(loop, &loop->lsocks[i], false);
     loop->accept_paused = true;
     /* Without room for the timer, the next close of a connection resumes. */
     evn__timer_start(loop, &loop->accept_retry, evn__now_ms() + EVN__ACCEPT_RETRY_MS);
@@ -438,7 +450,7 @@ void evn__accept_resume(struct evn_loop *loop)
     evn__timer_stop(loop, &loop->accept_retry);
     for (size_t i = 0; i < loop->nlsocks; i++)
         if (is_listening(&loop->lsocks[i]))
-            evn__io_add(loop, &loop->lsocks[i].io, EVN__READ);
+            accepting(loop, &loop->lsocks[i], true);
 }
 
 static void accept_retry(struct evn_loop *loop, struct evn__timer *t)
@@ -447,15 +459,78 @@ static void accept_retry(struct evn_loop *loop, struct evn__timer *t)
 }
 
 /*
- * Accept what is waiting, up to a batch, and give each connection to a loop:
- * this one for a reuseport socket, else the one the balancing mode picks. Only
- * the chosen loop is woken, so no loop wakes for nothing.
+ * A new connection, fd, on ls: give it to a loop, this one for a reuseport
+ * socket, else the one the balancing mode picks. Only the chosen loop is
+ * woken, so no loop wakes for nothing.
+ */
+static void take(struct evn_loop *loop, struct evn__lsock *ls, int fd,
+                 const union evn__ip_addr *peer, socklen_t plen)
+{
+    struct evn_server *srv = loop->srv;
+    uint16_t index = (uint16_t)ls->l->index;
+    if (plen > sizeof *peer)
+        plen = 0;
+    /* A listener closed since the accept was asked for (a drain). */
+    if (ls->io.fd < 0) {
+        close(fd);
+        return;
+    }
+    int max = srv->ev.max_conns;
+    if (atomic_fetch_add_explicit(&srv->total_conns, 1, memory_order_relaxed) >= max && max > 0) {
+        atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
+        reject(srv, fd);
+        return;
+    }
+    struct evn_loop *to = ls->l->fds ? loop : pick_loop(srv);
+    atomic_fetch_add_explicit(&to->nconns, 1, memory_order_relaxed);
+    if (to == loop) {
+        evn__conn_accepted(loop, fd, index, peer, plen);
+        return;
+    }
+    struct evn__msg m = {.type = EVN__M_CONN, .fd = fd, .arg = index, .peer = *peer};
+    m.peerlen = (uint8_t)plen;
+    if (evn__loop_post(to, &m) < 0) {
+        atomic_fetch_sub_explicit(&to->nconns, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
+        close(fd);
+    }
+}
+
+/* An accept failed: for want of descriptors or memory, stop for a while. */
+static void accept_failed(struct evn_loop *loop, int err)
+{
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        long n = atomic_load_explicit(&loop->accept_failures, memory_order_relaxed);
+        atomic_store_explicit(&loop->accept_failures, n + 1, memory_order_relaxed);
+        accept_pause(loop);
+    }
+}
+
+long evn__accept_failures(struct evn_server *srv)
+{
+    long n = 0;
+    for (int i = 0; i < srv->nloops; i++)
+        n += atomic_load_explicit(&srv->loops[i].accept_failures, memory_order_relaxed);
+    return n;
+}
+
+/*
+ * A listening socket is ready (accept what is waiting, up to a batch), or
+ * the backend accepted a connection on it.
  */
 static void accept_ready(struct evn_loop *loop, struct evn__io *io, const struct evn__fired *f)
 {
     struct evn__lsock *ls = evn__container_of(io, struct evn__lsock, io);
-    struct evn_server *srv = loop->srv;
-    uint16_t index = (uint16_t)ls->l->index;
+    if (f->ev == EVN__RELEASED)
+        return;
+    if (f->ev == EVN__ACCEPTED) {
+        const struct evn__peer *p = f->buf;
+        if (f->res >= 0)
+            take(loop, ls, f->res, &p->addr, p->len);
+        else
+            accept_failed(loop, -f->res);
+        return;
+    }
     for (int k = 0; k < EVN__ACCEPT_BATCH; k++) {
         union evn__ip_addr peer;
         socklen_t plen = sizeof peer;
@@ -471,32 +546,10 @@ static void accept_ready(struct evn_loop *loop, struct evn__io *io, const struct
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                accept_pause(loop);
+            accept_failed(loop, errno);
             return;
         }
-        if (plen > sizeof peer)
-            plen = 0;
-        int max = srv->ev.max_conns;
-        if (atomic_fetch_add_explicit(&srv->total_conns, 1, memory_order_relaxed) >= max &&
-            max > 0) {
-            atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
-            reject(srv, fd);
-            continue;
-        }
-        struct evn_loop *to = ls->l->fds ? loop : pick_loop(srv);
-        atomic_fetch_add_explicit(&to->nconns, 1, memory_order_relaxed);
-        if (to == loop) {
-            evn__conn_accepted(loop, fd, index, &peer, plen);
-            continue;
-        }
-        struct evn__msg m = {.type = EVN__M_CONN, .fd = fd, .arg = index, .peer = peer};
-        m.peerlen = (uint8_t)plen;
-        if (evn__loop_post(to, &m) < 0) {
-            atomic_fetch_sub_explicit(&to->nconns, 1, memory_order_relaxed);
-            atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
-            close(fd);
-        }
+        take(loop, ls, fd, &peer, plen);
     }
 }
 
@@ -519,12 +572,15 @@ int evn__lsocks_start(struct evn_loop *loop)
             ls->io.cb = evn__udp_ready;
             if (!(ls->udp = evn__udp_conn_new(loop, ls)))
                 return -ENOMEM;
+            int rc = evn__io_add(loop, &ls->io, EVN__READ);
+            if (rc < 0)
+                return rc;
         } else {
             ls->io.cb = accept_ready;
+            int rc = accepting(loop, ls, true);
+            if (rc < 0)
+                return rc;
         }
-        int rc = evn__io_add(loop, &ls->io, EVN__READ);
-        if (rc < 0)
-            return rc;
     }
     return 0;
 }
@@ -536,9 +592,15 @@ void evn__lsocks_close(struct evn_loop *loop)
         struct evn__lsock *ls = &loop->lsocks[i];
         if (ls->io.fd < 0)
             continue;
-        if (!loop->accept_paused || !is_listening(ls))
-            evn__io_del(loop, &ls->io, EVN__READ, true);
-        close(ls->io.fd);
+        if (loop->be->close) {
+            /* Accepts still armed, or events in the batch, may come back for
+             * it: its memory lives as long as the loop. */
+            loop->be->close(loop, &ls->io, false);
+        } else {
+            if (!loop->accept_paused || !is_listening(ls))
+                evn__io_del(loop, &ls->io, EVN__READ, true);
+            close(ls->io.fd);
+        }
         /* The listener must not close it again at free. */
         if (ls->l->fds)
             ls->l->fds[loop->index] = -1;

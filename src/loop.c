@@ -190,6 +190,8 @@ int evn__loop_run(struct evn_loop *loop)
             run_deferred(loop);
     }
     evn__conn_close_all(loop, 0);
+    if (loop->be->stop)
+        loop->be->stop(loop);
 #ifdef __linux__
     if (loop->sigpipe_blocked)
         evn__sigpipe_restore(loop);

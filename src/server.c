@@ -12,12 +12,16 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The backends this build has, the default first. */
 static const struct evn__backend *const backends[] = {
 #ifdef EVN_HAVE_EPOLL
     &evn__backend_epoll,
 #endif
 #ifdef EVN_HAVE_KQUEUE
     &evn__backend_kqueue,
+#endif
+#ifdef EVN_HAVE_URING
+    &evn__backend_uring,
 #endif
     &evn__backend_poll,
 };
@@ -28,14 +32,22 @@ const struct evn__backend *evn__backend_find(const char *name, int *err)
         name = getenv("EVN_BACKEND");
     if (!name || !*name)
         return backends[0];
-    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
-        if (strcmp(backends[i]->name, name) == 0)
-            return backends[i];
-    if (strcmp(name, "epoll") == 0 || strcmp(name, "kqueue") == 0) {
-        evn__set_errmsg("backend '%s' is not available on this platform", name);
+    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {
+        if (strcmp(backends[i]->name, name) != 0)
+            continue;
+#ifdef EVN_HAVE_URING
+        /* Asked for by name, io_uring must work, or the server is not made;
+         * evn_errmsg() says why not. */
+        if (backends[i] == &evn__backend_uring && (*err = evn__uring_probe()) < 0)
+            return NULL;
+#endif
+        return backends[i];
+    }
+    if (strcmp(name, "epoll") == 0 || strcmp(name, "kqueue") == 0 || strcmp(name, "io_uring") == 0) {
+        evn__set_errmsg("backend '%s' is not available in this build or on this platform", name);
         *err = -ENOTSUP;
     } else {
-        evn__set_errmsg("unknown backend '%s' (epoll, kqueue or poll)", name);
+        evn__set_errmsg("unknown backend '%s' (epoll, io_uring, kqueue or poll)", name);
         *err = -EINVAL;
     }
     return NULL;
@@ -219,9 +231,12 @@ int evn_server_run(evn_server *srv)
         /* serving runs on loop 0's thread, so it may call evn_connect. */
         evn__cur_loop = &srv->loops[0];
         evn_action a = srv->ev.serving(srv);
-        if (a == EVN_SHUTDOWN)
+        if (a == EVN_SHUTDOWN) {
             /* What serving opened with evn_connect closes as at any stop. */
             evn__conn_close_all(&srv->loops[0], 0);
+            if (srv->be->stop)
+                srv->be->stop(&srv->loops[0]);
+        }
         evn__cur_loop = NULL;
         if (a == EVN_SHUTDOWN) {
             evn__signals_detach(srv);

@@ -68,6 +68,8 @@ void evn__udp_ready(struct evn_loop *loop, struct evn__io *io, const struct evn_
     struct evn__lsock *ls = evn__container_of(io, struct evn__lsock, io);
     struct evn_server *srv = loop->srv;
     struct evn_conn *c = ls->udp;
+    if (f->ev == EVN__RELEASED || io->fd < 0)
+        return;
     char *buf = loop->conns.rbuf;
     for (int k = 0; k < EVN__UDP_BATCH; k++) {
         socklen_t plen = sizeof c->peer;

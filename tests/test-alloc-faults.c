@@ -289,6 +289,8 @@ static void test_each_allocation_fails(void)
     for (int i = 0; i < nsites; i++)
         total += counts[i];
     fprintf(stderr, "%ld allocations from %d places\n", total, nsites);
+    if (getenv("EVN_TEST_VERBOSE"))
+        fprintf(stderr, "(this test's function is at %p)\n", (void *)test_each_allocation_fails);
     ASSERT_GT_INT(total, 0);
 
     /* Then a run for each allocation of each place, that one failing. (How
@@ -298,6 +300,8 @@ static void test_each_allocation_fails(void)
     for (int i = 0; i < nsites && !th_failures(); i++) {
         bool failed_here = false;
         for (long j = 1; j <= counts[i] && !th_failures(); j++) {
+            if (getenv("EVN_TEST_VERBOSE"))
+                fprintf(stderr, "place %d (%p) allocation %ld\n", i, sites[i], j);
             long live = th_alloc_live();
             th_alloc_fail_at(sites[i], j);
             run_once();

