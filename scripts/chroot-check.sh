@@ -174,11 +174,11 @@ cleanup_run() {
     done
     mounted=()
     if [ -n "$cur_root" ] && [ "$keep" = 0 ]; then
-        if [ "$cur_overlay" = 1 ]; then
-            rm -rf "${cur_root%/root}/upper" "${cur_root%/root}/work"
-            rmdir "$cur_root" 2>/dev/null || true
+        # Only once nothing is mounted below it any more.
+        if ! grep -q " ${cur_root%/root}/" /proc/mounts; then
+            rm -rf "${cur_root%/root}"
         else
-            rm -rf "$cur_root"
+            echo "$prog: ${cur_root%/root} still has mounts; left in place" >&2
         fi
     fi
     cur_root=
