@@ -142,16 +142,15 @@ flock -u 9
 mounted=()
 hog_pids=()
 cur_root=
-cur_overlay=0
 
 # Every process whose root is the run's root: the hogs, and anything a test
 # left behind.
 kill_inside() {
-    local root=$1 p link pids=()
-    for p in /proc/[0-9]*; do
-        link=$(readlink "$p/root" 2>/dev/null) || continue
-        [ "$link" = "$root" ] && pids+=("${p#/proc/}")
-    done
+    local root=$1 p pids=()
+    while read -r p; do
+        p=${p#/proc/}
+        pids+=("${p%/root}")
+    done < <(find /proc -mindepth 2 -maxdepth 2 -name root -lname "$root" 2>/dev/null)
     [ ${#pids[@]} -eq 0 ] || kill -KILL "${pids[@]}" 2>/dev/null || true
 }
 
@@ -207,11 +206,9 @@ fresh_root() {
     if mount -t overlay overlay \
         -o "lowerdir=$pristine,upperdir=$base/upper,workdir=$base/work" "$base/root" 2>/dev/null; then
         mounted+=("$base/root")
-        cur_overlay=1
     else
         rmdir "$base/upper" "$base/work"
         cp -a "$pristine/." "$base/root/"
-        cur_overlay=0
     fi
     cur_root=$base/root
 }
@@ -284,17 +281,20 @@ for ((n = 1; n <= runs; n++)); do
     echo "== run $n of $runs: $cmd (log: $log)"
     start_hogs "$cur_root"
     start=$SECONDS
-    set +e
+    # In the background, so that a signal to this script runs its trap (and
+    # the clean-up) at once rather than when the command ends.
     chroot "$cur_root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        ${envs[@]+"${envs[@]}"} /bin/bash -c "cd /root/evn && $cmd" </dev/null >"$log" 2>&1
-    rc=$?
-    set -e
+        ${envs[@]+"${envs[@]}"} /bin/bash -c "cd /root/evn && $cmd" </dev/null >"$log" 2>&1 &
+    rc=0
+    wait $! || rc=$?
     secs=$((SECONDS - start))
     stop_hogs
     cleanup_run
     failed=$(ctest_list "$log" FAILED)
+    failed=${failed% }
     skipped=$(ctest_list "$log" SKIPPED)
+    skipped=${skipped% }
     if [ "$rc" = 0 ]; then
         npass=$((npass + 1))
         line="run $n: PASS in ${secs} s"
