@@ -240,9 +240,12 @@ start_hogs() {
 }
 
 # The CI step a log stopped in: .ci/run prints "== STEP" as one starts and
-# "== STEP: N s" as it ends.
+# "== STEP: N s" as it ends; the first step never ended is the one (lines
+# such as make's "== configure build" come inside a step and never end).
 failed_step() {
-    grep -E '^== ' "$1" | grep -vE '^== .*: [0-9]+ s$' | tail -n 1 | sed 's/^== //' || true
+    awk '/^== .*: [0-9]+ s$/ { sub(/^== /, ""); sub(/: [0-9]+ s$/, ""); ended[$0] = 1; next }
+         /^== / { sub(/^== /, ""); started[++n] = $0 }
+         END { for (i = 1; i <= n; i++) if (!(started[i] in ended)) { print started[i]; exit } }' "$1"
 }
 
 # The tests ctest lists after "The following tests FAILED:" (FAILED) or
