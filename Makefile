@@ -3,7 +3,8 @@
 # `sudo apt-get install` line to run).
 #
 #   make [build]       configure (once) and build in build/
-#   make run           build and start the example servers (Ctrl-C stops them)
+#   make run           build the example servers it starts, and start them
+#                      (Ctrl-C stops them)
 #   make test          build and run the test suite
 #   make test-sanitize the suite under ASan+UBSan (build-asan/), then the
 #                      threaded tests under TSan (build-tsan/)
@@ -72,13 +73,22 @@ build: setup
 	$(call configure,$(BUILD_DIR),-DCMAKE_BUILD_TYPE=$(BUILD_TYPE))
 	@$(CMAKE) --build $(BUILD_DIR) -j $(JOBS)
 
-run: build
+# The servers scripts/run-examples.sh starts.
+RUN_TARGETS := echo-server http-server redis-server
+
+run: setup
+	$(call configure,$(BUILD_DIR),-DCMAKE_BUILD_TYPE=$(BUILD_TYPE))
+	@$(CMAKE) --build $(BUILD_DIR) -j $(JOBS) --target $(RUN_TARGETS)
 	@# The clients named in the banner (nc, curl, redis-cli): only as root, they are optional.
 	@if [ "$$(id -u)" = 0 ]; then $(SETUP) examples; fi
 	@bash scripts/run-examples.sh $(BUILD_DIR)/examples
 
-test: build
+# Configured again after the set-up, which may have just installed what the
+# build looks for (OpenSSL for TLS, python3 for the integration tests).
+test:
 	@$(SETUP) test
+	@$(CMAKE) -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_ARGS) >/dev/null
+	@$(CMAKE) --build $(BUILD_DIR) -j $(JOBS)
 	cd $(BUILD_DIR) && $(CTEST) --output-on-failure --no-tests=error -j $(JOBS)
 
 # Both runs, even when the first fails, so that one go shows everything.
@@ -87,13 +97,13 @@ test-sanitize:
 
 test-asan:
 	@$(SETUP) core test
-	$(call configure,$(ASAN_DIR),-DEVN_SANITIZE=address$(,)undefined $(SAN_ARGS))
+	@$(CMAKE) -S . -B $(ASAN_DIR) -DEVN_SANITIZE=address$(,)undefined $(SAN_ARGS) $(CMAKE_ARGS) >/dev/null
 	@$(CMAKE) --build $(ASAN_DIR) -j $(JOBS)
 	cd $(ASAN_DIR) && $(SAN_ENV) $(CTEST) --output-on-failure --no-tests=error -j $(JOBS)
 
 test-tsan:
 	@$(SETUP) core test
-	$(call configure,$(TSAN_DIR),-DEVN_SANITIZE=thread $(SAN_ARGS))
+	@$(CMAKE) -S . -B $(TSAN_DIR) -DEVN_SANITIZE=thread $(SAN_ARGS) $(CMAKE_ARGS) >/dev/null
 	@$(CMAKE) --build $(TSAN_DIR) -j $(JOBS)
 	cd $(TSAN_DIR) && $(SAN_ENV) $(TSAN_WRAP) $(CTEST) --output-on-failure --no-tests=error -j $(JOBS) -L threaded
 

@@ -2,20 +2,29 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Echo every byte back; "quit" on its own closes the connection. */
+/* Echo each line; "quit" closes. Input comes in pieces of any size, so an
+ * unfinished line is kept and handed back with what follows it. */
 static evn_action on_data(evn_conn *c, const char *in, size_t len)
 {
-    if (len >= 4 && memcmp(in, "quit", 4) == 0)
+    const char *nl;
+    while ((nl = memchr(in, '\n', len)) != NULL) {
+        size_t n = (size_t)(nl - in) + 1;
+        if ((n == 5 || (n == 6 && in[4] == '\r')) && memcmp(in, "quit", 4) == 0)
+            return EVN_CLOSE;
+        evn_write(c, in, n);
+        in += n, len -= n;
+    }
+    if (len > 4096) /* no line is that long: a client to turn away */
         return EVN_CLOSE;
-    evn_write(c, in, len);
+    evn_keep(c, len);
     return EVN_NONE;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     evn_events ev = {.data = on_data, .nloops = -1};
-    const char *addrs[] = {"tcp://:5000", "unix:///tmp/echo.sock"};
-    int rc = evn_serve(&ev, addrs, 2);
+    const char *addr = argc > 1 ? argv[1] : "tcp://:5000";
+    int rc = evn_serve(&ev, &addr, 1);
     if (rc < 0)
         fprintf(stderr, "evn: %s (%s)\n", evn_errmsg(), evn_strerror(rc));
     return rc < 0;

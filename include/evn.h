@@ -33,9 +33,15 @@ extern "C" {
 #define EVN_API __attribute__((visibility("default")))
 #endif
 
+/*
+ * The version of this header. CMake reads these three lines, so the build,
+ * the library's file names, evn.pc and the CMake package all say the same.
+ * EVN_VERSION is the number evn_version() returns, for comparisons.
+ */
 #define EVN_VERSION_MAJOR 0
-#define EVN_VERSION_MINOR 1
+#define EVN_VERSION_MINOR 2
 #define EVN_VERSION_PATCH 0
+#define EVN_VERSION (EVN_VERSION_MAJOR * 10000 + EVN_VERSION_MINOR * 100 + EVN_VERSION_PATCH)
 
 typedef struct evn_server evn_server;
 typedef struct evn_conn evn_conn;
@@ -62,9 +68,25 @@ typedef enum evn_balance {
     EVN_BALANCE_LEAST_CONNECTIONS
 } evn_balance;
 
+/* Who stops reading a connection whose queued output is full (out_high). */
+typedef enum evn_flow {
+    /* evn does: past out_high it stops reading the connection, and at
+     * out_low it fires drained and reads again. */
+    EVN_FLOW_AUTO = 0,
+    /* The application does, with evn_conn_read: evn never stops reading on
+     * its own, while evn_conn_full and drained work as above. For a proxy,
+     * whose connections' input and output belong to different peers. */
+    EVN_FLOW_MANUAL
+} evn_flow;
+
 /*
  * The server's configuration and callbacks. Zero-initialise it and set what
  * you need; every callback is optional.
+ *
+ * evn copies it in evn_server_new, which is a macro passing the size of the
+ * struct as this header defines it: a program built against an older evn.h
+ * passes the older, shorter size, and the fields it does not know take
+ * their zero defaults. New fields are only ever added at the end.
  */
 typedef struct evn_events {
     /*
@@ -202,6 +224,11 @@ typedef struct evn_events {
      * tls:// evn_connect given no timeout of its own.
      */
     int64_t tls_handshake_timeout_ms;
+
+    /* Fields added in 0.2. */
+
+    /* The flow control of every connection (see evn_conn_set_flow). */
+    evn_flow flow;
 } evn_events;
 
 /*
@@ -252,9 +279,20 @@ typedef struct evn_events {
  * does not match its certificate (evn_errmsg() names the file and OpenSSL's
  * reason), -ENOTSUP for tls:// without OpenSSL, or the errno of the failing
  * call (e.g. -EADDRINUSE). The strings need only live during the call.
+ *
+ * evn_server_new is a macro over evn_server_new_sized (and evn_serve over
+ * evn_serve_sized), which takes the size of *ev, sizeof(evn_events) where the
+ * caller was compiled, as ev_size; a binding from another language passes
+ * the size of the struct it built. Nothing past that size is read. A size
+ * smaller than evn 0.1's struct is -EINVAL; one larger than this library's
+ * is accepted if every byte past the fields it knows is zero (a program
+ * built against a newer evn.h that sets none of the newer fields), else it
+ * is -ENOTSUP, and evn_errmsg() says so.
  */
-EVN_API int evn_server_new(evn_server **srvp, const evn_events *ev, const char *const *addrs,
-                           size_t naddrs);
+EVN_API int evn_server_new_sized(evn_server **srvp, const evn_events *ev, size_t ev_size,
+                                 const char *const *addrs, size_t naddrs);
+#define evn_server_new(srvp, ev, addrs, naddrs)                                                   \
+    evn_server_new_sized((srvp), (ev), sizeof *(ev), (addrs), (naddrs))
 
 /*
  * Run the server until it shuts down: loop 0 runs on the calling thread and
@@ -272,7 +310,9 @@ EVN_API int evn_server_run(evn_server *srv);
 EVN_API void evn_server_free(evn_server *srv);
 
 /* evn_server_new(), evn_server_run() and evn_server_free() in one call. */
-EVN_API int evn_serve(const evn_events *ev, const char *const *addrs, size_t naddrs);
+EVN_API int evn_serve_sized(const evn_events *ev, size_t ev_size, const char *const *addrs,
+                            size_t naddrs);
+#define evn_serve(ev, addrs, naddrs) evn_serve_sized((ev), sizeof *(ev), (addrs), (naddrs))
 
 /*
  * Ask the server to stop. Any thread; safe to call several times and before
@@ -551,12 +591,30 @@ EVN_API int evn_sendfile_owned(evn_conn *c, int fd, off_t offset, size_t length)
  * were not consumed. They are kept (copied, once) and handed back, followed by
  * whatever arrives next, at the start of the next data event's input.
  * Without this call all input counts as consumed. Returns 0, -EINVAL if n is
- * larger than the input, or -ENOMEM.
+ * larger than the input, or -ENOMEM. Kept input that would pass 4 GiB
+ * closes the connection with -ENOBUFS.
  */
 EVN_API int evn_keep(evn_conn *c, size_t n);
 
 /* Bytes of output queued for this connection and not yet sent. */
 EVN_API size_t evn_conn_pending(const evn_conn *c);
+
+/*
+ * Close c once the output queued so far is sent, as EVN_CLOSE from one of
+ * its own callbacks would; closed then gets err (0, or a negative errno
+ * such as -ECONNRESET to pass on why, for instance from the other half of a
+ * proxied pair). c may be any open stream connection of the calling loop,
+ * not only the one whose callback is running; its closed callback never
+ * runs inside this call, but when the running callback returns (c is the
+ * running connection) or before the loop next waits (any other). From now
+ * on c is not read and writes to it fail with -EPIPE. A negative err closes
+ * at once after the output is sent, without the lingering close that
+ * protects a clean one (see evn_conn_shutdown_write and the README).
+ * Returns 0; -EINVAL for UDP or a positive err; -EPERM when not called on
+ * c's loop thread; -EALREADY if c is already closing or detaching (closed
+ * will get the earlier reason).
+ */
+EVN_API int evn_conn_close(evn_conn *c, int err);
 
 /*
  * Half-close: once the output queued so far is sent, shut down the sending
@@ -628,8 +686,18 @@ EVN_API int evn_conn_splice(evn_conn *from, evn_conn *to);
 EVN_API int evn_conn_full(const evn_conn *c);
 
 /*
+ * Set who stops reading this connection when its queued output is full
+ * (evn_flow; the default is evn_events.flow). Switching to EVN_FLOW_MANUAL
+ * while evn has stopped reading it reads it again at once; switching to
+ * EVN_FLOW_AUTO while it is above its high-water mark stops reading now.
+ * Returns 0, or -EINVAL for UDP or a value not in evn_flow.
+ */
+EVN_API int evn_conn_set_flow(evn_conn *c, evn_flow flow);
+
+/*
  * Set this connection's high- and low-water marks for queued output (see
- * evn_events.out_high). Returns 0, or -EINVAL if low > high or high is 0.
+ * evn_events.out_high); a mark above 4 GiB counts as 4 GiB. Returns 0,
+ * -EINVAL if low > high or high is 0, or -ENOMEM.
  */
 EVN_API int evn_conn_set_watermarks(evn_conn *c, size_t high, size_t low);
 
@@ -647,6 +715,31 @@ EVN_API int evn_conn_set_idle_timeout(evn_conn *c, int64_t ms);
  * -EINVAL for a negative ms or a UDP connection.
  */
 EVN_API int evn_conn_set_deadline(evn_conn *c, int64_t ms);
+
+/* EVN_VERSION of the library running, which may be newer than the header
+ * the program was built with. Any thread. */
+EVN_API int evn_version(void);
+/* The same as text, "0.2.0". Any thread. */
+EVN_API const char *evn_version_string(void);
+
+/*
+ * Route every allocation evn makes through these functions instead of the C
+ * library's malloc, realloc, calloc and free: connections, output buffers,
+ * kept input, the loops' own tables. All four, or all four NULL to go back to
+ * the C library's. They may be called from any loop thread at once, so they
+ * must be thread-safe; evn copes with a NULL return as with the C library
+ * running out of memory (the connection concerned is closed with -ENOMEM).
+ * realloc_fn(NULL, n) must act as malloc_fn(n); evn never asks for 0 bytes.
+ * Allocations made by OpenSSL for TLS are OpenSSL's: see its
+ * CRYPTO_set_mem_functions.
+ *
+ * Call it while no server exists, typically first thing in main: returns
+ * 0, -EINVAL if only some of the four are NULL, or -EBUSY while a server
+ * exists (between evn_server_new and evn_server_free), whose memory came
+ * from the functions in place when it was made. Any thread.
+ */
+EVN_API int evn_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),
+                              void *(*calloc_fn)(size_t, size_t), void (*free_fn)(void *));
 
 /* A static description of a (negative or positive) errno value. */
 EVN_API const char *evn_strerror(int err);

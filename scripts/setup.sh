@@ -5,18 +5,19 @@
 #   scripts/setup.sh --list PURPOSE  print the packages, one a line, and exit
 #
 # Purposes:
-#   core      build the library and examples: cmake, pkg-config, python3, and
-#             OpenSSL's headers for tls:// (libssl-dev; without it evn builds
-#             without TLS)
-#   test      core + what the test suite uses: nc, the openssl command (the TLS
-#             tests make their certificates with it); with tests/http, the HTTP
+#   core      build the library and examples: cmake (and the C compiler of
+#             build-essential); OpenSSL is optional, see tls
+#   test      core + what the test suite uses: python3 and pkg-config, OpenSSL's
+#             headers (libssl-dev) so the TLS code is built and tested, nc, the
+#             openssl command (the TLS tests make their certificates with
+#             it); with tests/http, the HTTP
 #             clients (curl, wrk, ab, h2load); with tests/redis, Debian's
 #             redis-server to compare with, redis-cli, redis-benchmark and
 #             python3-redis
 #   sanitize  same as test (gcc's ASan/UBSan/TSan runtimes come with
 #             build-essential: libasan8, libubsan1, libtsan2)
 #   examples  core + clients to try the example servers (nc, curl, redis-cli)
-#   tls       core (which has the OpenSSL headers) + the openssl command
+#   tls       core + OpenSSL's headers (libssl-dev) and the openssl command
 #   bench     core + the comparison servers, load generators and plotting
 #   fuzz      core + clang and its libFuzzer runtime
 #   format    clang-format
@@ -33,19 +34,19 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages_for() {
     case "$1" in
-    core) echo cmake pkg-config python3 libssl-dev ;;
+    core) echo cmake ;;
     test | sanitize)
         packages_for core
-        echo netcat-openbsd openssl
+        echo python3 pkg-config libssl-dev netcat-openbsd openssl
         # The example servers' tests drive them with real clients.
         [ ! -d "$repo/tests/http" ] || echo curl wrk apache2-utils nghttp2-client
         [ ! -d "$repo/tests/redis" ] || echo redis-server redis-tools python3-redis
         ;;
     examples) packages_for core; echo netcat-openbsd curl redis-tools ;;
-    tls) packages_for core; echo openssl ;;
+    tls) packages_for core; echo libssl-dev openssl ;;
     bench)
         packages_for core
-        echo redis-server redis-tools wrk nginx-light h2o haproxy libuv1-dev \
+        echo python3 pkg-config libssl-dev redis-server redis-tools wrk nginx-light h2o haproxy libuv1-dev \
             libevent-dev gnuplot-nox util-linux hyperfine valgrind strace openssl
         ;;
     fuzz) packages_for core; echo clang "$(clang_rt_package)" ;;

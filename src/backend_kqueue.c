@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #define KQ_BATCH 256
+_Static_assert(KQ_BATCH <= EVN__FIRED_MIN, "a wait's events fit the loop's fired list");
 
 struct kq_data {
     int kq;
@@ -20,13 +21,13 @@ struct kq_data {
 
 static int kq_init(struct evn_loop *loop)
 {
-    struct kq_data *d = malloc(sizeof *d);
+    struct kq_data *d = evn__malloc(sizeof *d);
     if (!d)
         return -ENOMEM;
     d->kq = kqueue();
     if (d->kq < 0) {
         int e = errno;
-        free(d);
+        evn__free(d);
         return -e;
     }
     loop->bdata = d;
@@ -39,41 +40,41 @@ static void kq_destroy(struct evn_loop *loop)
     if (!d)
         return;
     close(d->kq);
-    free(d);
+    evn__free(d);
     loop->bdata = NULL;
 }
 
-static int kq_apply(struct evn_loop *loop, int fd, int oldmask, int newmask)
+static int kq_apply(struct evn_loop *loop, struct evn__io *io, int oldmask, int newmask)
 {
     struct kq_data *d = loop->bdata;
     struct kevent ch[2];
     int n = 0;
     if ((oldmask ^ newmask) & EVN__READ)
-        EV_SET(&ch[n++], fd, EVFILT_READ, newmask & EVN__READ ? EV_ADD : EV_DELETE, 0, 0, NULL);
+        EV_SET(&ch[n++], io->fd, EVFILT_READ, newmask & EVN__READ ? EV_ADD : EV_DELETE, 0, 0, io);
     if ((oldmask ^ newmask) & EVN__WRITE)
-        EV_SET(&ch[n++], fd, EVFILT_WRITE, newmask & EVN__WRITE ? EV_ADD : EV_DELETE, 0, 0,
-               NULL);
+        EV_SET(&ch[n++], io->fd, EVFILT_WRITE, newmask & EVN__WRITE ? EV_ADD : EV_DELETE, 0, 0,
+               io);
     if (n && kevent(d->kq, ch, n, NULL, 0, NULL) < 0)
         return -errno;
     return 0;
 }
 
-static int kq_add(struct evn_loop *loop, int fd, int mask)
+static int kq_add(struct evn_loop *loop, struct evn__io *io, int mask)
 {
-    return kq_apply(loop, fd, 0, mask);
+    return kq_apply(loop, io, 0, mask);
 }
 
-static int kq_mod(struct evn_loop *loop, int fd, int oldmask, int newmask)
+static int kq_mod(struct evn_loop *loop, struct evn__io *io, int oldmask, int newmask)
 {
-    return kq_apply(loop, fd, oldmask, newmask);
+    return kq_apply(loop, io, oldmask, newmask);
 }
 
-static int kq_del(struct evn_loop *loop, int fd, int oldmask, bool closing)
+static int kq_del(struct evn_loop *loop, struct evn__io *io, int oldmask, bool closing)
 {
     /* Closing an fd removes its kevents. */
     if (closing)
         return 0;
-    return kq_apply(loop, fd, oldmask, 0);
+    return kq_apply(loop, io, oldmask, 0);
 }
 
 static int kq_wait(struct evn_loop *loop, int timeout_ms)
@@ -91,7 +92,7 @@ static int kq_wait(struct evn_loop *loop, int timeout_ms)
     /* Read and write readiness of one fd arrive as two events; the loop
      * handles each on its own, which is correct if not merged. */
     for (int i = 0; i < n; i++) {
-        loop->fired[i].fd = (int)d->events[i].ident;
+        loop->fired[i].io = d->events[i].udata;
         loop->fired[i].mask = d->events[i].filter == EVFILT_WRITE ? EVN__WRITE : EVN__READ;
     }
     return n;

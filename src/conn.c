@@ -1,18 +1,19 @@
 /*
- * Connections: reading into the loop's buffer, the data callback, queued
- * output and its flushing, kept input, close and detach, and UDP.
+ * Connections: the events and actions of the API over a transport. Reading
+ * into the loop's buffer and the data callback, kept input, queued output and
+ * its flushing, flow control, close, linger and detach; the connections'
+ * pool; and the plain socket transport.
  *
  * The hot path for a request that fits one read is: one read into the loop's
  * buffer, the callback, its output copied into a pooled chunk, one send. No
  * allocation, no poller change; the poller hears of a connection again only
  * when its socket is full.
  *
- * TLS connections (tls.c does the OpenSSL calls) and queues holding file
- * regions (evn_sendfile, sendfile.c) take the same path with one test more:
- * the EVN__C_SLOWOUT flag sends their output through write_general(), and a
- * TLS connection's reads go through read_tls(). The states a plain
- * connection never has (connecting, handshaking, a TLS read waiting to write)
- * share one flag test in interest() and evn__conn_ready().
+ * What only some connections need lives elsewhere: TLS is a transport of
+ * its own (tls.c), file regions are a kind of output chunk (sendfile.c),
+ * splicing replaces reading (splice.c), and rarely used state (kept input,
+ * timers, TLS, splicing) sits in an extension made on first use, so an idle
+ * connection costs its slot in the pool and nothing more.
  */
 #include "internal.h"
 
@@ -26,39 +27,195 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+#define EVN__RBUF_SIZE (64 * 1024)
 #define EVN__CHUNK_SIZE (16 * 1024 - sizeof(struct evn__chunk))
-#define EVN__POOL_MAX 64
+#define EVN__CHUNK_POOL_MAX 64
 #define EVN__IOV_MAX 64
-#define EVN__UDP_BATCH 64
 #define EVN__OUT_HIGH (4u << 20)
 #define EVN__OUT_LOW (1u << 20)
 /* Fairness: at most this much is sent to one connection per loop turn. */
 #define EVN__WRITE_PER_TURN (1u << 20)
 /* How long a lingering close waits for the peer's end-of-file. */
 #define EVN__LINGER_MS 2000
+/* Connections per page of the pool. */
+#define EVN__POOL_PAGE 64
+
+_Static_assert(EVN__IOV_MAX <= 1024, "one sendmsg takes at most IOV_MAX (1024) pieces");
+_Static_assert(EVN__CHUNK_SIZE > 0, "a chunk holds data");
+
+static void conn_io(struct evn_loop *loop, struct evn__io *io, int mask);
+static void conn_free(struct evn_conn *c);
+static void read_ready(struct evn_conn *c);
+static bool flush(struct evn_conn *c);
+static void queue_reread(struct evn_conn *c);
+static int mark_dirty(struct evn_conn *c);
+static void later(struct evn_loop *loop, struct evn__defer *d);
+static void conn_timer(struct evn_loop *loop, struct evn__timer *t);
+
+/* ---- the pool ---- */
+
+/* A free slot's handle: an event for a connection closed earlier in the
+ * same batch lands here and is dropped. */
+static void free_slot_io(struct evn_loop *loop, struct evn__io *io, int mask)
+{
+}
+
+static struct evn_conn *slot_at(const struct evn__conns *cs, uint32_t slot)
+{
+    return &cs->pages[slot / EVN__POOL_PAGE][slot % EVN__POOL_PAGE];
+}
+
+/* The part of a free slot nothing may read. */
+#define FREE_PART(c) ((char *)(c) + offsetof(struct evn_conn, loop))
+#define FREE_LEN (sizeof(struct evn_conn) - offsetof(struct evn_conn, loop))
+
+static void slot_free(struct evn__conns *cs, struct evn_conn *c)
+{
+    uint32_t slot = c->slot;
+    c->io.cb = free_slot_io;
+    c->io.fd = -1;
+    c->flags = cs->free;
+    cs->free = slot + 1;
+    POISON(FREE_PART(c), FREE_LEN);
+}
+
+/* A zeroed connection in a free slot, growing the pool by a page if none
+ * is free; NULL when out of memory. */
+static struct evn_conn *slot_get(struct evn__conns *cs)
+{
+    if (!cs->free) {
+        if (cs->nslots + EVN__POOL_PAGE > EVN__MAX_SLOTS)
+            return NULL;
+        struct evn_conn **np = evn__realloc(cs->pages, sizeof *np * (cs->npages + 1));
+        if (!np)
+            return NULL;
+        cs->pages = np;
+        struct evn_conn *page = evn__calloc(EVN__POOL_PAGE, sizeof *page);
+        if (!page)
+            return NULL;
+        cs->pages[cs->npages++] = page;
+        for (uint32_t i = EVN__POOL_PAGE; i-- > 0;) {
+            page[i].slot = cs->nslots + i;
+            slot_free(cs, &page[i]);
+        }
+        cs->nslots += EVN__POOL_PAGE;
+    }
+    uint32_t slot = cs->free - 1;
+    struct evn_conn *c = slot_at(cs, slot);
+    cs->free = c->flags;
+    UNPOISON(FREE_PART(c), FREE_LEN);
+    memset(c, 0, sizeof *c);
+    c->slot = slot;
+    return c;
+}
+
+struct evn_conn *evn__conn_lookup(struct evn_loop *loop, evn_id id)
+{
+    const struct evn__conns *cs = &loop->conns;
+    uint32_t slot = evn__id_slot(id);
+    if (slot >= cs->nslots)
+        return NULL;
+    struct evn_conn *c = slot_at(cs, slot);
+    return c->io.cb == conn_io && c->seq == evn__id_seq(id) ? c : NULL;
+}
+
+void evn__conns_each(struct evn_loop *loop, void (*fn)(struct evn_conn *c, void *arg), void *arg)
+{
+    struct evn__conns *cs = &loop->conns;
+    for (uint32_t i = 0; i < cs->nslots; i++) {
+        struct evn_conn *c = slot_at(cs, i);
+        if (c->io.cb == conn_io)
+            fn(c, arg);
+    }
+}
+
+int evn__conns_init(struct evn_loop *loop)
+{
+    struct evn__conns *cs = &loop->conns;
+    const evn_events *ev = &loop->srv->ev;
+    /* Sequence numbers start anywhere, so that a small number, or an id of
+     * another server or an earlier run, is unlikely to name a connection. */
+    cs->next_seq = (uint32_t)(evn__now_ms() * 2654435761u) ^ ((uint32_t)loop->index << 24) ^
+                   (uint32_t)(uintptr_t)cs;
+    if (cs->next_seq == 0)
+        cs->next_seq = 1;
+    cs->later.cb = later;
+    cs->out_high = ev->out_high ? ev->out_high : EVN__OUT_HIGH;
+    cs->out_low = ev->out_high ? ev->out_low : EVN__OUT_LOW;
+    cs->rbuf = evn__malloc(EVN__RBUF_SIZE);
+    if (!cs->rbuf)
+        return -ENOMEM;
+    cs->rbuf_cap = EVN__RBUF_SIZE;
+    return 0;
+}
+
+void evn__conns_free(struct evn_loop *loop)
+{
+    struct evn__conns *cs = &loop->conns;
+    while (cs->chunks) {
+        struct evn__chunk *ch = cs->chunks;
+        cs->chunks = ch->next;
+        evn__free(ch);
+    }
+    for (uint32_t i = 0; i < cs->npages; i++) {
+        UNPOISON(cs->pages[i], sizeof(struct evn_conn) * EVN__POOL_PAGE);
+        evn__free(cs->pages[i]);
+    }
+    evn__free(cs->pages);
+    evn__free(cs->dirty);
+    evn__free(cs->resume);
+    evn__free(cs->rbuf);
+    memset(cs, 0, sizeof *cs);
+}
+
+struct evn__conn_ext *evn__conn_ext(struct evn_conn *c)
+{
+    if (!c->x) {
+        struct evn__conn_ext *x = evn__calloc(1, sizeof *x);
+        if (!x)
+            return NULL;
+        x->c = c;
+        x->timer.cb = conn_timer;
+        c->x = x;
+    }
+    return c->x;
+}
+
+/* ---- output chunks ---- */
 
 /* Done with a chunk: status is 0 if all of it was sent, else why not. */
 void evn__chunk_release(struct evn_loop *loop, struct evn__chunk *ch, int status)
 {
+    struct evn__conns *cs = &loop->conns;
     if (ch->done) {
         ch->done(ch->buf, status, ch->arg);
-        free(ch);
-    } else if (ch->cap == EVN__CHUNK_SIZE && loop->npool < EVN__POOL_MAX) {
-        ch->next = loop->pool;
-        loop->pool = ch;
-        loop->npool++;
+        evn__free(ch);
+    } else if (ch->cap == EVN__CHUNK_SIZE && cs->nchunks < EVN__CHUNK_POOL_MAX) {
+        ch->next = cs->chunks;
+        cs->chunks = ch;
+        cs->nchunks++;
     } else {
-        free(ch);
+        evn__free(ch);
     }
 }
 
 static struct evn__chunk *chunk_get(struct evn_loop *loop, size_t want)
 {
+    struct evn__conns *cs = &loop->conns;
     struct evn__chunk *ch;
-    if (want <= EVN__CHUNK_SIZE && loop->pool) {
-        ch = loop->pool;
-        loop->pool = ch->next;
-        loop->npool--;
+    if (want <= EVN__CHUNK_SIZE && cs->chunks) {
+        ch = cs->chunks;
+        cs->chunks = ch->next;
+        cs->nchunks--;
     } else {
         size_t cap = want <= EVN__CHUNK_SIZE ? EVN__CHUNK_SIZE : want;
         ch = evn__malloc(sizeof *ch + cap);
@@ -71,16 +228,6 @@ static struct evn__chunk *chunk_get(struct evn_loop *loop, size_t want)
     ch->done = NULL;
     ch->off = ch->len = 0;
     return ch;
-}
-
-void evn__chunk_pool_free(struct evn_loop *loop)
-{
-    while (loop->pool) {
-        struct evn__chunk *ch = loop->pool;
-        loop->pool = ch->next;
-        free(ch);
-    }
-    loop->npool = 0;
 }
 
 static void out_clear(struct evn_conn *c, int status)
@@ -96,58 +243,128 @@ static void out_clear(struct evn_conn *c, int status)
 
 static void in_clear(struct evn_conn *c)
 {
-    free(c->in);
-    c->in = NULL;
-    c->in_len = c->in_cap = 0;
+    if (c->x && c->x->in) {
+        evn__free(c->x->in);
+        c->x->in = NULL;
+        c->x->in_len = c->x->in_cap = 0;
+    }
 }
 
-static int interest(const struct evn_conn *c)
+static size_t in_len(const struct evn_conn *c)
 {
-    if (c->flags & (EVN__C_CONNECTING | EVN__C_HANDSHAKE | EVN__C_TLS_RWANTW | EVN__C_UNREG)) {
+    return c->x ? c->x->in_len : 0;
+}
+
+static size_t out_high(const struct evn_conn *c)
+{
+    return c->x && c->x->out_high ? c->x->out_high : c->loop->conns.out_high;
+}
+
+static size_t out_low(const struct evn_conn *c)
+{
+    return c->x && c->x->out_high ? c->x->out_low : c->loop->conns.out_low;
+}
+
+/* ---- interest ---- */
+
+int evn__conn_interest(const struct evn_conn *c)
+{
+    if (c->flags & (EVN__C_CONNECTING | EVN__C_TPWAIT | EVN__C_UNREG)) {
         /* Not on the poller yet (accept_fast): nothing to change there. */
         if (c->flags & EVN__C_UNREG)
             return 0;
-        if (c->flags & EVN__C_HANDSHAKE)
-            return c->flags & EVN__C_TLS_HSW ? EVN__WRITE : EVN__READ;
-        /* Connecting, or a TLS read that must write first: reading before the
-         * socket takes the write would only spin. */
-        return EVN__WRITE;
+        /* Connecting: reading before the connect is done would only spin. */
+        if (c->flags & EVN__C_CONNECTING)
+            return EVN__WRITE;
+        return c->tpmask;
     }
     return (c->flags & (EVN__C_RDOFF | EVN__C_PAUSED | EVN__C_HOLD | EVN__C_SPLWAIT) ? 0
                                                                                      : EVN__READ) |
            (c->flags & EVN__C_WANTW ? EVN__WRITE : 0);
 }
 
-static void queue_reread(struct evn_conn *c);
-
-static void set_flags(struct evn_conn *c, uint32_t set, uint32_t clear)
+/* c's flags changed, and with them maybe its interest, which was before. */
+static void interest_changed(struct evn_conn *c, int before)
 {
-    int before = interest(c);
-    c->flags = (c->flags | set) & ~clear;
-    int after = interest(c);
+    int after = evn__conn_interest(c);
     if (before != after) {
         /* With no interest at all the socket leaves the poller: pollers report
          * hang-ups whatever the mask, which would wake a held connection, or
          * spin a level-triggered loop. */
         if (!after)
-            c->loop->be->del(c->loop, c->fd, before, false);
+            evn__io_del(c->loop, &c->io, before, false);
         else if (!before)
-            c->loop->be->add(c->loop, c->fd, after);
+            evn__io_add(c->loop, &c->io, after);
         else
-            c->loop->be->mod(c->loop, c->fd, before, after);
-        /* Reading resumes: input TLS decrypted earlier may be waiting inside
-         * it, where the poller cannot see it. */
-        if (c->tls && (after & ~before & EVN__READ) && !(c->flags & EVN__C_HANDSHAKE) &&
-            evn__tls_pending(c))
+            evn__io_mod(c->loop, &c->io, before, after);
+        /* Reading resumes: input the transport decrypted earlier may be
+         * waiting inside it, where the poller cannot see it. */
+        if ((after & ~before & EVN__READ) && c->tp->pending && !(c->flags & EVN__C_OPENING) &&
+            c->tp->pending(c))
             queue_reread(c);
     }
 }
 
-struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint32_t listener,
+static void set_flags(struct evn_conn *c, uint32_t set, uint32_t clear)
+{
+    int before = evn__conn_interest(c);
+    c->flags = (c->flags | set) & ~clear;
+    interest_changed(c, before);
+}
+
+void evn__conn_tpwait(struct evn_conn *c, int mask)
+{
+    int before = evn__conn_interest(c);
+    c->tpmask = (uint8_t)mask;
+    if (mask)
+        c->flags |= EVN__C_TPWAIT;
+    else
+        c->flags &= ~(uint32_t)EVN__C_TPWAIT;
+    interest_changed(c, before);
+}
+
+void evn__conn_set_flags(struct evn_conn *c, uint32_t set, uint32_t clear)
+{
+    set_flags(c, set, clear);
+}
+
+/* ---- the plain socket transport ---- */
+
+static ssize_t plain_read(struct evn_conn *c, char *buf, size_t len)
+{
+    return read(c->io.fd, buf, len);
+}
+
+static ssize_t plain_writev(struct evn_conn *c, const struct iovec *iov, int n, size_t *want)
+{
+    if (n == 1) {
+        *want = iov[0].iov_len;
+        return send(c->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+    }
+    *want = 0;
+    for (int i = 0; i < n; i++)
+        *want += iov[i].iov_len;
+    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+    return sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+}
+
+static void plain_release(struct evn_conn *c, bool notify)
+{
+}
+
+const struct evn__transport evn__plain_transport = {
+    .read = plain_read,
+    .writev = plain_writev,
+    .release = plain_release,
+};
+
+/* ---- making and opening connections ---- */
+
+struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint16_t listener,
                                const union evn__ip_addr *peer, socklen_t peerlen, int mask)
 {
     struct evn_server *srv = loop->srv;
-    struct evn_conn *c = evn__calloc(1, sizeof *c);
+    struct evn_conn *c = slot_get(&loop->conns);
     int rc = c ? 0 : -ENOMEM;
 #ifndef __linux__
     /* Linux copies TCP_NODELAY from the listener; elsewhere set it here. */
@@ -159,47 +376,53 @@ struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint32_t listener,
 #endif
 #endif
     if (c) {
-        c->h.kind = EVN__H_CONN;
-        c->fd = fd;
+        c->io.cb = conn_io;
+        c->io.fd = fd;
         c->loop = loop;
+        c->tp = &evn__plain_transport;
         c->listener = listener;
         if (peerlen <= sizeof c->peer && peerlen > sizeof(sa_family_t) &&
             peer->sa.sa_family != AF_UNIX) {
             memcpy(&c->peer, peer, peerlen);
             c->peerlen = (uint8_t)peerlen;
         }
-        c->seq = loop->next_seq++;
+        c->seq = loop->conns.next_seq++;
         if (c->seq == 0)
-            c->seq = loop->next_seq++;
-        c->out_high = srv->ev.out_high ? srv->ev.out_high : EVN__OUT_HIGH;
-        c->out_low = srv->ev.out_high ? srv->ev.out_low : EVN__OUT_LOW;
-        rc = evn__loop_track(loop, fd, &c->h);
-        if (rc == 0 && mask && (rc = loop->be->add(loop, fd, mask)) < 0)
-            loop->table[fd] = NULL;
+            c->seq = loop->conns.next_seq++;
+        if (srv->ev.flow == EVN_FLOW_MANUAL)
+            c->flags |= EVN__C_MANUAL;
+        if (mask && (rc = evn__io_add(loop, &c->io, mask)) < 0)
+            slot_free(&loop->conns, c);
     }
     if (rc < 0) {
         /* Give the slot back before the client can see the close: it may
          * connect again at once and must not find the server full. */
-        free(c);
         atomic_fetch_sub_explicit(&loop->nconns, 1, memory_order_relaxed);
         atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
         close(fd);
         return NULL;
     }
-    loop->nconns_local++;
-    if (srv->ev.idle_timeout_ms > 0)
-        evn_conn_set_idle_timeout(c, srv->ev.idle_timeout_ms);
+    if (srv->ev.idle_timeout_ms > 0 && evn_conn_set_idle_timeout(c, srv->ev.idle_timeout_ms) < 0) {
+        if (mask)
+            evn__io_del(loop, &c->io, mask, true);
+        conn_free(c);
+        atomic_fetch_sub_explicit(&loop->nconns, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
+        close(fd);
+        return NULL;
+    }
+    loop->conns.open++;
     return c;
 }
 
-static void fire_opened(struct evn_conn *c)
+void evn__conn_opened(struct evn_conn *c)
 {
     struct evn_server *srv = c->loop->srv;
     bool alive = true;
     if (srv->ev.opened) {
-        c->loop->cur = c;
+        evn__conn_enter(c);
         evn_action a = srv->ev.opened(c);
-        c->loop->cur = NULL;
+        evn__conn_leave(c);
         alive = evn__conn_act(c, a);
     } else if (c->out_head) {
         alive = evn__conn_act(c, EVN_NONE);
@@ -209,59 +432,6 @@ static void fire_opened(struct evn_conn *c)
     if (alive && c->loop->drain_started)
         evn__conn_opened_draining(c);
 }
-
-/*
- * One step of a TLS handshake. When it completes, the handshake deadline is
- * cleared and opened fires; input that came with the handshake's last flight
- * may already sit decrypted inside OpenSSL, so it is read at the end of the
- * turn. A handshake that fails closes the connection without any event.
- */
-static void handshake(struct evn_conn *c)
-{
-    struct evn_loop *loop = c->loop;
-    int rc = evn__tls_handshake(c);
-    if (rc == EVN__TLS_WANT_READ) {
-        set_flags(c, 0, EVN__C_TLS_HSW);
-        return;
-    }
-    if (rc == EVN__TLS_WANT_WRITE) {
-        set_flags(c, EVN__C_TLS_HSW, 0);
-        return;
-    }
-    if (rc < 0) {
-        evn__conn_close(c, rc);
-        return;
-    }
-    evn_id id = evn_conn_id(c);
-    c->deadline_at = 0;
-    evn__timer_update(c);
-    set_flags(c, 0, EVN__C_HANDSHAKE | EVN__C_TLS_HSW);
-    fire_opened(c);
-    c = evn__conn_lookup(loop, id);
-    if (c && c->tls && !(c->flags & (EVN__C_CLOSING | EVN__C_DETACHING)) && evn__tls_pending(c))
-        queue_reread(c);
-}
-
-/* A connection accepted on a tls:// listener: handshake first, within the
- * handshake timeout; opened fires after. */
-static void tls_start(struct evn_conn *c, struct evn__listener *l)
-{
-    struct evn_loop *loop = c->loop;
-    int64_t ms = loop->srv->ev.tls_handshake_timeout_ms;
-    c->flags |= EVN__C_HANDSHAKE | EVN__C_SLOWOUT;
-    int rc = evn__tls_new(c, l);
-    if (rc < 0) {
-        evn__conn_close(c, rc);
-        return;
-    }
-    loop->now_ms = evn__now_ms();
-    c->deadline_at = loop->now_ms + (ms > 0 ? ms : EVN__TLS_HANDSHAKE_MS);
-    evn__timer_update(c);
-    /* The ClientHello has often arrived with the connection: try at once. */
-    handshake(c);
-}
-
-static void read_ready(struct evn_conn *c);
 
 /*
  * The accept fast path, for a plain TCP listener with deferaccept: the kernel
@@ -279,7 +449,7 @@ static void accept_fast(struct evn_conn *c)
     struct evn_loop *loop = c->loop;
     evn_id id = evn_conn_id(c);
     c->flags |= EVN__C_UNREG;
-    fire_opened(c);
+    evn__conn_opened(c);
     if (!(c = evn__conn_lookup(loop, id)))
         return;
     if (!(c->flags & (EVN__C_RDOFF | EVN__C_HOLD | EVN__C_PAUSED | EVN__C_SPLICE)))
@@ -289,23 +459,24 @@ static void accept_fast(struct evn_conn *c)
     set_flags(c, 0, EVN__C_UNREG | EVN__C_FRESH);
 }
 
-int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener, const union evn__ip_addr *peer,
-                   socklen_t peerlen)
+int evn__conn_accepted(struct evn_loop *loop, int fd, uint16_t listener,
+                       const union evn__ip_addr *peer, socklen_t peerlen)
 {
-    struct evn__listener *l =
-        listener != EVN__LISTENER_OUTBOUND ? &loop->srv->listeners[listener] : NULL;
-    bool fast = l && !l->tls && l->url.proto == EVN__TCP && l->url.deferaccept > 0;
+    struct evn__listener *l = &loop->srv->listeners[listener];
+    bool fast = !l->tls && l->url.proto == EVN__TCP && l->url.deferaccept > 0;
     struct evn_conn *c = evn__conn_new(loop, fd, listener, peer, peerlen, fast ? 0 : EVN__READ);
     if (!c)
         return -ENOMEM;
-    if (l && l->tls) {
-        tls_start(c, l);
+#ifdef EVN_HAVE_TLS
+    if (l->tls) {
+        evn__tls_accept(c, l);
         return 0;
     }
+#endif
     if (fast)
         accept_fast(c);
     else
-        fire_opened(c);
+        evn__conn_opened(c);
     return 0;
 }
 
@@ -314,41 +485,51 @@ static void finish_connect(struct evn_conn *c)
 {
     int err = 0;
     socklen_t len = sizeof err;
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+    if (getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
         err = errno;
     if (err) {
         evn__conn_close(c, -err);
         return;
     }
-    if (c->tls) {
+#ifdef EVN_HAVE_TLS
+    if (evn__conn_tls(c)) {
         /* tls://: the handshake comes next, under the same deadline. */
-        set_flags(c, EVN__C_HANDSHAKE, EVN__C_CONNECTING);
-        handshake(c);
+        evn__tls_connected(c);
         return;
     }
-    c->deadline_at = 0;
-    evn__timer_update(c);
+#endif
+    evn__conn_deadline(c, 0);
     set_flags(c, 0, EVN__C_CONNECTING);
-    fire_opened(c);
+    evn__conn_opened(c);
 }
+
+/* ---- closing and detaching ---- */
 
 /* Remove c from the loop's bookkeeping (not from the poller); output still
  * queued is dropped with `status` (for the done callbacks of evn_send_owned). */
 static void forget(struct evn_conn *c, int status)
 {
     struct evn_loop *loop = c->loop;
-    loop->table[c->fd] = NULL;
-    loop->nconns_local--;
+    loop->conns.open--;
     atomic_fetch_sub_explicit(&loop->nconns, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&loop->srv->total_conns, 1, memory_order_relaxed);
-    evn__timer_remove(c);
-    if (c->splice)
-        evn__splice_drop(c);
+    if (c->x) {
+        evn__timer_stop(loop, &c->x->timer);
+        if (c->x->splice)
+            evn__splice_drop(c);
+    }
     out_clear(c, status);
     in_clear(c);
     /* A descriptor is free again: listeners paused on EMFILE may resume. */
     if (loop->accept_paused)
-        evn__loop_accept_resume(loop);
+        evn__accept_resume(loop);
+}
+
+/* The connection's memory goes back to the pool. */
+static void conn_free(struct evn_conn *c)
+{
+    evn__free(c->x);
+    slot_free(&c->loop->conns, c);
 }
 
 /*
@@ -364,10 +545,10 @@ static bool should_linger(struct evn_conn *c, int err)
     /* EVN__C_FRESH: the read a moment ago, in this same call, found no more
      * input; asking the kernel again now would only narrow the same window. */
     if (err != 0 ||
-        (c->flags & (EVN__C_LINGER | EVN__C_EOF | EVN__C_UDP | EVN__C_HANDSHAKE | EVN__C_FRESH)) ||
+        (c->flags & (EVN__C_LINGER | EVN__C_EOF | EVN__C_UDP | EVN__C_OPENING | EVN__C_FRESH)) ||
         atomic_load_explicit(&c->loop->srv->stopping, memory_order_relaxed))
         return false;
-    return ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0;
+    return ioctl(c->io.fd, FIONREAD, &unread) == 0 && unread > 0;
 }
 
 static void fire_closed(struct evn_conn *c, int err)
@@ -380,100 +561,110 @@ static void fire_closed(struct evn_conn *c, int err)
     }
 }
 
-static void linger(struct evn_conn *c)
+/* Linger, if the timer for it can be armed (else close at once). */
+static bool linger(struct evn_conn *c)
 {
+    if (!evn__conn_ext(c))
+        return false;
     c->flags |= EVN__C_CLOSING;
-    if (c->splice)
+    if (c->x->splice)
         evn__splice_drop(c);
     out_clear(c, -ECONNABORTED);
     in_clear(c);
     fire_closed(c, 0);
     /* TLS ends here: close_notify, then the rest is discarded unread. */
-    if (c->tls)
-        evn__tls_free(c, true);
-    shutdown(c->fd, SHUT_WR);
+    c->tp->release(c, true);
+    c->tp = &evn__plain_transport;
+    shutdown(c->io.fd, SHUT_WR);
     set_flags(c, EVN__C_LINGER,
               EVN__C_RDOFF | EVN__C_PAUSED | EVN__C_HOLD | EVN__C_WANTW | EVN__C_RESUMABLE |
-                  EVN__C_TLS_RWANTW);
-    c->idle_ms = 0;
-    c->loop->now_ms = evn__now_ms();
-    c->deadline_at = c->loop->now_ms + EVN__LINGER_MS;
-    evn__timer_update(c);
+                  EVN__C_TPWAIT);
+    c->x->idle_ms = 0;
+    if (evn__conn_deadline(c, EVN__LINGER_MS) < 0)
+        evn__conn_close(c, 0);
+    return true;
 }
 
 void evn__conn_close(struct evn_conn *c, int err)
 {
     struct evn_loop *loop = c->loop;
-    if (should_linger(c, err)) {
-        linger(c);
+    if (should_linger(c, err) && linger(c))
         return;
-    }
     /* Already told (lingering), or never opened (an accepted connection's
      * TLS handshake; evn_connect's own caller does hear of its failure). */
     bool silent = (c->flags & EVN__C_LINGER) ||
-                  ((c->flags & EVN__C_HANDSHAKE) && c->listener != EVN__LISTENER_OUTBOUND);
-    int mask = interest(c);
+                  ((c->flags & EVN__C_OPENING) && c->listener != EVN__LISTENER_OUTBOUND);
+    int mask = evn__conn_interest(c);
     if (mask)
-        loop->be->del(loop, c->fd, mask, true);
+        evn__io_del(loop, &c->io, mask, true);
     forget(c, err ? err : -ECONNABORTED);
     c->flags |= EVN__C_CLOSING;
     /* The callback runs before the close so that address queries still see
      * this socket, not another that reused its number. */
     if (!silent)
         fire_closed(c, err);
-    if (c->tls)
-        evn__tls_free(c, true);
-    close(c->fd);
-    free(c);
+    c->tp->release(c, true);
+    close(c->io.fd);
+    conn_free(c);
+}
+
+void evn__conn_discard(struct evn_conn *c)
+{
+    /* As for a lingering connection, whose closed has fired already. */
+    c->flags |= EVN__C_LINGER;
+    evn__conn_close(c, -ECONNABORTED);
 }
 
 static void detach(struct evn_conn *c)
 {
     struct evn_loop *loop = c->loop;
     struct evn_server *srv = loop->srv;
-    int mask = interest(c);
+    int mask = evn__conn_interest(c);
     if (mask)
-        loop->be->del(loop, c->fd, mask, false);
+        evn__io_del(loop, &c->io, mask, false);
     forget(c, -ECONNABORTED);
-    evn__set_nonblock(c->fd, false);
+    evn__set_nonblock(c->io.fd, false);
     if (srv->ev.detached) {
-        evn_action a = srv->ev.detached(c, c->fd);
+        evn_action a = srv->ev.detached(c, c->io.fd);
         if (a == EVN_SHUTDOWN)
             evn_shutdown(srv);
     } else {
-        close(c->fd);
+        close(c->io.fd);
     }
-    free(c);
+    conn_free(c);
 }
 
+/* ---- work for the end of the turn ---- */
+
 /*
- * Put c on the loop's resume list, served at the end of this turn, unless it
- * is on it already: for drained (EVN__C_RESUME) or to read input waiting
- * inside TLS (EVN__C_REREAD). false if the list could not grow.
+ * Put c on the resume list, served at the end of this turn, unless it is on
+ * it already: for drained (EVN__C_RESUME) or to read input waiting inside
+ * the transport (EVN__C_REREAD). false if the list could not grow.
  */
 static bool resume_push(struct evn_conn *c)
 {
-    struct evn_loop *loop = c->loop;
+    struct evn__conns *cs = &c->loop->conns;
     if (c->flags & (EVN__C_RESUME | EVN__C_REREAD))
         return true;
-    if (loop->nresume == loop->resume_cap) {
-        size_t ncap = loop->resume_cap ? loop->resume_cap * 2 : 64;
-        evn_id *nr = evn__realloc(loop->resume, sizeof *nr * ncap);
+    if (cs->nresume == cs->resume_cap) {
+        size_t ncap = cs->resume_cap ? cs->resume_cap * 2 : 64;
+        evn_id *nr = evn__realloc(cs->resume, sizeof *nr * ncap);
         if (!nr)
             return false;
-        loop->resume = nr;
-        loop->resume_cap = ncap;
+        cs->resume = nr;
+        cs->resume_cap = ncap;
     }
-    loop->resume[loop->nresume++] = evn_conn_id(c);
+    cs->resume[cs->nresume++] = evn_conn_id(c);
+    if (!cs->in_later)
+        evn__defer(c->loop, &cs->later);
     return true;
 }
 
 /*
  * A list that would bring c back to the loop could not grow, and without it
  * c might never be looked at again: close it with -ENOMEM, at the end of this
- * turn if the resume list has room (evn__conn_resume_all), else once the
- * socket is writable, which needs no memory at all. Either way flush() does
- * the closing.
+ * turn if the resume list has room, else once the socket is writable, which
+ * needs no memory at all. Either way flush() does the closing.
  */
 static void out_of_memory(struct evn_conn *c)
 {
@@ -493,7 +684,6 @@ static void queue_resume(struct evn_conn *c)
         out_of_memory(c);
 }
 
-/* Read c again at the end of this turn without waiting for the poller. */
 static void queue_reread(struct evn_conn *c)
 {
     if (c->flags & EVN__C_REREAD)
@@ -504,15 +694,43 @@ static void queue_reread(struct evn_conn *c)
         out_of_memory(c);
 }
 
+void evn__conn_reread(struct evn_conn *c)
+{
+    queue_reread(c);
+}
+
+static int mark_dirty(struct evn_conn *c)
+{
+    struct evn__conns *cs = &c->loop->conns;
+    if (cs->ndirty == cs->dirty_cap) {
+        size_t ncap = cs->dirty_cap ? cs->dirty_cap * 2 : 64;
+        evn_id *nd = evn__realloc(cs->dirty, sizeof *nd * ncap);
+        if (!nd) {
+            out_of_memory(c);
+            return -ENOMEM;
+        }
+        cs->dirty = nd;
+        cs->dirty_cap = ncap;
+    }
+    cs->dirty[cs->ndirty++] = evn_conn_id(c);
+    c->flags |= EVN__C_DIRTY;
+    if (!cs->in_later)
+        evn__defer(c->loop, &cs->later);
+    return 0;
+}
+
+/* ---- output ---- */
+
 /*
  * Output is left queued: wait for writability, and past the high-water mark
  * stop reading until it drains to the low-water mark.
  */
 static bool wait_writable(struct evn_conn *c)
 {
-    if (c->out_bytes > c->out_high) {
-        set_flags(c, EVN__C_WANTW | EVN__C_PAUSED | EVN__C_RESUMABLE, 0);
-    } else if ((c->flags & EVN__C_RESUMABLE) && c->out_bytes <= c->out_low) {
+    if (c->out_bytes > out_high(c)) {
+        uint32_t pause = c->flags & EVN__C_MANUAL ? 0 : EVN__C_PAUSED;
+        set_flags(c, EVN__C_WANTW | pause | EVN__C_RESUMABLE, 0);
+    } else if ((c->flags & EVN__C_RESUMABLE) && c->out_bytes <= out_low(c)) {
         set_flags(c, EVN__C_WANTW, EVN__C_PAUSED);
         queue_resume(c);
     } else {
@@ -522,39 +740,77 @@ static bool wait_writable(struct evn_conn *c)
 }
 
 /*
- * The memory chunks from the head of the queue, up to the first file region
- * or EVN__IOV_MAX of them, in one sendmsg; *want is what was offered.
+ * Send from the head of the queue: a file region with evn__file_send, or
+ * the memory chunks up to the next file region (EVN__IOV_MAX of them at
+ * most) through the transport. Returns the bytes sent, with *want what was
+ * offered (so that a short count means a full socket), or -1 with errno.
  */
-static ssize_t send_chunks(struct evn_conn *c, size_t *want)
-{
-    struct iovec iov[EVN__IOV_MAX];
-    int k = 0;
-    *want = 0;
-    for (struct evn__chunk *ch = c->out_head; ch && ch->buf && k < EVN__IOV_MAX; ch = ch->next) {
-        iov[k].iov_base = ch->buf + ch->off;
-        iov[k].iov_len = ch->len - ch->off;
-        *want += iov[k++].iov_len;
-    }
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)k};
-    return sendmsg(c->fd, &mh, MSG_NOSIGNAL);
-}
-
-/*
- * The general output path, for TLS connections and for queues that hold file
- * regions. It sends from the head of the queue: through TLS one chunk at a
- * time, a file region with evn__file_send, or else the memory chunks up to
- * the next file region in one sendmsg. Like the plain sends in flush it
- * returns the bytes sent, with *want what was offered (so that a short count
- * means a full socket), or -1 with errno set.
- */
-static ssize_t write_general(struct evn_conn *c, size_t budget, size_t *want)
+static ssize_t send_head(struct evn_conn *c, size_t budget, size_t *want)
 {
     struct evn__chunk *ch = c->out_head;
     if (!ch->buf)
         return evn__file_send(c, ch, budget, want);
-    if (c->tls)
-        return evn__tls_sent(evn__tls_write(c, ch->buf + ch->off, ch->len - ch->off), want);
-    return send_chunks(c, want);
+    struct iovec iov[EVN__IOV_MAX];
+    int k = 0;
+    for (; ch && ch->buf && k < EVN__IOV_MAX; ch = ch->next, k++) {
+        iov[k].iov_base = ch->buf + ch->off;
+        iov[k].iov_len = ch->len - ch->off;
+    }
+    return c->tp->writev(c, iov, k, want);
+}
+
+/* n bytes went: advance the queue past them. */
+static void out_sent(struct evn_conn *c, size_t n)
+{
+    c->out_bytes -= n;
+    if (c->x)
+        c->x->last_active = c->loop->now_ms;
+    while (n > 0) {
+        struct evn__chunk *ch = c->out_head;
+        size_t avail = ch->len - ch->off;
+        if (n < avail) {
+            ch->off += n;
+            break;
+        }
+        n -= avail;
+        c->out_head = ch->next;
+        evn__chunk_release(c->loop, ch, 0);
+    }
+    if (!c->out_head)
+        c->out_tail = NULL;
+}
+
+/* The queue is empty: what was waiting for that happens. false if c is gone. */
+static bool out_empty(struct evn_conn *c)
+{
+    if (c->flags & (EVN__C_WANTW | EVN__C_PAUSED))
+        set_flags(c, 0, EVN__C_WANTW | EVN__C_PAUSED);
+    /* A connection spliced into this one waits for its output to be sent. */
+    struct evn__splice *sp = evn__conn_splice(c);
+    if (sp)
+        evn__splice_drained(c);
+    if (c->flags & EVN__C_RESUMABLE)
+        queue_resume(c);
+    if (c->flags & EVN__C_DETACHING) {
+        detach(c);
+        return false;
+    }
+    if (c->flags & EVN__C_CLOSING) {
+        evn__conn_close(c, c->x ? c->x->close_err : 0);
+        return false;
+    }
+    if ((c->flags & (EVN__C_WSHUT | EVN__C_WSHUT_DONE)) == EVN__C_WSHUT) {
+        if (c->tp->shutdown)
+            c->tp->shutdown(c);
+        shutdown(c->io.fd, SHUT_WR);
+        c->flags |= EVN__C_WSHUT_DONE;
+    }
+    /* Both directions finished: nothing more can happen on it. */
+    if ((c->flags & (EVN__C_EOF | EVN__C_WSHUT_DONE)) == (EVN__C_EOF | EVN__C_WSHUT_DONE)) {
+        evn__conn_close(c, 0);
+        return false;
+    }
+    return true;
 }
 
 /*
@@ -568,23 +824,22 @@ static bool flush(struct evn_conn *c)
         evn__conn_close(c, c->flags & EVN__C_NOMEM ? -ENOMEM : -ENOBUFS);
         return false;
     }
-    if (c->flags & (EVN__C_CONNECTING | EVN__C_HANDSHAKE))
+    if (c->flags & (EVN__C_CONNECTING | EVN__C_OPENING))
         return true;
     size_t budget = EVN__WRITE_PER_TURN;
     while (c->out_head) {
-        ssize_t n;
         size_t want;
-        if (c->flags & EVN__C_SLOWOUT) {
-            /* Each write may take a whole turn's budget, not just what is
-             * left of it, so that a file region after a short header goes
-             * out in one sendfile; a turn moves at most twice the budget. */
-            n = write_general(c, EVN__WRITE_PER_TURN, &want);
-        } else if (!c->out_head->next) {
-            struct evn__chunk *ch = c->out_head;
+        ssize_t n;
+        struct evn__chunk *ch = c->out_head;
+        if (!ch->next && ch->buf && c->tp == &evn__plain_transport) {
+            /* The usual case, a reply in one chunk on a plain socket. */
             want = ch->len - ch->off;
-            n = send(c->fd, ch->buf + ch->off, want, MSG_NOSIGNAL);
+            n = send(c->io.fd, ch->buf + ch->off, want, MSG_NOSIGNAL);
         } else {
-            n = send_chunks(c, &want);
+            /* A file region may take a whole turn's budget, not just what
+             * is left of it, so that one after a short header goes out in
+             * one sendfile; a turn moves at most twice the budget. */
+            n = send_head(c, c->flags & EVN__C_SLOWOUT ? EVN__WRITE_PER_TURN : budget, &want);
         }
         if (n < 0) {
             if (errno == EINTR)
@@ -594,69 +849,30 @@ static bool flush(struct evn_conn *c)
             evn__conn_close(c, -errno);
             return false;
         }
-        c->out_bytes -= (size_t)n;
-        c->last_active = c->loop->now_ms;
-        size_t left = (size_t)n;
-        while (left > 0) {
-            struct evn__chunk *ch = c->out_head;
-            size_t avail = ch->len - ch->off;
-            if (left < avail) {
-                ch->off += left;
-                break;
-            }
-            left -= avail;
-            c->out_head = ch->next;
-            evn__chunk_release(c->loop, ch, 0);
-        }
-        if (!c->out_head) {
-            c->out_tail = NULL;
+        out_sent(c, (size_t)n);
+        if (!c->out_head)
             break;
-        }
         /* A short send means the socket is full; a spent budget lets the
          * loop serve others first. Either way, carry on when writable. */
         if ((size_t)n < want || (size_t)n >= budget)
             return wait_writable(c);
         budget -= (size_t)n;
     }
-    if (c->flags & (EVN__C_WANTW | EVN__C_PAUSED))
-        set_flags(c, 0, EVN__C_WANTW | EVN__C_PAUSED);
-    /* A connection spliced into this one waits for its output to be sent. */
-    if (c->splice && c->splice->from)
-        evn__splice_drained(c);
-    if (c->flags & EVN__C_RESUMABLE)
-        queue_resume(c);
-    if (c->flags & EVN__C_DETACHING) {
-        detach(c);
-        return false;
-    }
-    if (c->flags & EVN__C_CLOSING) {
-        evn__conn_close(c, 0);
-        return false;
-    }
-    if ((c->flags & (EVN__C_WSHUT | EVN__C_WSHUT_DONE)) == EVN__C_WSHUT) {
-        if (c->tls)
-            evn__tls_notify(c);
-        shutdown(c->fd, SHUT_WR);
-        c->flags |= EVN__C_WSHUT_DONE;
-    }
-    /* Both directions finished: nothing more can happen on it. */
-    if ((c->flags & (EVN__C_EOF | EVN__C_WSHUT_DONE)) == (EVN__C_EOF | EVN__C_WSHUT_DONE)) {
-        evn__conn_close(c, 0);
-        return false;
-    }
-    return true;
+    return out_empty(c);
 }
 
-bool evn__conn_act(struct evn_conn *c, evn_action a)
+/* evn__conn_act, inlined where a data event ends. */
+static inline bool act(struct evn_conn *c, evn_action a)
 {
     /* A callback that left output above high water gets drained once it is
      * down to low water, however fast it then goes out. */
-    if (c->out_bytes > c->out_high)
+    size_t high = out_high(c);
+    if (c->out_bytes > high)
         c->flags |= EVN__C_RESUMABLE;
     switch (a) {
     case EVN_CLOSE:
         if (!c->out_head) {
-            evn__conn_close(c, 0);
+            evn__conn_close(c, c->x ? c->x->close_err : 0);
             return false;
         }
         /* Send first: if it all goes (the usual case for a reply), the
@@ -671,9 +887,9 @@ bool evn__conn_act(struct evn_conn *c, evn_action a)
         set_flags(c, EVN__C_CLOSING | EVN__C_RDOFF, 0);
         break;
     case EVN_DETACH:
-        /* The TLS session cannot go with the socket, and the socket alone is
-         * no use to anyone: refuse, loudly. */
-        if (c->tls) {
+        /* A transport's state (a TLS session) cannot go with the socket, and
+         * the socket alone is no use to anyone: refuse, loudly. */
+        if (c->tp != &evn__plain_transport) {
             evn__conn_close(c, -EPROTONOSUPPORT);
             return false;
         }
@@ -692,53 +908,70 @@ bool evn__conn_act(struct evn_conn *c, evn_action a)
     if ((c->flags & EVN__C_WANTW) && !(c->flags & (EVN__C_NOMEM | EVN__C_NOBUFS))) {
         /* Still queued: if this callback pushed output past high water,
          * stop reading now rather than at the next writable event. */
-        if (c->out_bytes > c->out_high && !(c->flags & EVN__C_PAUSED))
+        if (c->out_bytes > high && !(c->flags & (EVN__C_PAUSED | EVN__C_MANUAL)))
             set_flags(c, EVN__C_PAUSED | EVN__C_RESUMABLE, 0);
         return true;
     }
     return flush(c);
 }
 
+bool evn__conn_act(struct evn_conn *c, evn_action a)
+{
+    return act(c, a);
+}
+
+/* ---- input ---- */
+
+/* Keep the last keep bytes of in[0..len) for the next data event. */
+static bool keep_input(struct evn_conn *c, const char *in, size_t len, size_t keep,
+                       bool from_stash)
+{
+    if (from_stash) {
+        if (keep != len)
+            memmove(c->x->in, c->x->in + len - keep, keep);
+        c->x->in_len = (uint32_t)keep;
+        return true;
+    }
+    size_t cap = keep > 4096 ? keep : 4096;
+    char *nb = evn__conn_ext(c) ? evn__malloc(cap) : NULL;
+    if (!nb)
+        return false;
+    memcpy(nb, in + len - keep, keep);
+    c->x->in = nb;
+    c->x->in_len = (uint32_t)keep;
+    c->x->in_cap = (uint32_t)cap;
+    return true;
+}
+
 /* Run the data callback for c over in[0..len), then handle kept input. */
 static void deliver(struct evn_conn *c, const char *in, size_t len, bool from_stash)
 {
     struct evn_loop *loop = c->loop;
+    struct evn__conns *cs = &loop->conns;
     evn_action a = EVN_NONE;
     c->flags &= (uint32_t)~EVN__C_KEPT;
-    c->cur_len = len;
+    cs->cur_len = len;
     if (loop->srv->ev.data) {
-        loop->cur = c;
+        evn__conn_enter(c);
         a = loop->srv->ev.data(c, in, len);
-        loop->cur = NULL;
+        evn__conn_leave(c);
     }
     /* Stopped because its output is full, the kept rest is handed back once
      * the output drains (evn__conn_act arms that), even if no more input
      * ever arrives. */
-    size_t keep = (c->flags & EVN__C_KEPT) ? c->keep : 0;
-    if (keep == 0) {
-        if (c->in)
-            in_clear(c);
-    } else if (from_stash) {
-        if (keep != len)
-            memmove(c->in, c->in + len - keep, keep);
-        c->in_len = keep;
-    } else {
-        char *nb = evn__malloc(keep > 4096 ? keep : 4096);
-        if (!nb) {
-            evn__conn_close(c, -ENOMEM);
-            return;
-        }
-        memcpy(nb, in + len - keep, keep);
-        c->in = nb;
-        c->in_len = keep;
-        c->in_cap = keep > 4096 ? keep : 4096;
+    size_t keep = (c->flags & EVN__C_KEPT) ? cs->keep : 0;
+    if (keep == 0)
+        in_clear(c);
+    else if (!keep_input(c, in, len, keep, from_stash)) {
+        evn__conn_close(c, -ENOMEM);
+        return;
     }
     /* Spliced during this event: what it kept goes ahead of the splice. */
-    if ((c->flags & EVN__C_SPLICE) && c->in_len) {
+    if ((c->flags & EVN__C_SPLICE) && in_len(c)) {
         evn__splice_write_kept(c);
         in_clear(c);
     }
-    evn__conn_act(c, a);
+    act(c, a);
 }
 
 /*
@@ -758,23 +991,33 @@ static void eof_close(struct evn_conn *c)
     evn__conn_close(c, 0);
 }
 
-/* read(2) for a TLS connection: the same results, errno included. */
-static ssize_t read_tls(struct evn_conn *c, char *buf, size_t room)
+/* Where the next read goes: after the kept input, so the callback sees one
+ * contiguous run, or into the loop's buffer. NULL with *err when the kept
+ * input cannot grow: -ENOMEM, or -ENOBUFS past EVN__KEPT_MAX. */
+static char *read_buffer(struct evn_conn *c, size_t *room, int *err)
 {
-    ssize_t n = evn__tls_read(c, buf, room);
-    if (n > 0) {
-        /* The buffer filled with more inside OpenSSL, or the read ran into
-         * the end after these bytes: go on at the end of the turn. */
-        if (evn__tls_pending(c))
-            queue_reread(c);
-        return n;
+    struct evn__conn_ext *x = c->x;
+    if (!x || !x->in_len) {
+        *room = c->loop->conns.rbuf_cap;
+        return c->loop->conns.rbuf;
     }
-    if (n == 0)
-        return 0;
-    if (n == EVN__TLS_WANT_WRITE)
-        set_flags(c, EVN__C_TLS_RWANTW, 0);
-    errno = n == EVN__TLS_WANT_READ || n == EVN__TLS_WANT_WRITE ? EAGAIN : (int)-n;
-    return -1;
+    if (x->in_cap - x->in_len < 16384) {
+        size_t ncap = (size_t)x->in_cap * 2 > (size_t)x->in_len + 65536 ? (size_t)x->in_cap * 2
+                                                                         : (size_t)x->in_len + 65536;
+        if (ncap > EVN__KEPT_MAX) {
+            *err = -ENOBUFS;
+            return NULL;
+        }
+        char *nb = evn__realloc(x->in, ncap);
+        if (!nb) {
+            *err = -ENOMEM;
+            return NULL;
+        }
+        x->in = nb;
+        x->in_cap = (uint32_t)ncap;
+    }
+    *room = x->in_cap - x->in_len;
+    return x->in + x->in_len;
 }
 
 static void read_ready(struct evn_conn *c)
@@ -785,39 +1028,27 @@ static void read_ready(struct evn_conn *c)
             evn__splice_pump(c);
             return;
         }
-        ssize_t n = read(c->fd, loop->rbuf, loop->rbuf_cap);
+        ssize_t n = read(c->io.fd, loop->conns.rbuf, loop->conns.rbuf_cap);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
             evn__conn_close(c, 0);
         return;
     }
-    char *buf;
     size_t room;
-    if (c->in_len) {
-        /* Append to the kept input, so the callback sees one contiguous run. */
-        if (c->in_cap - c->in_len < 16384) {
-            size_t ncap = c->in_cap * 2 > c->in_len + 65536 ? c->in_cap * 2 : c->in_len + 65536;
-            char *nb = evn__realloc(c->in, ncap);
-            if (!nb) {
-                evn__conn_close(c, -ENOMEM);
-                return;
-            }
-            c->in = nb;
-            c->in_cap = ncap;
-        }
-        buf = c->in + c->in_len;
-        room = c->in_cap - c->in_len;
-    } else {
-        buf = loop->rbuf;
-        room = loop->rbuf_cap;
+    int err = 0;
+    char *buf = read_buffer(c, &room, &err);
+    if (!buf) {
+        evn__conn_close(c, err);
+        return;
     }
-    ssize_t n = c->tls ? read_tls(c, buf, room) : read(c->fd, buf, room);
-    c->last_active = loop->now_ms;
+    ssize_t n = c->tp->read(c, buf, room);
+    if (c->x)
+        c->x->last_active = loop->now_ms;
     if (n > 0) {
         if ((c->flags & EVN__C_UNREG) && (size_t)n < room)
             c->flags |= EVN__C_FRESH;
-        if (c->in_len) {
-            c->in_len += (size_t)n;
-            deliver(c, c->in, c->in_len, true);
+        if (buf != loop->conns.rbuf) {
+            c->x->in_len += (uint32_t)n;
+            deliver(c, c->x->in, c->x->in_len, true);
         } else {
             deliver(c, buf, (size_t)n, false);
         }
@@ -839,38 +1070,29 @@ void evn__conn_input_end(struct evn_conn *c)
      * (half-close); otherwise what is queued still goes out, then the close. */
     set_flags(c, EVN__C_EOF | EVN__C_RDOFF, 0);
     if (loop->srv->ev.eof) {
-        loop->cur = c;
+        evn__conn_enter(c);
         evn_action a = loop->srv->ev.eof(c);
-        loop->cur = NULL;
+        evn__conn_leave(c);
         evn__conn_act(c, a);
         return;
     }
     eof_close(c);
 }
 
-/* The states a plain, established connection is never in. */
-static void ready_slow(struct evn_conn *c, int mask)
+void evn__conn_drop_input(struct evn_conn *c)
 {
-    if (c->flags & EVN__C_CONNECTING) {
-        finish_connect(c);
-        return;
-    }
-    if (c->flags & EVN__C_HANDSHAKE) {
-        handshake(c);
-        return;
-    }
-    /* A TLS read had to write first, and now the socket can take it. */
-    set_flags(c, 0, EVN__C_TLS_RWANTW);
-    if ((c->flags & EVN__C_WANTW) && !flush(c))
-        return;
-    if (interest(c) & EVN__READ)
-        read_ready(c);
+    in_clear(c);
 }
 
-void evn__conn_ready(struct evn_conn *c, int mask)
+/* The loop's callback for a connection's socket. */
+static void conn_io(struct evn_loop *loop, struct evn__io *io, int mask)
 {
-    if (c->flags & (EVN__C_CONNECTING | EVN__C_HANDSHAKE | EVN__C_TLS_RWANTW)) {
-        ready_slow(c, mask);
+    struct evn_conn *c = evn__container_of(io, struct evn_conn, io);
+    if (c->flags & (EVN__C_CONNECTING | EVN__C_TPWAIT)) {
+        if (c->flags & EVN__C_CONNECTING)
+            finish_connect(c);
+        else
+            c->tp->ready(c, mask);
         return;
     }
     if ((mask & EVN__WRITE) && (c->flags & EVN__C_WANTW) && !flush(c))
@@ -880,61 +1102,179 @@ void evn__conn_ready(struct evn_conn *c, int mask)
         read_ready(c);
 }
 
-void evn__conn_set_flags(struct evn_conn *c, uint32_t set, uint32_t clear)
+void evn__conn_ready(struct evn_conn *c, int mask)
 {
-    set_flags(c, set, clear);
-}
-
-void evn__conn_reread(struct evn_conn *c)
-{
-    queue_reread(c);
-}
-
-void evn__conn_drop_input(struct evn_conn *c)
-{
-    in_clear(c);
+    conn_io(c->loop, &c->io, mask);
 }
 
 void evn__conn_wake(struct evn_conn *c)
 {
     struct evn_loop *loop = c->loop;
-    if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_CONNECTING | EVN__C_HANDSHAKE))
+    if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_CONNECTING | EVN__C_OPENING))
         return;
     evn_action a = EVN_NONE;
     if (loop->srv->ev.data) {
-        loop->cur = c;
-        c->cur_len = 0;
+        evn__conn_enter(c);
+        loop->conns.cur_len = 0;
         a = loop->srv->ev.data(c, NULL, 0);
-        loop->cur = NULL;
+        evn__conn_leave(c);
     }
     evn__conn_act(c, a);
 }
 
-struct evn_conn *evn__conn_lookup(struct evn_loop *loop, evn_id id)
+/* The drained half of the resume list; returns c, or NULL if it is gone. */
+static struct evn_conn *resume_drained(struct evn_conn *c)
 {
-    int fd = (int)((id >> 32) & 0xffffff);
-    struct evn__handle *h = fd < loop->table_cap ? loop->table[fd] : NULL;
-    if (!h || h->kind != EVN__H_CONN || ((struct evn_conn *)h)->seq != (uint32_t)id)
-        return NULL;
-    return (struct evn_conn *)h;
+    struct evn_loop *loop = c->loop;
+    struct evn_server *srv = loop->srv;
+    evn_id id = evn_conn_id(c);
+    if (c->flags & (EVN__C_PAUSED | EVN__C_CLOSING | EVN__C_DETACHING))
+        return c;
+    if (srv->ev.drained) {
+        evn__conn_enter(c);
+        evn_action a = srv->ev.drained(c);
+        evn__conn_leave(c);
+        if (!evn__conn_act(c, a))
+            return NULL;
+    }
+    if (in_len(c) && !(c->flags & (EVN__C_PAUSED | EVN__C_CLOSING | EVN__C_DETACHING))) {
+        deliver(c, c->x->in, c->x->in_len, true);
+        c = evn__conn_lookup(loop, id);
+    }
+    if (c && (c->flags & EVN__C_EOF) && !srv->ev.eof &&
+        !(c->flags & (EVN__C_CLOSING | EVN__C_DETACHING))) {
+        eof_close(c);
+        c = evn__conn_lookup(loop, id);
+    }
+    return c;
 }
 
-void evn__conn_flush_dirty(struct evn_loop *loop)
+/*
+ * Connections whose output drained after a pause: tell the application, then
+ * hand back the input it kept. And connections with input waiting inside the
+ * transport: read it, if reading is on. And connections that must close for
+ * want of memory (out_of_memory). Only those queued before this call are
+ * served now; any queued meanwhile wait for the next turn.
+ */
+static void resume_all(struct evn_loop *loop)
 {
-    /* Flushing can queue more (a closed callback that writes elsewhere), so
-     * walk by index and let the array grow underneath. */
-    for (size_t i = 0; i < loop->ndirty; i++) {
-        struct evn_conn *c = evn__conn_lookup(loop, loop->dirty[i]);
+    struct evn__conns *cs = &loop->conns;
+    size_t n = cs->nresume;
+    for (size_t i = 0; i < n; i++) {
+        struct evn_conn *c = evn__conn_lookup(loop, cs->resume[i]);
+        if (!c)
+            continue;
+        uint32_t f = c->flags;
+        c->flags &= (uint32_t) ~(EVN__C_RESUME | EVN__C_REREAD);
+        if (f & (EVN__C_NOMEM | EVN__C_NOBUFS)) {
+            flush(c);
+            continue;
+        }
+        if ((f & EVN__C_RESUME) && !(c = resume_drained(c)))
+            continue;
+        if ((f & EVN__C_REREAD) && (evn__conn_interest(c) & EVN__READ) &&
+            !(c->flags & (EVN__C_OPENING | EVN__C_CONNECTING)))
+            read_ready(c);
+    }
+    memmove(cs->resume, cs->resume + n, sizeof *cs->resume * (cs->nresume - n));
+    cs->nresume -= n;
+}
+
+/* Output queued outside its connection's own callbacks (by another
+ * connection's, by tick, from another thread) goes out before the loop
+ * sleeps. Flushing can queue more (a closed callback that writes elsewhere),
+ * so walk by index and let the array grow underneath. */
+static void flush_dirty(struct evn_loop *loop)
+{
+    struct evn__conns *cs = &loop->conns;
+    for (size_t i = 0; i < cs->ndirty; i++) {
+        struct evn_conn *c = evn__conn_lookup(loop, cs->dirty[i]);
         if (!c)
             continue;
         c->flags &= (uint32_t)~EVN__C_DIRTY;
         if (!(c->flags & EVN__C_WANTW) || (c->flags & (EVN__C_NOMEM | EVN__C_NOBUFS)))
             flush(c);
     }
-    loop->ndirty = 0;
+    cs->ndirty = 0;
 }
 
-static int mark_dirty(struct evn_conn *c);
+/* The end of the turn: the resume list, then the flushes; what the resume
+ * list gained meanwhile waits for the next turn. */
+static void later(struct evn_loop *loop, struct evn__defer *d)
+{
+    struct evn__conns *cs = &loop->conns;
+    cs->in_later = true;
+    if (cs->nresume)
+        resume_all(loop);
+    if (cs->ndirty)
+        flush_dirty(loop);
+    cs->in_later = false;
+    if (cs->nresume || cs->ndirty)
+        evn__defer(loop, d);
+}
+
+/* ---- timers ---- */
+
+static int64_t due(const struct evn__conn_ext *x)
+{
+    int64_t at = EVN__NEVER;
+    if (x->idle_ms)
+        at = x->last_active + (int64_t)x->idle_ms;
+    if (x->deadline_at && x->deadline_at < at)
+        at = x->deadline_at;
+    return at;
+}
+
+void evn__conn_timer_update(struct evn_conn *c)
+{
+    if (c->x && evn__timer_start(c->loop, &c->x->timer, due(c->x)) < 0)
+        out_of_memory(c);
+}
+
+int evn__conn_deadline(struct evn_conn *c, int64_t ms)
+{
+    if (!ms && !c->x)
+        return 0;
+    if (!evn__conn_ext(c))
+        return -ENOMEM;
+    c->x->deadline_at = ms ? evn__loop_now(c->loop) + ms : 0;
+    return evn__timer_start(c->loop, &c->x->timer, due(c->x));
+}
+
+/*
+ * c's timer came due: its idle timeout, its deadline, or neither any more
+ * (activity since it was armed only stamps last_active), in which case it is
+ * armed again for its real time.
+ */
+static void conn_timer(struct evn_loop *loop, struct evn__timer *t)
+{
+    struct evn__conn_ext *x = evn__container_of(t, struct evn__conn_ext, timer);
+    struct evn_conn *c = x->c;
+    struct evn_server *srv = loop->srv;
+    bool idle = x->idle_ms && x->last_active + (int64_t)x->idle_ms <= loop->now_ms;
+    bool deadline = x->deadline_at && x->deadline_at <= loop->now_ms;
+    if (!idle && !deadline) {
+        evn__conn_timer_update(c);
+        return;
+    }
+    if (deadline && !idle)
+        x->deadline_at = 0;
+    if (c->flags & EVN__C_LINGER) {
+        evn__conn_close(c, 0);
+        return;
+    }
+    if (idle || !srv->ev.timeout || (c->flags & (EVN__C_CONNECTING | EVN__C_OPENING))) {
+        evn__conn_close(c, -ETIMEDOUT);
+        return;
+    }
+    evn__conn_enter(c);
+    evn_action a = srv->ev.timeout(c);
+    evn__conn_leave(c);
+    if (evn__conn_act(c, a))
+        evn__conn_timer_update(c);
+}
+
+/* ---- writing ---- */
 
 /*
  * Link ch (if not NULL) at the tail of the output queue and count len more
@@ -951,7 +1291,7 @@ static void out_append(struct evn_conn *c, struct evn__chunk *ch, size_t len)
         c->out_tail = ch;
     }
     c->out_bytes += len;
-    if (c->out_bytes > c->out_high)
+    if (c->out_bytes > out_high(c))
         c->flags |= EVN__C_RESUMABLE;
 }
 
@@ -971,24 +1311,6 @@ void evn__conn_queue_chunk(struct evn_conn *c, struct evn__chunk *ch)
         mark_dirty(c);
 }
 
-static int mark_dirty(struct evn_conn *c)
-{
-    struct evn_loop *loop = c->loop;
-    if (loop->ndirty == loop->dirty_cap) {
-        size_t ncap = loop->dirty_cap ? loop->dirty_cap * 2 : 64;
-        evn_id *nd = evn__realloc(loop->dirty, sizeof *nd * ncap);
-        if (!nd) {
-            out_of_memory(c);
-            return -ENOMEM;
-        }
-        loop->dirty = nd;
-        loop->dirty_cap = ncap;
-    }
-    loop->dirty[loop->ndirty++] = evn_conn_id(c);
-    c->flags |= EVN__C_DIRTY;
-    return 0;
-}
-
 /*
  * Output that could not be queued would leave a hole in the stream: the
  * connection closes with flag's error (EVN__C_NOMEM or EVN__C_NOBUFS) once
@@ -998,7 +1320,7 @@ static int mark_dirty(struct evn_conn *c)
 static void output_failed(struct evn_conn *c, uint32_t flag)
 {
     c->flags |= flag;
-    if (c != c->loop->cur && !(c->flags & (EVN__C_DIRTY | EVN__C_UDP)))
+    if (c != c->loop->conns.cur && !(c->flags & (EVN__C_DIRTY | EVN__C_UDP)))
         mark_dirty(c);
 }
 
@@ -1034,7 +1356,7 @@ int evn_write(evn_conn *c, const void *buf, size_t len)
         ch->len = left;
     }
     out_append(c, ch, len);
-    if (c != c->loop->cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW | EVN__C_UDP)))
+    if (c != c->loop->conns.cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW | EVN__C_UDP)))
         return mark_dirty(c);
     return 0;
 }
@@ -1068,7 +1390,7 @@ static int queue_file(evn_conn *c, int fd, off_t offset, size_t length, bool own
         return rc;
     out_append(c, ch, length);
     c->flags |= EVN__C_SLOWOUT;
-    if (c != c->loop->cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW)))
+    if (c != c->loop->conns.cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW)))
         return mark_dirty(c);
     return 0;
 }
@@ -1085,141 +1407,12 @@ int evn_sendfile_owned(evn_conn *c, int fd, off_t offset, size_t length)
 
 int evn_keep(evn_conn *c, size_t n)
 {
-    if (c->loop->cur != c || (c->flags & EVN__C_UDP) || n > c->cur_len)
+    struct evn__conns *cs = &c->loop->conns;
+    if (cs->cur != c || (c->flags & EVN__C_UDP) || n > cs->cur_len)
         return -EINVAL;
-    c->keep = n;
+    cs->keep = n;
     c->flags |= EVN__C_KEPT;
     return 0;
-}
-
-struct evn_conn *evn__udp_conn_new(struct evn_loop *loop, uint32_t listener)
-{
-    struct evn_conn *c = evn__calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
-    c->h.kind = EVN__H_CONN;
-    c->flags = EVN__C_UDP;
-    c->loop = loop;
-    c->listener = listener;
-    c->fd = -1;
-    return c;
-}
-
-/* Receive a batch of datagrams, one data event each, replying to each sender
- * with what that event wrote, as one datagram. */
-void evn__udp_ready(struct evn__lsock *ls)
-{
-    struct evn_loop *loop = ls->udp->loop;
-    struct evn_server *srv = loop->srv;
-    struct evn_conn *c = ls->udp;
-    c->fd = ls->fd;
-    for (int k = 0; k < EVN__UDP_BATCH; k++) {
-        socklen_t plen = sizeof c->peer;
-        ssize_t n = recvfrom(ls->fd, loop->rbuf, loop->rbuf_cap, 0, &c->peer.sa, &plen);
-        c->peerlen = (uint8_t)(plen <= sizeof c->peer ? plen : sizeof c->peer);
-        if (n < 0)
-            return;
-        evn_action a = EVN_NONE;
-        if (srv->ev.data) {
-            loop->cur = c;
-            c->cur_len = (size_t)n;
-            a = srv->ev.data(c, loop->rbuf, (size_t)n);
-            loop->cur = NULL;
-        }
-        if (c->out_head) {
-            struct iovec iov[EVN__IOV_MAX];
-            int i = 0;
-            for (struct evn__chunk *ch = c->out_head; ch && i < EVN__IOV_MAX; ch = ch->next, i++)
-                iov[i] = (struct iovec){ch->buf + ch->off, ch->len - ch->off};
-            struct msghdr mh = {.msg_name = &c->peer,
-                                .msg_namelen = c->peerlen,
-                                .msg_iov = iov,
-                                .msg_iovlen = (size_t)i};
-            /* A datagram that cannot be sent now is dropped, as UDP would. */
-            ssize_t r = sendmsg(ls->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-            (void)r;
-            out_clear(c, 0);
-        }
-        if (a == EVN_SHUTDOWN) {
-            evn_shutdown(srv);
-            return;
-        }
-    }
-}
-
-void evn__conn_timeout(struct evn_conn *c, bool idle)
-{
-    struct evn_server *srv = c->loop->srv;
-    if (c->flags & EVN__C_LINGER) {
-        evn__conn_close(c, 0);
-        return;
-    }
-    if (idle || !srv->ev.timeout || (c->flags & (EVN__C_CONNECTING | EVN__C_HANDSHAKE))) {
-        evn__conn_close(c, -ETIMEDOUT);
-        return;
-    }
-    c->loop->cur = c;
-    evn_action a = srv->ev.timeout(c);
-    c->loop->cur = NULL;
-    if (evn__conn_act(c, a))
-        evn__timer_update(c);
-}
-
-/* The drained half of evn__conn_resume_all; returns c, or NULL if it is gone. */
-static struct evn_conn *resume_drained(struct evn_conn *c)
-{
-    struct evn_loop *loop = c->loop;
-    struct evn_server *srv = loop->srv;
-    evn_id id = evn_conn_id(c);
-    if (c->flags & (EVN__C_PAUSED | EVN__C_CLOSING | EVN__C_DETACHING))
-        return c;
-    if (srv->ev.drained) {
-        loop->cur = c;
-        evn_action a = srv->ev.drained(c);
-        loop->cur = NULL;
-        if (!evn__conn_act(c, a))
-            return NULL;
-    }
-    if (c->in_len && !(c->flags & (EVN__C_PAUSED | EVN__C_CLOSING | EVN__C_DETACHING))) {
-        deliver(c, c->in, c->in_len, true);
-        c = evn__conn_lookup(loop, id);
-    }
-    if (c && (c->flags & EVN__C_EOF) && !srv->ev.eof &&
-        !(c->flags & (EVN__C_CLOSING | EVN__C_DETACHING))) {
-        eof_close(c);
-        c = evn__conn_lookup(loop, id);
-    }
-    return c;
-}
-
-/*
- * Connections whose output drained after a pause: tell the application, then
- * hand back the input it kept. And TLS connections with input waiting inside
- * OpenSSL: read it, if reading is on. And connections that must close for
- * want of memory (out_of_memory). Only those queued before this call are
- * served now; any queued meanwhile wait for the next turn.
- */
-void evn__conn_resume_all(struct evn_loop *loop)
-{
-    size_t n = loop->nresume;
-    for (size_t i = 0; i < n; i++) {
-        struct evn_conn *c = evn__conn_lookup(loop, loop->resume[i]);
-        if (!c)
-            continue;
-        uint32_t f = c->flags;
-        c->flags &= (uint32_t) ~(EVN__C_RESUME | EVN__C_REREAD);
-        if (f & (EVN__C_NOMEM | EVN__C_NOBUFS)) {
-            flush(c);
-            continue;
-        }
-        if ((f & EVN__C_RESUME) && !(c = resume_drained(c)))
-            continue;
-        if ((f & EVN__C_REREAD) && (interest(c) & EVN__READ) &&
-            !(c->flags & (EVN__C_HANDSHAKE | EVN__C_CONNECTING)))
-            read_ready(c);
-    }
-    memmove(loop->resume, loop->resume + n, sizeof *loop->resume * (loop->nresume - n));
-    loop->nresume -= n;
 }
 
 int evn_conn_shutdown_write(evn_conn *c)
@@ -1227,8 +1420,42 @@ int evn_conn_shutdown_write(evn_conn *c)
     if (c->flags & (EVN__C_UDP | EVN__C_CLOSING | EVN__C_DETACHING))
         return -EINVAL;
     c->flags |= EVN__C_WSHUT;
-    if (c != c->loop->cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW)))
+    if (c != c->loop->conns.cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW)))
         return mark_dirty(c);
+    return 0;
+}
+
+int evn_conn_close(evn_conn *c, int err)
+{
+    if (c->loop != evn__cur_loop)
+        return -EPERM;
+    if ((c->flags & EVN__C_UDP) || err > 0)
+        return -EINVAL;
+    if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_LINGER))
+        return -EALREADY;
+    if (err && !evn__conn_ext(c))
+        err = -ENOMEM;
+    if (c->x)
+        c->x->close_err = err;
+    /* As EVN_CLOSE: no more input is wanted. The close itself happens when
+     * the running callback returns (c's own) or with this turn's flush of
+     * the connections written from elsewhere, never inside this call. */
+    set_flags(c, EVN__C_CLOSING | EVN__C_RDOFF, 0);
+    if (c != c->loop->conns.cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW)))
+        mark_dirty(c); /* failing, it closes c with -ENOMEM instead */
+    return 0;
+}
+
+int evn_conn_set_flow(evn_conn *c, evn_flow flow)
+{
+    if ((c->flags & EVN__C_UDP) || (flow != EVN_FLOW_AUTO && flow != EVN_FLOW_MANUAL))
+        return -EINVAL;
+    if (flow == EVN_FLOW_MANUAL)
+        set_flags(c, EVN__C_MANUAL, EVN__C_PAUSED);
+    else if (c->out_bytes > out_high(c) && !(c->flags & EVN__C_CLOSING))
+        set_flags(c, EVN__C_PAUSED | EVN__C_RESUMABLE, EVN__C_MANUAL);
+    else
+        set_flags(c, 0, EVN__C_MANUAL);
     return 0;
 }
 
@@ -1242,15 +1469,17 @@ int evn_conn_read(evn_conn *c, int on)
 
 int evn_conn_full(const evn_conn *c)
 {
-    return c->out_bytes > c->out_high;
+    return c->out_bytes > out_high(c);
 }
 
 int evn_conn_set_watermarks(evn_conn *c, size_t high, size_t low)
 {
     if (high == 0 || low > high)
         return -EINVAL;
-    c->out_high = high;
-    c->out_low = low;
+    if (!evn__conn_ext(c))
+        return -ENOMEM;
+    c->x->out_high = high < UINT32_MAX ? (uint32_t)high : UINT32_MAX;
+    c->x->out_low = low < UINT32_MAX ? (uint32_t)low : UINT32_MAX;
     return 0;
 }
 
@@ -1258,22 +1487,23 @@ int evn_conn_set_idle_timeout(evn_conn *c, int64_t ms)
 {
     if (ms < 0 || ms > UINT32_MAX || (c->flags & EVN__C_UDP))
         return -EINVAL;
-    c->loop->now_ms = evn__now_ms();
-    c->idle_ms = (uint32_t)ms;
-    c->last_active = c->loop->now_ms;
-    evn__timer_update(c);
-    return 0;
+    if (!ms && !c->x)
+        return 0;
+    if (!evn__conn_ext(c))
+        return -ENOMEM;
+    c->x->idle_ms = (uint32_t)ms;
+    c->x->last_active = evn__loop_now(c->loop);
+    return evn__timer_start(c->loop, &c->x->timer, due(c->x));
 }
 
 int evn_conn_set_deadline(evn_conn *c, int64_t ms)
 {
     if (ms < 0 || (c->flags & EVN__C_UDP))
         return -EINVAL;
-    c->loop->now_ms = evn__now_ms();
-    c->deadline_at = ms ? c->loop->now_ms + ms : 0;
-    evn__timer_update(c);
-    return 0;
+    return evn__conn_deadline(c, ms);
 }
+
+/* ---- accessors ---- */
 
 evn_server *evn_conn_server(const evn_conn *c)
 {
@@ -1284,7 +1514,7 @@ evn_id evn_conn_id(const evn_conn *c)
 {
     if (c->flags & EVN__C_UDP)
         return 0;
-    return evn__make_id(c->loop->index, c->fd, c->seq);
+    return evn__id_make(c->loop->index, c->slot, c->seq);
 }
 
 void *evn_conn_udata(const evn_conn *c)
@@ -1309,7 +1539,7 @@ int evn_conn_loop(const evn_conn *c)
 
 int evn_conn_fd(const evn_conn *c)
 {
-    return c->fd;
+    return c->io.fd;
 }
 
 int evn_conn_is_udp(const evn_conn *c)
@@ -1319,17 +1549,17 @@ int evn_conn_is_udp(const evn_conn *c)
 
 int evn_conn_is_tls(const evn_conn *c)
 {
-    return c->tls != NULL;
+    return evn__conn_tls(c) != NULL;
 }
 
 const char *evn_conn_alpn(const evn_conn *c)
 {
-    return c->tls ? evn__tls_alpn(c) : NULL;
+    return evn__conn_tls(c) ? evn__tls_alpn(c) : NULL;
 }
 
 int evn_conn_tls_resumed(const evn_conn *c)
 {
-    return c->tls && !(c->flags & EVN__C_HANDSHAKE) && evn__tls_resumed(c);
+    return evn__conn_tls(c) && !(c->flags & EVN__C_OPENING) && evn__tls_resumed(c);
 }
 
 size_t evn_conn_pending(const evn_conn *c)
@@ -1340,7 +1570,7 @@ size_t evn_conn_pending(const evn_conn *c)
 int evn_conn_local_addr(const evn_conn *c, struct sockaddr_storage *ss, socklen_t *len)
 {
     socklen_t l = sizeof *ss;
-    if (getsockname(c->fd, (struct sockaddr *)ss, &l) < 0)
+    if (getsockname(c->io.fd, (struct sockaddr *)ss, &l) < 0)
         return -errno;
     if (len)
         *len = l;
@@ -1353,7 +1583,7 @@ int evn_conn_remote_addr(const evn_conn *c, struct sockaddr_storage *ss, socklen
     if (c->peerlen) {
         memcpy(ss, &c->peer, c->peerlen);
         l = c->peerlen;
-    } else if (getpeername(c->fd, (struct sockaddr *)ss, &l) < 0) {
+    } else if (getpeername(c->io.fd, (struct sockaddr *)ss, &l) < 0) {
         return -errno;
     }
     if (len)
@@ -1375,4 +1605,14 @@ int evn_conn_remote_str(const evn_conn *c, char *buf, size_t size)
     socklen_t len;
     int rc = evn_conn_remote_addr(c, &ss, &len);
     return rc < 0 ? rc : evn_addr_str((struct sockaddr *)&ss, len, buf, size);
+}
+
+static void close_one(struct evn_conn *c, void *arg)
+{
+    evn__conn_close(c, *(int *)arg);
+}
+
+void evn__conn_close_all(struct evn_loop *loop, int err)
+{
+    evn__conns_each(loop, close_one, &err);
 }

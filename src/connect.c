@@ -121,6 +121,31 @@ int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udat
     atomic_fetch_add_explicit(&srv->total_conns, 1, memory_order_relaxed);
     struct evn_conn *c = evn__conn_new(loop, fd, EVN__LISTENER_OUTBOUND,
                                        (const union evn__ip_addr *)&ss, len, EVN__WRITE);
+    if (c) {
+        c->flags |= EVN__C_CONNECTING;
+        c->udata = udata;
+    }
+    if (c && tls) {
+        /* A handshake must not wait forever: with no timeout given, the
+         * server's handshake timeout bounds it all. */
+        if (!evn__conn_ext(c)) {
+            evn__conn_discard(c);
+            c = NULL;
+        } else {
+#ifdef EVN_HAVE_TLS
+            evn__tls_attach(c, tls);
+#endif
+            tls = NULL;
+            if (timeout_ms == 0)
+                timeout_ms = srv->ev.tls_handshake_timeout_ms > 0
+                                 ? srv->ev.tls_handshake_timeout_ms
+                                 : EVN__TLS_HANDSHAKE_MS;
+        }
+    }
+    if (c && timeout_ms > 0 && evn__conn_deadline(c, timeout_ms) < 0) {
+        evn__conn_discard(c);
+        c = NULL;
+    }
     if (!c) {
 #ifdef EVN_HAVE_TLS
         if (tls)
@@ -129,19 +154,6 @@ int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udat
         evn__set_errmsg("%s: out of memory", url);
         return -ENOMEM;
     }
-    c->flags |= EVN__C_CONNECTING;
-    c->udata = udata;
-    if (tls) {
-        /* Output goes through TLS. A handshake must not wait forever: with
-         * no timeout given, the server's handshake timeout bounds it all. */
-        c->tls = tls;
-        c->flags |= EVN__C_SLOWOUT;
-        if (timeout_ms == 0)
-            timeout_ms = srv->ev.tls_handshake_timeout_ms > 0 ? srv->ev.tls_handshake_timeout_ms
-                                                              : EVN__TLS_HANDSHAKE_MS;
-    }
-    if (timeout_ms > 0)
-        evn_conn_set_deadline(c, timeout_ms);
     if (id)
         *id = evn_conn_id(c);
     return 0;

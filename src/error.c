@@ -7,13 +7,6 @@
 
 static _Thread_local char errmsg[256];
 
-atomic_int evn__fail_allocs;
-
-bool evn__alloc_should_fail(void)
-{
-    return atomic_fetch_sub_explicit(&evn__fail_allocs, 1, memory_order_relaxed) == 1;
-}
-
 void evn__set_errmsg(const char *fmt, ...)
 {
     va_list ap;

@@ -2,6 +2,16 @@
  * Internal interfaces shared between evn's source files. Nothing here is
  * part of the public API; symbols are named evn__* and are hidden in the
  * shared library.
+ *
+ * The layers, from the bottom:
+ *   - backends (backend_*.c) poll descriptors, or do I/O for them;
+ *   - the loop (loop.c, timer.c) runs handles, timers and deferred work
+ *     and knows nothing of what they are;
+ *   - listeners (listener.c) accept, UDP sockets (udp.c) receive, the inbox
+ *     (wake.c) takes messages from other threads;
+ *   - connections (conn.c) run the events and actions of the API over a
+ *     transport: a plain socket (conn.c) or TLS (tls.c), with file regions
+ *     (sendfile.c) and splicing (splice.c) as special output and input.
  */
 #ifndef EVN_INTERNAL_H
 #define EVN_INTERNAL_H
@@ -17,11 +27,20 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 
 #define EVN__HIDDEN __attribute__((visibility("hidden")))
+
+#define EVN__STR_(x) #x
+#define EVN__STR(x) EVN__STR_(x)
+#define EVN__VERSION_STRING                                                                        \
+    EVN__STR(EVN_VERSION_MAJOR) "." EVN__STR(EVN_VERSION_MINOR) "." EVN__STR(EVN_VERSION_PATCH)
+
+#define evn__container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
 /*
  * Platforms without these flags (macOS) get the same effect another way:
@@ -35,6 +54,11 @@
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0
 #endif
+
+struct evn_loop;
+struct evn__tls;
+struct evn__tls_ctx;
+struct evn__splice;
 
 /* ---- addresses ---- */
 
@@ -74,34 +98,140 @@ EVN__HIDDEN int evn__url_parse(const char *url, struct evn__url *out, char *err,
 EVN__HIDDEN int evn__url_parse_outbound(const char *url, struct evn__url *out, char *err,
                                         size_t errlen);
 
+/* Big enough for any IPv4 or IPv6 address, small enough to keep per connection. */
+union evn__ip_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
+
 /* Record the detail of a failure for evn_errmsg() on this thread. */
 EVN__HIDDEN void evn__set_errmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* ---- backends ---- */
+/* ---- memory (alloc.c) ---- */
+
+/*
+ * Every allocation goes through evn__alloc, which evn_set_allocator may
+ * change while no server exists; evn__servers_add(+1 / -1) counts the
+ * servers that do.
+ */
+struct evn__allocator {
+    void *(*malloc)(size_t);
+    void *(*realloc)(void *, size_t);
+    void *(*calloc)(size_t, size_t);
+    void (*free)(void *);
+};
+EVN__HIDDEN extern struct evn__allocator evn__alloc;
+EVN__HIDDEN void evn__servers_add(int delta);
+static inline void *evn__malloc(size_t n)
+{
+    return evn__alloc.malloc(n);
+}
+static inline void *evn__realloc(void *p, size_t n)
+{
+    return evn__alloc.realloc(p, n);
+}
+static inline void *evn__calloc(size_t k, size_t n)
+{
+    return evn__alloc.calloc(k, n);
+}
+static inline void evn__free(void *p)
+{
+    evn__alloc.free(p);
+}
+static inline char *evn__strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = evn__malloc(n);
+    return d ? memcpy(d, s, n) : NULL;
+}
+
+/* ---- handles, timers and deferred work: what a loop runs ---- */
 
 enum { EVN__READ = 1, EVN__WRITE = 2 };
 
-struct evn__fired {
+/*
+ * A descriptor registered with a loop's poller, and the function the loop
+ * calls when it is ready (mask: EVN__READ | EVN__WRITE; errors and hang-ups
+ * come as EVN__READ). The loop knows nothing else of it: a connection, a
+ * listening socket or the inbox embeds one and finds itself from it with
+ * evn__container_of.
+ */
+struct evn__io;
+typedef void (*evn__io_cb)(struct evn_loop *loop, struct evn__io *io, int mask);
+struct evn__io {
+    evn__io_cb cb;
     int fd;
-    int mask; /* EVN__READ | EVN__WRITE; errors and hang-ups report as READ */
 };
 
-struct evn_loop;
+/*
+ * A timer, embedded in what it belongs to: once armed, cb runs on the loop's
+ * thread when loop->now_ms reaches the time given (or soon after), with the
+ * timer disarmed first, so cb may arm it again.
+ */
+struct evn__timer;
+typedef void (*evn__timer_cb)(struct evn_loop *loop, struct evn__timer *t);
+struct evn__timer {
+    evn__timer_cb cb;
+    uint32_t heap_idx; /* 1 + place in the loop's heap; 0 when not armed */
+};
+struct evn__timer_slot {
+    int64_t at;
+    struct evn__timer *t;
+};
+#define EVN__NEVER INT64_MAX
+
+/* Arm t for `at` (EVN__NEVER disarms), replacing an earlier time. 0, or
+ * -ENOMEM: t then keeps its earlier state. */
+EVN__HIDDEN int evn__timer_start(struct evn_loop *loop, struct evn__timer *t, int64_t at);
+EVN__HIDDEN void evn__timer_stop(struct evn_loop *loop, struct evn__timer *t);
+/* Run every timer due by loop->now_ms. */
+EVN__HIDDEN void evn__timers_run(struct evn_loop *loop);
+/* Milliseconds until the earliest timer is due (0 if overdue), -1 if none. */
+EVN__HIDDEN int64_t evn__timer_next(struct evn_loop *loop);
 
 /*
- * A poller. Each function gets the loop, whose `bdata` field belongs to the
- * backend. Registration is by fd with an interest mask; `wait` fills
- * loop->fired[0..n) and returns n, or a negative errno (never -EINTR).
+ * Work for the end of the loop's turn, before it waits again: a module
+ * queues its hook (queueing one already queued does nothing) and the loop
+ * calls it once the turn's events and timers are done. A hook queued while
+ * the hooks run is called in the next turn, which then does not sleep.
+ */
+struct evn__defer;
+typedef void (*evn__defer_cb)(struct evn_loop *loop, struct evn__defer *d);
+struct evn__defer {
+    evn__defer_cb cb;
+    struct evn__defer *next;
+    bool queued;
+};
+EVN__HIDDEN void evn__defer(struct evn_loop *loop, struct evn__defer *d);
+
+/* ---- backends ---- */
+
+struct evn__fired {
+    struct evn__io *io;
+    int mask;
+};
+/* loop->fired has room for at least this many events from one wait. */
+#define EVN__FIRED_MIN 256
+
+/*
+ * A poller, one per loop; `bdata` in the loop is the backend's. Interest is
+ * registered per handle with a mask; `wait` fills loop->fired[0..n) and
+ * returns n (at most loop->nfired_cap), or a negative errno (never -EINTR).
+ * An event may name a handle removed since the wait returned, or one whose
+ * memory now serves another handle of the same kind: the handles' owners
+ * keep that memory for the loop's life (connections live in a pool), and a
+ * spurious readiness event costs a read that finds nothing.
  */
 struct evn__backend {
     const char *name;
     int (*init)(struct evn_loop *loop);
     void (*destroy)(struct evn_loop *loop);
-    int (*add)(struct evn_loop *loop, int fd, int mask);
-    int (*mod)(struct evn_loop *loop, int fd, int oldmask, int newmask);
-    /* closing: the caller closes fd next, so a poller that forgets closed
-     * fds by itself may skip the work. */
-    int (*del)(struct evn_loop *loop, int fd, int oldmask, bool closing);
+    int (*add)(struct evn_loop *loop, struct evn__io *io, int mask);
+    int (*mod)(struct evn_loop *loop, struct evn__io *io, int oldmask, int newmask);
+    /* closing: the caller closes the fd next, so a poller that forgets
+     * closed fds by itself may skip the work. */
+    int (*del)(struct evn_loop *loop, struct evn__io *io, int oldmask, bool closing);
     int (*wait)(struct evn_loop *loop, int timeout_ms);
 };
 
@@ -116,14 +246,40 @@ EVN__HIDDEN extern const struct evn__backend evn__backend_kqueue;
 /* Find a backend by name (NULL: EVN_BACKEND or the best). NULL if unknown. */
 EVN__HIDDEN const struct evn__backend *evn__backend_find(const char *name, int *err);
 
-/* ---- objects registered with a loop ---- */
+/* Register io with the loop's poller for mask: 0 or -errno. */
+static inline int evn__io_add(struct evn_loop *loop, struct evn__io *io, int mask);
+static inline int evn__io_mod(struct evn_loop *loop, struct evn__io *io, int oldmask, int newmask);
+static inline void evn__io_del(struct evn_loop *loop, struct evn__io *io, int oldmask,
+                               bool closing);
 
-enum { EVN__H_CONN = 1, EVN__H_LISTENER, EVN__H_UDP, EVN__H_INBOX, EVN__H_SIGNAL };
+/* ---- connection ids ---- */
 
-/* Every object in a loop's fd table starts with this. */
-struct evn__handle {
-    uint8_t kind;
-};
+/*
+ * An evn_id is the loop's index (8 bits), the connection's slot in its
+ * loop's pool (24 bits) and a sequence number the loop gives each
+ * connection (32 bits, never 0), so an id never names a later connection
+ * that took the same slot.
+ */
+#define EVN__MAX_LOOPS 255
+#define EVN__MAX_SLOTS (1u << 24)
+static inline evn_id evn__id_make(int loop, uint32_t slot, uint32_t seq)
+{
+    return ((uint64_t)(uint32_t)loop << 56) | ((uint64_t)slot << 32) | seq;
+}
+static inline unsigned evn__id_loop(evn_id id)
+{
+    return (unsigned)(id >> 56);
+}
+static inline uint32_t evn__id_slot(evn_id id)
+{
+    return (uint32_t)(id >> 32) & (EVN__MAX_SLOTS - 1);
+}
+static inline uint32_t evn__id_seq(evn_id id)
+{
+    return (uint32_t)id;
+}
+
+/* ---- listeners ---- */
 
 struct evn__listener {
     struct evn__url url;
@@ -140,33 +296,67 @@ struct evn__listener {
 
 /* A socket listening (TCP/unix) or bound (UDP) on one loop. */
 struct evn__lsock {
-    struct evn__handle h;
-    int fd;
+    struct evn__io io;
     struct evn__listener *l;
     struct evn_conn *udp; /* UDP: the pseudo-connection used for datagrams */
 };
 
-/* Big enough for any IPv4 or IPv6 address, small enough to keep per connection. */
-union evn__ip_addr {
-    struct sockaddr sa;
-    struct sockaddr_in in;
-    struct sockaddr_in6 in6;
-};
+EVN__HIDDEN int evn__listener_open(struct evn__listener *l, const char *url, int nloops, char *err,
+                                   size_t errlen);
+EVN__HIDDEN void evn__listener_close(struct evn__listener *l);
+/* Register the listening and UDP sockets loop polls; stop polling them (and
+ * close them: a drain) ; resume accepting after a pause for want of fds. */
+EVN__HIDDEN int evn__lsocks_start(struct evn_loop *loop);
+EVN__HIDDEN void evn__lsocks_close(struct evn_loop *loop);
+EVN__HIDDEN void evn__lsocks_free(struct evn_loop *loop);
+EVN__HIDDEN void evn__accept_resume(struct evn_loop *loop);
+EVN__HIDDEN int evn__set_nonblock(int fd, bool on);
+/* A pipe with both ends non-blocking and close-on-exec; -errno on failure. */
+EVN__HIDDEN int evn__pipe_nb(int p[2]);
+
+/* ---- connections ---- */
 
 /*
- * One piece of queued output. A file region queued by evn_sendfile has buf
- * NULL and cap 0; its descriptor and starting offset are in data (struct
- * evn__file), and its done callback closes the descriptor.
+ * One piece of queued output: memory (buf; data[] when evn owns it, the
+ * application's buffer when cap is 0 and done is set), or a file region
+ * (buf NULL, see sendfile.c).
  */
 struct evn__chunk {
     struct evn__chunk *next;
-    char *buf; /* data, the application's buffer (cap 0), or NULL: a file */
+    char *buf;
     size_t off, len, cap;
-    /* For an application's buffer: called when evn is done with it. */
+    /* For an application's buffer or a file: called when evn is done with it. */
     void (*done)(void *buf, int status, void *arg);
     void *arg;
     char data[];
 };
+
+/*
+ * A connection's transport: how bytes reach and leave its socket. A plain
+ * socket (conn.c) and TLS (tls.c) are the two. The connection code calls
+ * these only for an established connection; before that (a TLS handshake)
+ * the transport drives the connection itself through `ready`.
+ */
+struct evn__transport {
+    /* Read up to len bytes into buf: > 0, 0 at end of input, or -1 with
+     * errno (EAGAIN: nothing now). */
+    ssize_t (*read)(struct evn_conn *c, char *buf, size_t len);
+    /* Send from iov[0..n): the bytes taken (a short count means the socket
+     * is full: *want says how many were offered), or -1 with errno. */
+    ssize_t (*writev)(struct evn_conn *c, const struct iovec *iov, int n, size_t *want);
+    /* Readiness while the transport, not the application, decides what to
+     * wait for (EVN__C_TPWAIT): a handshake step, a read that must write. */
+    void (*ready)(struct evn_conn *c, int mask);
+    /* Input waiting inside the transport, where the poller cannot see it. */
+    bool (*pending)(const struct evn_conn *c);
+    /* The application's side is done sending: end the stream (close_notify)
+     * before the socket's shutdown. */
+    void (*shutdown)(struct evn_conn *c);
+    /* Free the transport's state; notify: end the stream first. */
+    void (*release)(struct evn_conn *c, bool notify);
+};
+
+EVN__HIDDEN extern const struct evn__transport evn__plain_transport;
 
 enum {
     EVN__C_CLOSING = 1u << 0,   /* close once output drains */
@@ -174,78 +364,187 @@ enum {
     EVN__C_WANTW = 1u << 2,     /* waiting for writability */
     EVN__C_DIRTY = 1u << 3,     /* on the loop's flush list */
     EVN__C_UDP = 1u << 4,
-    EVN__C_KEPT = 1u << 5,        /* evn_keep was called in this data event */
-    EVN__C_RDOFF = 1u << 6,       /* read interest removed */
-    EVN__C_WOKEN = 1u << 7,       /* a wake is pending in this inbox batch */
-    EVN__C_PAUSED = 1u << 8,      /* output above high water: not reading */
-    EVN__C_NOMEM = 1u << 9,       /* an allocation failed: close with -ENOMEM */
-    EVN__C_NOBUFS = 1u << 10,     /* out_cap passed: close with -ENOBUFS */
-    EVN__C_RESUME = 1u << 11,     /* on the loop's resume list */
-    EVN__C_RESUMABLE = 1u << 12,  /* paused: queue a resume when drained */
-    EVN__C_CONNECTING = 1u << 13, /* evn_connect in progress */
-    EVN__C_HOLD = 1u << 14,       /* the application paused reading */
-    EVN__C_EOF = 1u << 15,        /* the peer shut down its sending side */
-    EVN__C_WSHUT = 1u << 16,      /* shut down our sending side once drained */
-    EVN__C_WSHUT_DONE = 1u << 17, /* ... and it is done */
-    EVN__C_LINGER = 1u << 18,     /* closed for the application; draining input */
-    EVN__C_SLOWOUT = 1u << 19,    /* output goes through TLS or holds file chunks */
-    EVN__C_HANDSHAKE = 1u << 20,  /* TLS handshake in progress: not opened yet */
-    EVN__C_TLS_HSW = 1u << 21,    /* ... and it waits for writability */
-    EVN__C_TLS_RWANTW = 1u << 22, /* a TLS read must write first: wait for writability */
-    EVN__C_REREAD = 1u << 23,     /* on the resume list to read input buffered in TLS */
-    EVN__C_TLS_DEAD = 1u << 24,   /* fatal TLS or socket error: no close_notify */
-    EVN__C_UNREG = 1u << 25,      /* accept fast path: not on the poller yet (interest() is 0) */
-    EVN__C_FRESH = 1u << 26,      /* the read just now emptied the socket (should_linger) */
-    EVN__C_SPLICE = 1u << 27,     /* input is spliced to another connection (splice.c) */
-    EVN__C_SPLWAIT = 1u << 28     /* ... which cannot take more now: not reading */
+    EVN__C_RDOFF = 1u << 5,      /* read interest removed */
+    EVN__C_WOKEN = 1u << 6,      /* a wake is pending in this inbox batch */
+    EVN__C_PAUSED = 1u << 7,     /* output above high water: not reading */
+    EVN__C_NOMEM = 1u << 8,      /* an allocation failed: close with -ENOMEM */
+    EVN__C_NOBUFS = 1u << 9,     /* out_cap passed: close with -ENOBUFS */
+    EVN__C_RESUME = 1u << 10,    /* on the loop's resume list (drained) */
+    EVN__C_RESUMABLE = 1u << 11, /* passed high water: drained is owed */
+    EVN__C_CONNECTING = 1u << 12, /* evn_connect in progress */
+    EVN__C_HOLD = 1u << 13,       /* the application paused reading */
+    EVN__C_EOF = 1u << 14,        /* the peer shut down its sending side */
+    EVN__C_WSHUT = 1u << 15,      /* shut down our sending side once drained */
+    EVN__C_WSHUT_DONE = 1u << 16, /* ... and it is done */
+    EVN__C_LINGER = 1u << 17,     /* closed for the application; draining input */
+    EVN__C_SLOWOUT = 1u << 18,    /* output goes through the general path (files) */
+    EVN__C_OPENING = 1u << 19,    /* the transport is not established: not opened yet */
+    EVN__C_TPWAIT = 1u << 20,     /* the transport waits for tpmask, not the application */
+    EVN__C_REREAD = 1u << 21,     /* on the resume list to read again (input in the transport) */
+    EVN__C_UNREG = 1u << 22,      /* accept fast path: not on the poller yet (interest() is 0) */
+    EVN__C_FRESH = 1u << 23,      /* the read just now emptied the socket (should_linger) */
+    EVN__C_SPLICE = 1u << 24,     /* input is spliced to another connection (splice.c) */
+    EVN__C_SPLWAIT = 1u << 25,    /* ... which cannot take more now: not reading */
+    EVN__C_MANUAL = 1u << 26,     /* EVN_FLOW_MANUAL: never paused for its own output */
+    EVN__C_KEPT = 1u << 27        /* evn_keep was called in this data event */
 };
 
-/* evn_conn_splice's state, on both connections of a spliced direction. */
-struct evn__splice {
-    evn_id to;     /* this connection's input goes to it; 0: none */
-    evn_id from;   /* that connection's input comes here; 0: none */
-    int pipe[2];   /* the direction's pipe (with `to`), -1 when none */
-    size_t inpipe; /* bytes in it */
-    bool eof;      /* the source's input ended; passed on once the pipe is empty */
+/*
+ * What few connections need, allocated on first use: kept input, timers,
+ * watermarks other than the server's, TLS, splicing, a close reason. Kept
+ * small (88 bytes), since a server-wide idle timeout gives every
+ * connection one.
+ */
+struct evn__conn_ext {
+    struct evn_conn *c;
+    /* The idle timeout (checked lazily against last_active) and the
+     * deadline (the application's, a TLS handshake's, an outbound
+     * connect's, a lingering close's) share one timer. */
+    struct evn__timer timer;
+    uint32_t idle_ms;
+    int close_err; /* what closed gets for a close asked for (evn_conn_close) */
+    int64_t last_active, deadline_at;
+    char *in; /* kept input, NULL when none */
+    uint32_t in_len, in_cap;
+    uint32_t out_high, out_low; /* 0: the server's */
+    struct evn__tls *tls;
+    struct evn__splice *splice;
 };
+
+/* Kept input stops growing here: the connection is closed with -ENOBUFS. */
+#define EVN__KEPT_MAX (UINT32_MAX - (1u << 20))
 
 struct evn_conn {
-    struct evn__handle h;
-    uint32_t flags;
-    int fd;
-    uint32_t seq; /* low half of the id; matches the fd table entry */
-    uint32_t listener;
+    struct evn__io io; /* io.fd is the socket */
+    uint32_t flags;    /* while the slot is free: the next free slot + 1 */
+    uint32_t seq;      /* the id's low half */
+    /* The rest is unreadable while the slot is free (under ASan). */
     struct evn_loop *loop;
     void *udata;
     struct evn__chunk *out_head, *out_tail;
     size_t out_bytes;
-    char *in; /* kept input, heap, NULL when none */
-    size_t in_len, in_cap;
-    /* During a data event: the input handed to the callback. */
-    size_t cur_len, keep;
-    /* Flow control marks. */
-    size_t out_high, out_low;
-    /* Timers: idle timeout (checked lazily against last_active) and the
-     * application's deadline; heap_idx is 1 + position in the loop's timer
-     * heap, 0 when not in it. */
-    uint32_t idle_ms, heap_idx;
-    int64_t last_active, deadline_at;
+    const struct evn__transport *tp;
+    struct evn__conn_ext *x; /* NULL until needed (evn__conn_ext) */
+    uint32_t slot;           /* place in the loop's pool, in the id */
+    uint16_t listener;       /* index of the listener, or EVN__LISTENER_OUTBOUND */
+    uint8_t tpmask;          /* with EVN__C_TPWAIT: what the transport waits for */
+    uint8_t peerlen;         /* 0: not known (a unix socket's peer), ask the kernel */
     /* The remote address, kept from accept (so closed can still name a peer
-     * that reset) or, for UDP, the current datagram's sender. peerlen 0:
-     * not known (a unix socket's peer), ask the kernel. */
+     * that reset) or, for UDP, the current datagram's sender. */
     union evn__ip_addr peer;
-    uint8_t peerlen;
-    /* The TLS session (tls.c), NULL for a plain connection. */
-    struct evn__tls *tls;
-    /* evn_conn_splice (splice.c), NULL when never spliced. */
-    struct evn__splice *splice;
 };
+
+#define EVN__LISTENER_OUTBOUND UINT16_MAX
+#define EVN__MAX_LISTENERS (UINT16_MAX - 1)
+
+/* c's rare state, made on first use: NULL when out of memory. */
+EVN__HIDDEN struct evn__conn_ext *evn__conn_ext(struct evn_conn *c);
+
+/* The connections of one loop (conn.c's, kept in the loop). */
+struct evn__conns {
+    /* The pool: pages of connections; the free slots, linked by number
+     * through their flags (0: none). */
+    struct evn_conn **pages;
+    uint32_t npages, nslots;
+    uint32_t free;
+    uint32_t next_seq;
+    size_t open; /* stream connections in use */
+    /* The read buffer, handed to data callbacks without a copy. */
+    char *rbuf;
+    size_t rbuf_cap;
+    /* Spare output chunks, so steady traffic allocates nothing. */
+    struct evn__chunk *chunks;
+    int nchunks;
+    /* The connection whose callback is running, and during a data event
+     * the length of its input and what evn_keep asked for. */
+    struct evn_conn *cur;
+    size_t cur_len, keep;
+    /* Ids of connections written to outside their own callbacks (flushed
+     * at the end of the turn) and of connections to resume (drained, kept
+     * input, input left inside the transport) or to close for want of
+     * memory, at the end of the turn rather than recursively. */
+    evn_id *dirty, *resume;
+    size_t ndirty, dirty_cap, nresume, resume_cap;
+    struct evn__defer later;
+    bool in_later;
+    /* The server's watermarks, defaults applied. */
+    size_t out_high, out_low;
+};
+
+EVN__HIDDEN int evn__conns_init(struct evn_loop *loop);
+EVN__HIDDEN void evn__conns_free(struct evn_loop *loop);
+/* The connection the id names on this loop, or NULL. */
+EVN__HIDDEN struct evn_conn *evn__conn_lookup(struct evn_loop *loop, evn_id id);
+/* Every open connection of the loop, in turn (fn may close it). */
+EVN__HIDDEN void evn__conns_each(struct evn_loop *loop, void (*fn)(struct evn_conn *c, void *arg),
+                                 void *arg);
+/* Close every connection this loop still has, firing closed for each. */
+EVN__HIDDEN void evn__conn_close_all(struct evn_loop *loop, int err);
+
+/*
+ * A new connection on fd, accepted by listener (or EVN__LISTENER_OUTBOUND),
+ * registered with the poller for mask, not yet opened. On failure fd is
+ * closed, its max_conns slot given back, and NULL returned.
+ */
+EVN__HIDDEN struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint16_t listener,
+                                           const union evn__ip_addr *peer, socklen_t peerlen,
+                                           int mask);
+/* A connection accepted (or handed over) on this loop: make it and open
+ * it (TLS handshake first, or the accept fast path). */
+EVN__HIDDEN int evn__conn_accepted(struct evn_loop *loop, int fd, uint16_t listener,
+                                   const union evn__ip_addr *peer, socklen_t peerlen);
+/* opened fires (and draining, if the drain began meanwhile). */
+EVN__HIDDEN void evn__conn_opened(struct evn_conn *c);
+EVN__HIDDEN void evn__conn_close(struct evn_conn *c, int err);
+/* Close c, which the application has not heard of, without any event. */
+EVN__HIDDEN void evn__conn_discard(struct evn_conn *c);
+/* Act on a callback's return value for c (may free c): false if c is gone. */
+EVN__HIDDEN bool evn__conn_act(struct evn_conn *c, evn_action a);
+EVN__HIDDEN void evn__conn_wake(struct evn_conn *c);
+/* What the loop does when c's socket is ready, for a transport that was
+ * waiting in its stead (EVN__C_TPWAIT) and is done. */
+EVN__HIDDEN void evn__conn_ready(struct evn_conn *c, int mask);
+/* Append a chunk from another thread's evn_send to c's output. */
+EVN__HIDDEN void evn__conn_queue_chunk(struct evn_conn *c, struct evn__chunk *ch);
+EVN__HIDDEN void evn__chunk_release(struct evn_loop *loop, struct evn__chunk *ch, int status);
+EVN__HIDDEN void evn__conn_set_flags(struct evn_conn *c, uint32_t set, uint32_t clear);
+/* The registered interest for c's flags. */
+EVN__HIDDEN int evn__conn_interest(const struct evn_conn *c);
+/* The transport waits for mask (EVN__C_TPWAIT), or no longer (0). */
+EVN__HIDDEN void evn__conn_tpwait(struct evn_conn *c, int mask);
+/* Read c again at the end of this turn without waiting for the poller. */
+EVN__HIDDEN void evn__conn_reread(struct evn_conn *c);
+EVN__HIDDEN void evn__conn_input_end(struct evn_conn *c);
+EVN__HIDDEN void evn__conn_drop_input(struct evn_conn *c);
+/* Arm c's timer for its idle timeout and deadline as they now stand. */
+EVN__HIDDEN void evn__conn_timer_update(struct evn_conn *c);
+/* Set (ms > 0) or clear (0) c's deadline; -ENOMEM. */
+EVN__HIDDEN int evn__conn_deadline(struct evn_conn *c, int64_t ms);
+/* Run a callback of c with loop->conns.cur set. */
+static inline void evn__conn_enter(struct evn_conn *c);
+static inline void evn__conn_leave(struct evn_conn *c);
+
+static inline struct evn__tls *evn__conn_tls(const struct evn_conn *c)
+{
+    return c->x ? c->x->tls : NULL;
+}
+static inline struct evn__splice *evn__conn_splice(const struct evn_conn *c)
+{
+    return c->x ? c->x->splice : NULL;
+}
+
+/* UDP (udp.c): a listener's pseudo-connection and its datagrams. */
+EVN__HIDDEN struct evn_conn *evn__udp_conn_new(struct evn_loop *loop, struct evn__lsock *ls);
+EVN__HIDDEN void evn__udp_conn_free(struct evn_conn *c);
+EVN__HIDDEN void evn__udp_ready(struct evn_loop *loop, struct evn__io *io, int mask);
+
+/* ---- the inbox: other threads' messages for a loop (wake.c) ---- */
 
 /* A message for a loop from another thread. */
 struct evn__msg {
-    int type; /* EVN__M_WAKE or EVN__M_CONN */
+    int type; /* EVN__M_* */
     int fd;
-    uint64_t arg;            /* wake: the id; conn: the listener index */
+    uint64_t arg;            /* wake, write: the id; conn: the listener index */
     union evn__ip_addr peer; /* conn: the remote address */
     uint8_t peerlen;
     struct evn__chunk *chunk; /* write: the bytes */
@@ -253,10 +552,13 @@ struct evn__msg {
 
 enum { EVN__M_WAKE = 1, EVN__M_CONN, EVN__M_WRITE };
 
-struct evn__timer {
-    int64_t at;
-    struct evn_conn *c;
-};
+EVN__HIDDEN int evn__inbox_init(struct evn_loop *loop);
+EVN__HIDDEN void evn__inbox_free(struct evn_loop *loop);
+EVN__HIDDEN int evn__loop_post(struct evn_loop *loop, const struct evn__msg *msg);
+/* Wake the loop from its wait (any thread). */
+EVN__HIDDEN void evn__loop_signal(struct evn_loop *loop);
+
+/* ---- loops and the server ---- */
 
 struct evn_loop {
     struct evn_server *srv;
@@ -268,70 +570,49 @@ struct evn_loop {
     pthread_t thread;
     bool started;
 
-    /* fd -> registered object; conn ids check seq against it. */
-    struct evn__handle **table;
-    int table_cap;
-    uint32_t next_seq;
+    struct evn__conns conns;
 
     /* Listening sockets this loop polls. */
     struct evn__lsock *lsocks;
     size_t nlsocks;
-
-    /* Per-loop read buffer, handed to data callbacks without a copy. */
-    char *rbuf;
-    size_t rbuf_cap;
-
-    /* Spare output chunks, so steady traffic allocates nothing. */
-    struct evn__chunk *pool;
-    int npool;
-
-    /* Connections written to outside their own callback, flushed before the
-     * next wait; stored as ids so a close in between is harmless. */
-    evn_id *dirty;
-    size_t ndirty, dirty_cap;
-
-    /* The connection whose callback is running, or NULL. */
-    struct evn_conn *cur;
+    /* Out of file descriptors: listeners are off the poller until a
+     * connection of this loop closes or the retry timer fires. */
+    bool accept_paused;
+    struct evn__timer accept_retry;
 
     /* Cross-thread inbox: a mutex-guarded queue plus a wake-up fd. */
-    struct evn__handle inbox_h;
+    struct evn__io wake_io;
     pthread_mutex_t inbox_lock;
     struct evn__msg *inbox, *inbox_spare;
     size_t ninbox, inbox_cap, spare_cap;
     atomic_bool inbox_signalled;
-    int wake_rfd, wake_wfd; /* the same fd for an eventfd */
+    int wake_wfd; /* the same fd as wake_io.fd for an eventfd */
 
     atomic_long nconns; /* read by the acceptor for least-connections */
-    size_t nconns_local;
 
-    /* Connections with a timer, as a binary min-heap on the time due.
-     * now_ms is the loop's clock, refreshed after each wait while timers
-     * exist; activity stamps connections with it at no cost. */
-    struct evn__timer *heap;
+    /* Timers, as a binary min-heap on the time due. now_ms is the loop's
+     * clock, read after each wait while timers exist; activity stamps
+     * connections with it at no cost. */
+    struct evn__timer_slot *heap;
     size_t nheap, heap_cap;
     int64_t now_ms;
 
-    /* Connections whose output drained below low water, to resume (drained
-     * event, kept input) at the end of this turn rather than recursively. */
-    evn_id *resume;
-    size_t nresume, resume_cap;
+    /* Deferred hooks (evn__defer), in the order queued. */
+    struct evn__defer *defer_head, **defer_tail;
 
-    /* Out of file descriptors: listeners are off the poller until a
-     * connection of this loop closes or accept_retry_ms passes. */
-    bool accept_paused;
-    int64_t accept_retry_ms;
-
-    /* Graceful shutdown: listeners closed, waiting for connections to end. */
+    /* Graceful shutdown: listeners closed, waiting for connections to end;
+     * the timer wakes the loop at the deadline. */
     bool drain_started;
+    struct evn__timer drain_timer;
 
     /* Once this loop splices or sends a file, SIGPIPE is blocked on its
      * thread, and restored when it ends (evn__sigpipe_block). */
     bool sigpipe_blocked;
     sigset_t sigpipe_old;
 
-    /* Ticker (loop 0 only). */
-    int64_t tick_at_ms, tick_delay_ms;
-    bool tick_on;
+    /* The ticker (loop 0 only). */
+    struct evn__timer tick_timer;
+    int64_t tick_delay_ms;
 };
 
 struct evn_server {
@@ -349,8 +630,8 @@ struct evn_server {
     atomic_llong drain_deadline_ms;
     /* evn_server_stop_on_signals: the fds loop 0 reads, and the mask to
      * restore. */
-    struct evn__handle sig_h;
-    int sig_rfd, sig_wfd;
+    struct evn__io sig_io;
+    int sig_wfd;
     int64_t sig_drain_ms;
     int nsignals;
     bool sig_on;
@@ -363,19 +644,65 @@ struct evn_server {
     struct evn__tls_client *tls_clients;
 };
 
-/* ---- TLS (tls.c) ---- */
+EVN__HIDDEN int evn__loop_init(struct evn_loop *loop, struct evn_server *srv, int index);
+EVN__HIDDEN void evn__loop_destroy(struct evn_loop *loop);
+EVN__HIDDEN int evn__loop_run(struct evn_loop *loop);
+EVN__HIDDEN int64_t evn__now_ms(void);
+/* Refresh loop->now_ms (when a timer is about to be set). */
+static inline int64_t evn__loop_now(struct evn_loop *loop)
+{
+    return loop->now_ms = evn__now_ms();
+}
+
+/* The loop the calling thread runs, or NULL. */
+EVN__HIDDEN extern _Thread_local struct evn_loop *evn__cur_loop;
+
+static inline int evn__io_add(struct evn_loop *loop, struct evn__io *io, int mask)
+{
+    return loop->be->add(loop, io, mask);
+}
+static inline int evn__io_mod(struct evn_loop *loop, struct evn__io *io, int oldmask, int newmask)
+{
+    return loop->be->mod(loop, io, oldmask, newmask);
+}
+static inline void evn__io_del(struct evn_loop *loop, struct evn__io *io, int oldmask, bool closing)
+{
+    loop->be->del(loop, io, oldmask, closing);
+}
+
+static inline void evn__conn_enter(struct evn_conn *c)
+{
+    c->loop->conns.cur = c;
+}
+static inline void evn__conn_leave(struct evn_conn *c)
+{
+    c->loop->conns.cur = NULL;
+}
+
+/* Graceful shutdown and signals (shutdown.c). */
+EVN__HIDDEN void evn__loop_drain_start(struct evn_loop *loop);
+/* true when a draining loop is done (no connections, or time is up). */
+EVN__HIDDEN bool evn__loop_drain_done(struct evn_loop *loop);
+EVN__HIDDEN int64_t evn__drain_left_ms(struct evn_server *srv);
+EVN__HIDDEN void evn__signals_detach(struct evn_server *srv);
+/* c has just opened (opened fired and c is still there) on a loop whose
+ * drain has begun: tell it as the others were told when the drain began. */
+EVN__HIDDEN void evn__conn_opened_draining(struct evn_conn *c);
 
 /*
- * What the TLS calls return besides byte counts and negative errno values:
- * the operation must be retried once the socket is readable or writable.
+ * splice(2) and sendfile(2) raise SIGPIPE and have no MSG_NOSIGNAL. SIGPIPE
+ * is blocked on the loop's thread from the first such call until the loop
+ * ends (evn__sigpipe_restore), and one they raised is taken back after an
+ * EPIPE (evn__sigpipe_take). loop.c.
  */
-#define EVN__TLS_WANT_READ (-0x10001)
-#define EVN__TLS_WANT_WRITE (-0x10002)
+EVN__HIDDEN void evn__sigpipe_block(struct evn_loop *loop);
+EVN__HIDDEN void evn__sigpipe_take(void);
+EVN__HIDDEN void evn__sigpipe_restore(struct evn_loop *loop);
+
+/* ---- TLS (tls.c) ---- */
+
 /* Default for evn_events.tls_handshake_timeout_ms. */
 #define EVN__TLS_HANDSHAKE_MS 10000
-
-struct evn__tls_ctx;
-struct evn__tls;
 
 #ifdef EVN_HAVE_TLS
 /* Build l->tls from l->url (certificate, key, CA, verify, ALPN). On failure
@@ -383,26 +710,13 @@ struct evn__tls;
 EVN__HIDDEN int evn__tls_ctx_new(struct evn__listener *l, const char *url, char *err,
                                  size_t errlen);
 EVN__HIDDEN void evn__tls_ctx_free(struct evn__listener *l);
-/* Start a server-side session on c's socket: 0 or -ENOMEM. */
-EVN__HIDDEN int evn__tls_new(struct evn_conn *c, struct evn__listener *l);
-/* One handshake step: 1 when complete, EVN__TLS_WANT_*, or -errno. */
-EVN__HIDDEN int evn__tls_handshake(struct evn_conn *c);
-/*
- * Read plaintext into buf, as much as OpenSSL has or the socket gives without
- * blocking, up to len: bytes read, 0 at end of input, EVN__TLS_WANT_*, or
- * -errno. A condition met after some bytes were read is reported by the next
- * call; evn__tls_pending() is then true.
- */
-EVN__HIDDEN ssize_t evn__tls_read(struct evn_conn *c, char *buf, size_t len);
-/* Encrypt and send from buf: bytes taken (> 0), EVN__TLS_WANT_*, or -errno.
- * After a WANT, call again with the same bytes (len may have grown). */
-EVN__HIDDEN ssize_t evn__tls_write(struct evn_conn *c, const char *buf, size_t len);
-/* Input is waiting inside the TLS layer, where the poller cannot see it. */
-EVN__HIDDEN bool evn__tls_pending(const struct evn_conn *c);
-/* Send close_notify, once, without blocking (best effort). */
-EVN__HIDDEN void evn__tls_notify(struct evn_conn *c);
-/* Free the session (c->tls = NULL), first sending close_notify if notify. */
-EVN__HIDDEN void evn__tls_free(struct evn_conn *c, bool notify);
+/* Start the server side of TLS on an accepted connection: the handshake
+ * runs within the handshake timeout, and opened fires once it is done; a
+ * failure closes c without any event. */
+EVN__HIDDEN void evn__tls_accept(struct evn_conn *c, struct evn__listener *l);
+/* evn_connect to tls://: start the client side on the connected socket;
+ * opened fires once the handshake is done, closed with the reason if not. */
+EVN__HIDDEN void evn__tls_connected(struct evn_conn *c);
 EVN__HIDDEN const char *evn__tls_alpn(const struct evn_conn *c);
 /* Whether c's handshake resumed an earlier session. */
 EVN__HIDDEN bool evn__tls_resumed(const struct evn_conn *c);
@@ -412,46 +726,20 @@ EVN__HIDDEN bool evn__tls_resumed(const struct evn_conn *c);
  * certificate and key files are read then). On failure evn_errmsg() names the
  * file and OpenSSL's reason; -ENOENT, -EINVAL or -ENOMEM. The session of the
  * last connection that loop (its index) made to the same place is offered
- * for resumption. A session not yet given to a connection (c->tls) is freed
- * with evn__tls_client_discard.
+ * for resumption. A session not yet given to a connection (evn__tls_attach)
+ * is freed with evn__tls_client_discard.
  */
 EVN__HIDDEN int evn__tls_client_new(struct evn_server *srv, int loop, int fd,
                                     const struct evn__url *u, const char *url,
                                     struct evn__tls **tp);
 EVN__HIDDEN void evn__tls_client_discard(struct evn__tls *t);
+/* Give c the session t (c->x exists). */
+EVN__HIDDEN void evn__tls_attach(struct evn_conn *c, struct evn__tls *t);
 /* Free the server's client contexts (evn_server_free). */
 EVN__HIDDEN void evn__tls_clients_free(struct evn_server *srv);
 /* How many client contexts the server holds (for the tests). Any thread. */
 EVN__HIDDEN size_t evn__tls_clients_count(struct evn_server *srv);
 #else
-/* Without OpenSSL no listener has a context and no connection a session, so
- * these are never called; they let conn.c read the same either way. */
-static inline int evn__tls_new(struct evn_conn *c, struct evn__listener *l)
-{
-    return -ENOTSUP;
-}
-static inline int evn__tls_handshake(struct evn_conn *c)
-{
-    return -ENOTSUP;
-}
-static inline ssize_t evn__tls_read(struct evn_conn *c, char *buf, size_t len)
-{
-    return -ENOTSUP;
-}
-static inline ssize_t evn__tls_write(struct evn_conn *c, const char *buf, size_t len)
-{
-    return -ENOTSUP;
-}
-static inline bool evn__tls_pending(const struct evn_conn *c)
-{
-    return false;
-}
-static inline void evn__tls_notify(struct evn_conn *c)
-{
-}
-static inline void evn__tls_free(struct evn_conn *c, bool notify)
-{
-}
 static inline const char *evn__tls_alpn(const struct evn_conn *c)
 {
     return NULL;
@@ -465,29 +753,7 @@ static inline void evn__tls_clients_free(struct evn_server *srv)
 }
 #endif
 
-/*
- * An evn__tls_write result as a send(2)-like one for the output path: a
- * partial write there means one record went out, not that the socket is full,
- * so *want is what was taken. SSL_write cannot want to read with
- * renegotiation off; if it ever did, waiting for writability would spin, so
- * it is an error.
- */
-static inline ssize_t evn__tls_sent(ssize_t n, size_t *want)
-{
-    if (n > 0) {
-        *want = (size_t)n;
-        return n;
-    }
-    errno = n == EVN__TLS_WANT_WRITE ? EAGAIN : n == EVN__TLS_WANT_READ ? EPROTO : (int)-n;
-    return -1;
-}
-
 /* ---- file regions (sendfile.c) ---- */
-
-struct evn__file {
-    int fd;     /* evn's own: a duplicate, or the application's handed over */
-    off_t base; /* file offset of the region's first byte */
-};
 
 /*
  * Check fd and the region [offset, offset + *length) (a length of 0 meaning
@@ -501,133 +767,25 @@ struct evn__file {
 EVN__HIDDEN int evn__file_chunk(int fd, off_t offset, size_t *length, bool owned,
                                 struct evn__chunk **chp);
 /*
- * Send from the file chunk at the head of c's output: at most max bytes with
- * sendfile(2) on a plain socket; under TLS one piece of up to 16 KiB, read
- * with pread and given to evn__tls_write (max is ignored there, so that a
- * retry after a WANT offers the same bytes). Returns
- * the bytes sent, with *want set to what was offered (more than that: the
- * socket is full), or -1 with errno set (EAGAIN: wait for writability).
+ * Send from the file chunk at the head of c's output: on a plain socket at
+ * most max bytes with sendfile(2); otherwise one piece of up to 16 KiB, read
+ * with pread into the loop's read buffer and given to the transport (max is
+ * ignored there, so that a retry after the socket was full offers the same
+ * bytes). Returns the bytes sent, with *want set to what was offered (more
+ * than that: the socket is full), or -1 with errno set (EAGAIN: wait for
+ * writability).
  */
 EVN__HIDDEN ssize_t evn__file_send(struct evn_conn *c, struct evn__chunk *ch, size_t max,
                                    size_t *want);
 
-/* ---- shared between files ---- */
+/* ---- splicing (splice.c) ---- */
 
-/*
- * Allocation wrappers. A test sets evn__fail_allocs to N > 0 to make the Nth
- * allocation from now fail, to prove that running out of memory closes only
- * the connection concerned.
- */
-EVN__HIDDEN extern atomic_int evn__fail_allocs;
-EVN__HIDDEN bool evn__alloc_should_fail(void);
-static inline void *evn__malloc(size_t n)
-{
-    if (atomic_load_explicit(&evn__fail_allocs, memory_order_relaxed) > 0 &&
-        evn__alloc_should_fail())
-        return NULL;
-    return malloc(n);
-}
-static inline void *evn__realloc(void *p, size_t n)
-{
-    if (atomic_load_explicit(&evn__fail_allocs, memory_order_relaxed) > 0 &&
-        evn__alloc_should_fail())
-        return NULL;
-    return realloc(p, n);
-}
-static inline void *evn__calloc(size_t k, size_t n)
-{
-    if (atomic_load_explicit(&evn__fail_allocs, memory_order_relaxed) > 0 &&
-        evn__alloc_should_fail())
-        return NULL;
-    return calloc(k, n);
-}
-
-/* Timers (timer.c). */
-EVN__HIDDEN void evn__timer_update(struct evn_conn *c);
-EVN__HIDDEN void evn__timer_remove(struct evn_conn *c);
-EVN__HIDDEN void evn__timers_run(struct evn_loop *loop);
-/* Milliseconds until the earliest timer is due (0 if overdue), -1 if none. */
-EVN__HIDDEN int64_t evn__timer_next(struct evn_loop *loop);
-
-EVN__HIDDEN void evn__conn_resume_all(struct evn_loop *loop);
-EVN__HIDDEN void evn__conn_timeout(struct evn_conn *c, bool idle);
-EVN__HIDDEN void evn__loop_accept_resume(struct evn_loop *loop);
-
-/* Graceful shutdown and signals (shutdown.c). */
-EVN__HIDDEN void evn__loop_drain_start(struct evn_loop *loop);
-/* true when a draining loop is done (no connections, or time is up). */
-EVN__HIDDEN bool evn__loop_drain_done(struct evn_loop *loop);
-EVN__HIDDEN int64_t evn__drain_left_ms(struct evn_server *srv);
-EVN__HIDDEN int evn__signals_attach(struct evn_loop *loop0);
-EVN__HIDDEN void evn__signals_ready(struct evn_server *srv);
-EVN__HIDDEN void evn__signals_detach(struct evn_server *srv);
-EVN__HIDDEN void evn__conn_close_all(struct evn_loop *loop, int err);
-/* c has just opened (opened fired and c is still there) on a loop whose
- * drain has begun: tell it as the others were told when the drain began. */
-EVN__HIDDEN void evn__conn_opened_draining(struct evn_conn *c);
-
-EVN__HIDDEN int evn__listener_open(struct evn__listener *l, const char *url, int nloops, char *err,
-                                   size_t errlen);
-EVN__HIDDEN void evn__listener_close(struct evn__listener *l);
-EVN__HIDDEN int evn__set_nonblock(int fd, bool on);
-/* A pipe with both ends non-blocking and close-on-exec; -errno on failure. */
-EVN__HIDDEN int evn__pipe_nb(int p[2]);
-
-EVN__HIDDEN int evn__loop_init(struct evn_loop *loop, struct evn_server *srv, int index);
-EVN__HIDDEN void evn__loop_destroy(struct evn_loop *loop);
-EVN__HIDDEN int evn__loop_run(struct evn_loop *loop);
-EVN__HIDDEN int evn__loop_post(struct evn_loop *loop, const struct evn__msg *msg);
-EVN__HIDDEN void evn__loop_signal(struct evn_loop *loop);
-EVN__HIDDEN int evn__loop_track(struct evn_loop *loop, int fd, struct evn__handle *h);
-EVN__HIDDEN int64_t evn__now_ms(void);
-
-EVN__HIDDEN int evn__conn_open(struct evn_loop *loop, int fd, uint32_t listener,
-                               const union evn__ip_addr *peer, socklen_t peerlen);
-/* Register a new connection (not firing opened); NULL and fd closed on failure. */
-EVN__HIDDEN struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint32_t listener,
-                                           const union evn__ip_addr *peer, socklen_t peerlen,
-                                           int mask);
-/* Append a chunk from another thread's evn_send to c's output. */
-EVN__HIDDEN void evn__conn_queue_chunk(struct evn_conn *c, struct evn__chunk *ch);
-EVN__HIDDEN void evn__chunk_release(struct evn_loop *loop, struct evn__chunk *ch, int status);
-EVN__HIDDEN struct evn_conn *evn__conn_lookup(struct evn_loop *loop, evn_id id);
-
-/* The loop the calling thread runs, or NULL. */
-EVN__HIDDEN extern _Thread_local struct evn_loop *evn__cur_loop;
-
-#define EVN__LISTENER_OUTBOUND UINT32_MAX
-EVN__HIDDEN void evn__conn_ready(struct evn_conn *c, int mask);
-EVN__HIDDEN void evn__conn_wake(struct evn_conn *c);
-EVN__HIDDEN void evn__conn_flush_dirty(struct evn_loop *loop);
-EVN__HIDDEN void evn__conn_close(struct evn_conn *c, int err);
-EVN__HIDDEN void evn__udp_ready(struct evn__lsock *ls);
-EVN__HIDDEN struct evn_conn *evn__udp_conn_new(struct evn_loop *loop, uint32_t listener);
-EVN__HIDDEN void evn__chunk_pool_free(struct evn_loop *loop);
-
-static inline evn_id evn__make_id(int loop, int fd, uint32_t seq)
-{
-    return ((uint64_t)(uint32_t)loop << 56) | ((uint64_t)(uint32_t)fd << 32) | seq;
-}
-
-/* Splicing (splice.c) and what it uses of conn.c. */
 EVN__HIDDEN void evn__splice_pump(struct evn_conn *from);
 EVN__HIDDEN void evn__splice_drained(struct evn_conn *to);
 EVN__HIDDEN void evn__splice_write_kept(struct evn_conn *from);
 EVN__HIDDEN void evn__splice_drop(struct evn_conn *c);
-/* loop.c: splice(2) and sendfile(2) raise SIGPIPE and have no MSG_NOSIGNAL.
- * SIGPIPE is blocked on the loop's thread from the first such call until the
- * loop ends (evn__sigpipe_restore), and one they raised is taken back after
- * an EPIPE (evn__sigpipe_take). */
-EVN__HIDDEN void evn__sigpipe_block(struct evn_loop *loop);
-EVN__HIDDEN void evn__sigpipe_take(void);
-EVN__HIDDEN void evn__sigpipe_restore(struct evn_loop *loop);
-EVN__HIDDEN void evn__conn_set_flags(struct evn_conn *c, uint32_t set, uint32_t clear);
-EVN__HIDDEN void evn__conn_reread(struct evn_conn *c);
-EVN__HIDDEN void evn__conn_input_end(struct evn_conn *c);
-EVN__HIDDEN void evn__conn_drop_input(struct evn_conn *c);
-
-/* Act on a callback's return value for connection c (may free c): false if c is
- * gone (closed or detached). */
-EVN__HIDDEN bool evn__conn_act(struct evn_conn *c, evn_action a);
+/* For the tests: c's splice state, false if it was never spliced. */
+EVN__HIDDEN bool evn__splice_info(const struct evn_conn *c, evn_id *to, evn_id *from,
+                                  size_t *inpipe);
 
 #endif

@@ -1,7 +1,9 @@
 /*
- * Listeners: turning a parsed URL into bound sockets. A listener shared by
- * all loops has one socket; with reuseport it has one per loop, all bound to
- * the same address, and the kernel spreads new connections between them.
+ * Listeners: turning a parsed URL into bound sockets, and accepting on them.
+ * A listener shared by all loops has one socket, which loop 0 polls and
+ * accepts on, handing each new connection to the loop the balancing mode
+ * picks; with reuseport it has one per loop, all bound to the same address,
+ * and the kernel spreads new connections between them.
  */
 #include "internal.h"
 
@@ -295,7 +297,7 @@ int evn__listener_open(struct evn__listener *l, const char *url, int nloops, cha
 
     int nsock = l->url.reuseport ? nloops : 1;
     if (l->url.reuseport) {
-        l->fds = malloc(sizeof(int) * (size_t)nsock);
+        l->fds = evn__malloc(sizeof(int) * (size_t)nsock);
         if (!l->fds)
             return -ENOMEM;
         for (int i = 0; i < nsock; i++)
@@ -340,7 +342,7 @@ void evn__listener_close(struct evn__listener *l)
         for (int i = 0; i < l->nfds; i++)
             if (l->fds[i] >= 0)
                 close(l->fds[i]);
-        free(l->fds);
+        evn__free(l->fds);
         l->fds = NULL;
     } else if (l->fd >= 0) {
         close(l->fd);
@@ -353,4 +355,206 @@ void evn__listener_close(struct evn__listener *l)
         unlink(l->url.path);
         l->unlink_on_free = false;
     }
+}
+
+/* ---- accepting ---- */
+
+#define EVN__ACCEPT_BATCH 64
+#define EVN__ACCEPT_RETRY_MS 100
+
+static uint32_t xorshift(atomic_uint *state)
+{
+    uint32_t x = atomic_load_explicit(state, memory_order_relaxed);
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    atomic_store_explicit(state, x, memory_order_relaxed);
+    return x;
+}
+
+static struct evn_loop *pick_loop(struct evn_server *srv)
+{
+    int n = srv->nloops;
+    if (n == 1)
+        return &srv->loops[0];
+    switch (srv->ev.balance) {
+    case EVN_BALANCE_ROUND_ROBIN:
+        return &srv->loops[atomic_fetch_add_explicit(&srv->rr_next, 1, memory_order_relaxed) %
+                           (unsigned)n];
+    case EVN_BALANCE_LEAST_CONNECTIONS: {
+        int best = 0;
+        long least = atomic_load_explicit(&srv->loops[0].nconns, memory_order_relaxed);
+        for (int i = 1; i < n; i++) {
+            long k = atomic_load_explicit(&srv->loops[i].nconns, memory_order_relaxed);
+            if (k < least)
+                least = k, best = i;
+        }
+        return &srv->loops[best];
+    }
+    default:
+        return &srv->loops[xorshift(&srv->rand_state) % (unsigned)n];
+    }
+}
+
+/* Over max_conns: say so if the application gave words for it, and close. */
+static void reject(struct evn_server *srv, int fd)
+{
+    const char *msg = srv->ev.busy_reply;
+    if (msg) {
+        ssize_t r = send(fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)r;
+    }
+    close(fd);
+}
+
+static bool is_listening(const struct evn__lsock *ls)
+{
+    return ls->io.fd >= 0 && ls->l->url.proto != EVN__UDP;
+}
+
+/*
+ * Out of descriptors (or kernel memory): the waiting connection cannot be
+ * taken, and a level-triggered poller would report it again at once, forever.
+ * Take the listeners off the poller until a connection of this loop closes or
+ * a short while passes; the waiting clients stay in the backlog meanwhile.
+ */
+static void accept_pause(struct evn_loop *loop)
+{
+    if (loop->accept_paused)
+        return;
+    for (size_t i = 0; i < loop->nlsocks; i++)
+        if (is_listening(&loop->lsocks[i]))
+            evn__io_del(loop, &loop->lsocks[i].io, EVN__READ, false);
+    loop->accept_paused = true;
+    /* Without room for the timer, the next close of a connection resumes. */
+    evn__timer_start(loop, &loop->accept_retry, evn__now_ms() + EVN__ACCEPT_RETRY_MS);
+}
+
+void evn__accept_resume(struct evn_loop *loop)
+{
+    if (!loop->accept_paused)
+        return;
+    loop->accept_paused = false;
+    evn__timer_stop(loop, &loop->accept_retry);
+    for (size_t i = 0; i < loop->nlsocks; i++)
+        if (is_listening(&loop->lsocks[i]))
+            evn__io_add(loop, &loop->lsocks[i].io, EVN__READ);
+}
+
+static void accept_retry(struct evn_loop *loop, struct evn__timer *t)
+{
+    evn__accept_resume(loop);
+}
+
+/*
+ * Accept what is waiting, up to a batch, and give each connection to a loop:
+ * this one for a reuseport socket, else the one the balancing mode picks. Only
+ * the chosen loop is woken, so no loop wakes for nothing.
+ */
+static void accept_ready(struct evn_loop *loop, struct evn__io *io, int mask)
+{
+    struct evn__lsock *ls = evn__container_of(io, struct evn__lsock, io);
+    struct evn_server *srv = loop->srv;
+    uint16_t index = (uint16_t)ls->l->index;
+    for (int k = 0; k < EVN__ACCEPT_BATCH; k++) {
+        union evn__ip_addr peer;
+        socklen_t plen = sizeof peer;
+#ifdef EVN_HAVE_ACCEPT4
+        int fd = accept4(io->fd, &peer.sa, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#else
+        int fd = accept(io->fd, &peer.sa, &plen);
+        if (fd >= 0) {
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
+            evn__set_nonblock(fd, true);
+        }
+#endif
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_pause(loop);
+            return;
+        }
+        if (plen > sizeof peer)
+            plen = 0;
+        int max = srv->ev.max_conns;
+        if (atomic_fetch_add_explicit(&srv->total_conns, 1, memory_order_relaxed) >= max &&
+            max > 0) {
+            atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
+            reject(srv, fd);
+            continue;
+        }
+        struct evn_loop *to = ls->l->fds ? loop : pick_loop(srv);
+        atomic_fetch_add_explicit(&to->nconns, 1, memory_order_relaxed);
+        if (to == loop) {
+            evn__conn_accepted(loop, fd, index, &peer, plen);
+            continue;
+        }
+        struct evn__msg m = {.type = EVN__M_CONN, .fd = fd, .arg = index, .peer = peer};
+        m.peerlen = (uint8_t)plen;
+        if (evn__loop_post(to, &m) < 0) {
+            atomic_fetch_sub_explicit(&to->nconns, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
+            close(fd);
+        }
+    }
+}
+
+int evn__lsocks_start(struct evn_loop *loop)
+{
+    struct evn_server *srv = loop->srv;
+    loop->accept_retry.cb = accept_retry;
+    loop->lsocks = evn__calloc(srv->nlisteners ? srv->nlisteners : 1, sizeof *loop->lsocks);
+    if (!loop->lsocks)
+        return -ENOMEM;
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        struct evn__listener *l = &srv->listeners[i];
+        int fd = l->fds ? l->fds[loop->index] : (loop->index == 0 ? l->fd : -1);
+        if (fd < 0)
+            continue;
+        struct evn__lsock *ls = &loop->lsocks[loop->nlsocks++];
+        ls->io.fd = fd;
+        ls->l = l;
+        if (l->url.proto == EVN__UDP) {
+            ls->io.cb = evn__udp_ready;
+            if (!(ls->udp = evn__udp_conn_new(loop, ls)))
+                return -ENOMEM;
+        } else {
+            ls->io.cb = accept_ready;
+        }
+        int rc = evn__io_add(loop, &ls->io, EVN__READ);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+void evn__lsocks_close(struct evn_loop *loop)
+{
+    evn__timer_stop(loop, &loop->accept_retry);
+    for (size_t i = 0; i < loop->nlsocks; i++) {
+        struct evn__lsock *ls = &loop->lsocks[i];
+        if (ls->io.fd < 0)
+            continue;
+        if (!loop->accept_paused || !is_listening(ls))
+            evn__io_del(loop, &ls->io, EVN__READ, true);
+        close(ls->io.fd);
+        /* The listener must not close it again at free. */
+        if (ls->l->fds)
+            ls->l->fds[loop->index] = -1;
+        else
+            ls->l->fd = -1;
+        ls->io.fd = -1;
+    }
+    loop->accept_paused = false;
+}
+
+void evn__lsocks_free(struct evn_loop *loop)
+{
+    for (size_t i = 0; i < loop->nlsocks; i++)
+        if (loop->lsocks[i].udp)
+            evn__udp_conn_free(loop->lsocks[i].udp);
+    evn__free(loop->lsocks);
+    loop->lsocks = NULL;
+    loop->nlsocks = 0;
 }

@@ -7,7 +7,7 @@
  * the rest. On Linux a plain socket gets it with sendfile(2), from the page
  * cache without a copy through user memory; over TLS (and elsewhere) it is
  * read piece by piece into the loop's read buffer, which no input needs
- * while output is being flushed.
+ * while output is being flushed, and given to the connection's transport.
  */
 #include "internal.h"
 
@@ -20,6 +20,12 @@
 #ifdef __linux__
 #include <sys/sendfile.h>
 #endif
+
+/* A file region's chunk holds this in its data. */
+struct evn__file {
+    int fd;     /* evn's own: a duplicate, or the application's handed over */
+    off_t base; /* file offset of the region's first byte */
+};
 
 /* One TLS record's worth of plaintext per piece. */
 #define EVN__FILE_PIECE (16 * 1024)
@@ -74,7 +80,7 @@ int evn__file_chunk(int fd, off_t offset, size_t *length, bool owned, struct evn
     struct evn__file f = {.fd = owned ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 0), .base = offset};
     if (f.fd < 0) {
         int e = errno;
-        free(ch);
+        evn__free(ch);
         return -e;
     }
     memset(ch, 0, sizeof *ch);
@@ -123,32 +129,34 @@ ssize_t evn__file_send(struct evn_conn *c, struct evn__chunk *ch, size_t max, si
     memcpy(&f, ch->data, sizeof f);
     off_t pos = f.base + (off_t)ch->off;
     size_t n = ch->len - ch->off;
-    if (c->tls) {
-        /* A retry after a WANT must offer the same bytes again, at least as
-         * many: the same piece is read again (max plays no part, so that it
-         * cannot shrink). */
-        ssize_t r = read_piece(&f, c->loop->rbuf, n < EVN__FILE_PIECE ? n : EVN__FILE_PIECE, pos);
+    char *buf = c->loop->conns.rbuf;
+    if (c->tp != &evn__plain_transport) {
+        /* A retry after the socket was full must offer the same bytes again,
+         * at least as many: the same piece is read again (max plays no part,
+         * so that it cannot shrink). */
+        ssize_t r = read_piece(&f, buf, n < EVN__FILE_PIECE ? n : EVN__FILE_PIECE, pos);
         if (r < 0)
             return -1;
-        return evn__tls_sent(evn__tls_write(c, c->loop->rbuf, (size_t)r), want);
+        struct iovec iov = {buf, (size_t)r};
+        return c->tp->writev(c, &iov, 1, want);
     }
     if (n > max)
         n = max;
 #ifdef __linux__
     *want = n;
-    ssize_t r = sendfile_quiet(c->loop, c->fd, f.fd, &pos, n);
+    ssize_t r = sendfile_quiet(c->loop, c->io.fd, f.fd, &pos, n);
     if (r == 0) {
         errno = EIO;
         return -1;
     }
     return r;
 #else
-    if (n > c->loop->rbuf_cap)
-        n = c->loop->rbuf_cap;
-    ssize_t r = read_piece(&f, c->loop->rbuf, n, pos);
+    if (n > c->loop->conns.rbuf_cap)
+        n = c->loop->conns.rbuf_cap;
+    ssize_t r = read_piece(&f, buf, n, pos);
     if (r < 0)
         return -1;
-    *want = (size_t)r;
-    return send(c->fd, c->loop->rbuf, (size_t)r, MSG_NOSIGNAL);
+    struct iovec iov = {buf, (size_t)r};
+    return c->tp->writev(c, &iov, 1, want);
 #endif
 }

@@ -12,9 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* One id bit field holds the loop index. */
-#define EVN__MAX_LOOPS 255
-
 static const struct evn__backend *const backends[] = {
 #ifdef EVN_HAVE_EPOLL
     &evn__backend_epoll,
@@ -66,20 +63,62 @@ static void server_destroy(struct evn_server *srv)
         for (size_t i = 0; i < srv->nlisteners; i++)
             evn__listener_close(&srv->listeners[i]);
     evn__tls_clients_free(srv);
-    free(srv->loops);
-    free(srv->listeners);
-    free(srv);
+    evn__free(srv->loops);
+    evn__free(srv->listeners);
+    evn__free(srv);
+    evn__servers_add(-1);
 }
 
-int evn_server_new(evn_server **srvp, const evn_events *ev, const char *const *addrs, size_t naddrs)
+/*
+ * The size of evn_events in evn 0.1, the last release whose callers did not
+ * pass it: the smallest a caller can have.
+ */
+#define EVENTS_0_1_SIZE (offsetof(evn_events, tls_handshake_timeout_ms) + sizeof(int64_t))
+
+/*
+ * Copy the caller's evn_events, which is ev_size bytes as its evn.h had it,
+ * into *out: what it lacks stays zero, the default of every field.
+ */
+static int copy_events(evn_events *out, const evn_events *ev, size_t ev_size)
+{
+    memset(out, 0, sizeof *out);
+    if (ev_size < EVENTS_0_1_SIZE) {
+        evn__set_errmsg("evn_events of %zu bytes is smaller than any evn's (%zu)", ev_size,
+                        (size_t)EVENTS_0_1_SIZE);
+        return -EINVAL;
+    }
+    if (ev_size > sizeof *out) {
+        const unsigned char *extra = (const unsigned char *)ev + sizeof *out;
+        for (size_t i = 0; i < ev_size - sizeof *out; i++)
+            if (extra[i]) {
+                evn__set_errmsg("this program sets evn_events fields that libevn %s does not "
+                                "know: it was built against a newer evn.h",
+                                EVN__VERSION_STRING);
+                return -ENOTSUP;
+            }
+        ev_size = sizeof *out;
+    }
+    memcpy(out, ev, ev_size);
+    return 0;
+}
+
+int evn_server_new_sized(evn_server **srvp, const evn_events *user_ev, size_t ev_size,
+                         const char *const *addrs, size_t naddrs)
 {
     char err[256];
     int rc = 0;
-    if (!srvp || !ev || (naddrs && !addrs)) {
+    evn_events evs, *ev = &evs;
+    if (!srvp || !user_ev || (naddrs && !addrs)) {
         evn__set_errmsg("evn_server_new: missing argument");
         return -EINVAL;
     }
     *srvp = NULL;
+    if ((rc = copy_events(ev, user_ev, ev_size)) < 0)
+        return rc;
+    if (ev->flow != EVN_FLOW_AUTO && ev->flow != EVN_FLOW_MANUAL) {
+        evn__set_errmsg("unknown flow mode %d", (int)ev->flow);
+        return -EINVAL;
+    }
     if (ev->nloops < -1 || ev->balance < EVN_BALANCE_RANDOM ||
         ev->balance > EVN_BALANCE_LEAST_CONNECTIONS) {
         evn__set_errmsg(ev->nloops < -1 ? "nloops must be -1 or more, not %d"
@@ -92,6 +131,10 @@ int evn_server_new(evn_server **srvp, const evn_events *ev, const char *const *a
                         ev->out_high);
         return -EINVAL;
     }
+    if (naddrs > EVN__MAX_LISTENERS) {
+        evn__set_errmsg("at most %d addresses, not %zu", EVN__MAX_LISTENERS, naddrs);
+        return -EINVAL;
+    }
     if (ev->idle_timeout_ms < 0 || ev->max_conns < 0) {
         evn__set_errmsg("idle_timeout_ms and max_conns must not be negative");
         return -EINVAL;
@@ -100,23 +143,26 @@ int evn_server_new(evn_server **srvp, const evn_events *ev, const char *const *a
     if (!be)
         return rc;
 
-    struct evn_server *srv = calloc(1, sizeof *srv);
-    if (!srv)
+    evn__servers_add(1);
+    struct evn_server *srv = evn__calloc(1, sizeof *srv);
+    if (!srv) {
+        evn__servers_add(-1);
         return -ENOMEM;
+    }
     srv->ev = *ev;
     srv->be = be;
     srv->nloops = resolve_nloops(ev->nloops);
     atomic_init(&srv->stopping, false);
     atomic_init(&srv->draining, false);
     atomic_init(&srv->handoffs_over, false);
-    srv->sig_rfd = srv->sig_wfd = -1;
+    srv->sig_io.fd = srv->sig_wfd = -1;
     atomic_init(&srv->rr_next, 0);
     atomic_init(&srv->rand_state, (unsigned)time(NULL) ^ ((unsigned)getpid() << 16) ^ 0x9e3779b9u);
     if (atomic_load(&srv->rand_state) == 0)
         atomic_store(&srv->rand_state, 1);
 
-    srv->listeners = calloc(naddrs ? naddrs : 1, sizeof *srv->listeners);
-    srv->loops = calloc((size_t)srv->nloops, sizeof *srv->loops);
+    srv->listeners = evn__calloc(naddrs ? naddrs : 1, sizeof *srv->listeners);
+    srv->loops = evn__calloc((size_t)srv->nloops, sizeof *srv->loops);
     if (!srv->listeners || !srv->loops) {
         rc = -ENOMEM;
         goto fail;
@@ -214,10 +260,10 @@ void evn_server_free(evn_server *srv)
         server_destroy(srv);
 }
 
-int evn_serve(const evn_events *ev, const char *const *addrs, size_t naddrs)
+int evn_serve_sized(const evn_events *ev, size_t ev_size, const char *const *addrs, size_t naddrs)
 {
     evn_server *srv;
-    int rc = evn_server_new(&srv, ev, addrs, naddrs);
+    int rc = evn_server_new_sized(&srv, ev, ev_size, addrs, naddrs);
     if (rc < 0)
         return rc;
     rc = evn_server_run(srv);
@@ -234,19 +280,6 @@ int evn_shutdown(evn_server *srv)
     for (int i = 0; i < srv->nloops; i++)
         evn__loop_signal(&srv->loops[i]);
     return 0;
-}
-
-int evn_wake(evn_server *srv, evn_id id)
-{
-    if (!srv)
-        return -EINVAL;
-    unsigned li = (unsigned)(id >> 56);
-    if (id == 0 || (uint32_t)id == 0 || li >= (unsigned)srv->nloops)
-        return -EINVAL;
-    if (atomic_load_explicit(&srv->stopping, memory_order_acquire))
-        return -ESHUTDOWN;
-    struct evn__msg m = {.type = EVN__M_WAKE, .fd = -1, .arg = id};
-    return evn__loop_post(&srv->loops[li], &m);
 }
 
 void *evn_server_udata(const evn_server *srv)
@@ -281,4 +314,36 @@ const struct sockaddr *evn_server_addr(const evn_server *srv, size_t i, socklen_
     if (len)
         *len = srv->listeners[i].addrlen;
     return (const struct sockaddr *)&srv->listeners[i].addr;
+}
+
+int evn_version(void)
+{
+    return EVN_VERSION;
+}
+
+const char *evn_version_string(void)
+{
+    return EVN__VERSION_STRING;
+}
+
+/*
+ * The entry points of evn 0.1, whose evn.h declared them as functions and
+ * whose callers pass the 0.1 evn_events without its size. Binaries built
+ * then keep working; evn.h now maps both names to the sized calls.
+ */
+#undef evn_server_new
+#undef evn_serve
+EVN_API int evn_server_new(evn_server **srvp, const evn_events *ev, const char *const *addrs,
+                           size_t naddrs);
+EVN_API int evn_serve(const evn_events *ev, const char *const *addrs, size_t naddrs);
+
+int evn_server_new(evn_server **srvp, const evn_events *ev, const char *const *addrs,
+                   size_t naddrs)
+{
+    return evn_server_new_sized(srvp, ev, EVENTS_0_1_SIZE, addrs, naddrs);
+}
+
+int evn_serve(const evn_events *ev, const char *const *addrs, size_t naddrs)
+{
+    return evn_serve_sized(ev, EVENTS_0_1_SIZE, addrs, naddrs);
 }

@@ -48,32 +48,29 @@ int64_t evn__drain_left_ms(struct evn_server *srv)
 /* Fire draining for c and act on its answer. */
 static void tell_draining(struct evn_conn *c)
 {
-    struct evn_loop *loop = c->loop;
-    loop->cur = c;
-    evn_action a = loop->srv->ev.draining(c);
-    loop->cur = NULL;
+    evn__conn_enter(c);
+    evn_action a = c->loop->srv->ev.draining(c);
+    evn__conn_leave(c);
     evn__conn_act(c, a);
+}
+
+/* Not yet opened (TLS handshake, outbound connect): told when it opens
+ * (evn__conn_opened_draining). */
+static void tell_if_open(struct evn_conn *c, void *arg)
+{
+    if (!(c->flags &
+          (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_OPENING | EVN__C_CONNECTING)))
+        tell_draining(c);
 }
 
 void evn__loop_drain_start(struct evn_loop *loop)
 {
     struct evn_server *srv = loop->srv;
     loop->drain_started = true;
-    loop->accept_paused = false;
-    for (size_t i = 0; i < loop->nlsocks; i++) {
-        struct evn__lsock *ls = &loop->lsocks[i];
-        if (ls->fd < 0)
-            continue;
-        loop->be->del(loop, ls->fd, EVN__READ, true);
-        loop->table[ls->fd] = NULL;
-        close(ls->fd);
-        /* The listener must not close it again at free. */
-        if (ls->l->fds)
-            ls->l->fds[loop->index] = -1;
-        else
-            ls->l->fd = -1;
-        ls->fd = -1;
-    }
+    evn__lsocks_close(loop);
+    /* Wake up at the deadline, whatever else the loop waits for. */
+    evn__timer_start(loop, &loop->drain_timer,
+                     (int64_t)atomic_load(&srv->drain_deadline_ms));
     /* Loop 0 accepts for the shared listeners and hands connections over:
      * until it has closed them, another loop with no connections left may
      * still be sent one, so it must not end yet. Now it may: tell them. */
@@ -82,19 +79,8 @@ void evn__loop_drain_start(struct evn_loop *loop)
         for (int i = 1; i < srv->nloops; i++)
             evn__loop_signal(&srv->loops[i]);
     }
-    if (!srv->ev.draining)
-        return;
-    for (int fd = 0; fd < loop->table_cap; fd++) {
-        struct evn__handle *h = loop->table[fd];
-        if (!h || h->kind != EVN__H_CONN)
-            continue;
-        struct evn_conn *c = (struct evn_conn *)h;
-        /* Not yet opened (TLS handshake, outbound connect): told when it
-         * opens (evn__conn_opened_draining). */
-        if (!(c->flags &
-              (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_HANDSHAKE | EVN__C_CONNECTING)))
-            tell_draining(c);
-    }
+    if (srv->ev.draining)
+        evn__conns_each(loop, tell_if_open, NULL);
 }
 
 void evn__conn_opened_draining(struct evn_conn *c)
@@ -143,6 +129,12 @@ static void on_signal(int sig)
 }
 #endif
 
+static void signals_ready(struct evn_loop *loop, struct evn__io *io, int mask);
+
+static void signals_gone(struct evn_loop *loop, struct evn__io *io, int mask)
+{
+}
+
 int evn_server_stop_on_signals(evn_server *srv, int64_t drain_ms)
 {
     if (!srv)
@@ -162,13 +154,13 @@ int evn_server_stop_on_signals(evn_server *srv, int64_t drain_ms)
         evn__set_errmsg("signalfd: %s", evn_strerror(e));
         return -e;
     }
-    srv->sig_rfd = srv->sig_wfd = fd;
+    srv->sig_io.fd = srv->sig_wfd = fd;
 #else
     int p[2];
     int rc = evn__pipe_nb(p);
     if (rc < 0)
         return rc;
-    srv->sig_rfd = p[0];
+    srv->sig_io.fd = p[0];
     srv->sig_wfd = p[1];
     sig_pipe_wfd = p[1];
     struct sigaction sa;
@@ -180,10 +172,8 @@ int evn_server_stop_on_signals(evn_server *srv, int64_t drain_ms)
     pthread_sigmask(SIG_BLOCK, NULL, &srv->sig_oldmask);
 #endif
     struct evn_loop *loop0 = &srv->loops[0];
-    srv->sig_h.kind = EVN__H_SIGNAL;
-    int rc = evn__loop_track(loop0, srv->sig_rfd, &srv->sig_h);
-    if (rc == 0)
-        rc = loop0->be->add(loop0, srv->sig_rfd, EVN__READ);
+    srv->sig_io.cb = signals_ready;
+    int rc = evn__io_add(loop0, &srv->sig_io, EVN__READ);
     srv->sig_on = true;
     srv->sig_drain_ms = drain_ms;
     if (rc < 0)
@@ -191,16 +181,17 @@ int evn_server_stop_on_signals(evn_server *srv, int64_t drain_ms)
     return rc;
 }
 
-void evn__signals_ready(struct evn_server *srv)
+static void signals_ready(struct evn_loop *loop, struct evn__io *io, int mask)
 {
+    struct evn_server *srv = loop->srv;
     for (;;) {
 #ifdef __linux__
         struct signalfd_siginfo si;
-        if (read(srv->sig_rfd, &si, sizeof si) != (ssize_t)sizeof si)
+        if (read(srv->sig_io.fd, &si, sizeof si) != (ssize_t)sizeof si)
             return;
 #else
         unsigned char b;
-        if (read(srv->sig_rfd, &b, 1) != 1)
+        if (read(srv->sig_io.fd, &b, 1) != 1)
             return;
 #endif
         if (++srv->nsignals == 1)
@@ -215,16 +206,17 @@ void evn__signals_detach(struct evn_server *srv)
     if (!srv->sig_on)
         return;
     struct evn_loop *loop0 = &srv->loops[0];
-    loop0->be->del(loop0, srv->sig_rfd, EVN__READ, true);
-    loop0->table[srv->sig_rfd] = NULL;
+    evn__io_del(loop0, &srv->sig_io, EVN__READ, true);
+    /* An event for it still in this turn's batch finds nothing to do. */
+    srv->sig_io.cb = signals_gone;
 #ifndef __linux__
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     sig_pipe_wfd = -1;
     close(srv->sig_wfd);
 #endif
-    close(srv->sig_rfd);
-    srv->sig_rfd = srv->sig_wfd = -1;
+    close(srv->sig_io.fd);
+    srv->sig_io.fd = srv->sig_wfd = -1;
     srv->sig_on = false;
     pthread_sigmask(SIG_SETMASK, &srv->sig_oldmask, NULL);
 }

@@ -21,6 +21,26 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+/* evn_conn_splice's state, on both connections of a spliced direction. */
+struct evn__splice {
+    evn_id to;     /* this connection's input goes to it; 0: none */
+    evn_id from;   /* that connection's input comes here; 0: none */
+    int pipe[2];   /* the direction's pipe (with `to`), -1 when none */
+    size_t inpipe; /* bytes in it */
+    bool eof;      /* the source's input ended; passed on once the pipe is empty */
+};
+
+bool evn__splice_info(const struct evn_conn *c, evn_id *to, evn_id *from, size_t *inpipe)
+{
+    const struct evn__splice *sp = evn__conn_splice(c);
+    if (!sp)
+        return false;
+    *to = sp->to;
+    *from = sp->from;
+    *inpipe = sp->inpipe;
+    return true;
+}
+
 #ifdef __linux__
 
 /* One splice(2) from the source moves at most this much: a default pipe. */
@@ -30,12 +50,15 @@
 
 static struct evn__splice *splice_get(struct evn_conn *c)
 {
-    if (!c->splice) {
-        c->splice = evn__calloc(1, sizeof *c->splice);
-        if (c->splice)
-            c->splice->pipe[0] = c->splice->pipe[1] = -1;
+    struct evn__conn_ext *x = evn__conn_ext(c);
+    if (!x)
+        return NULL;
+    if (!x->splice) {
+        x->splice = evn__calloc(1, sizeof *x->splice);
+        if (x->splice)
+            x->splice->pipe[0] = x->splice->pipe[1] = -1;
     }
-    return c->splice;
+    return x->splice;
 }
 
 static void pipe_close(struct evn__splice *sp)
@@ -60,14 +83,16 @@ int evn_conn_splice(evn_conn *from, evn_conn *to)
     if (!from || !to || from == to || from->loop != to->loop ||
         ((from->flags | to->flags) & EVN__C_UDP))
         return -EINVAL;
-    if (from->tls || to->tls || ((from->flags | to->flags) & EVN__C_HANDSHAKE))
+    if (from->tp != &evn__plain_transport || to->tp != &evn__plain_transport ||
+        ((from->flags | to->flags) & EVN__C_OPENING))
         return -ENOTSUP;
     if ((from->flags | to->flags) & EVN__C_CONNECTING)
         return -ENOTCONN;
     if ((from->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_LINGER)) ||
         (to->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_LINGER | EVN__C_WSHUT)))
         return -EPIPE;
-    if ((from->splice && from->splice->to) || (to->splice && to->splice->from))
+    struct evn__splice *fsp = evn__conn_splice(from), *tsp = evn__conn_splice(to);
+    if ((fsp && fsp->to) || (tsp && tsp->from))
         return -EBUSY;
     struct evn__splice *fs = splice_get(from), *ts = splice_get(to);
     if (!fs || !ts)
@@ -81,8 +106,8 @@ int evn_conn_splice(evn_conn *from, evn_conn *to)
     from->flags |= EVN__C_SPLICE;
     /* Input kept from an earlier data event goes first. Inside from's own
      * data callback the keep is not applied yet: deliver() moves it after. */
-    if (from->in_len && from->loop->cur != from) {
-        rc = evn_write(to, from->in, from->in_len);
+    if (from->x->in_len && from->loop->conns.cur != from) {
+        rc = evn_write(to, from->x->in, from->x->in_len);
         evn__conn_drop_input(from);
         if (rc < 0)
             return rc;
@@ -97,7 +122,7 @@ int evn_conn_splice(evn_conn *from, evn_conn *to)
  * then let from's own end-of-input handling run (eof callback or close). */
 static void finish_eof(struct evn_conn *from, struct evn_conn *to)
 {
-    struct evn__splice *sp = from->splice;
+    struct evn__splice *sp = from->x->splice;
     sp->eof = false;
     if (to && !(to->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_WSHUT)))
         evn_conn_shutdown_write(to);
@@ -107,7 +132,7 @@ static void finish_eof(struct evn_conn *from, struct evn_conn *to)
 void evn__splice_pump(struct evn_conn *from)
 {
     struct evn_loop *loop = from->loop;
-    struct evn__splice *sp = from->splice;
+    struct evn__splice *sp = from->x->splice;
     size_t budget = EVN__SPLICE_TURN;
     bool more = true;
     for (;;) {
@@ -120,7 +145,7 @@ void evn__splice_pump(struct evn_conn *from)
                 block(from);
                 return;
             }
-            ssize_t n = splice(sp->pipe[0], NULL, to->fd, NULL, sp->inpipe,
+            ssize_t n = splice(sp->pipe[0], NULL, to->io.fd, NULL, sp->inpipe,
                                SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n < 0) {
                 if (errno == EINTR)
@@ -138,7 +163,8 @@ void evn__splice_pump(struct evn_conn *from)
                 return;
             }
             sp->inpipe -= (size_t)n;
-            to->last_active = loop->now_ms;
+            if (to->x)
+                to->x->last_active = loop->now_ms;
             if (sp->inpipe) {
                 /* A short move: the target's socket is full. */
                 evn__conn_set_flags(to, EVN__C_WANTW, 0);
@@ -154,11 +180,11 @@ void evn__splice_pump(struct evn_conn *from)
          * rather than spend a call to learn it. */
         if (!more || budget == 0)
             return;
-        ssize_t n = splice(from->fd, NULL, sp->pipe[1], NULL, EVN__SPLICE_CHUNK,
+        ssize_t n = splice(from->io.fd, NULL, sp->pipe[1], NULL, EVN__SPLICE_CHUNK,
                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n > 0) {
             sp->inpipe = (size_t)n;
-            from->last_active = loop->now_ms;
+            from->x->last_active = loop->now_ms;
             budget = (size_t)n < budget ? budget - (size_t)n : 0;
             more = n == EVN__SPLICE_CHUNK;
             continue;
@@ -178,7 +204,7 @@ void evn__splice_pump(struct evn_conn *from)
 
 void evn__splice_drained(struct evn_conn *to)
 {
-    struct evn_conn *from = evn__conn_lookup(to->loop, to->splice->from);
+    struct evn_conn *from = evn__conn_lookup(to->loop, to->x->splice->from);
     if (from && (from->flags & EVN__C_SPLWAIT)) {
         evn__conn_set_flags(from, 0, EVN__C_SPLWAIT);
         evn__conn_reread(from);
@@ -187,31 +213,31 @@ void evn__splice_drained(struct evn_conn *to)
 
 void evn__splice_write_kept(struct evn_conn *from)
 {
-    struct evn_conn *to = evn__conn_lookup(from->loop, from->splice->to);
-    if (to && evn_write(to, from->in, from->in_len) < 0)
+    struct evn_conn *to = evn__conn_lookup(from->loop, from->x->splice->to);
+    if (to && evn_write(to, from->x->in, from->x->in_len) < 0)
         evn__conn_close(to, -EPIPE);
 }
 
 void evn__splice_drop(struct evn_conn *c)
 {
-    struct evn__splice *sp = c->splice;
+    struct evn__splice *sp = evn__conn_splice(c);
     struct evn_loop *loop = c->loop;
     if (!sp)
         return;
     struct evn_conn *o;
     /* c's input went to o: o no longer has a source. */
-    if (sp->to && (o = evn__conn_lookup(loop, sp->to)) && o->splice)
-        o->splice->from = 0;
+    if (sp->to && (o = evn__conn_lookup(loop, sp->to)) && evn__conn_splice(o))
+        o->x->splice->from = 0;
     /* o's input came to c: o goes back to its data callback; bytes still in
      * its pipe had nowhere to go and are dropped. */
-    if (sp->from && (o = evn__conn_lookup(loop, sp->from)) && o->splice) {
-        o->splice->to = 0;
-        pipe_close(o->splice);
+    if (sp->from && (o = evn__conn_lookup(loop, sp->from)) && evn__conn_splice(o)) {
+        o->x->splice->to = 0;
+        pipe_close(o->x->splice);
         evn__conn_set_flags(o, 0, EVN__C_SPLICE | EVN__C_SPLWAIT);
     }
     pipe_close(sp);
-    free(sp);
-    c->splice = NULL;
+    evn__free(sp);
+    c->x->splice = NULL;
     c->flags &= (uint32_t) ~(EVN__C_SPLICE | EVN__C_SPLWAIT);
 }
 
@@ -241,8 +267,10 @@ void evn__splice_write_kept(struct evn_conn *from)
 
 void evn__splice_drop(struct evn_conn *c)
 {
-    free(c->splice);
-    c->splice = NULL;
+    if (c->x) {
+        evn__free(c->x->splice);
+        c->x->splice = NULL;
+    }
 }
 
 #endif

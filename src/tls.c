@@ -57,7 +57,17 @@ struct evn__tls {
      * error, a need to write); the next read reports it. 0: nothing. */
     int stash;
     bool client; /* made by evn_connect */
+    bool dead;   /* a fatal TLS or socket error: no close_notify may follow */
 };
+
+/*
+ * What the TLS calls return besides byte counts and negative errno values:
+ * the operation must be retried once the socket is readable or writable.
+ */
+#define WANT_READ (-0x10001)
+#define WANT_WRITE (-0x10002)
+
+static const struct evn__transport tls_transport;
 
 /* ---- the socket BIO ---- */
 
@@ -121,7 +131,7 @@ struct evn__tls_dest {
 static void dest_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
     (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
-    free(ptr);
+    evn__free(ptr);
 }
 
 /* Made once per process and kept: every SSL of every server shares them. */
@@ -327,7 +337,7 @@ int evn__tls_ctx_new(struct evn__listener *l, const char *url, char *err, size_t
         snprintf(err, errlen, "%s: cannot set up OpenSSL", url);
         return -ENOMEM;
     }
-    struct evn__tls_ctx *tc = calloc(1, sizeof *tc);
+    struct evn__tls_ctx *tc = evn__calloc(1, sizeof *tc);
     if (!tc)
         return -ENOMEM;
     int rc = parse_alpn(tc, l->url.alpn, url, err, errlen);
@@ -340,7 +350,7 @@ int evn__tls_ctx_new(struct evn__listener *l, const char *url, char *err, size_t
     if (rc < 0) {
         ERR_clear_error();
         SSL_CTX_free(tc->ctx);
-        free(tc);
+        evn__free(tc);
         return rc;
     }
     l->tls = tc;
@@ -352,15 +362,20 @@ void evn__tls_ctx_free(struct evn__listener *l)
     if (!l->tls)
         return;
     SSL_CTX_free(l->tls->ctx);
-    free(l->tls);
+    evn__free(l->tls);
     l->tls = NULL;
 }
 
 /* ---- sessions ---- */
 
-int evn__tls_new(struct evn_conn *c, struct evn__listener *l)
+static struct evn__tls *tls_of(const struct evn_conn *c)
 {
-    struct evn__tls *t = evn__malloc(sizeof *t);
+    return c->x->tls;
+}
+
+static int tls_new(struct evn_conn *c, struct evn__listener *l)
+{
+    struct evn__tls *t = evn__calloc(1, sizeof *t);
     if (!t)
         return -ENOMEM;
     ERR_clear_error();
@@ -368,42 +383,46 @@ int evn__tls_new(struct evn_conn *c, struct evn__listener *l)
     BIO *b = ssl ? BIO_new(bio_method) : NULL;
     if (!b) {
         SSL_free(ssl);
-        free(t);
+        evn__free(t);
         ERR_clear_error();
         return -ENOMEM;
     }
-    BIO_set_data(b, (void *)(intptr_t)c->fd);
+    BIO_set_data(b, (void *)(intptr_t)c->io.fd);
     SSL_set_bio(ssl, b, b);
     SSL_set_accept_state(ssl);
     t->ssl = ssl;
     t->tc = l->tls;
-    t->stash = 0;
-    t->client = false;
-    c->tls = t;
+    evn__tls_attach(c, t);
     return 0;
+}
+
+void evn__tls_attach(struct evn_conn *c, struct evn__tls *t)
+{
+    c->x->tls = t;
+    c->tp = &tls_transport;
 }
 
 /*
  * Classify a failed OpenSSL call; e is errno as the call left it. A fatal
- * error marks the connection so that no close_notify follows (OpenSSL forbids
+ * error marks the session so that no close_notify follows (OpenSSL forbids
  * SSL_shutdown after one).
  */
-static int failure(struct evn_conn *c, int r, int e)
+static int failure(struct evn__tls *t, int r, int e)
 {
-    switch (SSL_get_error(c->tls->ssl, r)) {
+    switch (SSL_get_error(t->ssl, r)) {
     case SSL_ERROR_WANT_READ:
-        return EVN__TLS_WANT_READ;
+        return WANT_READ;
     case SSL_ERROR_WANT_WRITE:
-        return EVN__TLS_WANT_WRITE;
+        return WANT_WRITE;
     case SSL_ERROR_ZERO_RETURN:
         return 0;
     case SSL_ERROR_SYSCALL:
         ERR_clear_error();
-        c->flags |= EVN__C_TLS_DEAD;
+        t->dead = true;
         return e && e != EAGAIN ? -e : -ECONNRESET;
     default:
         ERR_clear_error();
-        c->flags |= EVN__C_TLS_DEAD;
+        t->dead = true;
         return -EPROTO;
     }
 }
@@ -416,7 +435,7 @@ static int failure(struct evn_conn *c, int r, int e)
  */
 static int client_failure(struct evn_conn *c, int rc, unsigned long reason)
 {
-    SSL *ssl = c->tls->ssl;
+    SSL *ssl = tls_of(c)->ssl;
     char peer[64], why[256];
     if (evn_addr_str(&c->peer.sa, c->peerlen, peer, sizeof peer) < 0)
         snprintf(peer, sizeof peer, "the server");
@@ -434,27 +453,104 @@ static int client_failure(struct evn_conn *c, int rc, unsigned long reason)
     return rc;
 }
 
-int evn__tls_handshake(struct evn_conn *c)
+/* One handshake step: 1 when complete, WANT_*, or -errno. */
+static int handshake_step(struct evn_conn *c)
 {
+    struct evn__tls *t = tls_of(c);
     ERR_clear_error();
     errno = 0;
-    int r = SSL_do_handshake(c->tls->ssl);
+    int r = SSL_do_handshake(t->ssl);
     if (r == 1)
         return 1;
     int e = errno;
     unsigned long reason = ERR_peek_error();
-    int rc = failure(c, r, e);
+    int rc = failure(t, r, e);
     /* The peer left before the handshake was through. */
     if (rc == 0)
         rc = -ECONNABORTED;
-    if (c->tls->client && rc != EVN__TLS_WANT_READ && rc != EVN__TLS_WANT_WRITE)
+    if (t->client && rc != WANT_READ && rc != WANT_WRITE)
         rc = client_failure(c, rc, reason);
     return rc;
 }
 
-ssize_t evn__tls_read(struct evn_conn *c, char *buf, size_t len)
+static bool tls_pending(const struct evn_conn *c)
 {
-    struct evn__tls *t = c->tls;
+    const struct evn__tls *t = tls_of(c);
+    return t->stash != 0 || SSL_has_pending(t->ssl);
+}
+
+/*
+ * A handshake step. When it completes, the handshake deadline is cleared
+ * and opened fires; input that came with the handshake's last flight may
+ * already sit decrypted inside OpenSSL, so it is read at the end of the
+ * turn. A handshake that fails closes the connection: silently if it was
+ * accepted, with closed and the reason if evn_connect made it.
+ */
+static void handshake(struct evn_conn *c)
+{
+    struct evn_loop *loop = c->loop;
+    int rc = handshake_step(c);
+    if (rc == WANT_READ || rc == WANT_WRITE) {
+        evn__conn_tpwait(c, rc == WANT_READ ? EVN__READ : EVN__WRITE);
+        return;
+    }
+    if (rc < 0) {
+        evn__conn_close(c, rc);
+        return;
+    }
+    evn_id id = evn_conn_id(c);
+    evn__conn_deadline(c, 0);
+    c->flags &= ~(uint32_t)EVN__C_OPENING;
+    evn__conn_tpwait(c, 0);
+    evn__conn_opened(c);
+    c = evn__conn_lookup(loop, id);
+    if (c && !(c->flags & (EVN__C_CLOSING | EVN__C_DETACHING)) && tls_pending(c))
+        evn__conn_reread(c);
+}
+
+/* The handshake, until opened; after it, a read that had to write first
+ * and now can: the connection goes on as the socket allows. */
+static void tls_ready(struct evn_conn *c, int mask)
+{
+    if (c->flags & EVN__C_OPENING) {
+        handshake(c);
+        return;
+    }
+    evn__conn_tpwait(c, 0);
+    evn__conn_ready(c, EVN__READ | EVN__WRITE);
+}
+
+void evn__tls_accept(struct evn_conn *c, struct evn__listener *l)
+{
+    int64_t ms = c->loop->srv->ev.tls_handshake_timeout_ms;
+    /* Not opened until the handshake is done: a failure before is silent. */
+    c->flags |= EVN__C_OPENING;
+    evn__conn_tpwait(c, EVN__READ);
+    if (!evn__conn_ext(c) || tls_new(c, l) < 0 ||
+        evn__conn_deadline(c, ms > 0 ? ms : EVN__TLS_HANDSHAKE_MS) < 0) {
+        evn__conn_close(c, -ENOMEM);
+        return;
+    }
+    /* The ClientHello has often arrived with the connection: try at once. */
+    handshake(c);
+}
+
+void evn__tls_connected(struct evn_conn *c)
+{
+    c->flags |= EVN__C_OPENING;
+    evn__conn_set_flags(c, 0, EVN__C_CONNECTING);
+    evn__conn_tpwait(c, EVN__WRITE);
+    handshake(c);
+}
+
+/*
+ * Read plaintext into buf, as much as OpenSSL has or the socket gives without
+ * blocking, up to len: bytes read, 0 at end of input, WANT_*, or -errno. A
+ * condition met after some bytes were read is reported by the next call;
+ * tls_pending() is then true.
+ */
+static ssize_t read_plain(struct evn__tls *t, char *buf, size_t len)
+{
     if (t->stash) {
         int s = t->stash;
         t->stash = 0;
@@ -474,68 +570,103 @@ ssize_t evn__tls_read(struct evn_conn *c, char *buf, size_t len)
                 return (ssize_t)total;
             continue;
         }
-        int rc = failure(c, r, errno);
+        int rc = failure(t, r, errno);
         if (total == 0)
             return rc;
-        if (rc != EVN__TLS_WANT_READ)
+        if (rc != WANT_READ)
             t->stash = rc == 0 ? STASH_EOF : rc;
         return (ssize_t)total;
     }
 }
 
-ssize_t evn__tls_write(struct evn_conn *c, const char *buf, size_t len)
+/* The transport's read, as read(2) reports. */
+static ssize_t tls_read(struct evn_conn *c, char *buf, size_t len)
 {
-    /* A retry must offer at least as much as the try: clamping the same way
-     * each time keeps that. */
-    int n = len < INT_MAX ? (int)len : INT_MAX;
+    ssize_t n = read_plain(tls_of(c), buf, len);
+    if (n > 0) {
+        /* The buffer filled with more inside OpenSSL, or the read ran into
+         * the end after these bytes: go on at the end of the turn. */
+        if (tls_pending(c))
+            evn__conn_reread(c);
+        return n;
+    }
+    if (n == 0)
+        return 0;
+    /* Reading before the socket takes the write would only spin. */
+    if (n == WANT_WRITE)
+        evn__conn_tpwait(c, EVN__WRITE);
+    errno = n == WANT_READ || n == WANT_WRITE ? EAGAIN : (int)-n;
+    return -1;
+}
+
+/*
+ * Encrypt and send the first piece, as one or more records. A partial write
+ * means records went out, not that the socket is full, so *want is what was
+ * taken; a retry after the socket was full offers the same bytes again, at
+ * least as many (clamping the same way each time keeps that). SSL_write
+ * cannot want to read with renegotiation off; if it ever did, waiting for
+ * writability would spin, so it is an error.
+ */
+static ssize_t tls_writev(struct evn_conn *c, const struct iovec *iov, int n, size_t *want)
+{
+    struct evn__tls *t = tls_of(c);
+    int len = iov[0].iov_len < INT_MAX ? (int)iov[0].iov_len : INT_MAX;
     ERR_clear_error();
     errno = 0;
-    int r = SSL_write(c->tls->ssl, buf, n);
-    if (r > 0)
+    int r = SSL_write(t->ssl, iov[0].iov_base, len);
+    if (r > 0) {
+        *want = (size_t)r;
         return r;
-    int rc = failure(c, r, errno);
-    return rc == 0 ? -EPIPE : rc;
+    }
+    int rc = failure(t, r, errno);
+    errno = rc == WANT_WRITE ? EAGAIN : rc == WANT_READ ? EPROTO : rc == 0 ? EPIPE : -rc;
+    return -1;
 }
 
-bool evn__tls_pending(const struct evn_conn *c)
+/* close_notify, once, without blocking (best effort). */
+static void tls_shutdown(struct evn_conn *c)
 {
-    return c->tls->stash != 0 || SSL_has_pending(c->tls->ssl);
-}
-
-void evn__tls_notify(struct evn_conn *c)
-{
-    SSL *ssl = c->tls->ssl;
-    if ((c->flags & (EVN__C_TLS_DEAD | EVN__C_HANDSHAKE)) ||
-        (SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN))
+    struct evn__tls *t = tls_of(c);
+    if (t->dead || (c->flags & EVN__C_OPENING) || (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN))
         return;
     /* One try: a socket too full to take the alert gets none. */
     ERR_clear_error();
-    SSL_shutdown(ssl);
+    SSL_shutdown(t->ssl);
     ERR_clear_error();
 }
 
-void evn__tls_free(struct evn_conn *c, bool notify)
+static void tls_release(struct evn_conn *c, bool notify)
 {
     if (notify)
-        evn__tls_notify(c);
-    SSL_free(c->tls->ssl);
-    free(c->tls);
-    c->tls = NULL;
+        tls_shutdown(c);
+    SSL_free(tls_of(c)->ssl);
+    evn__free(c->x->tls);
+    c->x->tls = NULL;
+    c->tp = &evn__plain_transport;
 }
+
+static const struct evn__transport tls_transport = {
+    .read = tls_read,
+    .writev = tls_writev,
+    .ready = tls_ready,
+    .pending = tls_pending,
+    .shutdown = tls_shutdown,
+    .release = tls_release,
+};
 
 bool evn__tls_resumed(const struct evn_conn *c)
 {
-    return SSL_session_reused(c->tls->ssl) == 1;
+    return SSL_session_reused(tls_of(c)->ssl) == 1;
 }
 
 const char *evn__tls_alpn(const struct evn_conn *c)
 {
     const unsigned char *p;
     unsigned int len;
-    SSL_get0_alpn_selected(c->tls->ssl, &p, &len);
+    SSL_get0_alpn_selected(tls_of(c)->ssl, &p, &len);
     if (!p || !len)
         return NULL;
-    const struct evn__tls_ctx *tc = c->tls->tc;
+    const struct evn__tls_ctx *tc = tls_of(c)->tc;
     for (unsigned i = 0; i < tc->alpn_len; i += 1u + tc->alpn_wire[i])
         if (tc->alpn_wire[i] == len && memcmp(tc->alpn_wire + i + 1, p, len) == 0)
             return tc->alpn_names + i;
@@ -616,10 +747,10 @@ static int session_new(SSL *ssl, SSL_SESSION *sess)
         struct evn__tls_cache *cache = &k->caches[d->loop];
         e = &cache->e[cache->next];
         cache->next = (cache->next + 1) % EVN__TLS_SESSIONS;
-        char *copy = strdup(d->key);
+        char *copy = evn__strdup(d->key);
         if (!copy)
             return 0;
-        free(e->dest);
+        evn__free(e->dest);
         e->dest = copy;
     }
     SSL_SESSION_free(e->sess);
@@ -717,7 +848,7 @@ static struct evn__tls_client *client_ctx(struct evn_server *srv, const struct e
     if (*rc < 0) {
         ERR_clear_error();
         SSL_CTX_free(k->tc.ctx);
-        free(k);
+        evn__free(k);
         return NULL;
     }
     k->next = srv->tls_clients;
@@ -748,7 +879,7 @@ int evn__tls_client_new(struct evn_server *srv, int loop, int fd, const struct e
         evn__set_errmsg("%s", err);
         return rc;
     }
-    struct evn__tls *t = evn__malloc(sizeof *t);
+    struct evn__tls *t = evn__calloc(1, sizeof *t);
     if (!t) {
         evn__set_errmsg("%s: out of memory", url);
         return -ENOMEM;
@@ -758,7 +889,7 @@ int evn__tls_client_new(struct evn_server *srv, int loop, int fd, const struct e
     BIO *b = ssl ? BIO_new(bio_method) : NULL;
     if (!b) {
         SSL_free(ssl);
-        free(t);
+        evn__free(t);
         ERR_clear_error();
         evn__set_errmsg("%s: out of memory", url);
         return -ENOMEM;
@@ -785,27 +916,26 @@ int evn__tls_client_new(struct evn_server *srv, int loop, int fd, const struct e
         ssl_fail(err, sizeof err, url, "cannot use server name", name, -EINVAL);
         evn__set_errmsg("%s", err);
         SSL_free(ssl);
-        free(t);
+        evn__free(t);
         return -EINVAL;
     }
     /* Resume the last session this loop had with this destination, if
      * any. No memory for the key only means no resumption. */
     const char *where = u->proto == EVN__UNIX ? u->path : u->host;
     size_t klen = strlen(where) + strlen(u->sni) + 16;
-    struct evn__tls_dest *d = malloc(sizeof *d + klen);
+    struct evn__tls_dest *d = evn__malloc(sizeof *d + klen);
     if (d) {
         d->loop = loop;
         snprintf(d->key, klen, "%s|%d|%s", where, u->port, u->sni);
         if (SSL_set_ex_data(ssl, dest_index, d) == 1) {
             session_offer(k, ssl, d);
         } else {
-            free(d);
+            evn__free(d);
             ERR_clear_error();
         }
     }
     t->ssl = ssl;
     t->tc = &k->tc;
-    t->stash = 0;
     t->client = true;
     *tp = t;
     return 0;
@@ -814,7 +944,7 @@ int evn__tls_client_new(struct evn_server *srv, int loop, int fd, const struct e
 void evn__tls_client_discard(struct evn__tls *t)
 {
     SSL_free(t->ssl);
-    free(t);
+    evn__free(t);
 }
 
 size_t evn__tls_clients_count(struct evn_server *srv)
@@ -835,11 +965,11 @@ void evn__tls_clients_free(struct evn_server *srv)
         for (int l = 0; k->caches && l < srv->nloops; l++)
             for (int i = 0; i < EVN__TLS_SESSIONS; i++) {
                 SSL_SESSION_free(k->caches[l].e[i].sess);
-                free(k->caches[l].e[i].dest);
+                evn__free(k->caches[l].e[i].dest);
             }
-        free(k->caches);
+        evn__free(k->caches);
         SSL_CTX_free(k->tc.ctx);
-        free(k);
+        evn__free(k);
         k = next;
     }
     srv->tls_clients = NULL;

@@ -7,6 +7,8 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -181,10 +183,180 @@ static void arm_watchdog(void)
     pthread_mutex_unlock(&dog_mu);
 }
 
+/* ---- evn's memory ---- */
+
+/*
+ * Every allocation evn makes comes here (evn_set_allocator, from th_init):
+ * a header before each block records its size, so the bytes and blocks
+ * still live can be counted, and fail_at makes one chosen allocation fail.
+ */
+typedef union alloc_head {
+    size_t size;
+    max_align_t align;
+} alloc_head;
+
+static atomic_long live_blocks, live_bytes, fail_at;
+
+/* Where the failed allocation was made; while recording, every place any
+ * allocation was made (by return address into evn) and how many times; and
+ * a place whose nth allocation is to fail (fail_where, fail_where_left). */
+static void *_Atomic fail_site;
+static pthread_mutex_t sites_mu = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool recording, failing_where;
+static void *sites[256];
+static long site_count[256];
+static int nsites;
+static void *fail_where;
+static long fail_where_left;
+
+static bool note_site(void *site)
+{
+    bool fail = false;
+    if (!atomic_load(&recording) && !atomic_load(&failing_where))
+        return false;
+    pthread_mutex_lock(&sites_mu);
+    if (atomic_load(&recording)) {
+        int i = 0;
+        while (i < nsites && sites[i] != site)
+            i++;
+        if (i == nsites && nsites < (int)(sizeof sites / sizeof sites[0]))
+            sites[nsites++] = site;
+        if (i < nsites)
+            site_count[i]++;
+    }
+    if (atomic_load(&failing_where) && site == fail_where && --fail_where_left == 0) {
+        atomic_store(&failing_where, false);
+        fail = true;
+    }
+    pthread_mutex_unlock(&sites_mu);
+    return fail;
+}
+
+static bool should_fail(void *site)
+{
+    if (note_site(site) ||
+        (atomic_load(&fail_at) > 0 && atomic_fetch_sub(&fail_at, 1) == 1)) {
+        atomic_store(&fail_site, site);
+        return true;
+    }
+    return false;
+}
+
+static void *count_malloc_at(size_t n, void *site)
+{
+    if (should_fail(site))
+        return NULL;
+    alloc_head *h = malloc(sizeof *h + n);
+    if (!h)
+        return NULL;
+    h->size = n;
+    atomic_fetch_add(&live_blocks, 1);
+    atomic_fetch_add(&live_bytes, (long)n);
+    return h + 1;
+}
+
+static void *count_malloc(size_t n)
+{
+    return count_malloc_at(n, __builtin_return_address(0));
+}
+
+static void count_free(void *p)
+{
+    if (!p)
+        return;
+    alloc_head *h = (alloc_head *)p - 1;
+    atomic_fetch_sub(&live_blocks, 1);
+    atomic_fetch_sub(&live_bytes, (long)h->size);
+    free(h);
+}
+
+static void *count_calloc(size_t k, size_t n)
+{
+    if (n && k > SIZE_MAX / n)
+        return NULL;
+    void *p = count_malloc_at(k * n, __builtin_return_address(0));
+    return p ? memset(p, 0, k * n) : NULL;
+}
+
+static void *count_realloc(void *p, size_t n)
+{
+    if (!p)
+        return count_malloc_at(n, __builtin_return_address(0));
+    if (should_fail(__builtin_return_address(0)))
+        return NULL;
+    alloc_head *h = (alloc_head *)p - 1;
+    size_t old = h->size;
+    alloc_head *nh = realloc(h, sizeof *nh + n);
+    if (!nh)
+        return NULL;
+    nh->size = n;
+    atomic_fetch_add(&live_bytes, (long)n - (long)old);
+    return nh + 1;
+}
+
+long th_alloc_live(void)
+{
+    return atomic_load(&live_blocks);
+}
+
+void th_alloc_fail_nth(long n)
+{
+    atomic_store(&fail_at, n);
+}
+
+long th_alloc_fail_pending(void)
+{
+    return atomic_load(&fail_at);
+}
+
+void *th_alloc_failed_site(void)
+{
+    return atomic_exchange(&fail_site, NULL);
+}
+
+void th_alloc_record_sites(bool on)
+{
+    pthread_mutex_lock(&sites_mu);
+    if (on) {
+        nsites = 0;
+        memset(site_count, 0, sizeof site_count);
+    }
+    atomic_store(&recording, on);
+    pthread_mutex_unlock(&sites_mu);
+}
+
+int th_alloc_sites(void **out, long *counts, int max)
+{
+    pthread_mutex_lock(&sites_mu);
+    int n = nsites < max ? nsites : max;
+    memcpy(out, sites, sizeof *out * (size_t)n);
+    memcpy(counts, site_count, sizeof *counts * (size_t)n);
+    pthread_mutex_unlock(&sites_mu);
+    return n;
+}
+
+void th_alloc_fail_at(void *site, long nth)
+{
+    pthread_mutex_lock(&sites_mu);
+    fail_where = site;
+    fail_where_left = nth;
+    atomic_store(&failing_where, site != NULL && nth > 0);
+    pthread_mutex_unlock(&sites_mu);
+}
+
+bool th_alloc_fail_at_pending(void)
+{
+    return atomic_load(&failing_where);
+}
+
 /* ---- runner ---- */
 
 void th_init(int argc, char **argv)
 {
+    if (evn_set_allocator(count_malloc, count_realloc, count_calloc, count_free) != 0) {
+        fprintf(stderr, "cannot install the test allocator\n");
+        _exit(1);
+    }
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-t") == 0 && i + 1 < argc)
@@ -269,8 +441,14 @@ void th_run_(const char *name, void (*fn)(void))
             (void)!open("/dev/null", O_RDWR);
     fd_snapshot before, after;
     take_snapshot(&before);
+    long blocks = th_alloc_live();
     fn();
     take_snapshot(&after);
+    /* Every server the subtest made is freed by now, and with it all of
+     * evn's memory. */
+    if (th_alloc_live() != blocks)
+        th_fail_(__FILE__, __LINE__, false, "memory leak: evn had %ld blocks live before %s, %ld after",
+                 blocks, name, th_alloc_live());
     if (after.count != before.count || memcmp(after.open, before.open, sizeof after.open) != 0) {
         th_fail_(__FILE__, __LINE__, false, "fd leak: %d open fds before %s, %d after",
                  before.count, name, after.count);

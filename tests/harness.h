@@ -141,6 +141,32 @@ uint64_t th_rng_next(th_rng *r);
 /* Uniform in [lo, hi]. */
 uint64_t th_rng_range(th_rng *r, uint64_t lo, uint64_t hi);
 
+/* ---- evn's memory ----
+ *
+ * th_init routes evn's allocations through a counting allocator
+ * (evn_set_allocator). The runner fails a subtest after which evn has more
+ * blocks live than before it (every server must be freed by then).
+ */
+/* Blocks evn has allocated and not freed. */
+long th_alloc_live(void);
+/* Make the nth allocation evn makes from now on fail (n > 0), or none (0). */
+void th_alloc_fail_nth(long n);
+/* How many allocations are left before the failure set up by
+ * th_alloc_fail_nth: 0 once it has happened (or when none is set up). */
+long th_alloc_fail_pending(void);
+/* The place (a return address into evn) of the allocation made to fail,
+ * once, then NULL. */
+void *th_alloc_failed_site(void);
+/* Record (on) or stop recording the places evn allocates from and how many
+ * allocations each makes; the list starts empty at each start.
+ * th_alloc_sites copies up to max of them and their counts. */
+void th_alloc_record_sites(bool on);
+int th_alloc_sites(void **out, long *counts, int max);
+/* Make the nth allocation from this place fail (NULL: none), and tell
+ * whether that is still to come. */
+void th_alloc_fail_at(void *site, long nth);
+bool th_alloc_fail_at_pending(void);
+
 /* ---- waiting for events without sleeping ---- */
 
 typedef struct th_counter {

@@ -310,6 +310,41 @@ static void test_deadline(void)
     fini(&s);
 }
 
+/*
+ * The drain's deadline is kept however far off the ticker's next run is: a
+ * tick that asks for an hour must not keep the loop asleep past a 300 ms
+ * drain. If it did, the busy connection would not be closed until the hang
+ * guard fails the wait.
+ */
+static evn_action slow_tick(evn_server *srv, int64_t *delay_ms)
+{
+    *delay_ms = 3600 * 1000;
+    return EVN_NONE;
+}
+
+static void test_deadline_beats_tick(void)
+{
+    struct state s;
+    evn_events ev;
+    init(&s, &ev);
+    ev.draining = keep_draining;
+    ev.tick = slow_tick;
+    const char *addr = "tcp://127.0.0.1:0";
+    th_server ts;
+    th_server_start(&ts, &ev, &addr, 1);
+    int fd = th_connect_srv(&ts, 0);
+    TH_WAIT_COUNTER(&s.opened, 1);
+    EXPECT_EQ_INT(evn_shutdown_graceful(ts.srv, 300), 0);
+    TH_WAIT_COUNTER(&s.draining, 1);
+    TH_WAIT_COUNTER(&s.closed, 1);
+    th_server_join(&ts);
+    EXPECT_EQ_INT(atomic_load(&s.timeouts), 1);
+    EXPECT_EQ_INT(th_wait_eof(fd), 0);
+    close(fd);
+    th_server_free(&ts);
+    fini(&s);
+}
+
 /* In a child, on its main thread: SIGTERM drains and the child exits 0. */
 static void test_signals(void)
 {
@@ -347,6 +382,7 @@ int main(int argc, char **argv)
     TH_RUN(test_drain_loses_nothing);
     TH_RUN(test_opened_during_drain);
     TH_RUN(test_deadline);
+    TH_RUN(test_deadline_beats_tick);
     TH_RUN(test_signals);
     return th_finish();
 }

@@ -1,5 +1,5 @@
 /*
- * Out of memory in evn's own allocations (the evn__fail_allocs test hook:
+ * Out of memory in evn's own allocations (the harness's allocator, th_alloc_fail_nth:
  * set to N, the Nth allocation from then on fails). Each test makes exactly
  * one allocation fail, chosen so that the failing one is known, and checks
  * that only the connection concerned is closed, with -ENOMEM, that the
@@ -11,9 +11,9 @@
  *   large write and a small one whose queueing needs memory);
  * - kept input: copying it, and growing it when more arrives;
  * - the flow-control resume queue, when output drains after a pause;
- * - accepting: the connection's memory, on the accepting loop and on the
- *   loop it is handed to, and the hand-over itself: the connection is
- *   dropped (its client sees EOF) and nothing fires for it;
+ * - accepting: a new page of the connections' pool, on the accepting loop
+ *   and on the loop it is handed to, and the hand-over itself: the
+ *   connection is dropped (its client sees EOF) and nothing fires for it;
  * - evn_wake's queue: -ENOMEM to the caller, and the next wake works.
  */
 #include "harness.h"
@@ -46,7 +46,7 @@ static struct state *S(evn_conn *c)
 
 static void fail_nth(int n)
 {
-    atomic_store(&evn__fail_allocs, n);
+    th_alloc_fail_nth(n);
 }
 
 static evn_action on_opened(evn_conn *c)
@@ -139,9 +139,11 @@ static evn_action on_data(evn_conn *c, const char *in, size_t len)
         EXPECT_EQ_ERR(evn_keep(c, len), 0);
         return EVN_NONE;
     case 'G':
+        /* The 1st allocation from here is the connection's extension, the
+         * 2nd the kept input's copy, the 3rd its growth. */
         if (evn_conn_udata(c) == NULL) {
             mark_victim(c);
-            fail_nth(2);
+            fail_nth(3);
         }
         EXPECT_EQ_ERR(evn_keep(c, len), 0);
         return EVN_NONE;
@@ -208,7 +210,7 @@ static void finish_but(th_server *ts, struct state *s, long stuck)
     TH_WAIT_COUNTER(&s->closed, th_counter_get(&s->opened) - stuck);
     th_server_stop(ts);
     /* The one allocation meant to fail did fail. */
-    EXPECT_EQ_INT(atomic_load(&evn__fail_allocs), 0);
+    EXPECT_EQ_INT(th_alloc_fail_pending(), 0);
     fail_nth(0);
     EXPECT_EQ_INT(th_counter_get(&s->closed), th_counter_get(&s->opened));
     EXPECT_EQ_INT(atomic_load(&s->others_bad), 0);
@@ -443,31 +445,34 @@ static void connect_dropped(th_server *ts, struct state *s)
 }
 
 /*
- * Two loops, round-robin: connection k goes to loop k % 2. The connection's
- * memory fails once on the accepting loop (0) and once on the loop it is
- * handed to (1): both are dropped unseen, the rest are served, and
- * max_conns counts exactly the live ones.
+ * Two loops, round-robin: connection k goes to loop k % 2. Connections live
+ * in pages of a pool, so a new one allocates only when its loop's pages are
+ * all taken: with PAGE connections on each loop, the next one on loop 0
+ * (the accepting loop) and the next on loop 1 (handed over) each need a new
+ * page, which fails once for each: both are dropped unseen, the rest are
+ * served, and max_conns counts exactly the live ones.
  */
+#define PAGE 64
+
 static void test_accept_conn_alloc_fails(void)
 {
     struct state s;
     th_server ts;
-    enum { LIVE = 6 };
+    enum { LIVE = 2 * PAGE + 2 };
     start(&ts, &s, 2, LIVE);
-    int fds[LIVE], n = 0;
-    /* 0..3: two hand-overs to loop 1, which sets up both of its inbox
-     * arrays, so the next hand-over allocates nothing before the conn. */
-    for (int k = 0; k < 4; k++, n++)
+    static int fds[LIVE];
+    int n = 0;
+    for (int k = 0; k < 2 * PAGE; k++, n++)
         fds[n] = connect_served(&ts, &s, n);
     fail_nth(1);
-    connect_dropped(&ts, &s); /* k = 4, loop 0 */
-    EXPECT_EQ_INT(atomic_load(&evn__fail_allocs), 0);
+    connect_dropped(&ts, &s); /* loop 0 */
+    EXPECT_EQ_INT(th_alloc_fail_pending(), 0);
     fail_nth(1);
-    connect_dropped(&ts, &s); /* k = 5, loop 1 */
-    EXPECT_EQ_INT(atomic_load(&evn__fail_allocs), 0);
-    fds[n] = connect_served(&ts, &s, n); /* k = 6, loop 0 */
+    connect_dropped(&ts, &s); /* loop 1 */
+    EXPECT_EQ_INT(th_alloc_fail_pending(), 0);
+    fds[n] = connect_served(&ts, &s, n); /* loop 0 */
     n++;
-    fds[n] = connect_served(&ts, &s, n); /* k = 7, loop 1 */
+    fds[n] = connect_served(&ts, &s, n); /* loop 1 */
     n++;
     EXPECT_EQ_INT(th_counter_get(&s.opened), LIVE);
     /* The two dropped ones hold no slot: the next is over the cap. */
@@ -494,7 +499,7 @@ static void test_accept_handover_fails(void)
     fds[n++] = connect_served(&ts, &s, 0); /* k = 0, loop 0 */
     fail_nth(1);
     connect_dropped(&ts, &s); /* k = 1: loop 1's first message */
-    EXPECT_EQ_INT(atomic_load(&evn__fail_allocs), 0);
+    EXPECT_EQ_INT(th_alloc_fail_pending(), 0);
     fds[n++] = connect_served(&ts, &s, 1); /* k = 2, loop 0 */
     fds[n++] = connect_served(&ts, &s, 2); /* k = 3, loop 1 */
     int busy = th_connect_srv(&ts, 0);

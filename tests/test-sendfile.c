@@ -602,7 +602,7 @@ static evn_action owned_nomem_data(evn_conn *c, const char *in, size_t len)
 {
     struct state *s = S(c);
     int fd = open(file_path, O_RDONLY | O_CLOEXEC);
-    atomic_store(&evn__fail_allocs, 1);
+    th_alloc_fail_nth(1);
     s->bad[0] = evn_sendfile_owned(c, fd, 0, 10);
     s->bad_open[0] = fd_open(fd);
     s->nbad = 1;
@@ -625,7 +625,7 @@ static void test_owned_nomem(void)
     th_write_str(fd, "go");
     TH_WAIT_COUNTER(&s.closed, 1);
     TH_WAIT_COUNTER(&s.ran, 1);
-    EXPECT_EQ_INT(atomic_load(&evn__fail_allocs), 0);
+    EXPECT_EQ_INT(th_alloc_fail_pending(), 0);
     EXPECT_EQ_ERR(s.bad[0], -ENOMEM);
     EXPECT_FALSE(s.bad_open[0]);
     EXPECT_EQ_ERR(atomic_load(&s.close_err), -ENOMEM);

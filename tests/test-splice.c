@@ -65,11 +65,13 @@ static evn_action on_data(evn_conn *c, const char *in, size_t len)
         /* A wake: report the spliced direction's state, or close because
          * the partner is gone. */
         th_counter_add(&s->woken, 1);
-        if (!c->splice || (!c->splice->to && !c->splice->from))
+        evn_id to_id = 0, from_id = 0;
+        size_t inpipe = 0;
+        if (!evn__splice_info(c, &to_id, &from_id, &inpipe) || (!to_id && !from_id))
             return EVN_CLOSE;
-        if (c->splice->to) {
-            struct evn_conn *to = evn__conn_lookup(c->loop, c->splice->to);
-            atomic_store(&s->inpipe, (long)c->splice->inpipe);
+        if (to_id) {
+            struct evn_conn *to = evn__conn_lookup(c->loop, to_id);
+            atomic_store(&s->inpipe, (long)inpipe);
             atomic_store(&s->to_pending, to ? (long)evn_conn_pending(to) : -1);
             atomic_store(&s->waiting, (c->flags & EVN__C_SPLWAIT) != 0);
         }

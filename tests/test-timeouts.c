@@ -219,6 +219,31 @@ static void test_deadline_without_callback_closes(void)
     state_free(s);
 }
 
+/* A connection's deadline is kept however far off the ticker's next run is:
+ * with the tick asking for an hour, the 30 ms deadline still closes it. */
+static evn_action slow_tick(evn_server *srv, int64_t *delay_ms)
+{
+    *delay_ms = 3600 * 1000;
+    return EVN_NONE;
+}
+
+static void test_deadline_beats_tick(void)
+{
+    struct state *s = state_new();
+    evn_events ev = events(s);
+    ev.tick = slow_tick;
+    s->deadline_ms = 30;
+    th_server ts;
+    th_server_start(&ts, &ev, addr1, 1);
+    int fd = th_connect_srv(&ts, 0);
+    EXPECT_EQ_INT(th_wait_eof(fd), 0);
+    TH_WAIT_COUNTER(&s->closed, 1);
+    EXPECT_EQ_ERR(s->close_err[0], -ETIMEDOUT);
+    close(fd);
+    th_server_stop(&ts);
+    state_free(s);
+}
+
 static void test_udp_refuses_timers(void)
 {
     struct state *s = state_new();
@@ -282,6 +307,7 @@ int main(int argc, char **argv)
     TH_RUN(test_idle_timeout_per_connection);
     TH_RUN(test_deadline_fires_once_and_cancels);
     TH_RUN(test_deadline_without_callback_closes);
+    TH_RUN(test_deadline_beats_tick);
     TH_RUN(test_udp_refuses_timers);
     TH_RUN(test_max_conns);
     return th_finish();

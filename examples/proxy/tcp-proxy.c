@@ -9,33 +9,34 @@
  * runs on that one thread: the pair's state needs no lock.
  *
  * Bytes are relayed both ways as they come, each read written once to the
- * other end with evn_write. Backpressure, per direction: when a write would
- * take the other end's queued output (evn_conn_pending) over --buffer bytes,
- * the proxy stops reading this end (evn_conn_read(c, 0)) and reads it again
- * once that write has been sent, which evn_send_owned's completion tells. So
- * a slow reader on either side holds at most --buffer bytes plus one read of
- * the proxy's memory per direction, and TCP slows the sender down.
+ * other end with evn_write. Backpressure, per direction: every connection's
+ * high-water mark is --buffer bytes, and when a write takes the other end's
+ * queued output over it (evn_conn_full), the proxy stops reading this end
+ * (evn_conn_read(c, 0)) until the other end's output has drained (its
+ * drained callback). So a slow reader on either side holds at most --buffer
+ * bytes plus one read of the proxy's memory per direction, and TCP slows the
+ * sender down.
  *
- * The two directions must stay independent, so evn's own flow control is
- * turned off (out_high = SIZE_MAX): evn stops reading a connection whose own
- * output is over its high-water mark, which for a proxy's backend connection
- * means not taking the backend's answers while the backend is not taking
- * the client's input. A backend that does the same (as the echo example
- * does) then waits on the proxy while the proxy waits on it, for good, even
- * though the client reads. drained, which fires only after that mark is
- * passed, is not used either; see also tests/proxy/test-drained-other.c.
+ * The two directions must stay independent, so the connections run with
+ * EVN_FLOW_MANUAL: evn's own flow control would stop reading a connection
+ * whose own output is full, which for a proxy's backend connection means not
+ * taking the backend's answers while the backend is not taking the client's
+ * input. A backend that does the same (as the echo example does) would then
+ * wait on the proxy while the proxy waits on it, for good, even though the
+ * client reads. In the manual mode evn leaves reading to the proxy and still
+ * tells it when output drains.
  *
  * Half-close is passed through: end-of-file from one end (the eof callback)
  * becomes evn_conn_shutdown_write on the other, after what is queued for it;
  * evn closes a connection once both its directions are finished. When one
  * end fails (a refused or timed-out connect, a reset, an idle timeout), the
- * other is closed once its queued output is sent, through an evn_wake that
- * returns EVN_CLOSE from its data callback; no other pair is touched.
+ * other is closed with evn_conn_close once its queued output is sent; no
+ * other pair is touched.
  *
  * What a client sends before its backend is connected is queued on the
  * backend connection at once with evn_send on its id (evn sends it once
- * connected); past one high-water mark of it the client is not read until
- * it has been sent.
+ * connected); past --buffer of it the client is not read until the backend
+ * connection has drained it.
  *
  * Bulk directions are handed to evn_conn_splice: from then on the kernel
  * moves their bytes socket to socket through a pipe, and backpressure and
@@ -77,11 +78,8 @@ struct pair {
     evn_id id[2];
     /* Side i has closed (or, for the backend, could not be started). */
     bool gone[2];
-    /* Side i is not being read because the other side's output is full,
-     * for the hold[i]-th time (a stale completion must not end a newer
-     * hold). */
+    /* Side i is not being read because the other side's output is full. */
     bool held[2];
-    unsigned hold[2];
     /* The client sent end-of-file before its backend was connected. */
     bool client_eof;
     /* Bytes sent to the backend before it was connected. */
@@ -176,51 +174,6 @@ static evn_action on_opened(evn_conn *c)
 }
 
 /*
- * The write that takes the other side's queued output over --buffer. Its
- * bytes go with evn_send_owned, whose completion says when they, and so
- * everything queued before them, are sent: this side is read again then. It
- * costs one allocation and copy each time a side is held, not per read.
- */
-struct mark {
-    struct pair *p;
-    int side;      /* the side held */
-    unsigned hold; /* which hold of that side */
-    char data[];
-};
-
-/*
- * On the pair's loop thread, when the bytes are sent (status 0) or dropped.
- * The pair is still there: a dropped chunk is released before its
- * connection's closed callback runs, and a sent one means the connection is
- * open.
- */
-static void mark_done(void *buf, int status, void *arg)
-{
-    struct mark *m = arg;
-    struct pair *p = m->p;
-    if (status == 0 && p->held[m->side] && p->hold[m->side] == m->hold && p->end[m->side]) {
-        p->held[m->side] = false;
-        evn_conn_read(p->end[m->side], 1);
-    }
-    free(m);
-}
-
-/* Send in[0..len) to the other side and stop reading this one. */
-static int relay_and_hold(evn_conn *c, struct pair *p, int me, const char *in, size_t len)
-{
-    struct mark *m = malloc(sizeof *m + len);
-    if (!m)
-        return -ENOMEM;
-    memcpy(m->data, in, len);
-    m->p = p;
-    m->side = me;
-    m->hold = ++p->hold[me];
-    p->held[me] = true;
-    evn_conn_read(c, 0);
-    return evn_send_owned(evn_conn_server(c), p->id[!me], m->data, len, mark_done, m);
-}
-
-/*
  * Pass in[0..len) to the other side: with evn_write once it is connected;
  * before, by id with evn_send, which queues it on the backend connection to
  * go out once the connect is done.
@@ -228,18 +181,20 @@ static int relay_and_hold(evn_conn *c, struct pair *p, int me, const char *in, s
 static evn_action relay(evn_conn *c, struct pair *p, int me, const char *in, size_t len)
 {
     evn_conn *peer = p->end[!me];
-    size_t queued = peer ? evn_conn_pending(peer) : p->early;
     int rc;
-    if (queued + len > high_water)
-        rc = relay_and_hold(c, p, me, in, len);
-    else if (peer)
+    if (peer) {
         rc = evn_write(peer, in, len);
-    else
+    } else {
         rc = evn_send(evn_conn_server(c), p->id[BACKEND], in, len);
-    if (!peer)
         p->early += len;
+    }
     if (rc < 0)
         return EVN_CLOSE;
+    /* The other end is full: hold this one until that one drains. */
+    if (peer ? evn_conn_full(peer) : p->early > high_water) {
+        p->held[me] = true;
+        evn_conn_read(c, 0);
+    }
     p->relayed[me] += len;
     /* Queued before the splice starts, this read's bytes still go first. */
     if (splice_after >= 0 && peer && !p->spliced[me] && !p->held[me] &&
@@ -252,14 +207,22 @@ static evn_action on_data(evn_conn *c, const char *in, size_t len)
 {
     struct pair *p = evn_conn_udata(c);
     int me = side_of(c), other = !me;
-    if (!p)
-        return EVN_CLOSE;
-    /* A wake: sent by the other side's closed callback. */
-    if (!in)
-        return p->gone[other] ? EVN_CLOSE : EVN_NONE;
-    if (p->gone[other])
+    if (!p || p->gone[other])
         return EVN_CLOSE;
     return relay(c, p, me, in, len);
+}
+
+/* c's queued output has drained: the other end, held because c was full,
+ * is read again. */
+static evn_action on_drained(evn_conn *c)
+{
+    struct pair *p = evn_conn_udata(c);
+    int writer = !side_of(c);
+    if (p && p->held[writer] && p->end[writer]) {
+        p->held[writer] = false;
+        evn_conn_read(p->end[writer], 1);
+    }
+    return EVN_NONE;
 }
 
 /* This side sent end-of-file: so does the proxy to the other side, after
@@ -279,10 +242,9 @@ static evn_action on_eof(evn_conn *c)
 }
 
 /*
- * One side is gone. Unlink it, and have the other side close once its queued
- * output is sent: evn has no call to close another connection, so a wake
- * makes its data callback run, and that returns EVN_CLOSE. A backend still
- * connecting ignores wakes; its opened callback sees the client gone.
+ * One side is gone. Unlink it, and close the other side once its queued
+ * output is sent, passing on the error. A backend still connecting has no
+ * evn_conn yet: its opened callback sees the client gone and closes it.
  */
 static evn_action on_closed(evn_conn *c, int err)
 {
@@ -294,8 +256,8 @@ static evn_action on_closed(evn_conn *c, int err)
         fprintf(stderr, "tcp-proxy: %s: %s\n", backends[p->backend], evn_strerror(err));
     p->end[me] = NULL;
     p->gone[me] = true;
-    if (!p->gone[other])
-        evn_wake(evn_conn_server(c), p->id[other]);
+    if (p->end[other])
+        evn_conn_close(p->end[other], err);
     pair_unref(p);
     return EVN_NONE;
 }
@@ -480,8 +442,12 @@ int main(int argc, char **argv)
         .data = on_data,
         .eof = on_eof,
         .closed = on_closed,
-        /* No flow control of evn's own: see the top of this file. */
-        .out_high = SIZE_MAX,
+        .drained = on_drained,
+        /* The proxy holds and resumes reading itself: see the top of this
+         * file. */
+        .flow = EVN_FLOW_MANUAL,
+        .out_high = high_water,
+        .out_low = high_water / 4,
     };
     return ex_run_ext("tcp-proxy", &ev, &o, urls, nurls, NULL);
 }
