@@ -21,7 +21,8 @@
 #   -e VAR=VALUE      set VAR for the command (repeatable), e.g.
 #                     -e FUZZ_SECONDS=10
 #   --rebuild         make the pristine chroot again
-#   --keep            keep each run's root filesystem afterwards
+#   --keep            keep each run's files afterwards, in DIR/runs/STAMP/run-N
+#                     (with an overlay, its upper layer: what the run changed)
 #   --mirror URL      Debian mirror (default http://deb.debian.org/debian)
 #   -h, --help        this text
 #
