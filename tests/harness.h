@@ -1,7 +1,8 @@
 /*
  * A small test harness for evn's tests: typed assertions that print both
- * values, a runner for the subtests of one executable with an fd leak check
- * around each, a watchdog so a hung test fails instead of hanging, a server
+ * values, a runner for the subtests of one executable with an fd and memory
+ * leak check around each, a watchdog so a hung test fails instead of hanging,
+ * a counting allocator that can make a chosen allocation fail, a server
  * running on a background thread, and blocking client helpers with a poll()
  * guard on every read.
  *
