@@ -234,8 +234,7 @@ static bool note_site(void *site)
 
 static bool should_fail(void *site)
 {
-    if (note_site(site) ||
-        (atomic_load(&fail_at) > 0 && atomic_fetch_sub(&fail_at, 1) == 1)) {
+    if (note_site(site) || (atomic_load(&fail_at) > 0 && atomic_fetch_sub(&fail_at, 1) == 1)) {
         atomic_store(&fail_site, site);
         return true;
     }
@@ -447,8 +446,9 @@ void th_run_(const char *name, void (*fn)(void))
     /* Every server the subtest made is freed by now, and with it all of
      * evn's memory. */
     if (th_alloc_live() != blocks)
-        th_fail_(__FILE__, __LINE__, false, "memory leak: evn had %ld blocks live before %s, %ld after",
-                 blocks, name, th_alloc_live());
+        th_fail_(__FILE__, __LINE__, false,
+                 "memory leak: evn had %ld blocks live before %s, %ld after", blocks, name,
+                 th_alloc_live());
     if (after.count != before.count || memcmp(after.open, before.open, sizeof after.open) != 0) {
         th_fail_(__FILE__, __LINE__, false, "fd leak: %d open fds before %s, %d after",
                  before.count, name, after.count);
