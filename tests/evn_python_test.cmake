@@ -6,6 +6,9 @@
 #                   [NO_BACKENDS | BACKENDS b...] [SKIP_RETURN_CODE N]
 #                   [LABELS l...] [ARGS a...])
 #
+# Exit status 77 (SKIP_RETURN_CODE, unless another is given) is reported as
+# skipped: evnserver.finish() returns it when every check was skipped.
+#
 # Per backend b (by default EVN_TEST_BACKENDS, every one this build has)
 # the test NAME.b runs "python3 SCRIPT ARGS" with EVN_BACKEND=b; "@BACKEND@"
 # in ARGS and LABELS stands for b. With NO_BACKENDS: one test, NAME, without
@@ -32,10 +35,10 @@ function(evn_python_test name script)
   if(NOT T_TIMEOUT)
     message(FATAL_ERROR "evn_python_test(${name}): TIMEOUT is required")
   endif()
-  set(props TIMEOUT ${T_TIMEOUT} SKIP_RETURN_CODE 77)
-  if(DEFINED T_SKIP_RETURN_CODE)
-    list(APPEND props SKIP_RETURN_CODE ${T_SKIP_RETURN_CODE})
+  if(NOT DEFINED T_SKIP_RETURN_CODE)
+    set(T_SKIP_RETURN_CODE 77)
   endif()
+  set(props TIMEOUT ${T_TIMEOUT} SKIP_RETURN_CODE ${T_SKIP_RETURN_CODE})
   set(cmd ${EVN_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/${script} ${T_ARGS})
   if(T_NO_BACKENDS)
     add_test(NAME ${name} COMMAND ${cmd})

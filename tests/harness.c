@@ -20,8 +20,12 @@ static pthread_mutex_t print_mu = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int nfail_total;
 static int npassed, nfailed, nskipped;
 static const char *only_test;
+static bool list_only;
 static char cur_name[128] = "(setup)";
 static atomic_bool cur_skipped;
+static atomic_bool in_subtest;
+/* th_skip() outside a subtest: the whole executable has nothing to test here. */
+static bool all_skipped;
 
 static pthread_mutex_t dog_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t dog_cv;
@@ -230,8 +234,7 @@ static bool note_site(void *site)
 
 static bool should_fail(void *site)
 {
-    if (note_site(site) ||
-        (atomic_load(&fail_at) > 0 && atomic_fetch_sub(&fail_at, 1) == 1)) {
+    if (note_site(site) || (atomic_load(&fail_at) > 0 && atomic_fetch_sub(&fail_at, 1) == 1)) {
         atomic_store(&fail_site, site);
         return true;
     }
@@ -357,6 +360,8 @@ void th_init(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-t") == 0 && i + 1 < argc)
             only_test = argv[++i];
+        else if (strcmp(argv[i], "--list") == 0)
+            list_only = true;
         else if (argv[i][0] != '-')
             only_test = argv[i];
     }
@@ -416,10 +421,15 @@ static void report_fd_diff(const fd_snapshot *a, const fd_snapshot *b)
 
 void th_run_(const char *name, void (*fn)(void))
 {
+    if (list_only) {
+        printf("%s\n", name);
+        return;
+    }
     if (only_test && strcmp(only_test, name) != 0)
         return;
     snprintf(cur_name, sizeof cur_name, "%s", name);
     atomic_store(&cur_skipped, false);
+    atomic_store(&in_subtest, true);
     fprintf(stderr, "[ RUN  ] %s\n", name);
     arm_watchdog();
     int fails = th_failures();
@@ -436,8 +446,9 @@ void th_run_(const char *name, void (*fn)(void))
     /* Every server the subtest made is freed by now, and with it all of
      * evn's memory. */
     if (th_alloc_live() != blocks)
-        th_fail_(__FILE__, __LINE__, false, "memory leak: evn had %ld blocks live before %s, %ld after",
-                 blocks, name, th_alloc_live());
+        th_fail_(__FILE__, __LINE__, false,
+                 "memory leak: evn had %ld blocks live before %s, %ld after", blocks, name,
+                 th_alloc_live());
     if (after.count != before.count || memcmp(after.open, before.open, sizeof after.open) != 0) {
         th_fail_(__FILE__, __LINE__, false, "fd leak: %d open fds before %s, %d after",
                  before.count, name, after.count);
@@ -453,26 +464,54 @@ void th_run_(const char *name, void (*fn)(void))
         npassed++;
         fprintf(stderr, "[  OK  ] %s\n", name);
     }
+    atomic_store(&in_subtest, false);
     snprintf(cur_name, sizeof cur_name, "(between tests)");
 }
 
 void th_skip(const char *why)
 {
+    if (!atomic_load(&in_subtest)) {
+        fprintf(stderr, "SKIP: every subtest: %s\n", why);
+        all_skipped = true;
+        return;
+    }
     fprintf(stderr, "SKIP: %s: %s\n", cur_name, why);
     atomic_store(&cur_skipped, true);
 }
 
+/*
+ * The exit status says what happened and nothing more: 1 if anything failed;
+ * TH_SKIP_STATUS if nothing passed because everything that ran was skipped
+ * (or th_skip() was called before any subtest); 1 as well if nothing ran at
+ * all, which is a misspelt subtest name or a main() that forgot its TH_RUNs,
+ * never a pass. Some subtests skipped among passing ones still exit 0: ctest
+ * has no partial skip, and the skipped ones are named in the output and in
+ * the closing count.
+ */
 int th_finish(void)
 {
     remove_tmpdir();
+    if (list_only)
+        return 0;
     if (nskipped)
         fprintf(stderr, "%d passed, %d failed, %d skipped\n", npassed, nfailed, nskipped);
     else
         fprintf(stderr, "%d passed, %d failed\n", npassed, nfailed);
+    if (!nfailed && th_failures())
+        fprintf(stderr, "FAIL: %d failed checks outside any subtest\n", th_failures());
     if (nfailed || th_failures())
         return 1;
-    if (nskipped && npassed == 0)
+    if (npassed == 0 && (nskipped || all_skipped)) {
+        fprintf(stderr, "SKIPPED: nothing here could be tested\n");
         return TH_SKIP_STATUS;
+    }
+    if (npassed == 0) {
+        if (only_test)
+            fprintf(stderr, "FAIL: no subtest is named %s (--list names them)\n", only_test);
+        else
+            fprintf(stderr, "FAIL: no subtest ran\n");
+        return 1;
+    }
     return 0;
 }
 
@@ -941,6 +980,39 @@ bool th_path_exists(const char *path)
 {
     struct stat st;
     return lstat(path, &st) == 0;
+}
+
+bool th_have_command(const char *name)
+{
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        path = "/usr/bin:/bin";
+    char buf[4096];
+    while (*path) {
+        size_t len = strcspn(path, ":");
+        /* An empty PATH entry is the current directory. */
+        snprintf(buf, sizeof buf, "%.*s/%s", len ? (int)len : 1, len ? path : ".", name);
+        if (access(buf, X_OK) == 0)
+            return true;
+        path += len;
+        if (*path == ':')
+            path++;
+    }
+    return false;
+}
+
+void th_missing_tool_(const char *tool, const char *package, const char *file, int line)
+{
+    const char *allow = getenv("EVN_ALLOW_MISSING_CLIENTS");
+    char why[256];
+    snprintf(why, sizeof why, "%s is not installed (Debian package %s)", tool, package);
+    if (allow && strcmp(allow, "1") == 0)
+        th_skip(why);
+    else
+        th_fail_(file, line, false,
+                 "%s; install it (scripts/setup.sh test) or set EVN_ALLOW_MISSING_CLIENTS=1 to "
+                 "skip what needs it",
+                 why);
 }
 
 bool th_have_ipv6(void)

@@ -1,7 +1,8 @@
 /*
  * A small test harness for evn's tests: typed assertions that print both
- * values, a runner for the subtests of one executable with an fd leak check
- * around each, a watchdog so a hung test fails instead of hanging, a server
+ * values, a runner for the subtests of one executable with an fd and memory
+ * leak check around each, a watchdog so a hung test fails instead of hanging,
+ * a counting allocator that can make a chosen allocation fail, a server
  * running on a background thread, and blocking client helpers with a poll()
  * guard on every read.
  *
@@ -102,14 +103,21 @@ void th_cmp_mem_(const char *file, int line, bool fatal, const char *ea, const c
 
 /* ---- the runner ---- */
 
-/* Call first: parses "-t NAME" / a bare NAME (run only that subtest), starts
- * the watchdog and records the seed. */
+/* Call first: parses "-t NAME" / a bare NAME (run only that subtest) and
+ * "--list" (print the subtests' names, one a line, and run none), starts the
+ * watchdog and records the seed. */
 void th_init(int argc, char **argv);
 void th_run_(const char *name, void (*fn)(void));
 #define TH_RUN(fn) th_run_(#fn, fn)
-/* Mark the running subtest skipped (then return from it). */
+/* Inside a subtest: mark it skipped (then return from it); it counts as
+ * skipped unless it also failed. Before any subtest (in main, when the
+ * platform or a tool is missing): every subtest is skipped, and main should
+ * return th_finish() at once. */
 void th_skip(const char *why);
-/* Print the summary and return the process exit status for main(). */
+/* Print the summary and return the process exit status for main(): 1 if
+ * anything failed or nothing ran (a misspelt subtest name included),
+ * TH_SKIP_STATUS if every subtest that ran was skipped, else 0 (with any
+ * skipped subtests named in the output and counted in the summary). */
 int th_finish(void);
 /* Failures so far in this process. */
 int th_failures(void);
@@ -254,5 +262,16 @@ const char *th_tmpdir(void);
 void th_tmppath(char *buf, size_t size, const char *name);
 bool th_path_exists(const char *path);
 bool th_have_ipv6(void);
+
+/* ---- tools the tests run ---- */
+
+/* Whether an executable of that name is on PATH. */
+bool th_have_command(const char *name);
+/* A tool a test needs is not installed: a failure, so that a machine without
+ * it cannot pass unnoticed, or with EVN_ALLOW_MISSING_CLIENTS=1 a skip (of
+ * the running subtest, or of every subtest when called before any). The
+ * message names the Debian package that has it. */
+void th_missing_tool_(const char *tool, const char *package, const char *file, int line);
+#define th_missing_tool(tool, package) th_missing_tool_((tool), (package), __FILE__, __LINE__)
 
 #endif

@@ -74,9 +74,8 @@ static void command(evn_conn *c, const char *line, size_t n)
     }
 }
 
-/* Line-framed commands; a partial line is kept for the next event, and
- * acknowledged with "+", so that the client can send the rest only once
- * the keep has happened. */
+/* Line-framed commands; a partial line is kept for the next event, and the
+ * client told so, that it may send the rest only then. */
 static evn_action on_data(evn_conn *c, const char *in, size_t len)
 {
     if (!in) {
@@ -95,7 +94,7 @@ static evn_action on_data(evn_conn *c, const char *in, size_t len)
     }
     if (len) {
         evn_keep(c, len);
-        reply(c, "+");
+        reply(c, "kept\n");
     }
     return EVN_NONE;
 }
@@ -184,8 +183,11 @@ static void workload(th_server *ts, struct state *s)
     client_open(&tcp, ts, 0);
     client_open(&unx, ts, 1);
     exchange(&tcp, "echo hello\n", 6, "hello\n");
-    /* A line in two pieces: the first is kept. */
-    if (exchange(&tcp, "echo sp", 1, "+"))
+    /* A line in two pieces, the first kept. The second is sent once the
+     * server says it kept the first: sent at once, both could arrive before
+     * the server reads (a loaded machine does that now and then), nothing
+     * would be kept, and the places that keep input would go untested. */
+    if (exchange(&tcp, "echo sp", 5, "kept\n"))
         exchange(&tcp, "lit\n", 6, "split\n");
     exchange(&tcp, "big\n", BIGN, NULL);
     exchange(&tcp, "file\n", FILEN, NULL);
@@ -289,8 +291,6 @@ static void test_each_allocation_fails(void)
     for (int i = 0; i < nsites; i++)
         total += counts[i];
     fprintf(stderr, "%ld allocations from %d places\n", total, nsites);
-    if (getenv("EVN_TEST_VERBOSE"))
-        fprintf(stderr, "(this test's function is at %p)\n", (void *)test_each_allocation_fails);
     ASSERT_GT_INT(total, 0);
 
     /* Then a run for each allocation of each place, that one failing. (How
@@ -300,8 +300,6 @@ static void test_each_allocation_fails(void)
     for (int i = 0; i < nsites && !th_failures(); i++) {
         bool failed_here = false;
         for (long j = 1; j <= counts[i] && !th_failures(); j++) {
-            if (getenv("EVN_TEST_VERBOSE"))
-                fprintf(stderr, "place %d (%p) allocation %ld\n", i, sites[i], j);
             long live = th_alloc_live();
             th_alloc_fail_at(sites[i], j);
             run_once();
@@ -314,11 +312,7 @@ static void test_each_allocation_fails(void)
                 fprintf(stderr, "... with allocation %ld of place %d (%p) failing\n", j, i,
                         sites[i]);
         }
-        if (!failed_here) {
-            missed++;
-            fprintf(stderr, "place %d (%p, %ld allocations in the counting run) was never reached\n",
-                    i, sites[i], counts[i]);
-        }
+        missed += !failed_here;
     }
     EXPECT_EQ_INT(missed, 0);
     unlink(file_path);

@@ -447,7 +447,11 @@ static void test_nonreading_pipeliners_are_bounded(void)
             ((ssize_t)rss1 - (ssize_t)rss0) / 1024, bound / 1024, unbounded / 1024);
     EXPECT_LT_INT(answered, NCLIENTS * nreq);
     EXPECT_LE_INT(atomic_load(&s.max_pending), (long long)(HIGH + ANSWER));
-    if (!SANITIZED && rss0 && rss1)
+    /* Said, not silently left out: the rest of the subtest still holds. */
+    if (SANITIZED || !rss0 || !rss1)
+        fprintf(stderr, "  RSS not checked: %s\n",
+                SANITIZED ? "a sanitizer build" : "this system does not tell it");
+    else
         EXPECT_LE_SIZE(rss1 > rss0 ? rss1 - rss0 : 0, bound);
 
     /* Reading resumes them all: every answer, in order, on every client. */

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BIG (50u << 20)
@@ -119,12 +120,22 @@ static void fini(struct state *s)
     th_counter_destroy(&s->started);
 }
 
+static long long mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 /* Wait until a connect to port is refused: the drain has closed the
- * listener. */
+ * listener. Nothing outside the server can wait for that event itself, so
+ * this probes, for as long as any one event may take (th_io_timeout_ms): a
+ * count of probes would be a time limit that a loaded machine can exceed. */
 static void wait_refused(int port)
 {
+    long long deadline = mono_ms() + th_io_timeout_ms();
     int refused = 0;
-    for (int i = 0; i < 2000 && !refused; i++) {
+    while (!refused && mono_ms() <= deadline) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in sin = {.sin_family = AF_INET,
                                   .sin_port = htons((uint16_t)port),
@@ -133,7 +144,7 @@ static void wait_refused(int port)
             refused = 1;
         close(fd);
         if (!refused)
-            usleep(1000); /* polling a condition with a bounded loop */
+            usleep(1000);
     }
     EXPECT_TRUE(refused);
 }

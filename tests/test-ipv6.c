@@ -225,9 +225,8 @@ int main(int argc, char **argv)
 {
     th_init(argc, argv);
     if (!th_have_ipv6()) {
-        printf("SKIP: no IPv6 on this machine\n");
-        fprintf(stderr, "SKIP: no IPv6 on this machine\n");
-        return TH_SKIP_STATUS;
+        th_skip("no IPv6 on this machine");
+        return th_finish();
     }
     TH_RUN(test_tcp6_loopback);
     TH_RUN(test_dual_stack);

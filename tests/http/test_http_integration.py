@@ -85,7 +85,9 @@ class Response:
 class Conn:
     def __init__(self, port=None, path=None):
         self.s = connect(port, path=path)
-        self.buf = b""
+        # A bytearray, appended to in place: test_flow_control reads 25 MB in
+        # one read_exact, and bytes += would copy all of it for every recv.
+        self.buf = bytearray()
 
     def __enter__(self):
         return self
@@ -108,23 +110,27 @@ class Conn:
         try:
             data = self.s.recv(65536)
         except socket.timeout:
-            raise Failure(f"no reply within {IO_TIMEOUT} s; have {self.buf[:200]!r}")
+            raise Failure(f"no reply within {IO_TIMEOUT} s; have {bytes(self.buf[:200])!r}")
         if not data:
-            raise Failure(f"connection closed; have {self.buf[:200]!r}")
+            raise Failure(f"connection closed; have {bytes(self.buf[:200])!r}")
         self.buf += data
 
-    def read_until(self, sep):
-        while sep not in self.buf:
-            self._fill()
-        i = self.buf.index(sep) + len(sep)
-        out, self.buf = self.buf[:i], self.buf[i:]
+    def _take(self, n):
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
         return out
+
+    def read_until(self, sep):
+        start = 0
+        while (i := self.buf.find(sep, start)) < 0:
+            start = max(0, len(self.buf) - len(sep) + 1)
+            self._fill()
+        return self._take(i + len(sep))
 
     def read_exact(self, n):
         while len(self.buf) < n:
             self._fill()
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
+        return self._take(n)
 
     def response(self, head=False):
         """One response: status line, fields, a Content-Length body (none for
@@ -160,7 +166,7 @@ class Conn:
             if not data:
                 break
             self.buf += data
-        eq(self.buf, b"", "bytes after the last response")
+        eq(bytes(self.buf), b"", "bytes after the last response")
 
 
 def request(port, data, head=False):

@@ -531,9 +531,11 @@ def main():
         if args.tls == "off":
             skip("test_tls: evn built without TLS")
         elif b"--tls-cert" not in usage:
-            skip("test_tls: this server has no --tls-cert")
-        elif not shutil.which("openssl") or not shutil.which("curl"):
-            skip("test_tls: needs openssl and curl")
+            record("test_tls", check, False, "a build with TLS has no --tls-cert in --help")
+        elif not shutil.which("openssl"):
+            missing("openssl", "openssl")
+        elif not shutil.which("curl"):
+            skip("test_tls: needs curl (reported missing above)")
         else:
             record("test_tls", test_tls, args.server, args.backend, root, tmp)
     return finish()

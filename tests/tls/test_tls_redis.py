@@ -13,7 +13,7 @@ import sys
 
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from evnserver import (IO_TIMEOUT, TOOL_TIMEOUT, check, exchange, need_tool,  # noqa: E402
-                       skip, start_tls, tls_connect, tls_main)
+                       missing, start_tls, tls_connect, tls_main)
 
 
 def cli(tool, port, cert, *args):
@@ -39,7 +39,7 @@ def test_redis_py(port, cert):
         import redis
         redis.Redis  # not tests/redis/, which Python may import as a namespace package
     except (ImportError, AttributeError):
-        skip("redis-py (python3-redis) is not installed")
+        missing("redis-py", "python3-redis")
         return
     r = redis.Redis(host="localhost", port=port, ssl=True, ssl_ca_certs=cert,
                     socket_timeout=IO_TIMEOUT)

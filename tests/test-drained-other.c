@@ -1,29 +1,17 @@
 /*
- * A producer writing to *another* connection of its loop, as a proxy does,
- * pauses when evn_conn_full() says that connection's output is over its
- * high-water mark, and counts on its drained callback to resume (evn.h:
- * "A producer that paused on evn_conn_full() resumes here"; evn_conn_read:
- * "a proxy stops reading one side while the other side's output is full and
- * resumes in drained").
+ * drained fires for a connection whose output another connection's callback
+ * pushed over high water, as a proxy does: it writes to the other side,
+ * stops reading its own when evn_conn_full() says the other side is full,
+ * and counts on the other side's drained to resume (evn.h, drained and
+ * evn_conn_read).
  *
- * Here the server gets two connections, src and dst. One byte from src makes
- * it write ABOVE_HIGH bytes to dst in one evn_write; evn_conn_full(dst) is
- * then non-zero. dst's socket has room for all of it, and the client reads
- * all of it: the queue goes from above high water to empty, so drained(dst)
- * must fire.
- *
- * With src/conn.c as of this writing it never does: a connection is only
- * marked to be resumed (EVN__C_PAUSED / EVN__C_RESUMABLE) inside flush()
- * when a send leaves it still above high water (wait_writable), or, for the
- * connection whose own callback is running, in evn__conn_act. A write from
- * another connection's callback that crosses high water, followed by sends
- * that take the queue below high water without a short send while above it,
- * leaves no mark, and drained is lost: a proxy that resumed the other side
- * in drained would stop reading it for good (examples/proxy resumes from an
- * evn_send_owned completion instead, see there). Registered DISABLED until
- * src/ is fixed; run it with
- * `ctest -R proxy.drained-other --output-on-failure` after removing DISABLED,
- * or directly: build/tests/proxy/test-drained-other.
+ * The server gets two connections, src and dst. One byte from src makes it
+ * write ABOVE_HIGH bytes to dst in one evn_write, so evn_conn_full(dst) is
+ * true. dst's socket has room for all of it, so it leaves in one send, and
+ * the client reads it all: the queue goes from above high water to empty
+ * without dst's own callback ever running and without a short send that
+ * would have made evn wait for writability. drained(dst) must fire all the
+ * same; a proxy that waits for it would otherwise stop reading src for good.
  */
 #include "harness.h"
 
