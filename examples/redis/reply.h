@@ -18,6 +18,7 @@ struct reply {
     size_t len, cap;
     bool failed;     /* evn_write failed: the connection should close */
     unsigned writes; /* evn_write calls so far, wrapping: output may have grown */
+    uint64_t bytes;  /* handed to evn_write so far, for INFO */
 };
 
 /* Set r up with a buffer of cap bytes; -1 if out of memory. */
