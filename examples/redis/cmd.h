@@ -150,6 +150,10 @@ void cmd_hgetall(struct ctx *x);
 void cmd_hlen(struct ctx *x);
 void cmd_hexists(struct ctx *x);
 void cmd_hincrby(struct ctx *x);
+void cmd_hmset(struct ctx *x);
+void cmd_hmget(struct ctx *x);
+void cmd_hkeys(struct ctx *x);
+void cmd_hvals(struct ctx *x);
 
 void cmd_sadd(struct ctx *x);
 void cmd_srem(struct ctx *x);
@@ -166,6 +170,10 @@ void cmd_zcard(struct ctx *x);
 void cmd_zincrby(struct ctx *x);
 void cmd_zpopmin(struct ctx *x);
 void cmd_zrank(struct ctx *x);
+void cmd_zrevrank(struct ctx *x);
+void cmd_zrevrange(struct ctx *x);
+void cmd_zrangebyscore(struct ctx *x);
+void cmd_zrevrangebyscore(struct ctx *x);
 
 void cmd_info(struct ctx *x);
 

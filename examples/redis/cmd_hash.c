@@ -159,10 +159,11 @@ static size_t hash_len(unsigned char *e)
     return pk_count(entry_payload(e)) / 2;
 }
 
-void cmd_hset(struct ctx *x)
+/* HSET, answering the number of new fields, and HMSET, answering OK. */
+static void hset_generic(struct ctx *x, bool ok_reply)
 {
     if (x->argc % 2) {
-        reply_wrong_arity(x, "hset", NULL);
+        reply_wrong_arity(x, ok_reply ? "hmset" : "hset", NULL);
         return;
     }
     struct kref r;
@@ -176,11 +177,18 @@ void cmd_hset(struct ctx *x)
     }
     if (rc < 0)
         reply_oom(x);
+    else if (ok_reply)
+        reply_raw(x->r, "+OK\r\n", 5);
     else
         reply_int(x->r, added);
     if (hash_len(r.e) == 0)
         store_delete(x->st, &r);
     store_close(x->st, &r);
+}
+
+void cmd_hset(struct ctx *x)
+{
+    hset_generic(x, false);
 }
 
 /* The value of a field, or NULL. */
@@ -297,6 +305,64 @@ void cmd_hgetall(struct ctx *x)
             reply_packed(x->r, p);
     }
     store_close(x->st, &r);
+}
+
+void cmd_hmset(struct ctx *x)
+{
+    hset_generic(x, true);
+}
+
+void cmd_hmget(struct ctx *x)
+{
+    struct kref r;
+    if (!open_typed(x, 1, T_HASH, &r))
+        return;
+    reply_array(x->r, x->argc - 2);
+    for (size_t i = 2; i < x->argc; i++) {
+        size_t n;
+        unsigned char *v = r.e ? hash_get(r.e, &x->argv[i], &n) : NULL;
+        if (v)
+            reply_bulk(x->r, (const char *)v, n);
+        else
+            reply_nil(x->r);
+    }
+    store_close(x->st, &r);
+}
+
+/* HKEYS (fields) and HVALS (values): every other element of HGETALL's. */
+static void hash_half(struct ctx *x, bool values)
+{
+    struct kref r;
+    if (!open_typed(x, 1, T_HASH, &r))
+        return;
+    if (!r.e) {
+        reply_array(x->r, 0);
+    } else if (entry_is_obj(r.e)) {
+        struct table *t = entry_obj(r.e);
+        reply_array(x->r, t->count);
+        for (size_t i = table_next(t, 0); i != TABLE_NONE; i = table_next(t, i + 1)) {
+            unsigned char *it = table_get(t, i);
+            size_t n;
+            const unsigned char *p = values ? hitem_value(it, &n) : item_key(it, &n);
+            reply_bulk(x->r, (const char *)p, n);
+        }
+    } else {
+        unsigned char *b = entry_payload(r.e), *p = pk_first(b), *end = pk_end(b);
+        reply_array(x->r, pk_count(b) / 2);
+        for (; p < end; p = pk_next(pk_next(p)))
+            reply_packed(x->r, values ? pk_next(p) : p);
+    }
+    store_close(x->st, &r);
+}
+
+void cmd_hkeys(struct ctx *x)
+{
+    hash_half(x, false);
+}
+
+void cmd_hvals(struct ctx *x)
+{
+    hash_half(x, true);
 }
 
 void cmd_hincrby(struct ctx *x)

@@ -59,6 +59,10 @@ void cmd_rpush(struct ctx *x)
 static void pop(struct ctx *x, bool front)
 {
     long long count = -1;
+    if (x->argc > 3) {
+        reply_wrong_arity(x, front ? "lpop" : "rpop", NULL);
+        return;
+    }
     if (x->argc == 3 && (!arg_ll(&x->argv[2], &count) || count < 0)) {
         reply_err(x, "value is out of range, must be positive");
         return;

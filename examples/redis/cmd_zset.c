@@ -369,7 +369,7 @@ void cmd_zcard(struct ctx *x)
     store_close(x->st, &r);
 }
 
-void cmd_zrank(struct ctx *x)
+static void zrank_generic(struct ctx *x, bool rev)
 {
     struct kref r;
     if (!open_zset(x, &r, false))
@@ -390,8 +390,18 @@ void cmd_zrank(struct ctx *x)
     if (rank < 0)
         reply_nil(x->r);
     else
-        reply_int(x->r, rank);
+        reply_int(x->r, rev ? (long long)zlen(r.e) - 1 - rank : rank);
     store_close(x->st, &r);
+}
+
+void cmd_zrank(struct ctx *x)
+{
+    zrank_generic(x, false);
+}
+
+void cmd_zrevrank(struct ctx *x)
+{
+    zrank_generic(x, true);
 }
 
 /* A position in a sorted set, whichever its encoding, walked in order. */
@@ -459,6 +469,7 @@ struct zbound {
 struct zrange {
     int by;
     bool rev, withscores;
+    bool fixed;              /* ZREVRANGE, ZRANGEBYSCORE ...: no REV, BYSCORE or BYLEX words */
     long long offset, limit; /* limit < 0: no limit */
     struct zbound min, max;
     long long start, stop; /* BY_RANK */
@@ -477,11 +488,11 @@ static bool zrange_options(struct ctx *x, struct zrange *q)
                 return false;
             limit = true;
             j += 2;
-        } else if (!q->rev && arg_is(a, "rev")) {
+        } else if (!q->fixed && !q->rev && arg_is(a, "rev")) {
             q->rev = true;
-        } else if (q->by == BY_RANK && arg_is(a, "bylex")) {
+        } else if (!q->fixed && q->by == BY_RANK && arg_is(a, "bylex")) {
             q->by = BY_LEX;
-        } else if (q->by == BY_RANK && arg_is(a, "byscore")) {
+        } else if (!q->fixed && q->by == BY_RANK && arg_is(a, "byscore")) {
             q->by = BY_SCORE;
         } else {
             reply_err(x, ERR_SYNTAX);
@@ -561,37 +572,115 @@ static bool below_max(const struct zrange *q, const unsigned char *m, size_t n, 
     return b->excl ? c < 0 : c <= 0;
 }
 
-/* BYSCORE and BYLEX: walk in order, keep what is in range, then OFFSET and
- * LIMIT. The members in range are gathered first, as the count comes first. */
-static void zrange_by_value(struct ctx *x, unsigned char *e, const struct zrange *q)
+/* The order of two BYLEX bounds: "-" below every string, "+" above. */
+static int bound_cmp(const struct zbound *a, const struct zbound *b)
 {
-    struct zcursor c;
-    size_t total = zlen(e), nout = 0, cap = 0;
-    struct hit {
-        unsigned char *m;
-        size_t n;
-        double s;
-    } *out = NULL;
-    zcursor_at(&c, e, q->rev ? total - 1 : 0, q->rev);
+    if (a->lex_inf || b->lex_inf)
+        return a->lex_inf - b->lex_inf;
+    return lexcmp(a->lex, a->lexlen, b->lex, b->lexlen);
+}
+
+/* A range that no set can have anything in: min above max, or equal with
+ * either end exclusive. */
+static bool range_empty(const struct zrange *q)
+{
+    if (q->by == BY_SCORE)
+        return q->min.score > q->max.score ||
+               (q->min.score == q->max.score && (q->min.excl || q->max.excl));
+    int c = bound_cmp(&q->min, &q->max);
+    return c > 0 || (c == 0 && (q->min.excl || q->max.excl));
+}
+
+/* What a cursor points at. */
+struct zpos {
     unsigned char *m;
     size_t n;
     double s;
-    long long skip = q->offset;
-    while (q->offset >= 0 && zcursor_next(&c, &m, &n, &s)) {
-        bool lo = above_min(q, m, n, s), hi = below_max(q, m, n, s);
-        if (q->rev ? !hi : !lo)
-            continue; /* not there yet */
-        if (q->rev ? !lo : !hi)
-            break; /* past the range */
-        if (skip > 0) {
-            skip--;
-            continue;
+};
+
+static bool zcursor_peek(struct zcursor *c, struct zpos *at)
+{
+    struct zcursor copy = *c;
+    return zcursor_next(&copy, &at->m, &at->n, &at->s);
+}
+
+static bool in_low(const struct zrange *q, const struct zpos *p)
+{
+    return above_min(q, p->m, p->n, p->s);
+}
+
+static bool in_high(const struct zrange *q, const struct zpos *p)
+{
+    return below_max(q, p->m, p->n, p->s);
+}
+
+/*
+ * Where a BYSCORE or BYLEX walk starts: going up, the first member at or
+ * above the lower bound; going down (REV), the last at or below the upper
+ * one. A skip list is searched top down, a packed set scanned from its end,
+ * as Redis does; so for BYLEX on members with different scores (which
+ * Redis leaves undefined) the answer is Redis's too.
+ */
+static void zrange_start(struct zcursor *c, unsigned char *e, const struct zrange *q)
+{
+    c->rev = q->rev;
+    c->packed = !entry_is_obj(e);
+    if (c->packed) {
+        zcursor_at(c, e, q->rev ? zlen(e) - 1 : 0, q->rev);
+        struct zpos at;
+        while (zcursor_peek(c, &at) && !(q->rev ? in_high(q, &at) : in_low(q, &at)))
+            zcursor_next(c, &at.m, &at.n, &at.s);
+        return;
+    }
+    struct zset *z = entry_obj(e);
+    struct znode *x = z->header;
+    for (int i = z->level - 1; i >= 0; i--) {
+        for (struct znode *f; (f = x->level[i].forward);) {
+            struct zpos at = {(unsigned char *)znode_member(f, &at.n), 0, f->score};
+            if (q->rev ? !in_high(q, &at) : in_low(q, &at))
+                break;
+            x = f;
         }
-        if (q->limit >= 0 && (long long)nout >= q->limit)
-            break;
+    }
+    c->node = q->rev ? (x == z->header ? NULL : x) : x->level[0].forward;
+}
+
+/* Whether the range can hold anything of this set: its ends against it. */
+static bool range_overlaps(unsigned char *e, const struct zrange *q)
+{
+    struct zcursor c;
+    struct zpos first, last;
+    zcursor_at(&c, e, 0, false);
+    zcursor_peek(&c, &first);
+    zcursor_at(&c, e, zlen(e) - 1, false);
+    zcursor_peek(&c, &last);
+    return !range_empty(q) && in_low(q, &last) && in_high(q, &first);
+}
+
+/*
+ * BYSCORE and BYLEX: from the start, skip OFFSET members, then take members
+ * while they are within the far bound, up to LIMIT. They are gathered
+ * first, as the count comes first.
+ */
+static void zrange_by_value(struct ctx *x, unsigned char *e, const struct zrange *q)
+{
+    struct zcursor c;
+    struct zpos at;
+    size_t nout = 0, cap = 0;
+    struct zpos *out = NULL;
+    bool any = q->offset >= 0 && range_overlaps(e, q);
+    if (any) {
+        zrange_start(&c, e, q);
+        any = zcursor_peek(&c, &at) && (q->rev ? in_low(q, &at) : in_high(q, &at));
+    }
+    for (long long skip = q->offset; any && skip > 0 && zcursor_next(&c, &at.m, &at.n, &at.s);)
+        skip--;
+    while (any && (q->limit < 0 || (long long)nout < q->limit) && zcursor_peek(&c, &at) &&
+           (q->rev ? in_low(q, &at) : in_high(q, &at))) {
+        zcursor_next(&c, &at.m, &at.n, &at.s);
         if (nout == cap) {
             cap = cap ? 2 * cap : 16;
-            struct hit *nb = realloc(out, cap * sizeof *out);
+            struct zpos *nb = realloc(out, cap * sizeof *out);
             if (!nb) {
                 free(out);
                 reply_oom(x);
@@ -599,7 +688,7 @@ static void zrange_by_value(struct ctx *x, unsigned char *e, const struct zrange
             }
             out = nb;
         }
-        out[nout++] = (struct hit){m, n, s};
+        out[nout++] = at;
     }
     reply_array(x->r, q->withscores ? 2 * nout : nout);
     for (size_t i = 0; i < nout; i++)
@@ -655,9 +744,10 @@ static bool zrange_bounds(struct ctx *x, struct zrange *q)
     return true;
 }
 
-void cmd_zrange(struct ctx *x)
+/* ZRANGE and its older forms, which fix the kind of range and direction. */
+static void zrange_generic(struct ctx *x, int by, bool rev, bool fixed)
 {
-    struct zrange q = {.by = BY_RANK, .limit = -1};
+    struct zrange q = {.by = by, .rev = rev, .fixed = fixed, .limit = -1};
     if (!zrange_options(x, &q) || !zrange_bounds(x, &q))
         return;
     struct kref r;
@@ -670,6 +760,26 @@ void cmd_zrange(struct ctx *x)
     else
         zrange_by_value(x, r.e, &q);
     store_close(x->st, &r);
+}
+
+void cmd_zrange(struct ctx *x)
+{
+    zrange_generic(x, BY_RANK, false, false);
+}
+
+void cmd_zrevrange(struct ctx *x)
+{
+    zrange_generic(x, BY_RANK, true, true);
+}
+
+void cmd_zrangebyscore(struct ctx *x)
+{
+    zrange_generic(x, BY_SCORE, false, true);
+}
+
+void cmd_zrevrangebyscore(struct ctx *x)
+{
+    zrange_generic(x, BY_SCORE, true, true);
 }
 
 void cmd_zpopmin(struct ctx *x)
