@@ -68,7 +68,8 @@ int pk_splice(unsigned char **blockp, size_t off, size_t pos, size_t del, const 
             block = nb;
         b = block + off;
     }
-    memcpy(b + pos, ins, inslen);
+    if (inslen)
+        memcpy(b + pos, ins, inslen);
     pk_put_u32(b, (uint32_t)(old - del + inslen));
     pk_set_count(b, (size_t)((long)pk_count(b) + dcount));
     *blockp = block;

@@ -56,7 +56,9 @@ void reply_raw(struct reply *r, const char *p, size_t n)
             return;
         }
     }
-    memcpy(r->buf + r->len, p, n);
+    /* n may be 0 with p NULL (an empty list of keys): memcpy must not see it. */
+    if (n)
+        memcpy(r->buf + r->len, p, n);
     r->len += n;
 }
 
