@@ -867,6 +867,27 @@ def part_mass_expiry(binary, backend):
         check_eq(srv.stop(), 0, "server with a million expired keys exits 0")
 
 
+def part_memory(binary):
+    """Memory per key at most redis-server's: RSS growth after loading the
+    same small strings, then the same small hashes, into fresh servers
+    (examples/redis/memory-compare.py, with fewer keys). Not under
+    sanitizers, whose shadow memory and redzones are most of the RSS."""
+    if os.environ.get("EVN_TEST_QUICK") == "1":
+        print("skip memory per key under sanitizers", flush=True)
+        return
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
+                        "redis", "memory-compare.py")
+    spec = importlib.util.spec_from_file_location("memory_compare", path)
+    mc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mc)
+    for kind, n in (("strings", 200000), ("hashes", 20000)):
+        evn, _, _ = mc.measure("evn", binary, kind, n)
+        redis, _, _ = mc.measure("redis", binary, kind, n)
+        check(evn <= redis, f"{kind}: RSS per key at most redis-server's "
+              f"({evn:.1f} against {redis:.1f} bytes, {n} keys)")
+
+
 def part_quit_and_misc(port):
     c = Conn(port)
     c.send(encode(["PING"]) + encode(["QUIT"]) + encode(["PING"]))
@@ -1286,6 +1307,8 @@ def main():
                 check_eq(srv.stop(), 0, f"{nloops}-loop server exits 0 on SIGTERM")
         part_max_bulk(args.server, args.backend, real_cls)
         run_part(lambda: part_mass_expiry(args.server, args.backend))
+        if real_cls:
+            run_part(lambda: part_memory(args.server))
         part_unix(args.server, args.backend, tmpdir)
     finally:
         if real:
