@@ -39,6 +39,14 @@ struct ctx {
 #define ERR_OVERFLOW "increment or decrement would overflow"
 #define ERR_OOM "out of memory"
 
+/* v in decimal at buf (24 bytes hold any); returns the length. Much
+ * cheaper than snprintf, which INCR and HINCRBY would otherwise spend most
+ * of their time in. */
+static inline size_t ll_to_str(char *buf, long long v)
+{
+    return reply_format_ll(buf, v);
+}
+
 /* Case-insensitive match of an argument against a lower-case word. */
 bool arg_is(const struct resp_arg *a, const char *word);
 /* Redis's strict integer; false if the argument is not one. */

@@ -383,8 +383,8 @@ void cmd_hincrby(struct ctx *x)
     } else {
         char buf[24];
         v += incr;
-        int len = snprintf(buf, sizeof buf, "%lld", v);
-        if (hset_one(x->st, &r, &x->argv[2], buf, (size_t)len) < 0)
+        size_t len = ll_to_str(buf, v);
+        if (hset_one(x->st, &r, &x->argv[2], buf, len) < 0)
             reply_oom(x);
         else
             reply_int(x->r, v);

@@ -213,9 +213,9 @@ static void incr_by(struct ctx *x, long long delta)
     }
     v += delta;
     char buf[24];
-    int len = snprintf(buf, sizeof buf, "%lld", v);
+    size_t len = ll_to_str(buf, v);
     /* INCR keeps the key's expiry time, as in Redis. */
-    if (string_put(x->st, &r, &x->argv[1], buf, (size_t)len, r.e ? entry_expire(r.e) : 0) < 0)
+    if (string_put(x->st, &r, &x->argv[1], buf, len, r.e ? entry_expire(r.e) : 0) < 0)
         reply_oom(x);
     else
         reply_int(x->r, v);

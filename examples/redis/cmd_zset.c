@@ -173,6 +173,9 @@ static int zadd_flags(struct ctx *x, size_t *first)
     size_t i = 2;
     for (; i < x->argc; i++) {
         const struct resp_arg *a = &x->argv[i];
+        /* Scores come first in the common case: no flag starts with a digit. */
+        if (a->len == 0 || (a->ptr[0] >= '0' && a->ptr[0] <= '9'))
+            break;
         if (arg_is(a, "nx"))
             f |= Z_NX;
         else if (arg_is(a, "xx"))

@@ -53,6 +53,13 @@ int pk_splice(unsigned char **blockp, size_t off, size_t pos, size_t del, const 
     size_t old = pk_bytes(b), tail = old - pos - del;
     size_t total = off + old - del + inslen;
     unsigned char *block = *blockp;
+    if (inslen == del) {
+        /* A value replaced by one of the same size (HSET over the same
+         * length): no realloc at all. */
+        memcpy(b + pos, ins, inslen);
+        pk_set_count(b, (size_t)((long)pk_count(b) + dcount));
+        return 0;
+    }
     if (inslen > del) {
         /* Grow first, then open the gap. */
         block = realloc(block, total);

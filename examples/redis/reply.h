@@ -11,6 +11,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 struct reply {
     evn_conn *c;
@@ -30,7 +32,20 @@ void reply_begin(struct reply *r, evn_conn *c);
 /* Hand what is gathered to evn_write(). */
 void reply_flush(struct reply *r);
 
-void reply_raw(struct reply *r, const char *p, size_t n);
+/* Bytes as they are; reply_raw_slow when the buffer lacks room. */
+void reply_raw_slow(struct reply *r, const char *p, size_t n);
+
+static inline void reply_raw(struct reply *r, const char *p, size_t n)
+{
+    /* Inline, so that a constant reply ("+OK\r\n") is copied by a move or
+     * two, not by a call to memcpy. */
+    if (r->cap - r->len >= n && n) {
+        memcpy(r->buf + r->len, p, n);
+        r->len += n;
+        return;
+    }
+    reply_raw_slow(r, p, n);
+}
 /* A status reply: "+OK\r\n" for s = "OK". */
 void reply_status(struct reply *r, const char *s);
 /*
@@ -41,6 +56,8 @@ void reply_error(struct reply *r, const char *fmt, ...) __attribute__((format(pr
 /* The same for a message that is not a format, such as one with a NUL. */
 void reply_error_len(struct reply *r, const char *msg, size_t n);
 void reply_int(struct reply *r, long long v);
+/* v in decimal at buf (20 bytes hold any); returns the length. */
+size_t reply_format_ll(char *buf, long long v);
 void reply_bulk(struct reply *r, const char *p, size_t n);
 void reply_bulk_str(struct reply *r, const char *s);
 void reply_nil(struct reply *r);

@@ -186,10 +186,9 @@ static void remove_expired(struct shard *sh, size_t slot)
     sh->expired++;
 }
 
-void store_find(struct store *s, const void *k, size_t klen, struct kref *r)
+/* store_find once the key's hash and shard are in r. */
+static void find_hashed(const void *k, size_t klen, struct kref *r)
 {
-    r->hash = hash_bytes(k, klen);
-    r->sh = shard_of(s, r->hash);
     r->e = NULL;
     r->slot = table_find(&r->sh->t, r->hash, k, klen);
     if (r->slot == TABLE_NONE)
@@ -203,17 +202,27 @@ void store_find(struct store *s, const void *k, size_t klen, struct kref *r)
     r->e = e;
 }
 
+void store_find(struct store *s, const void *k, size_t klen, struct kref *r)
+{
+    r->hash = hash_bytes(k, klen);
+    r->sh = shard_of(s, r->hash);
+    find_hashed(k, klen, r);
+}
+
 void store_open(struct store *s, const void *k, size_t klen, struct kref *r)
 {
     r->hash = hash_bytes(k, klen);
     r->sh = shard_of(s, r->hash);
     lock(s, r->sh);
-    store_find(s, k, klen, r);
+    find_hashed(k, klen, r);
 }
 
 void store_close(struct store *s, struct kref *r)
 {
-    table_shrink(&r->sh->t);
+    struct table *t = &r->sh->t;
+    /* Only a table that deletions left mostly empty shrinks. */
+    if (t->count * 16 < table_slots(t))
+        table_shrink(t);
     unlock(s, r->sh);
 }
 
