@@ -74,6 +74,12 @@ static inline size_t pk_elem_size(size_t len)
 /* Read the element at p: its bytes and length; returns the next element. */
 static inline unsigned char *pk_read(unsigned char *p, unsigned char **data, size_t *len)
 {
+    /* Up to 126 bytes, length and backlen are one byte each. */
+    if (p[0] < 127) {
+        *len = p[0];
+        *data = p + 1;
+        return p + 2 + p[0];
+    }
     uint64_t n;
     size_t h = varint_get(p, &n);
     *data = p + h;

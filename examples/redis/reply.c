@@ -154,22 +154,8 @@ void reply_int(struct reply *r, long long v)
     reply_line(r, ':', v);
 }
 
-void reply_bulk(struct reply *r, const char *p, size_t n)
+void reply_bulk_slow(struct reply *r, const char *p, size_t n)
 {
-    /* The common case, a short value with room in the buffer: written in
-     * place, header, bytes and line end, without the general path. */
-    if (n < 10 && r->cap - r->len >= n + 8) {
-        char *o = r->buf + r->len;
-        o[0] = '$';
-        o[1] = (char)('0' + n);
-        o[2] = '\r';
-        o[3] = '\n';
-        memcpy(o + 4, p, n);
-        o[4 + n] = '\r';
-        o[5 + n] = '\n';
-        r->len += n + 6;
-        return;
-    }
     reply_line(r, '$', (long long)n);
     reply_raw(r, p, n);
     reply_raw(r, "\r\n", 2);

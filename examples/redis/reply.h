@@ -58,7 +58,27 @@ void reply_error_len(struct reply *r, const char *msg, size_t n);
 void reply_int(struct reply *r, long long v);
 /* v in decimal at buf (20 bytes hold any); returns the length. */
 size_t reply_format_ll(char *buf, long long v);
-void reply_bulk(struct reply *r, const char *p, size_t n);
+void reply_bulk_slow(struct reply *r, const char *p, size_t n);
+
+/* A bulk reply; a short one, with room in the buffer, is written in place,
+ * header, bytes and line end (LRANGE writes hundreds a request). */
+static inline void reply_bulk(struct reply *r, const char *p, size_t n)
+{
+    if (n < 10 && r->cap - r->len >= 16) {
+        char *o = r->buf + r->len;
+        o[0] = '$';
+        o[1] = (char)('0' + n);
+        o[2] = '\r';
+        o[3] = '\n';
+        for (size_t i = 0; i < n; i++)
+            o[4 + i] = p[i];
+        o[4 + n] = '\r';
+        o[5 + n] = '\n';
+        r->len += n + 6;
+        return;
+    }
+    reply_bulk_slow(r, p, n);
+}
 void reply_bulk_str(struct reply *r, const char *s);
 void reply_nil(struct reply *r);
 /* The header of an array of n elements, which follow. */
