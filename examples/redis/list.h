@@ -63,6 +63,26 @@ static inline bool list_next(struct list_iter *it, unsigned char **data, size_t 
     return true;
 }
 
+/*
+ * The packed elements from the iterator to the end of its node, [*p, *end),
+ * for a caller that walks many (LRANGE); the iterator moves on to the next
+ * node. False past the last node.
+ */
+static inline bool list_run(struct list_iter *it, unsigned char **p, unsigned char **end)
+{
+    while (it->node && it->off >= it->node->end) {
+        it->node = it->node->next;
+        if (it->node)
+            it->off = it->node->start;
+    }
+    if (!it->node)
+        return false;
+    *p = it->node->buf + it->off;
+    *end = it->node->buf + it->node->end;
+    it->off = it->node->end;
+    return true;
+}
+
 /* Bytes the list takes, nodes and all (for MEMORY-like estimates). */
 size_t list_bytes(const struct list *l);
 
