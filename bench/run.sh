@@ -4,7 +4,7 @@
 #   bench/run.sh                        every section, results in bench/results/
 #   ONLY=echo,redis bench/run.sh        only those sections
 #   SKIP=memory bench/run.sh            all but those
-#   QUICK=1 bench/run.sh                short rounds, to check a change (~2 min)
+#   QUICK=1 bench/run.sh                short rounds, to check a change (~5 min)
 #
 # Sections, in order (the method is /BENCHMARKING.md; servers on CPU 0, load
 # on CPU 1, 50 connections, warm-up then rounds interleaved across servers):
