@@ -86,6 +86,61 @@ static void scan_mark(void *arg, void *item)
     s->hits[key_number(item)] = 1;
 }
 
+static void set_key(struct table *t, int i, bool on)
+{
+    size_t slot = find_i(t, i);
+    if (on && slot == TABLE_NONE) {
+        char k[32];
+        int n = snprintf(k, sizeof k, "key:%d", i);
+        table_insert(t, hash_bytes(k, (size_t)n), item_for(i, false));
+    } else if (!on && slot != TABLE_NONE) {
+        free(table_get(t, slot));
+        table_remove(t, slot);
+        table_shrink(t);
+    }
+}
+
+/*
+ * SCAN: the keys present throughout are reported, while all the others are
+ * deleted (the table shrinks, several times over) and added back (it grows)
+ * between the steps.
+ */
+static void test_scan_resizing(void)
+{
+    struct table t;
+    table_init(&t, false);
+    for (int i = 0; i < NKEYS; i++)
+        set_key(&t, i, true);
+    struct seen sc = {calloc(NKEYS, 1)};
+    uint64_t cursor = 0;
+    int steps = 0, next = 0;
+    size_t smallest = table_slots(&t), largest = table_slots(&t);
+    do {
+        cursor = table_scan(&t, cursor, scan_mark, &sc);
+        /* Each step deletes (then, in the next phase, adds back) 150 of
+         * the keys outside the stable ones (every 60th). */
+        bool adding = (steps / 40) % 2 == 1;
+        for (int k = 0; k < 150; k++, next = (next + 1) % NKEYS) {
+            if (next % 60)
+                set_key(&t, next, adding);
+        }
+        if (table_slots(&t) < smallest)
+            smallest = table_slots(&t);
+        if (table_slots(&t) > largest)
+            largest = table_slots(&t);
+        steps++;
+    } while (cursor != 0 && steps < 1000000);
+    int missed = 0;
+    for (int i = 0; i < NKEYS; i += 60)
+        missed += !sc.hits[i];
+    CHECK(missed == 0, "SCAN missed %d of %d keys present throughout (%d steps)", missed,
+          NKEYS / 60, steps);
+    CHECK(smallest * 4 <= largest, "the table shrank and grew during the scan (%zu to %zu slots)",
+          smallest, largest);
+    free(sc.hits);
+    table_destroy_items(&t);
+}
+
 static void test_table(void)
 {
     struct table t;
@@ -133,38 +188,8 @@ static void test_table(void)
     CHECK(seen == count && seen_vol == nvol, "iterated %zu/%zu, volatile %zu/%zu", seen, count,
           seen_vol, nvol);
 
-    /* SCAN: keys present throughout are reported even when the table grows
-     * and shrinks between steps. */
-    struct seen sc = {calloc(NKEYS, 1)};
-    bool stable[NKEYS];
-    memcpy(stable, in, sizeof stable);
-    uint64_t cursor = 0;
-    int steps = 0;
-    do {
-        cursor = table_scan(&t, cursor, scan_mark, &sc);
-        for (int k = 0; k < 40; k++) {
-            int i = (int)rnd_below(NKEYS);
-            size_t slot = find_i(&t, i);
-            if (stable[i])
-                continue; /* only keys outside the stable set change */
-            if (slot == TABLE_NONE && steps % 50 < 25) {
-                char key[32];
-                int n = snprintf(key, sizeof key, "key:%d", i);
-                table_insert(&t, hash_bytes(key, (size_t)n), item_for(i, false));
-            } else if (slot != TABLE_NONE && steps % 50 >= 25) {
-                free(table_get(&t, slot));
-                table_remove(&t, slot);
-                table_shrink(&t);
-            }
-        }
-        steps++;
-    } while (cursor != 0 && steps < 1000000);
-    int missed = 0;
-    for (int i = 0; i < NKEYS; i++)
-        missed += stable[i] && !sc.hits[i];
-    CHECK(missed == 0, "SCAN missed %d keys present throughout (%d steps)", missed, steps);
-    free(sc.hits);
     table_destroy_items(&t);
+    test_scan_resizing();
     CHECK(t.count == 0 && !t.slots, "destroyed");
 }
 
