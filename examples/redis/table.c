@@ -34,8 +34,18 @@ void hash_seed_set(uint64_t s)
  * every bit of each into the middle bits of the result. */
 static uint64_t mum(uint64_t a, uint64_t b)
 {
+#ifdef __SIZEOF_INT128__
     __uint128_t r = (__uint128_t)a * b;
     return (uint64_t)r ^ (uint64_t)(r >> 64);
+#else
+    /* The same product from 32-bit halves, where there is no 128-bit type. */
+    uint64_t al = (uint32_t)a, ah = a >> 32, bl = (uint32_t)b, bh = b >> 32;
+    uint64_t ll = al * bl, lh = al * bh, hl = ah * bl, hh = ah * bh;
+    uint64_t mid = (ll >> 32) + (uint32_t)lh + (uint32_t)hl;
+    uint64_t lo = (mid << 32) | (uint32_t)ll;
+    uint64_t hi = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
+    return lo ^ hi;
+#endif
 }
 
 static uint64_t load_u32(const unsigned char *p)
