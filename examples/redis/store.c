@@ -442,9 +442,11 @@ uint64_t store_scan(struct store *s, uint64_t cursor, size_t count,
 #define EXPIRE_SAMPLE 32
 #define EXPIRE_AGAIN_16THS 2
 
-/* The time to live of the keys sampled that had not expired, summed. */
+/* The time to live of the keys sampled that had not expired, summed (in a
+ * double: PEXPIREAT key 9223372036854775807 is a valid expiry time, and two
+ * of those would overflow an integer sum). */
 struct ttl_sum {
-    int64_t sum;
+    double sum;
     int64_t n;
 };
 
@@ -470,7 +472,7 @@ static size_t expire_sample(struct shard *sh, int64_t now, size_t *looked, struc
             remove_expired(sh, i);
             freed++;
         } else {
-            ttl->sum += entry_expire(e) - now;
+            ttl->sum += (double)(entry_expire(e) - now);
             ttl->n++;
         }
     }
@@ -504,10 +506,11 @@ bool store_expire_cycle(struct store *s, int64_t budget_us, struct expire_stats 
 out:
     if (ttl.n) {
         /* A moving average: each run's sample counts for a fiftieth. */
-        int64_t avg = atomic_load_explicit(&s->avg_ttl, memory_order_relaxed),
-                now_avg = ttl.sum / ttl.n;
-        avg = avg ? avg + (now_avg - avg) / 50 : now_avg;
-        atomic_store_explicit(&s->avg_ttl, avg, memory_order_relaxed);
+        double avg = (double)atomic_load_explicit(&s->avg_ttl, memory_order_relaxed);
+        double run = ttl.sum / (double)ttl.n;
+        avg = avg > 0 ? avg + (run - avg) / 50 : run;
+        atomic_store_explicit(&s->avg_ttl, avg < 9e18 ? (int64_t)avg : INT64_MAX,
+                              memory_order_relaxed);
     }
     st->cpu_us += (uint64_t)(mono_us() - start);
     return busy;

@@ -408,6 +408,20 @@ static void test_entry_expire(void)
     CHECK(r.e == NULL && store_expired(st) == 1, "expired key absent and counted");
     store_close(st, &r);
     CHECK(store_size(st) == 1, "size %zu", store_size(st));
+    /* Expiry times as far off as PEXPIREAT allows: the active cycle's
+     * average time to live must not overflow. */
+    for (int i = 0; i < 4; i++) {
+        char k[8];
+        int kn = snprintf(k, sizeof k, "far%d", i);
+        store_open(st, k, (size_t)kn, &r);
+        store_put(st, &r, entry_new_string(k, (size_t)kn, "v", 1, INT64_MAX));
+        store_close(st, &r);
+    }
+    struct expire_stats es = {0, 0};
+    for (int i = 0; i < 3; i++)
+        store_expire_cycle(st, 1000, &es);
+    CHECK(store_avg_ttl(st) > 0, "avg_ttl %lld", (long long)store_avg_ttl(st));
+    CHECK(store_size(st) == 5 && store_volatile(st) == 4, "far keys kept");
     store_free(st);
 }
 
