@@ -1,7 +1,8 @@
 /*
  * redis-server: a Redis-compatible key-value server on evn, speaking RESP2
  * (multibulk and inline requests, pipelined) to redis-cli, redis-benchmark
- * and client libraries. Strings only, with expiry; no persistence.
+ * and client libraries: strings, lists, hashes, sets and sorted sets, with
+ * expiry; no persistence. The commands are in cmd_*.c (see commands.c).
  *
  *   redis-server [--port 6380] [--loops N] [--max-bulk BYTES] ...
  *
@@ -257,8 +258,8 @@ static evn_action on_opened(evn_conn *c)
 static evn_action on_closed(evn_conn *c, int err)
 {
     (void)err;
-    if (evn_conn_udata(c))
-        stat_add(&loops[evn_conn_loop(c)].stats.conns_closed, 1);
+    /* closed fires exactly for the connections opened fired for. */
+    stat_add(&loops[evn_conn_loop(c)].stats.conns_closed, 1);
     struct client *cl = client_get(c);
     if (cl)
         client_free(cl);
