@@ -557,7 +557,8 @@ def main():
                 "the floor set it.",
         "redis": "Load: redis-benchmark 7.0's default list, -c 50, each test on its own against fresh "
                  "servers (bench/redis-load.sh), a fixed -n per test and depth. LPOP and RPOP pop from a list "
-                 "the warm-up round filled (as the full list's LPUSH and RPUSH would have); the LRANGE tests "
+                 "the warm-up round filled (as the full list's LPUSH and RPUSH would have; in quick mode, "
+                 "which has no warm-up, the first round fills it); the LRANGE tests "
                  "run `LRANGE mylist 0 N-1` on a list of 600, without the full list's LPUSH phase; SPOP and "
                  "ZPOPMIN find their set empty after the first pop, as in the full list. Redis is "
                  "redis-server --save '' --appendonly no. The floor (bench/floor --mode ping) answers PING "
