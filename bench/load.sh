@@ -61,7 +61,8 @@ redis-benchmark)
         [[ ${args[$i]} != -n ]] || n=${args[$((i + 1))]}
     done
     [[ -n $n ]] || { echo "load.sh: redis-benchmark needs -n N" >&2; exit 2; }
-    redis-benchmark "$@" --csv >"$out" 2>"$err" &
+    # --csv first: after a command given to run, it would be one of its arguments.
+    redis-benchmark --csv "$@" >"$out" 2>"$err" &
     child=$!
     rc=0; wait "$child" || rc=$?
     child=""

@@ -4,14 +4,15 @@
 #   bench/run.sh                        every section, results in bench/results/
 #   ONLY=echo,redis bench/run.sh        only those sections
 #   SKIP=memory bench/run.sh            all but those
-#   QUICK=1 bench/run.sh                short rounds, to check a change (~2 min)
+#   QUICK=1 bench/run.sh                short rounds, to check a change (~5 min)
 #
 # Sections, in order (the method is /BENCHMARKING.md; servers on CPU 0, load
 # on CPU 1, 50 connections, warm-up then rounds interleaved across servers):
 #   echo        16-byte messages at depth 1 and 8 (bench/echo-load):
 #               evn's echo-server, the floor, libuv-echo, libevent-echo
-#   redis       redis-benchmark -c 50 -t ping_inline|set|get at -P 1, 8, 16
-#               (one test per run): evn's redis-server, Redis, the floor (ping)
+#   redis       redis-benchmark 7.0's whole default list, each test on its own
+#               (bench/redis-load.sh), at -P 1 and -P 16, -c 50: evn's
+#               redis-server beside Redis; the floor too for the PING tests
 #   http        wrk -t1 -c50, keep-alive, GET /: evn's http-server, the floor,
 #               nginx, h2o, haproxy
 #   http-close  the same with -H 'Connection: close' (a connection a request)
@@ -93,6 +94,22 @@ S=$SECONDS_PER_ROUND
 redis_n() {
     case $1 in 1) echo $((60000 / redis_scale)) ;; 8) echo $((500000 / redis_scale)) ;; *) echo $((1000000 / redis_scale)) ;; esac
 }
+# The same, per test of the redis section's default list: about 0.6 s a round
+# (38 cases), an LRANGE_600 request moving 600 elements, a GET one value.
+redis_test_n() {
+    local t=$1 p=$2 n
+    if ((p == 1)); then
+        case $t in lrange_100) n=20000 ;; lrange_300) n=10000 ;; lrange_500) n=6000 ;;
+        lrange_600) n=5000 ;; mset) n=25000 ;; *) n=40000 ;; esac
+    else
+        case $t in lrange_100) n=100000 ;; lrange_300) n=40000 ;; lrange_500) n=25000 ;;
+        lrange_600) n=20000 ;; mset) n=200000 ;; *) n=600000 ;; esac
+    fi
+    echo $((n / redis_scale))
+}
+# The default list, in redis-benchmark's order.
+redis_tests=(ping_inline ping_mbulk set get incr lpush rpush lpop rpop sadd hset spop zadd zpopmin
+    lrange_100 lrange_300 lrange_500 lrange_600 mset)
 
 partial=0
 [[ -z ${ONLY:-} && -z ${SKIP:-} ]] || partial=1
@@ -249,16 +266,19 @@ if want echo; then
 fi
 
 if want redis; then
+    # Each test of the default list on its own, with fresh servers (state
+    # the full list would have left, such as a list to pop from, is made by
+    # redis-load.sh in the warm-up round). The floor answers PING only.
     mapfile -t extra < <(peer redis redis-server redis {port})
-    for p in 1 8 16; do
-        for t in ping_inline set get; do
+    for p in 1 16; do
+        for t in "${redis_tests[@]}"; do
             fl=()
-            [[ $t != ping_inline ]] || fl=(-n floor -s "$floor --mode ping --host :: --port {port}")
+            [[ $t != ping_* ]] || fl=(-n floor -s "$floor --mode ping --host :: --port {port}")
             measure "redis-$t-P$p" redis "redis $t, -P $p" \
                 "${fl[@]}" \
                 -n evn -s "$evn_redis --port {port} --loops 1" \
                 "${extra[@]}" \
-                -l "$here/load.sh redis-benchmark -h 127.0.0.1 -p {port} -c 50 -P $p -n $(redis_n $p) -t $t"
+                -l "$here/redis-load.sh $t {port} $p $(redis_test_n "$t" "$p")"
         done
     done
 fi

@@ -13,8 +13,8 @@
 #             openssl command (the TLS tests make their certificates with
 #             it); with tests/http, the HTTP
 #             clients (curl, wrk, ab, h2load); with tests/redis, Debian's
-#             redis-server to compare with, redis-cli, redis-benchmark and
-#             python3-redis
+#             redis-server to compare with, redis-cli, redis-benchmark,
+#             python3-redis and nutcracker (twemproxy, for the scale-out test)
 #   sanitize  same as test (gcc's ASan/UBSan/TSan runtimes come with
 #             build-essential: libasan8, libubsan1, libtsan2)
 #   examples  core + clients to try the example servers (nc, curl, redis-cli)
@@ -42,7 +42,7 @@ packages_for() {
         echo python3 pkg-config libssl-dev liburing-dev netcat-openbsd openssl
         # The example servers' tests drive them with real clients.
         [ ! -d "$repo/tests/http" ] || echo curl wrk apache2-utils nghttp2-client
-        [ ! -d "$repo/tests/redis" ] || echo redis-server redis-tools python3-redis
+        [ ! -d "$repo/tests/redis" ] || echo redis-server redis-tools python3-redis nutcracker
         ;;
     examples) packages_for core; echo netcat-openbsd curl redis-tools ;;
     tls) packages_for core; echo libssl-dev openssl ;;
@@ -116,6 +116,7 @@ command_of() {
     cmake | pkg-config | python3 | clang-format | curl | wrk | hyperfine | haproxy | h2o | \
         valgrind | strace | openssl) echo "$1" ;;
     redis-tools) echo redis-cli ;;
+    nutcracker) echo nutcracker ;;
     apache2-utils) echo ab ;;
     nghttp2-client) echo h2load ;;
     gnuplot-nox) echo gnuplot ;;

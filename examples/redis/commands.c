@@ -1,26 +1,18 @@
 /*
- * The commands. Each is a row of one table: its name, arity and what
- * COMMAND INFO and COMMAND DOCS say about it, and the function that runs it.
- * Replies and error messages are those of Redis 7.0, checked by the tests
- * against a real redis-server.
+ * The command table: each command's name, arity and what COMMAND INFO and
+ * COMMAND DOCS say about it, and the function that runs it (in cmd_*.c);
+ * looking a request up; the helpers every command uses. Replies and error
+ * messages are those of Redis 7.0, checked by the tests against a real
+ * redis-server.
  */
-#include "commands.h"
+#include "cmd.h"
 
-#include <limits.h>
-#include <stdbool.h>
-#include <stdint.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct ctx {
-    struct store *st;
-    evn_conn *c;
-    struct reply *r;
-    const struct resp_arg *argv;
-    size_t argc;
-    evn_action action;
-};
 
 struct command {
     const char *name; /* lower-case letters only (see arg_is) */
@@ -36,8 +28,7 @@ struct command {
     const char *summary, *since, *group, *complexity;
 };
 
-/* Case-insensitive match of an argument against a lower-case word. */
-static bool arg_is(const struct resp_arg *a, const char *word)
+bool arg_is(const struct resp_arg *a, const char *word)
 {
     /* OR-ing 0x20 lowers a letter and can only make a letter match a letter;
      * it never gives the NUL that ends a shorter word, so this stops there. */
@@ -48,519 +39,127 @@ static bool arg_is(const struct resp_arg *a, const char *word)
     return word[a->len] == '\0';
 }
 
+bool arg_ll(const struct resp_arg *a, long long *v)
+{
+    return resp_strtoll(a->ptr, a->len, v) != 0;
+}
+
+bool arg_ll_or_reply(struct ctx *x, const struct resp_arg *a, long long *v)
+{
+    if (arg_ll(a, v))
+        return true;
+    reply_err(x, ERR_NOT_INT);
+    return false;
+}
+
+bool arg_double(const struct resp_arg *a, double *v)
+{
+    /* A plain integer (ZADD's usual score) exactly as strtod would read it:
+     * any integer below 2^53 is a double as it is. */
+    long long i;
+    if (a->len <= 15 && resp_strtoll(a->ptr, a->len, &i)) {
+        *v = (double)i;
+        return true;
+    }
+    /* strtod needs a terminated string; a longer one cannot be a number
+     * Redis takes anyway (it would need 5000 digits to matter). */
+    char buf[128];
+    if (a->len == 0 || a->len >= sizeof buf || a->ptr[0] == ' ' ||
+        (a->ptr[0] >= '\t' && a->ptr[0] <= '\r'))
+        return false;
+    memcpy(buf, a->ptr, a->len);
+    buf[a->len] = '\0';
+    char *end;
+    errno = 0;
+    double d = strtod(buf, &end);
+    if ((size_t)(end - buf) != a->len || isnan(d))
+        return false;
+    /* Out of range: Redis refuses what overflows and what underflows to 0. */
+    if (errno == ERANGE && (d == HUGE_VAL || d == -HUGE_VAL || d == 0))
+        return false;
+    *v = d;
+    return true;
+}
+
+void reply_err(struct ctx *x, const char *msg)
+{
+    /* "WRONGTYPE ..." and other codes of their own; "ERR ..." otherwise. */
+    if (msg[0] == 'W' && strncmp(msg, "WRONGTYPE ", 10) == 0) {
+        reply_raw(x->r, "-", 1);
+        reply_raw(x->r, msg, strlen(msg));
+        reply_raw(x->r, "\r\n", 2);
+        return;
+    }
+    reply_error_len(x->r, msg, strlen(msg));
+}
+
+void reply_errf(struct ctx *x, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    reply_error_len(x->r, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+}
+
+void reply_wrong_arity(struct ctx *x, const char *name, const char *sub)
+{
+    if (sub)
+        reply_errf(x, "wrong number of arguments for '%s|%s' command", name, sub);
+    else
+        reply_errf(x, "wrong number of arguments for '%s' command", name);
+}
+
+void reply_wrongtype(struct ctx *x)
+{
+    reply_err(x, ERR_WRONGTYPE);
+}
+
+void reply_oom(struct ctx *x)
+{
+    reply_err(x, ERR_OOM);
+    x->action = EVN_CLOSE;
+}
+
+void reply_double(struct reply *r, double v)
+{
+    char buf[32];
+    int n;
+    if (isinf(v))
+        n = snprintf(buf, sizeof buf, "%s", v > 0 ? "inf" : "-inf");
+    else
+        n = snprintf(buf, sizeof buf, "%.17g", v);
+    reply_bulk(r, buf, (size_t)n);
+}
+
+void reply_packed(struct reply *r, unsigned char *p)
+{
+    unsigned char *data;
+    size_t len;
+    pk_read(p, &data, &len);
+    reply_bulk(r, (const char *)data, len);
+}
+
+bool open_typed(struct ctx *x, size_t i, int type, struct kref *r)
+{
+    store_open(x->st, x->argv[i].ptr, x->argv[i].len, r);
+    if (r->e && entry_type(r->e) != type) {
+        store_close(x->st, r);
+        reply_wrongtype(x);
+        return false;
+    }
+    return true;
+}
+
 /* How much of an argument printf's "%.*s" (limit bytes) would show: up to a NUL. */
 static int shown(const struct resp_arg *a, size_t limit)
 {
     size_t n = a->len < limit ? a->len : limit;
     const char *nul = memchr(a->ptr, '\0', n);
     return (int)(nul ? (size_t)(nul - a->ptr) : n);
-}
-
-static void wrong_arity(struct ctx *x, const char *name, const char *sub)
-{
-    if (sub)
-        reply_error(x->r, "wrong number of arguments for '%s|%s' command", name, sub);
-    else
-        reply_error(x->r, "wrong number of arguments for '%s' command", name);
-}
-
-static void not_integer(struct ctx *x)
-{
-    reply_error(x->r, "value is not an integer or out of range");
-}
-
-static void syntax_error(struct ctx *x)
-{
-    reply_error(x->r, "syntax error");
-}
-
-static bool arg_ll(const struct resp_arg *a, long long *v)
-{
-    return resp_strtoll(a->ptr, a->len, v) != 0;
-}
-
-static void emit_bulk(void *arg, const char *v, size_t n)
-{
-    reply_bulk(arg, v, n);
-}
-
-static void emit_nil(void *arg)
-{
-    reply_nil(arg);
-}
-
-static void cmd_get(struct ctx *x)
-{
-    if (!store_get(x->st, x->argv[1].ptr, x->argv[1].len, emit_bulk, x->r))
-        reply_nil(x->r);
-}
-
-enum { SET_EX = 16, SET_PX = 32, SET_EXAT = 64, SET_PXAT = 128 };
-#define SET_ANY_TTL (SET_EX | SET_PX | SET_EXAT | SET_PXAT)
-
-/*
- * SET's options, as Redis 7.0 takes them: NX and XX exclude each other, the
- * expiry options and KEEPTTL exclude each other, but an option may repeat
- * (the last value counts). Returns the flags, or -1 for a syntax error.
- */
-static int set_options(struct ctx *x, const struct resp_arg **when)
-{
-    int flags = 0;
-    for (size_t i = 3; i < x->argc; i++) {
-        const struct resp_arg *a = &x->argv[i];
-        bool more = i + 1 < x->argc;
-        int ttl = 0;
-        if (arg_is(a, "nx") && !(flags & STORE_XX))
-            flags |= STORE_NX;
-        else if (arg_is(a, "xx") && !(flags & STORE_NX))
-            flags |= STORE_XX;
-        else if (arg_is(a, "get"))
-            flags |= STORE_GET;
-        else if (arg_is(a, "keepttl") && !(flags & SET_ANY_TTL))
-            flags |= STORE_KEEPTTL;
-        else if (arg_is(a, "ex"))
-            ttl = SET_EX;
-        else if (arg_is(a, "px"))
-            ttl = SET_PX;
-        else if (arg_is(a, "exat"))
-            ttl = SET_EXAT;
-        else if (arg_is(a, "pxat"))
-            ttl = SET_PXAT;
-        else
-            return -1;
-        if (ttl) {
-            if (!more || (flags & STORE_KEEPTTL) || (flags & SET_ANY_TTL & ~ttl))
-                return -1;
-            flags |= ttl;
-            *when = &x->argv[++i];
-        }
-    }
-    return flags;
-}
-
-/* The absolute expiry time that SET's option asks for; false after replying an error. */
-static bool set_expiry(struct ctx *x, int flags, const struct resp_arg *arg, int64_t *when)
-{
-    long long v;
-    if (!arg_ll(arg, &v)) {
-        not_integer(x);
-        return false;
-    }
-    bool seconds = flags & (SET_EX | SET_EXAT);
-    if (v <= 0 || (seconds && v > LLONG_MAX / 1000)) {
-        reply_error(x->r, "invalid expire time in 'set' command");
-        return false;
-    }
-    if (seconds)
-        v *= 1000;
-    if (flags & (SET_EX | SET_PX)) {
-        int64_t now = store_now_ms();
-        if (v > LLONG_MAX - now) {
-            reply_error(x->r, "invalid expire time in 'set' command");
-            return false;
-        }
-        v += now;
-    }
-    *when = v;
-    return true;
-}
-
-static void cmd_set(struct ctx *x)
-{
-    const struct resp_arg *ttl_arg = NULL;
-    int64_t when = 0;
-    int flags = set_options(x, &ttl_arg);
-    if (flags < 0) {
-        syntax_error(x);
-        return;
-    }
-    if ((flags & SET_ANY_TTL) && !set_expiry(x, flags, ttl_arg, &when))
-        return;
-    const struct resp_arg *k = &x->argv[1], *v = &x->argv[2];
-    bool had_old = false;
-    int rc = store_set(x->st, k->ptr, k->len, v->ptr, v->len, when, flags & 15, emit_bulk, x->r,
-                       &had_old);
-    if (rc < 0) {
-        reply_error(x->r, "out of memory");
-        x->action = EVN_CLOSE;
-        return;
-    }
-    /* A time already past (EXAT 1) sets the key and deletes it at once, as Redis does. */
-    if (rc == 1 && when && when <= store_now_ms())
-        store_del(x->st, k->ptr, k->len);
-    if (flags & STORE_GET) {
-        if (!had_old)
-            reply_nil(x->r);
-    } else if (rc == 1) {
-        reply_raw(x->r, "+OK\r\n", 5);
-    } else {
-        reply_nil(x->r);
-    }
-}
-
-static void cmd_ping(struct ctx *x)
-{
-    if (x->argc > 2)
-        wrong_arity(x, "ping", NULL);
-    else if (x->argc == 2)
-        reply_bulk(x->r, x->argv[1].ptr, x->argv[1].len);
-    else
-        reply_raw(x->r, "+PONG\r\n", 7);
-}
-
-static void cmd_echo(struct ctx *x)
-{
-    reply_bulk(x->r, x->argv[1].ptr, x->argv[1].len);
-}
-
-static void incr_by(struct ctx *x, long long delta)
-{
-    long long v = 0;
-    switch (store_incrby(x->st, x->argv[1].ptr, x->argv[1].len, delta, &v)) {
-    case STORE_INCR_OK:
-        reply_int(x->r, v);
-        break;
-    case STORE_NOT_INT:
-        not_integer(x);
-        break;
-    case STORE_OVERFLOW:
-        reply_error(x->r, "increment or decrement would overflow");
-        break;
-    case STORE_NOMEM:
-        reply_error(x->r, "out of memory");
-        x->action = EVN_CLOSE;
-        break;
-    }
-}
-
-static void cmd_incr(struct ctx *x)
-{
-    incr_by(x, 1);
-}
-
-static void cmd_decr(struct ctx *x)
-{
-    incr_by(x, -1);
-}
-
-static void cmd_incrby(struct ctx *x)
-{
-    long long d;
-    if (!arg_ll(&x->argv[2], &d))
-        not_integer(x);
-    else
-        incr_by(x, d);
-}
-
-static void cmd_decrby(struct ctx *x)
-{
-    long long d;
-    if (!arg_ll(&x->argv[2], &d))
-        not_integer(x);
-    else if (d == LLONG_MIN)
-        reply_error(x->r, "decrement would overflow");
-    else
-        incr_by(x, -d);
-}
-
-static void cmd_mget(struct ctx *x)
-{
-    reply_array(x->r, x->argc - 1);
-    store_mget(x->st, &x->argv[1], x->argc - 1, emit_bulk, emit_nil, x->r);
-}
-
-static void cmd_mset(struct ctx *x)
-{
-    if (x->argc % 2 == 0) {
-        wrong_arity(x, "mset", NULL);
-        return;
-    }
-    if (store_mset(x->st, &x->argv[1], (x->argc - 1) / 2) < 0) {
-        reply_error(x->r, "out of memory");
-        x->action = EVN_CLOSE;
-        return;
-    }
-    reply_raw(x->r, "+OK\r\n", 5);
-}
-
-static void cmd_del(struct ctx *x)
-{
-    long long n = 0;
-    for (size_t i = 1; i < x->argc; i++)
-        n += store_del(x->st, x->argv[i].ptr, x->argv[i].len);
-    reply_int(x->r, n);
-}
-
-static void cmd_exists(struct ctx *x)
-{
-    long long n = 0;
-    for (size_t i = 1; i < x->argc; i++)
-        n += store_exists(x->st, x->argv[i].ptr, x->argv[i].len);
-    reply_int(x->r, n);
-}
-
-static void cmd_pttl(struct ctx *x)
-{
-    reply_int(x->r, store_pttl(x->st, x->argv[1].ptr, x->argv[1].len));
-}
-
-static void cmd_ttl(struct ctx *x)
-{
-    int64_t ms = store_pttl(x->st, x->argv[1].ptr, x->argv[1].len);
-    reply_int(x->r, ms < 0 ? ms : (ms + 500) / 1000);
-}
-
-static void cmd_dbsize(struct ctx *x)
-{
-    reply_int(x->r, (long long)store_size(x->st));
-}
-
-/* FLUSHDB and FLUSHALL: there is one database, and flushing is synchronous. */
-static void cmd_flush(struct ctx *x)
-{
-    if (x->argc > 2 ||
-        (x->argc == 2 && !arg_is(&x->argv[1], "async") && !arg_is(&x->argv[1], "sync"))) {
-        syntax_error(x);
-        return;
-    }
-    store_flush(x->st);
-    reply_raw(x->r, "+OK\r\n", 5);
-}
-
-/* One database: SELECT 0 works, any other index is out of range. */
-static void cmd_select(struct ctx *x)
-{
-    long long db;
-    if (!arg_ll(&x->argv[1], &db))
-        not_integer(x);
-    else if (db < INT_MIN || db > INT_MAX)
-        reply_error(x->r, "value is out of range, value must between %d and %d", INT_MIN, INT_MAX);
-    else if (db != 0)
-        reply_error(x->r, "DB index is out of range");
-    else
-        reply_raw(x->r, "+OK\r\n", 5);
-}
-
-static void cmd_quit(struct ctx *x)
-{
-    reply_raw(x->r, "+OK\r\n", 5);
-    x->action = EVN_CLOSE;
-}
-
-/* As Redis (which has nothing to save here): no reply, the server stops. */
-static void cmd_shutdown(struct ctx *x)
-{
-    bool save = false, nosave = false, abort_ = false;
-    for (size_t i = 1; i < x->argc; i++) {
-        const struct resp_arg *a = &x->argv[i];
-        if (arg_is(a, "nosave"))
-            nosave = true;
-        else if (arg_is(a, "save"))
-            save = true;
-        else if (arg_is(a, "abort"))
-            abort_ = true;
-        else if (!arg_is(a, "now") && !arg_is(a, "force")) {
-            syntax_error(x);
-            return;
-        }
-    }
-    if ((save && nosave) || (abort_ && x->argc > 2)) {
-        syntax_error(x);
-        return;
-    }
-    if (abort_) {
-        reply_error(x->r, "No shutdown in progress.");
-        return;
-    }
-    x->action = EVN_SHUTDOWN;
-}
-
-static void help(struct ctx *x, const char *const *lines)
-{
-    size_t n = 0;
-    while (lines[n])
-        n++;
-    reply_array(x->r, n);
-    for (size_t i = 0; i < n; i++)
-        reply_status(x->r, lines[i]);
-}
-
-static void cmd_client_setname(struct ctx *x)
-{
-    const struct resp_arg *a = &x->argv[2];
-    for (size_t i = 0; i < a->len; i++) {
-        if (a->ptr[i] < '!' || a->ptr[i] > '~') {
-            reply_error(x->r,
-                        "Client names cannot contain spaces, newlines or special characters.");
-            return;
-        }
-    }
-    struct client *cl = a->len ? client_make(x->c) : client_get(x->c);
-    char *name = NULL;
-    if (a->len && cl)
-        name = malloc(a->len);
-    if (a->len && !name) {
-        reply_error(x->r, "out of memory");
-        return;
-    }
-    if (name)
-        memcpy(name, a->ptr, a->len);
-    if (cl) {
-        free(cl->name);
-        cl->name = name;
-        cl->name_len = a->len;
-    }
-    reply_raw(x->r, "+OK\r\n", 5);
-}
-
-static void cmd_client_getname(struct ctx *x)
-{
-    struct client *cl = client_get(x->c);
-    if (cl && cl->name)
-        reply_bulk(x->r, cl->name, cl->name_len);
-    else
-        reply_nil(x->r);
-}
-
-static void cmd_client_id(struct ctx *x)
-{
-    reply_int(x->r, (long long)client_id(x->c));
-}
-
-static void cmd_client_help(struct ctx *x)
-{
-    static const char *const lines[] = {
-        "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-        "GETNAME",
-        "    Return the name of the current connection.",
-        "ID",
-        "    Return the ID of the current connection.",
-        "SETNAME <name>",
-        "    Assign the name <name> to the current connection.",
-        "HELP",
-        "    Print this help.",
-        NULL};
-    help(x, lines);
-}
-
-/*
- * The configuration CONFIG GET shows: what redis-benchmark asks about, with
- * the values of a Redis that neither snapshots nor logs appends. The order
- * is the one Redis 7.0 answers a CONFIG GET of several names in.
- */
-static const char *const config_params[][2] = {
-    {"appendonly", "no"},
-    {"save", ""},
-};
-
-static char lower(char c)
-{
-    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
-
-/* Glob matching of p[0..plen) on s, as CONFIG GET does: *, ?, [a-z], [^x], \x; no case. */
-static bool glob_match(const char *p, size_t plen, const char *s)
-{
-    size_t i = 0;
-    while (i < plen) {
-        char c = p[i];
-        if (c == '*') {
-            while (i + 1 < plen && p[i + 1] == '*')
-                i++;
-            if (i + 1 == plen)
-                return true;
-            for (;; s++) {
-                if (glob_match(p + i + 1, plen - i - 1, s))
-                    return true;
-                if (!*s)
-                    return false;
-            }
-        }
-        if (!*s)
-            return false;
-        char sc = lower(*s);
-        if (c == '[') {
-            size_t j = i + 1;
-            bool neg = j < plen && p[j] == '^', hit = false;
-            if (neg)
-                j++;
-            for (; j < plen && p[j] != ']'; j++) {
-                if (p[j] == '\\' && j + 1 < plen) {
-                    j++;
-                    hit |= lower(p[j]) == sc;
-                } else if (j + 2 < plen && p[j + 1] == '-') {
-                    char lo = lower(p[j]), hi = lower(p[j + 2]);
-                    hit |= lo <= hi ? sc >= lo && sc <= hi : sc >= hi && sc <= lo;
-                    j += 2;
-                } else {
-                    hit |= lower(p[j]) == sc;
-                }
-            }
-            if (hit == neg)
-                return false;
-            i = j < plen ? j + 1 : plen;
-        } else if (c == '?') {
-            i++;
-        } else {
-            if (c == '\\' && i + 1 < plen)
-                c = p[++i];
-            if (lower(c) != sc)
-                return false;
-            i++;
-        }
-        s++;
-    }
-    return !*s;
-}
-
-static bool is_pattern(const struct resp_arg *a)
-{
-    for (size_t i = 0; i < a->len; i++) {
-        if (a->ptr[i] == '*' || a->ptr[i] == '?' || a->ptr[i] == '[')
-            return true;
-    }
-    return false;
-}
-
-/*
- * Each matching parameter once, in the table's order, named as the request
- * spelt it when the name that matched is not a pattern ("SAVE"), as Redis does.
- */
-static void cmd_config_get(struct ctx *x)
-{
-    enum { N = sizeof config_params / sizeof config_params[0] };
-    const struct resp_arg *by[N] = {NULL};
-    size_t nhit = 0;
-    for (size_t j = 0; j < N; j++) {
-        for (size_t i = 2; i < x->argc && !by[j]; i++) {
-            if (glob_match(x->argv[i].ptr, x->argv[i].len, config_params[j][0])) {
-                by[j] = &x->argv[i];
-                nhit++;
-            }
-        }
-    }
-    reply_array(x->r, 2 * nhit);
-    for (size_t j = 0; j < N; j++) {
-        if (!by[j])
-            continue;
-        if (is_pattern(by[j]))
-            reply_bulk_str(x->r, config_params[j][0]);
-        else
-            reply_bulk(x->r, by[j]->ptr, by[j]->len);
-        reply_bulk_str(x->r, config_params[j][1]);
-    }
-}
-
-static void cmd_config_help(struct ctx *x)
-{
-    static const char *const lines[] = {
-        "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-        "GET <pattern>",
-        "    Return parameters matching the glob-like <pattern> and their values.",
-        "HELP",
-        "    Print this help.",
-        NULL};
-    help(x, lines);
 }
 
 static void cmd_command(struct ctx *x);
@@ -607,43 +206,79 @@ static const struct command command_subs[] = {
 };
 
 #define NSUBS(a) (sizeof(a) / sizeof((a)[0]))
-#define STR_WRITE "@write @string"
-#define KEY_READ "@keyspace @read @fast"
+#define STR_W "@write @string"
+#define KEY_R "@keyspace @read @fast"
+#define KEY_W "@keyspace @write @fast"
+#define LIST_W "@write @list @fast"
+#define HASH_R "@read @hash @fast"
+#define HASH_W "@write @hash @fast"
+#define SET_R "@read @set @fast"
+#define SET_W "@write @set @fast"
+#define ZSET_R "@read @sortedset @fast"
+#define ZSET_W "@write @sortedset @fast"
+#define W_FAST "write denyoom fast"
+#define R_FAST "readonly fast"
+#define PER_ARG "O(1) for each argument, O(N) for N of them"
 
-/* The most used commands first: the lookup is a scan. */
 static const struct command commands[] = {
-    {"get", 2, cmd_get, "readonly fast", 1, 1, 1, "@read @string @fast", NULL, 0,
-     "Get the value of a key", "1.0.0", "string", "O(1)"},
-    {"set", -3, cmd_set, "write denyoom", 1, 1, 1, STR_WRITE " @slow", NULL, 0,
+    {"get", 2, cmd_get, R_FAST, 1, 1, 1, "@read @string @fast", NULL, 0, "Get the value of a key",
+     "1.0.0", "string", "O(1)"},
+    {"set", -3, cmd_set, "write denyoom", 1, 1, 1, STR_W " @slow", NULL, 0,
      "Set the string value of a key, with an optional expiry time", "1.0.0", "string", "O(1)"},
     {"ping", -1, cmd_ping, "fast", 0, 0, 0, "@fast @connection", NULL, 0, "Ping the server",
      "1.0.0", "connection", "O(1)"},
-    {"incr", 2, cmd_incr, "write denyoom fast", 1, 1, 1, STR_WRITE " @fast", NULL, 0,
+    {"incr", 2, cmd_incr, W_FAST, 1, 1, 1, STR_W " @fast", NULL, 0,
      "Increment the integer value of a key by one", "1.0.0", "string", "O(1)"},
-    {"mset", -3, cmd_mset, "write denyoom", 1, -1, 2, STR_WRITE " @slow", NULL, 0,
-     "Set multiple keys to multiple values", "1.0.1", "string",
-     "O(N) where N is the number of keys to set"},
-    {"mget", -2, cmd_mget, "readonly fast", 1, -1, 1, "@read @string @fast", NULL, 0,
+    {"decr", 2, cmd_decr, W_FAST, 1, 1, 1, STR_W " @fast", NULL, 0,
+     "Decrement the integer value of a key by one", "1.0.0", "string", "O(1)"},
+    {"incrby", 3, cmd_incrby, W_FAST, 1, 1, 1, STR_W " @fast", NULL, 0,
+     "Increment the integer value of a key by the given amount", "1.0.0", "string", "O(1)"},
+    {"decrby", 3, cmd_decrby, W_FAST, 1, 1, 1, STR_W " @fast", NULL, 0,
+     "Decrement the integer value of a key by the given number", "1.0.0", "string", "O(1)"},
+    {"mget", -2, cmd_mget, R_FAST, 1, -1, 1, "@read @string @fast", NULL, 0,
      "Get the values of all the given keys", "1.0.0", "string",
      "O(N) where N is the number of keys to retrieve"},
+    {"mset", -3, cmd_mset, "write denyoom", 1, -1, 2, STR_W " @slow", NULL, 0,
+     "Set multiple keys to multiple values", "1.0.1", "string",
+     "O(N) where N is the number of keys to set"},
+    {"append", 3, cmd_append, W_FAST, 1, 1, 1, STR_W " @fast", NULL, 0,
+     "Add bytes to the end of a string value", "2.0.0", "string",
+     "O(1) amortised, the value is copied once"},
+    {"strlen", 2, cmd_strlen, R_FAST, 1, 1, 1, "@read @string @fast", NULL, 0,
+     "Get the length in bytes of a string value", "2.2.0", "string", "O(1)"},
     {"del", -2, cmd_del, "write", 1, -1, 1, "@keyspace @write @slow", NULL, 0, "Delete keys",
-     "1.0.0", "generic", "O(N) where N is the number of keys that will be removed"},
-    {"exists", -2, cmd_exists, "readonly fast", 1, -1, 1, KEY_READ, NULL, 0,
+     "1.0.0", "generic", "O(N) for N keys, plus the size of each value deleted"},
+    {"unlink", -2, cmd_del, "write fast", 1, -1, 1, KEY_W, NULL, 0,
+     "Delete keys (as DEL: memory is freed at once here)", "4.0.0", "generic",
+     "O(N) for N keys, plus the size of each value deleted"},
+    {"exists", -2, cmd_exists, R_FAST, 1, -1, 1, KEY_R, NULL, 0,
      "Count how many of the given keys exist", "1.0.0", "generic",
      "O(N) where N is the number of keys to check"},
-    {"decr", 2, cmd_decr, "write denyoom fast", 1, 1, 1, STR_WRITE " @fast", NULL, 0,
-     "Decrement the integer value of a key by one", "1.0.0", "string", "O(1)"},
-    {"incrby", 3, cmd_incrby, "write denyoom fast", 1, 1, 1, STR_WRITE " @fast", NULL, 0,
-     "Increment the integer value of a key by the given amount", "1.0.0", "string", "O(1)"},
-    {"decrby", 3, cmd_decrby, "write denyoom fast", 1, 1, 1, STR_WRITE " @fast", NULL, 0,
-     "Decrement the integer value of a key by the given number", "1.0.0", "string", "O(1)"},
-    {"echo", 2, cmd_echo, "loading stale fast", 0, 0, 0, "@fast @connection", NULL, 0,
-     "Echo the given string", "1.0.0", "connection", "O(1)"},
-    {"ttl", 2, cmd_ttl, "readonly fast", 1, 1, 1, KEY_READ, NULL, 0,
+    {"expire", -3, cmd_expire, "write fast", 1, 1, 1, KEY_W, NULL, 0,
+     "Set a key's time to live in seconds", "1.0.0", "generic", "O(1)"},
+    {"pexpire", -3, cmd_pexpire, "write fast", 1, 1, 1, KEY_W, NULL, 0,
+     "Set a key's time to live in milliseconds", "2.6.0", "generic", "O(1)"},
+    {"expireat", -3, cmd_expireat, "write fast", 1, 1, 1, KEY_W, NULL, 0,
+     "Make a key expire at a Unix time in seconds", "1.2.0", "generic", "O(1)"},
+    {"pexpireat", -3, cmd_pexpireat, "write fast", 1, 1, 1, KEY_W, NULL, 0,
+     "Make a key expire at a Unix time in milliseconds", "2.6.0", "generic", "O(1)"},
+    {"ttl", 2, cmd_ttl, R_FAST, 1, 1, 1, KEY_R, NULL, 0,
      "Get the time to live for a key in seconds", "1.0.0", "generic", "O(1)"},
-    {"pttl", 2, cmd_pttl, "readonly fast", 1, 1, 1, KEY_READ, NULL, 0,
+    {"pttl", 2, cmd_pttl, R_FAST, 1, 1, 1, KEY_R, NULL, 0,
      "Get the time to live for a key in milliseconds", "2.6.0", "generic", "O(1)"},
-    {"dbsize", 1, cmd_dbsize, "readonly fast", 0, 0, 0, KEY_READ, NULL, 0,
+    {"persist", 2, cmd_persist, "write fast", 1, 1, 1, KEY_W, NULL, 0,
+     "Make a key with a time to live permanent", "2.2.0", "generic", "O(1)"},
+    {"type", 2, cmd_type, R_FAST, 1, 1, 1, KEY_R, NULL, 0, "Name the type of a key's value",
+     "1.0.0", "generic", "O(1)"},
+    {"keys", 2, cmd_keys, "readonly", 0, 0, 0, "@keyspace @read @slow @dangerous", NULL, 0,
+     "List the keys that match a glob pattern", "1.0.0", "generic",
+     "O(N) for N keys in the database"},
+    {"scan", -2, cmd_scan, "readonly", 0, 0, 0, "@keyspace @read @slow", NULL, 0,
+     "Walk the key space a few keys at a time", "2.8.0", "generic",
+     "O(1) a call, O(N) for a whole walk over N keys"},
+    {"rename", 3, cmd_rename, "write", 1, 2, 1, "@keyspace @write @slow", NULL, 0,
+     "Give a key a new name", "1.0.0", "generic", "O(1)"},
+    {"dbsize", 1, cmd_dbsize, R_FAST, 0, 0, 0, KEY_R, NULL, 0,
      "Return the number of keys in the selected database", "1.0.0", "server", "O(1)"},
     {"flushdb", -1, cmd_flush, "write", 0, 0, 0, "@keyspace @write @slow @dangerous", NULL, 0,
      "Remove all keys from the current database", "1.0.0", "server",
@@ -651,6 +286,95 @@ static const struct command commands[] = {
     {"flushall", -1, cmd_flush, "write", 0, 0, 0, "@keyspace @write @slow @dangerous", NULL, 0,
      "Remove all keys from all databases", "1.0.0", "server",
      "O(N) where N is the total number of keys in all databases"},
+    {"lpush", -3, cmd_lpush, W_FAST, 1, 1, 1, LIST_W, NULL, 0, "Add elements at the head of a list",
+     "1.0.0", "list", PER_ARG},
+    {"rpush", -3, cmd_rpush, W_FAST, 1, 1, 1, LIST_W, NULL, 0, "Add elements at the tail of a list",
+     "1.0.0", "list", PER_ARG},
+    {"lpop", -2, cmd_lpop, "write fast", 1, 1, 1, LIST_W, NULL, 0,
+     "Remove and return elements from the head of a list", "1.0.0", "list",
+     "O(N) for N elements returned"},
+    {"rpop", -2, cmd_rpop, "write fast", 1, 1, 1, LIST_W, NULL, 0,
+     "Remove and return elements from the tail of a list", "1.0.0", "list",
+     "O(N) for N elements returned"},
+    {"lrange", 4, cmd_lrange, "readonly", 1, 1, 1, "@read @list @slow", NULL, 0,
+     "Get the elements of a list between two indexes", "1.0.0", "list",
+     "O(S+N): S to reach the start from the nearer end, N elements returned"},
+    {"llen", 2, cmd_llen, R_FAST, 1, 1, 1, "@read @list @fast", NULL, 0,
+     "Get the number of elements in a list", "1.0.0", "list", "O(1)"},
+    {"lindex", 3, cmd_lindex, "readonly", 1, 1, 1, "@read @list @slow", NULL, 0,
+     "Get the element of a list at an index", "1.0.0", "list",
+     "O(N) for N elements between the index and the nearer end"},
+    {"hset", -4, cmd_hset, W_FAST, 1, 1, 1, HASH_W, NULL, 0, "Set fields of a hash", "2.0.0",
+     "hash", PER_ARG},
+    {"hget", 3, cmd_hget, R_FAST, 1, 1, 1, HASH_R, NULL, 0, "Get the value of a field of a hash",
+     "2.0.0", "hash", "O(1)"},
+    {"hdel", -3, cmd_hdel, "write fast", 1, 1, 1, HASH_W, NULL, 0, "Delete fields of a hash",
+     "2.0.0", "hash", PER_ARG},
+    {"hgetall", 2, cmd_hgetall, "readonly", 1, 1, 1, "@read @hash @slow", NULL, 0,
+     "Get every field and value of a hash", "2.0.0", "hash", "O(N) for N fields"},
+    {"hlen", 2, cmd_hlen, R_FAST, 1, 1, 1, HASH_R, NULL, 0, "Get the number of fields of a hash",
+     "2.0.0", "hash", "O(1)"},
+    {"hexists", 3, cmd_hexists, R_FAST, 1, 1, 1, HASH_R, NULL, 0, "Tell whether a hash has a field",
+     "2.0.0", "hash", "O(1)"},
+    {"hincrby", 4, cmd_hincrby, W_FAST, 1, 1, 1, HASH_W, NULL, 0,
+     "Add an integer to the integer value of a field of a hash", "2.0.0", "hash", "O(1)"},
+    {"hmset", -4, cmd_hmset, W_FAST, 1, 1, 1, HASH_W, NULL, 0,
+     "Set fields of a hash (as HSET, answering OK)", "2.0.0", "hash", PER_ARG},
+    {"hmget", -3, cmd_hmget, R_FAST, 1, 1, 1, HASH_R, NULL, 0, "Get the values of fields of a hash",
+     "2.0.0", "hash", PER_ARG},
+    {"hkeys", 2, cmd_hkeys, "readonly", 1, 1, 1, "@read @hash @slow", NULL, 0,
+     "Get every field of a hash", "2.0.0", "hash", "O(N) for N fields"},
+    {"hvals", 2, cmd_hvals, "readonly", 1, 1, 1, "@read @hash @slow", NULL, 0,
+     "Get every value of a hash", "2.0.0", "hash", "O(N) for N fields"},
+    {"sadd", -3, cmd_sadd, W_FAST, 1, 1, 1, SET_W, NULL, 0, "Add members to a set", "1.0.0", "set",
+     PER_ARG},
+    {"srem", -3, cmd_srem, "write fast", 1, 1, 1, SET_W, NULL, 0, "Remove members from a set",
+     "1.0.0", "set", PER_ARG},
+    {"smembers", 2, cmd_smembers, "readonly", 1, 1, 1, "@read @set @slow", NULL, 0,
+     "Get every member of a set", "1.0.0", "set", "O(N) for N members"},
+    {"sismember", 3, cmd_sismember, R_FAST, 1, 1, 1, SET_R, NULL, 0,
+     "Tell whether a set has a member", "1.0.0", "set", "O(1)"},
+    {"scard", 2, cmd_scard, R_FAST, 1, 1, 1, SET_R, NULL, 0, "Get the number of members of a set",
+     "1.0.0", "set", "O(1)"},
+    {"spop", -2, cmd_spop, "write fast", 1, 1, 1, SET_W, NULL, 0,
+     "Remove and return random members of a set", "1.0.0", "set", "O(1), or O(N) for a count of N"},
+    {"zadd", -4, cmd_zadd, W_FAST, 1, 1, 1, ZSET_W, NULL, 0,
+     "Add members to a sorted set, or change their scores", "1.2.0", "sorted-set",
+     "O(log(N)) for each member, N the size of the set"},
+    {"zrem", -3, cmd_zrem, "write fast", 1, 1, 1, ZSET_W, NULL, 0,
+     "Remove members from a sorted set", "1.2.0", "sorted-set",
+     "O(M*log(N)) for M members removed from N"},
+    {"zrange", -4, cmd_zrange, "readonly", 1, 1, 1, "@read @sortedset @slow", NULL, 0,
+     "Get the members of a sorted set in a range of ranks, scores or names", "1.2.0", "sorted-set",
+     "O(log(N)+M) by rank, O(N) by score or name here"},
+    {"zscore", 3, cmd_zscore, R_FAST, 1, 1, 1, ZSET_R, NULL, 0,
+     "Get the score of a member of a sorted set", "1.2.0", "sorted-set", "O(1)"},
+    {"zcard", 2, cmd_zcard, R_FAST, 1, 1, 1, ZSET_R, NULL, 0,
+     "Get the number of members of a sorted set", "1.2.0", "sorted-set", "O(1)"},
+    {"zincrby", 4, cmd_zincrby, W_FAST, 1, 1, 1, ZSET_W, NULL, 0,
+     "Add to the score of a member of a sorted set", "1.2.0", "sorted-set", "O(log(N))"},
+    {"zpopmin", -2, cmd_zpopmin, "write fast", 1, 1, 1, ZSET_W, NULL, 0,
+     "Remove and return the members with the lowest scores", "5.0.0", "sorted-set",
+     "O(M*log(N)) for M members popped from N"},
+    {"zrank", 3, cmd_zrank, R_FAST, 1, 1, 1, ZSET_R, NULL, 0,
+     "Get the rank of a member of a sorted set, from the lowest score", "2.0.0", "sorted-set",
+     "O(log(N))"},
+    {"zrevrank", 3, cmd_zrevrank, R_FAST, 1, 1, 1, ZSET_R, NULL, 0,
+     "Get the rank of a member of a sorted set, from the highest score", "2.0.0", "sorted-set",
+     "O(log(N))"},
+    {"zrevrange", -4, cmd_zrevrange, "readonly", 1, 1, 1, "@read @sortedset @slow", NULL, 0,
+     "Get the members of a sorted set in a range of ranks, from the highest score", "1.2.0",
+     "sorted-set", "O(log(N)+M) for M members returned"},
+    {"zrangebyscore", -4, cmd_zrangebyscore, "readonly", 1, 1, 1, "@read @sortedset @slow", NULL, 0,
+     "Get the members of a sorted set in a range of scores", "1.0.5", "sorted-set",
+     "O(N) here, N the size of the set"},
+    {"zrevrangebyscore", -4, cmd_zrevrangebyscore, "readonly", 1, 1, 1, "@read @sortedset @slow",
+     NULL, 0, "Get the members of a sorted set in a range of scores, from the highest", "2.2.0",
+     "sorted-set", "O(N) here, N the size of the set"},
+    {"info", -1, cmd_info, "loading stale", 0, 0, 0, "@slow @dangerous", NULL, 0,
+     "Get information and statistics about the server", "1.0.0", "server", "O(1)"},
+    {"echo", 2, cmd_echo, "loading stale fast", 0, 0, 0, "@fast @connection", NULL, 0,
+     "Echo the given string", "1.0.0", "connection", "O(1)"},
     {"select", 2, cmd_select, "loading stale fast", 0, 0, 0, "@fast @connection", NULL, 0,
      "Change the selected database for the current connection", "1.0.0", "connection", "O(1)"},
     {"quit", -1, cmd_quit, "noscript loading stale fast no_auth allow_busy", 0, 0, 0,
@@ -668,14 +392,69 @@ static const struct command commands[] = {
 
 #define NCOMMANDS NSUBS(commands)
 
+/*
+ * The lookup: a name of up to 16 bytes is folded to lower case into two
+ * 64-bit words (OR-ing 0x20 into each byte, which maps a letter of either
+ * case to the lower one and can make no other byte equal a letter, so equal
+ * words mean equal names); an open-addressing index, built once, maps a
+ * hash of the words to the command. About 30 instructions for "GET", where
+ * comparing the name with each command's would take hundreds.
+ */
+#define INDEX_SLOTS 256
+#define NAME_MAX_LEN 16
+static unsigned char index_of[INDEX_SLOTS]; /* command number + 1, 0 for none */
+static uint64_t folded[sizeof commands / sizeof commands[0]][2];
+
+static bool fold_name(const char *p, size_t n, uint64_t w[2])
+{
+    if (n == 0 || n > NAME_MAX_LEN)
+        return false;
+    w[0] = w[1] = 0;
+    for (size_t i = 0; i < n; i++)
+        w[i / 8] |= (uint64_t)((unsigned char)p[i] | 0x20) << (8 * (i % 8));
+    return true;
+}
+
+static unsigned name_hash(const uint64_t w[2], size_t n)
+{
+    return (unsigned)(((w[0] * 0x9e3779b97f4a7c15ULL) ^ (w[1] * 0xc2b2ae3d27d4eb4fULL) ^ n) >> 56);
+}
+
+void commands_init(void)
+{
+    memset(index_of, 0, sizeof index_of);
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        size_t n = strlen(commands[i].name);
+        fold_name(commands[i].name, n, folded[i]);
+        unsigned h = name_hash(folded[i], n);
+        while (index_of[h])
+            h = (h + 1) % INDEX_SLOTS;
+        index_of[h] = (unsigned char)(i + 1);
+    }
+}
+
+static const struct command *find_top(const struct resp_arg *name)
+{
+    uint64_t w[2];
+    if (!fold_name(name->ptr, name->len, w))
+        return NULL;
+    for (unsigned h = name_hash(w, name->len); index_of[h]; h = (h + 1) % INDEX_SLOTS) {
+        size_t i = index_of[h] - 1u;
+        /* Names shorter than 16 bytes end in zero bytes, so the words alone
+         * also tell lengths apart. */
+        if (folded[i][0] == w[0] && folded[i][1] == w[1])
+            return &commands[i];
+    }
+    return NULL;
+}
+
 static const struct command *find(const struct command *table, size_t n,
                                   const struct resp_arg *name)
 {
-    if (name->len == 0)
-        return NULL;
-    char first = (char)(name->ptr[0] | 0x20);
+    if (table == commands)
+        return find_top(name);
     for (size_t i = 0; i < n; i++) {
-        if (table[i].name[0] == first && arg_is(name, table[i].name))
+        if (arg_is(name, table[i].name))
             return &table[i];
     }
     return NULL;
@@ -780,10 +559,10 @@ static const struct command *find_full(const struct resp_arg *a, const struct co
     const char *bar = memchr(a->ptr, '|', a->len);
     *parent = NULL;
     if (!bar)
-        return find(commands, NCOMMANDS, a);
+        return find_top(a);
     struct resp_arg head = {a->ptr, (size_t)(bar - a->ptr), 0};
     struct resp_arg tail = {bar + 1, a->len - head.len - 1, 0};
-    const struct command *c = find(commands, NCOMMANDS, &head);
+    const struct command *c = find_top(&head);
     if (!c || !c->nsubs)
         return NULL;
     *parent = c;
@@ -834,7 +613,7 @@ static void cmd_command_docs(struct ctx *x)
 static void cmd_command_list(struct ctx *x)
 {
     if (x->argc > 2) {
-        syntax_error(x);
+        reply_err(x, ERR_SYNTAX);
         return;
     }
     reply_array(x->r, NCOMMANDS);
@@ -859,7 +638,7 @@ static void cmd_command_help(struct ctx *x)
         "HELP",
         "    Print this help.",
         NULL};
-    help(x, lines);
+    reply_help(x, lines);
 }
 
 static bool arity_ok(const struct command *c, size_t argc)
@@ -880,8 +659,8 @@ static void unknown_command(struct ctx *x)
         args[n++] = '\'';
         args[n++] = ' ';
     }
-    reply_error(x->r, "unknown command '%.*s', with args beginning with: %.*s",
-                shown(&x->argv[0], 128), x->argv[0].ptr, (int)n, args);
+    reply_errf(x, "unknown command '%.*s', with args beginning with: %.*s", shown(&x->argv[0], 128),
+               x->argv[0].ptr, (int)n, args);
 }
 
 static void unknown_subcommand(struct ctx *x, const struct command *c)
@@ -891,32 +670,33 @@ static void unknown_subcommand(struct ctx *x, const struct command *c)
     for (; c->name[i] && i < sizeof upper - 1; i++)
         upper[i] = (char)(c->name[i] - 'a' + 'A');
     upper[i] = '\0';
-    reply_error(x->r, "unknown subcommand '%.*s'. Try %s HELP.", shown(&x->argv[1], 128),
-                x->argv[1].ptr, upper);
+    reply_errf(x, "unknown subcommand '%.*s'. Try %s HELP.", shown(&x->argv[1], 128),
+               x->argv[1].ptr, upper);
 }
 
 evn_action redis_execute(struct store *st, evn_conn *conn, struct reply *r,
-                         const struct resp_arg *argv, size_t argc)
+                         struct loop_stats *stats, const struct resp_arg *argv, size_t argc)
 {
-    struct ctx x = {st, conn, r, argv, argc, EVN_NONE};
-    const struct command *c = find(commands, NCOMMANDS, &argv[0]);
+    struct ctx x = {st, conn, r, argv, argc, EVN_NONE, stats};
+    const struct command *c = find_top(&argv[0]);
+    if (stats)
+        stat_add(&stats->commands, 1);
     if (!c) {
         unknown_command(&x);
         return x.action;
     }
     if (c->nsubs && argc >= 2) {
         const struct command *sub = find(c->subs, c->nsubs, &argv[1]);
-        if (!sub) {
+        if (!sub)
             unknown_subcommand(&x, c);
-        } else if (!arity_ok(sub, argc)) {
-            wrong_arity(&x, c->name, sub->name);
-        } else {
+        else if (!arity_ok(sub, argc))
+            reply_wrong_arity(&x, c->name, sub->name);
+        else
             sub->run(&x);
-        }
         return x.action;
     }
     if (!arity_ok(c, argc) || !c->run)
-        wrong_arity(&x, c->name, NULL);
+        reply_wrong_arity(&x, c->name, NULL);
     else
         c->run(&x);
     return x.action;

@@ -34,12 +34,18 @@ struct client *client_make(evn_conn *c);
 /* The connection's CLIENT ID. */
 uint64_t client_id(evn_conn *c);
 
+struct loop_stats;
+
+/* Build the command index; once, before the first redis_execute(). */
+void commands_init(void);
+
 /*
- * Run the command argv[0..argc) (argc > 0) for c, writing its reply to r.
- * Returns what the connection should do next: EVN_NONE, EVN_CLOSE after
- * QUIT, EVN_SHUTDOWN after SHUTDOWN.
+ * Run the command argv[0..argc) (argc > 0) for c, writing its reply to r
+ * and counting it in stats (which may be NULL). Returns what the connection
+ * should do next: EVN_NONE, EVN_CLOSE after QUIT (or when out of memory),
+ * EVN_SHUTDOWN after SHUTDOWN.
  */
-evn_action redis_execute(struct store *st, evn_conn *c, struct reply *r,
+evn_action redis_execute(struct store *st, evn_conn *c, struct reply *r, struct loop_stats *stats,
                          const struct resp_arg *argv, size_t argc);
 
 #endif

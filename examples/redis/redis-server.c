@@ -1,12 +1,14 @@
 /*
  * redis-server: a Redis-compatible key-value server on evn, speaking RESP2
  * (multibulk and inline requests, pipelined) to redis-cli, redis-benchmark
- * and client libraries. Strings only, with expiry; no persistence.
+ * and client libraries: strings, lists, hashes, sets and sorted sets, with
+ * expiry; no persistence. The commands are in cmd_*.c (see commands.c).
  *
  *   redis-server [--port 6380] [--loops N] [--max-bulk BYTES] ...
  *
  * Every loop serves its own connections and all share one store (store.h:
- * sharded, a mutex per shard, unused with one loop). Input is parsed in
+ * sharded, a mutex per shard, unused with one loop). Loop 0's ticker runs
+ * active expiry, a bounded slice at a time (see on_tick). Input is parsed in
  * place, in the loop's read buffer, by a parser that belongs to the loop:
  * each complete command is run as soon as it is parsed, the replies to one
  * read are gathered in one per-loop buffer and written at once, and a
@@ -19,29 +21,38 @@
  * Once a connection's queued output passes evn's high-water mark, the rest of
  * its input is kept the same way and handed back when the output drains.
  */
-#include "commands.h"
+#include "cmd.h"
 #include "common.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 /* Replies to one input event gather here before evn_write(). */
 #define REPLY_BUF (64 * 1024)
-/* Active expiry: how often, and how many buckets of each shard per run at
- * least and at most (see store_expire_some). */
+/*
+ * Active expiry runs on loop 0's ticker every EXPIRE_EVERY_MS, for at most
+ * EXPIRE_BUDGET_US each time; when a run stops at its budget with expired
+ * keys still being found (a million keys that expire together), the next
+ * one comes after EXPIRE_BUSY_MS instead, so the backlog goes quickly while
+ * the loop still serves its connections between runs.
+ */
 #define EXPIRE_EVERY_MS 100
-#define EXPIRE_MIN_BUCKETS 64
-#define EXPIRE_MAX_BUCKETS 4096
+#define EXPIRE_BUSY_MS 1
+#define EXPIRE_BUDGET_US 1000
 
 /* One per loop, each on its own cache lines. */
 struct loop_state {
     struct reply out;
     /* Parses every connection's input except a command cut off earlier. */
     struct resp_parser parser;
+    struct loop_stats stats;
 } __attribute__((aligned(64)));
 
 /* Set up by the serving callback, before any loop thread exists. */
@@ -49,13 +60,75 @@ static struct store *store;
 static struct loop_state *loops;
 static int nloops;
 static bool setup_failed;
+static struct server_conf conf;
+
+/* Written by loop 0's ticker, read by INFO on any loop. */
+static struct expire_stats expire_st;
+static _Atomic uint64_t expire_capped, expire_us, ops_per_sec, in_bps, out_bps;
 
 static size_t max_bulk = (size_t)512 * 1024 * 1024;
 static atomic_uint_fast64_t next_client_id = 1;
 
+/* What INFO's server section says that does not change. */
+static void conf_init(evn_server *srv)
+{
+    conf.backend = evn_server_backend(srv);
+    conf.nloops = nloops;
+    conf.start_ms = store_now_ms();
+    socklen_t len;
+    const struct sockaddr *sa = evn_server_addr(srv, 0, &len);
+    if (sa && sa->sa_family == AF_INET)
+        conf.port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    else if (sa && sa->sa_family == AF_INET6)
+        conf.port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    unsigned char id[20];
+    if (getrandom(id, sizeof id, 0) != (ssize_t)sizeof id)
+        memset(id, 0, sizeof id);
+    for (size_t i = 0; i < sizeof id; i++)
+        snprintf(conf.run_id + 2 * i, 3, "%02x", id[i]);
+    ssize_t n = readlink("/proc/self/exe", conf.executable, sizeof conf.executable - 1);
+    conf.executable[n > 0 ? n : 0] = '\0';
+}
+
+const struct server_conf *server_conf_get(void)
+{
+    return &conf;
+}
+
+static uint64_t load(const _Atomic uint64_t *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+/* The loops' counters summed. With evn_server_stats() in the library, the
+ * connection and byte counts would come from there. */
+void server_stats_get(struct server_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    uint64_t closed = 0;
+    for (int i = 0; i < nloops; i++) {
+        struct loop_stats *ls = &loops[i].stats;
+        st->conns_received += load(&ls->conns_opened);
+        closed += load(&ls->conns_closed);
+        st->rejected += load(&ls->rejected);
+        st->commands += load(&ls->commands);
+        st->net_in += load(&ls->net_in);
+        st->net_out += load(&ls->net_out);
+        st->hits += load(&ls->hits);
+        st->misses += load(&ls->misses);
+    }
+    st->conns_now = st->conns_received - closed;
+    st->expire_capped = load(&expire_capped);
+    st->expire_us = load(&expire_us);
+    st->ops_per_sec = load(&ops_per_sec);
+    st->in_kbps = (double)load(&in_bps) / 1024;
+    st->out_kbps = (double)load(&out_bps) / 1024;
+}
+
 static evn_action on_serving(evn_server *srv)
 {
     nloops = evn_server_nloops(srv);
+    commands_init();
     store = store_new(nloops > 1);
     /* aligned_alloc: each loop's state is on cache lines of its own. */
     loops = aligned_alloc(_Alignof(struct loop_state), (size_t)nloops * sizeof *loops);
@@ -71,6 +144,7 @@ static evn_action on_serving(evn_server *srv)
         setup_failed = true;
         return EVN_SHUTDOWN;
     }
+    conf_init(srv);
     return ex_print_serving(srv);
 }
 
@@ -168,6 +242,7 @@ static void parser_move(struct resp_parser *to, struct resp_parser *from)
 
 static evn_action on_opened(evn_conn *c)
 {
+    stat_add(&loops[evn_conn_loop(c)].stats.conns_opened, 1);
     uint64_t id = atomic_fetch_add(&next_client_id, 1);
     if (id_fits(id)) {
         evn_conn_set_udata(c, bare(id));
@@ -182,6 +257,9 @@ static evn_action on_opened(evn_conn *c)
 
 static evn_action on_closed(evn_conn *c, int err)
 {
+    (void)err;
+    /* closed fires exactly for the connections opened fired for. */
+    stat_add(&loops[evn_conn_loop(c)].stats.conns_closed, 1);
     struct client *cl = client_get(c);
     if (cl)
         client_free(cl);
@@ -206,6 +284,8 @@ static evn_action on_data(evn_conn *c, const char *in, size_t len)
     size_t off = 0;
     /* Output only grows full when replies are handed to evn: ask then. */
     unsigned writes = r->writes - 1;
+    uint64_t sent = r->bytes;
+    stat_add(&ls->stats.net_in, len);
     reply_begin(r, c);
     while (off < len && act == EVN_NONE) {
         size_t used;
@@ -233,7 +313,7 @@ static evn_action on_data(evn_conn *c, const char *in, size_t len)
         }
         off += used;
         if (p->argc > 0)
-            act = redis_execute(store, c, r, p->argv, p->argc);
+            act = redis_execute(store, c, r, &ls->stats, p->argv, p->argc);
         if (p != &ls->parser) {
             /* The cut-off command is done: back to the loop's parser. */
             cl->parsing = false;
@@ -249,6 +329,7 @@ static evn_action on_data(evn_conn *c, const char *in, size_t len)
         }
     }
     reply_flush(r);
+    stat_add(&ls->stats.net_out, r->bytes - sent);
     client_trim(c);
     if (r->failed)
         return EVN_CLOSE;
@@ -257,10 +338,48 @@ static evn_action on_data(evn_conn *c, const char *in, size_t len)
     return act;
 }
 
+/* Samples of the counters behind INFO's instantaneous figures. */
+#define RATE_SAMPLES 16
+#define RATE_EVERY_MS 100
+
+struct rate_sample {
+    int64_t ms;
+    uint64_t commands, in, out;
+};
+
+/* Every RATE_EVERY_MS, the rates over the last RATE_SAMPLES samples. */
+static void sample_rates(void)
+{
+    static struct rate_sample ring[RATE_SAMPLES];
+    static unsigned next;
+    static int64_t last;
+    int64_t now = store_now_ms();
+    if (now - last < RATE_EVERY_MS)
+        return;
+    last = now;
+    struct server_stats st;
+    server_stats_get(&st);
+    struct rate_sample *oldest = &ring[next % RATE_SAMPLES];
+    if (next >= RATE_SAMPLES && now > oldest->ms) {
+        uint64_t dt = (uint64_t)(now - oldest->ms);
+        atomic_store_explicit(&ops_per_sec, (st.commands - oldest->commands) * 1000 / dt,
+                              memory_order_relaxed);
+        atomic_store_explicit(&in_bps, (st.net_in - oldest->in) * 1000 / dt, memory_order_relaxed);
+        atomic_store_explicit(&out_bps, (st.net_out - oldest->out) * 1000 / dt,
+                              memory_order_relaxed);
+    }
+    *oldest = (struct rate_sample){now, st.commands, st.net_in, st.net_out};
+    next++;
+}
+
 static evn_action on_tick(evn_server *srv, int64_t *delay_ms)
 {
-    store_expire_some(store, EXPIRE_MIN_BUCKETS, EXPIRE_MAX_BUCKETS);
-    *delay_ms = EXPIRE_EVERY_MS;
+    (void)srv;
+    bool busy = store_expire_cycle(store, EXPIRE_BUDGET_US, &expire_st);
+    atomic_store_explicit(&expire_capped, expire_st.cycles_capped, memory_order_relaxed);
+    atomic_store_explicit(&expire_us, expire_st.cpu_us, memory_order_relaxed);
+    sample_rates();
+    *delay_ms = busy ? EXPIRE_BUSY_MS : EXPIRE_EVERY_MS;
     return EVN_NONE;
 }
 
@@ -286,6 +405,7 @@ static int set_max_clients(const char *v)
     if (errno || end == v || *end || n < 1 || n > 1000000)
         return -1;
     max_clients = (int)n;
+    conf.maxclients = max_clients;
     return 0;
 }
 
@@ -298,6 +418,7 @@ int main(int argc, char **argv)
          set_max_clients},
     };
     struct ex_opts o = {.port = 6380, .udp_port = -1, .loops = 1};
+    conf.maxclients = max_clients;
     ex_parse_more(argc, argv, &o, "redis-server", 0, more, sizeof more / sizeof more[0]);
 
     evn_events ev = {.serving = on_serving,

@@ -1,49 +1,32 @@
 /*
- * The key space: STORE_SHARDS chained hash tables, each with its own mutex
- * (see store.h). A key and its value live in one allocation with the entry,
- * so setting a new key allocates once and overwriting a key with a value of
- * about the same size allocates nothing.
+ * The key space: STORE_SHARDS open-addressing tables, each with its own
+ * mutex (see store.h), and the expiry of keys, lazy and active.
  */
 #include "store.h"
+#include "list.h"
+#include "pack.h"
+#include "zset.h"
 
-#include <limits.h>
 #include <pthread.h>
-#include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
-struct entry {
-    struct entry *next;
-    uint64_t hash;
-    int64_t expire_ms; /* 0: never */
-    size_t klen, vlen, vcap;
-    char data[]; /* the key, then room for vcap bytes of value */
-};
-
 struct shard {
     pthread_mutex_t lock;
-    struct entry **buckets; /* a power of two of them, or none yet */
-    size_t nbuckets;
-    size_t count;
-    size_t nvolatile; /* entries with an expiry time */
-    size_t sweep;     /* the next bucket active expiry looks at */
+    struct table t;
+    uint64_t expired; /* keys freed because they expired */
+    size_t sweep;     /* the next slot active expiry looks at */
 } __attribute__((aligned(64)));
 
 struct store {
     struct shard shards[STORE_SHARDS];
-    uint64_t seed;
     bool locking;
+    int expire_shard;        /* where the next active expiry run starts */
+    _Atomic int64_t avg_ttl; /* of the keys active expiry sampled lately */
 };
-
-/* Integer values are stored as their decimal text with room to grow. */
-#define INT_ROOM 24
-
-static char *value_of(struct entry *e)
-{
-    return e->data + e->klen;
-}
 
 int64_t store_now_ms(void)
 {
@@ -52,31 +35,23 @@ int64_t store_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The finaliser of a 64-bit mixer: every input bit affects every output bit. */
-static uint64_t mix(uint64_t x)
+static int64_t mono_us(void)
 {
-    x ^= x >> 32;
-    x *= 0xd6e8feb86659fd93ULL;
-    x ^= x >> 32;
-    x *= 0xd6e8feb86659fd93ULL;
-    x ^= x >> 32;
-    return x;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* A seeded hash, so that clients cannot choose keys that all collide. */
-static uint64_t hash_key(const struct store *s, const char *k, size_t n)
+uint64_t store_random(void)
 {
-    uint64_t h = s->seed ^ (n * 0x9e3779b97f4a7c15ULL);
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, k, 8);
-        h = (h ^ mix(w)) * 0x9e3779b97f4a7c15ULL;
-        k += 8;
-        n -= 8;
-    }
-    uint64_t w = 0;
-    memcpy(&w, k, n);
-    return mix(h ^ w ^ ((uint64_t)n << 56));
+    /* xorshift64*, one state per thread, seeded from its address and the clock. */
+    static _Thread_local uint64_t x;
+    if (!x)
+        x = ((uint64_t)(uintptr_t)&x ^ (uint64_t)mono_us() * 0x9e3779b97f4a7c15ULL) | 1;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    return x * 0x2545f4914f6cdd1dULL;
 }
 
 static struct shard *shard_of(struct store *s, uint64_t h)
@@ -96,23 +71,6 @@ static void unlock(struct store *s, struct shard *sh)
         pthread_mutex_unlock(&sh->lock);
 }
 
-/* Lock every shard in mask, lowest first: one order for all, no deadlock. */
-static void lock_mask(struct store *s, uint64_t mask)
-{
-    for (int i = 0; i < STORE_SHARDS; i++) {
-        if (mask >> i & 1)
-            lock(s, &s->shards[i]);
-    }
-}
-
-static void unlock_mask(struct store *s, uint64_t mask)
-{
-    for (int i = 0; i < STORE_SHARDS; i++) {
-        if (mask >> i & 1)
-            unlock(s, &s->shards[i]);
-    }
-}
-
 struct store *store_new(bool locking)
 {
     /* aligned_alloc: the shards are aligned to cache lines, beyond malloc's promise. */
@@ -121,28 +79,23 @@ struct store *store_new(bool locking)
         return NULL;
     memset(s, 0, sizeof *s);
     s->locking = locking;
-    if (getrandom(&s->seed, sizeof s->seed, 0) != sizeof s->seed)
-        s->seed = (uint64_t)store_now_ms() * 0x9e3779b97f4a7c15ULL;
-    for (int i = 0; i < STORE_SHARDS; i++)
+    uint64_t seed;
+    if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
+        seed = (uint64_t)mono_us() * 0x9e3779b97f4a7c15ULL;
+    hash_seed_set(seed);
+    for (int i = 0; i < STORE_SHARDS; i++) {
         pthread_mutex_init(&s->shards[i].lock, NULL);
+        table_init(&s->shards[i].t, true);
+    }
     return s;
 }
 
 static void shard_clear(struct shard *sh)
 {
-    for (size_t b = 0; b < sh->nbuckets; b++) {
-        struct entry *e = sh->buckets[b];
-        while (e) {
-            struct entry *next = e->next;
-            free(e);
-            e = next;
-        }
-    }
-    free(sh->buckets);
-    sh->buckets = NULL;
-    sh->nbuckets = 0;
-    sh->count = 0;
-    sh->nvolatile = 0;
+    struct table *t = &sh->t;
+    for (size_t i = table_next(t, 0); i != TABLE_NONE; i = table_next(t, i + 1))
+        entry_free(table_get(t, i));
+    table_free(t);
     sh->sweep = 0;
 }
 
@@ -157,287 +110,225 @@ void store_free(struct store *s)
     free(s);
 }
 
-static bool expired(const struct entry *e, int64_t *now)
+unsigned char *entry_new(unsigned flags, const void *k, size_t klen, int64_t expire_ms,
+                         size_t payload)
 {
-    if (e->expire_ms == 0)
-        return false;
-    if (*now == 0)
-        *now = store_now_ms();
-    /* As in Redis, a key lives through the millisecond it expires at. */
-    return *now > e->expire_ms;
-}
-
-static void unlink_free(struct shard *sh, struct entry **link)
-{
-    struct entry *e = *link;
-    *link = e->next;
-    sh->count--;
-    if (e->expire_ms)
-        sh->nvolatile--;
-    free(e);
-}
-
-/*
- * The live entry for the key, with *linkp set to the pointer that links it
- * in; NULL if absent. An expired entry found on the way is freed.
- */
-static struct entry *lookup(struct shard *sh, uint64_t h, const char *k, size_t klen,
-                            struct entry ***linkp)
-{
-    if (sh->nbuckets == 0)
+    if (klen > SIZE_MAX / 4 || payload > SIZE_MAX / 4)
         return NULL;
-    struct entry **link = &sh->buckets[h & (sh->nbuckets - 1)];
-    for (struct entry *e = *link; e; link = &e->next, e = *link) {
-        if (e->hash != h || e->klen != klen || memcmp(e->data, k, klen) != 0)
-            continue;
-        int64_t now = 0;
-        if (expired(e, &now)) {
-            unlink_free(sh, link);
-            return NULL;
-        }
-        if (linkp)
-            *linkp = link;
-        return e;
-    }
-    return NULL;
-}
-
-static void grow(struct shard *sh)
-{
-    size_t n = sh->nbuckets ? sh->nbuckets * 2 : 16;
-    struct entry **nb = calloc(n, sizeof *nb);
-    if (!nb)
-        return; /* longer chains, still correct */
-    for (size_t b = 0; b < sh->nbuckets; b++) {
-        struct entry *e = sh->buckets[b];
-        while (e) {
-            struct entry *next = e->next;
-            struct entry **slot = &nb[e->hash & (n - 1)];
-            e->next = *slot;
-            *slot = e;
-            e = next;
-        }
-    }
-    free(sh->buckets);
-    sh->buckets = nb;
-    sh->nbuckets = n;
-}
-
-static struct entry *entry_new(uint64_t h, const char *k, size_t klen, const char *v, size_t vlen,
-                               size_t vcap, int64_t expire_ms)
-{
-    if (klen > SIZE_MAX / 2 || vcap > SIZE_MAX / 2 - klen - sizeof(struct entry))
-        return NULL;
-    struct entry *e = malloc(sizeof *e + klen + vcap);
+    if (expire_ms)
+        flags |= ITEM_VOLATILE;
+    unsigned char *e = malloc(item_key_size(klen) + (expire_ms ? 8 : 0) + payload);
     if (!e)
         return NULL;
-    e->next = NULL;
-    e->hash = h;
-    e->expire_ms = expire_ms;
-    e->klen = klen;
-    e->vlen = vlen;
-    e->vcap = vcap;
-    memcpy(e->data, k, klen);
-    memcpy(e->data + klen, v, vlen);
+    unsigned char *p = item_put_key(e, flags, k, klen);
+    if (expire_ms)
+        put_u64(p, (uint64_t)expire_ms);
     return e;
 }
 
-static void insert(struct shard *sh, struct entry *e)
+unsigned char *entry_new_string(const void *k, size_t klen, const void *v, size_t vlen,
+                                int64_t expire_ms)
 {
-    if (sh->count >= sh->nbuckets)
-        grow(sh);
-    struct entry **slot = &sh->buckets[e->hash & (sh->nbuckets - 1)];
-    e->next = *slot;
-    *slot = e;
-    sh->count++;
-    if (e->expire_ms)
-        sh->nvolatile++;
-}
-
-static void set_expire(struct shard *sh, struct entry *e, int64_t expire_ms)
-{
-    if (e->expire_ms && !expire_ms)
-        sh->nvolatile--;
-    else if (!e->expire_ms && expire_ms)
-        sh->nvolatile++;
-    e->expire_ms = expire_ms;
-}
-
-/* Store v under the key: in place when the entry has room, else anew. */
-static int put(struct shard *sh, uint64_t h, const char *k, size_t klen, struct entry *e,
-               struct entry **link, const char *v, size_t vlen, size_t vcap, int64_t expire_ms)
-{
-    if (e && e->vcap >= vlen && e->vcap / 2 <= vcap + 64) {
-        memmove(value_of(e), v, vlen);
-        e->vlen = vlen;
-        set_expire(sh, e, expire_ms);
-        return 0;
-    }
-    struct entry *ne = entry_new(h, k, klen, v, vlen, vcap, expire_ms);
-    if (!ne)
-        return -1;
+    unsigned char *e = entry_new(T_STRING, k, klen, expire_ms, varint_len(vlen) + vlen);
     if (e) {
-        ne->next = e->next;
-        *link = ne;
-        if (e->expire_ms)
-            sh->nvolatile--;
-        if (expire_ms)
-            sh->nvolatile++;
-        free(e);
-    } else {
-        insert(sh, ne);
+        unsigned char *p = entry_payload(e);
+        p += varint_put(p, vlen);
+        memcpy(p, v, vlen);
     }
-    return 0;
+    return e;
 }
 
-static int set_locked(struct shard *sh, uint64_t h, const char *k, size_t klen, const char *v,
-                      size_t vlen, int64_t expire_ms, int flags, store_emit emit, void *arg,
-                      bool *had_old)
+void entry_free(unsigned char *e)
 {
-    struct entry **link = NULL;
-    struct entry *e = lookup(sh, h, k, klen, &link);
-    if (had_old)
-        *had_old = e != NULL;
-    if ((flags & STORE_GET) && e)
-        emit(arg, value_of(e), e->vlen);
-    if (((flags & STORE_NX) && e) || ((flags & STORE_XX) && !e))
-        return 0;
-    if ((flags & STORE_KEEPTTL) && e)
-        expire_ms = e->expire_ms;
-    return put(sh, h, k, klen, e, link, v, vlen, vlen, expire_ms) < 0 ? -1 : 1;
+    if (entry_is_obj(e)) {
+        void *o = entry_obj(e);
+        switch (entry_type(e)) {
+        case T_LIST:
+            list_free(o);
+            break;
+        case T_HASH:
+        case T_SET:
+            table_destroy_items(o);
+            free(o);
+            break;
+        case T_ZSET:
+            zset_free(o);
+            break;
+        }
+    }
+    free(e);
 }
 
-int store_set(struct store *s, const char *k, size_t klen, const char *v, size_t vlen,
-              int64_t expire_ms, int flags, store_emit emit, void *arg, bool *had_old)
+size_t entry_size(unsigned char *e)
 {
-    uint64_t h = hash_key(s, k, klen);
-    struct shard *sh = shard_of(s, h);
-    lock(s, sh);
-    int rc = set_locked(sh, h, k, klen, v, vlen, expire_ms, flags, emit, arg, had_old);
-    unlock(s, sh);
-    return rc;
+    unsigned char *p = entry_payload(e);
+    if (entry_is_obj(e))
+        return (size_t)(p - e) + sizeof(void *);
+    if (entry_type(e) == T_STRING) {
+        size_t n;
+        unsigned char *v = entry_string(e, &n);
+        return (size_t)(v - e) + n;
+    }
+    return (size_t)(p - e) + pk_bytes(p);
 }
 
-/* The shards that the keys keys[0], keys[stride], ... (n of them) live in. */
-static uint64_t mask_of(struct store *s, const struct resp_arg *keys, size_t n, size_t stride)
+static bool expired(const unsigned char *e, int64_t now)
+{
+    /* As in Redis, a key lives through the millisecond it expires at. */
+    return now > entry_expire(e);
+}
+
+static void remove_expired(struct shard *sh, size_t slot)
+{
+    unsigned char *e = table_get(&sh->t, slot);
+    table_remove(&sh->t, slot);
+    entry_free(e);
+    sh->expired++;
+}
+
+/* store_find once the key's hash and shard are in r. */
+static void find_hashed(const void *k, size_t klen, struct kref *r)
+{
+    r->e = NULL;
+    r->slot = table_find(&r->sh->t, r->hash, k, klen);
+    if (r->slot == TABLE_NONE)
+        return;
+    unsigned char *e = table_get(&r->sh->t, r->slot);
+    if ((e[0] & ITEM_VOLATILE) && expired(e, store_now_ms())) {
+        remove_expired(r->sh, r->slot);
+        r->slot = TABLE_NONE;
+        return;
+    }
+    r->e = e;
+}
+
+void store_find(struct store *s, const void *k, size_t klen, struct kref *r)
+{
+    r->hash = hash_bytes(k, klen);
+    r->sh = shard_of(s, r->hash);
+    find_hashed(k, klen, r);
+}
+
+void store_open(struct store *s, const void *k, size_t klen, struct kref *r)
+{
+    r->hash = hash_bytes(k, klen);
+    r->sh = shard_of(s, r->hash);
+    lock(s, r->sh);
+    find_hashed(k, klen, r);
+}
+
+void store_close(struct store *s, struct kref *r)
+{
+    struct table *t = &r->sh->t;
+    /* Only a table that deletions left mostly empty shrinks. */
+    if (t->count * 16 < table_slots(t))
+        table_shrink(t);
+    unlock(s, r->sh);
+}
+
+uint64_t store_lock_keys(struct store *s, const struct resp_arg *keys, size_t n, size_t stride)
 {
     uint64_t mask = 0;
-    for (size_t i = 0; i < n; i++)
-        mask |= (uint64_t)1 << (hash_key(s, keys[i * stride].ptr, keys[i * stride].len) >> 58);
+    for (size_t i = 0; i < n; i++) {
+        const struct resp_arg *k = &keys[i * stride];
+        mask |= (uint64_t)1 << (hash_bytes(k->ptr, k->len) >> 58);
+    }
+    for (int i = 0; i < STORE_SHARDS; i++) {
+        if (mask >> i & 1)
+            lock(s, &s->shards[i]);
+    }
     return mask;
 }
 
-int store_mset(struct store *s, const struct resp_arg *kv, size_t npairs)
+void store_tidy(struct store *s, uint64_t mask)
 {
-    uint64_t mask = mask_of(s, kv, npairs, 2);
-    int rc = 0;
-    lock_mask(s, mask);
-    for (size_t i = 0; i < npairs && rc == 0; i++) {
-        const struct resp_arg *k = &kv[2 * i], *v = &kv[2 * i + 1];
-        uint64_t h = hash_key(s, k->ptr, k->len);
-        if (set_locked(shard_of(s, h), h, k->ptr, k->len, v->ptr, v->len, 0, 0, NULL, NULL, NULL) <
-            0)
-            rc = -1;
+    for (int i = 0; i < STORE_SHARDS; i++) {
+        if (mask >> i & 1)
+            table_shrink(&s->shards[i].t);
     }
-    unlock_mask(s, mask);
-    return rc;
 }
 
-void store_mget(struct store *s, const struct resp_arg *keys, size_t n, store_emit emit,
-                void (*missing)(void *arg), void *arg)
+void store_unlock_keys(struct store *s, uint64_t mask)
 {
-    uint64_t mask = mask_of(s, keys, n, 1);
-    lock_mask(s, mask);
-    for (size_t i = 0; i < n; i++) {
-        uint64_t h = hash_key(s, keys[i].ptr, keys[i].len);
-        struct entry *e = lookup(shard_of(s, h), h, keys[i].ptr, keys[i].len, NULL);
-        if (e)
-            emit(arg, value_of(e), e->vlen);
-        else
-            missing(arg);
+    store_tidy(s, mask);
+    for (int i = 0; i < STORE_SHARDS; i++) {
+        if (mask >> i & 1)
+            unlock(s, &s->shards[i]);
     }
-    unlock_mask(s, mask);
 }
 
-bool store_get(struct store *s, const char *k, size_t klen, store_emit emit, void *arg)
+int store_put(struct store *s, struct kref *r, unsigned char *e)
 {
-    uint64_t h = hash_key(s, k, klen);
-    struct shard *sh = shard_of(s, h);
-    lock(s, sh);
-    struct entry *e = lookup(sh, h, k, klen, NULL);
-    if (e)
-        emit(arg, value_of(e), e->vlen);
-    unlock(s, sh);
-    return e != NULL;
+    (void)s;
+    if (r->e) {
+        unsigned char *old = r->e;
+        table_set(&r->sh->t, r->slot, e);
+        table_mark_volatile(&r->sh->t, r->slot, e[0] & ITEM_VOLATILE);
+        entry_free(old);
+        r->e = e;
+        return 0;
+    }
+    size_t slot = table_insert(&r->sh->t, r->hash, e);
+    if (slot == TABLE_NONE) {
+        entry_free(e);
+        return -1;
+    }
+    r->slot = slot;
+    r->e = e;
+    return 0;
 }
 
-int store_del(struct store *s, const char *k, size_t klen)
+void store_moved(struct kref *r, unsigned char *e)
 {
-    uint64_t h = hash_key(s, k, klen);
-    struct shard *sh = shard_of(s, h);
-    struct entry **link;
-    lock(s, sh);
-    struct entry *e = lookup(sh, h, k, klen, &link);
-    if (e)
-        unlink_free(sh, link);
-    unlock(s, sh);
-    return e != NULL;
+    r->e = e;
+    table_set(&r->sh->t, r->slot, e);
 }
 
-int store_exists(struct store *s, const char *k, size_t klen)
+unsigned char *store_take(struct store *s, struct kref *r)
 {
-    uint64_t h = hash_key(s, k, klen);
-    struct shard *sh = shard_of(s, h);
-    lock(s, sh);
-    struct entry *e = lookup(sh, h, k, klen, NULL);
-    unlock(s, sh);
-    return e != NULL;
+    (void)s;
+    unsigned char *e = r->e;
+    table_remove(&r->sh->t, r->slot);
+    r->e = NULL;
+    r->slot = TABLE_NONE;
+    return e;
 }
 
-enum store_incr_result store_incrby(struct store *s, const char *k, size_t klen, long long delta,
-                                    long long *result)
+void store_delete(struct store *s, struct kref *r)
 {
-    uint64_t h = hash_key(s, k, klen);
-    struct shard *sh = shard_of(s, h);
-    struct entry **link = NULL;
-    enum store_incr_result rc = STORE_INCR_OK;
-    long long v = 0;
-    lock(s, sh);
-    struct entry *e = lookup(sh, h, k, klen, &link);
-    if (e && !resp_strtoll(value_of(e), e->vlen, &v)) {
-        rc = STORE_NOT_INT;
-    } else if ((delta < 0 && v < 0 && delta < LLONG_MIN - v) ||
-               (delta > 0 && v > 0 && delta > LLONG_MAX - v)) {
-        rc = STORE_OVERFLOW;
+    entry_free(store_take(s, r));
+}
+
+int store_set_expire(struct kref *r, int64_t expire_ms)
+{
+    unsigned char *e = r->e;
+    bool had = e[0] & ITEM_VOLATILE;
+    unsigned char *at = item_after_key(e);
+    if (had && expire_ms) {
+        put_u64(at, (uint64_t)expire_ms);
+        return 0;
+    }
+    if (!had && !expire_ms)
+        return 0;
+    size_t off = (size_t)(at - e), total = entry_size(e);
+    if (expire_ms) {
+        unsigned char *ne = realloc(e, total + 8);
+        if (!ne)
+            return -1;
+        memmove(ne + off + 8, ne + off, total - off);
+        put_u64(ne + off, (uint64_t)expire_ms);
+        ne[0] |= ITEM_VOLATILE;
+        e = ne;
     } else {
-        char buf[INT_ROOM];
-        v += delta;
-        int n = snprintf(buf, sizeof buf, "%lld", v);
-        /* INCR keeps the key's expiry time, as in Redis. */
-        if (put(sh, h, k, klen, e, link, buf, (size_t)n, INT_ROOM, e ? e->expire_ms : 0) < 0)
-            rc = STORE_NOMEM;
-        *result = v;
+        memmove(e + off, e + off + 8, total - off - 8);
+        e[0] &= (unsigned char)~ITEM_VOLATILE;
+        unsigned char *ne = realloc(e, total - 8);
+        if (ne)
+            e = ne;
     }
-    unlock(s, sh);
-    return rc;
-}
-
-int64_t store_pttl(struct store *s, const char *k, size_t klen)
-{
-    uint64_t h = hash_key(s, k, klen);
-    struct shard *sh = shard_of(s, h);
-    int64_t ttl = -2;
-    lock(s, sh);
-    struct entry *e = lookup(sh, h, k, klen, NULL);
-    if (e && e->expire_ms == 0) {
-        ttl = -1;
-    } else if (e) {
-        ttl = e->expire_ms - store_now_ms();
-        if (ttl < 0)
-            ttl = 0;
-    }
-    unlock(s, sh);
-    return ttl;
+    store_moved(r, e);
+    table_mark_volatile(&r->sh->t, r->slot, expire_ms != 0);
+    return 0;
 }
 
 size_t store_size(struct store *s)
@@ -445,7 +336,40 @@ size_t store_size(struct store *s)
     size_t n = 0;
     for (int i = 0; i < STORE_SHARDS; i++) {
         lock(s, &s->shards[i]);
-        n += s->shards[i].count;
+        n += s->shards[i].t.count;
+        unlock(s, &s->shards[i]);
+    }
+    return n;
+}
+
+size_t store_volatile(struct store *s)
+{
+    size_t n = 0;
+    for (int i = 0; i < STORE_SHARDS; i++) {
+        lock(s, &s->shards[i]);
+        n += s->shards[i].t.nvolatile;
+        unlock(s, &s->shards[i]);
+    }
+    return n;
+}
+
+uint64_t store_expired(struct store *s)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < STORE_SHARDS; i++) {
+        lock(s, &s->shards[i]);
+        n += s->shards[i].expired;
+        unlock(s, &s->shards[i]);
+    }
+    return n;
+}
+
+size_t store_table_bytes(struct store *s)
+{
+    size_t n = 0;
+    for (int i = 0; i < STORE_SHARDS; i++) {
+        lock(s, &s->shards[i]);
+        n += table_bytes(&s->shards[i].t);
         unlock(s, &s->shards[i]);
     }
     return n;
@@ -460,29 +384,139 @@ void store_flush(struct store *s)
     }
 }
 
-size_t store_expire_some(struct store *s, size_t min_buckets, size_t max_buckets)
+void store_each(struct store *s, void (*fn)(void *arg, unsigned char *e), void *arg)
 {
-    size_t freed = 0;
     int64_t now = store_now_ms();
     for (int i = 0; i < STORE_SHARDS; i++) {
         struct shard *sh = &s->shards[i];
         lock(s, sh);
-        /* A tenth of the shard, within bounds: ten runs sweep a shard of any
-         * size up to 10 * max_buckets buckets, and none holds the lock long. */
-        size_t budget = sh->nbuckets / 10;
-        budget = budget < min_buckets ? min_buckets : budget > max_buckets ? max_buckets : budget;
-        for (size_t n = 0; sh->nvolatile && n < budget && n < sh->nbuckets; n++) {
-            struct entry **link = &sh->buckets[sh->sweep++ & (sh->nbuckets - 1)];
-            while (*link) {
-                if ((*link)->expire_ms && now > (*link)->expire_ms) {
-                    unlink_free(sh, link);
-                    freed++;
-                } else {
-                    link = &(*link)->next;
-                }
-            }
+        for (size_t j = table_next(&sh->t, 0); j != TABLE_NONE; j = table_next(&sh->t, j + 1)) {
+            unsigned char *e = table_get(&sh->t, j);
+            if (!(e[0] & ITEM_VOLATILE) || !expired(e, now))
+                fn(arg, e);
         }
         unlock(s, sh);
     }
+}
+
+struct scan_step {
+    void (*fn)(void *arg, unsigned char *e);
+    void *arg;
+    int64_t now;
+    size_t seen;
+};
+
+static void scan_one(void *arg, void *item)
+{
+    struct scan_step *st = arg;
+    unsigned char *e = item;
+    st->seen++;
+    if (!(e[0] & ITEM_VOLATILE) || !expired(e, st->now))
+        st->fn(st->arg, e);
+}
+
+uint64_t store_scan(struct store *s, uint64_t cursor, size_t count,
+                    void (*fn)(void *arg, unsigned char *e), void *arg)
+{
+    /* The cursor: the shard in the low 6 bits, the table's cursor above. */
+    struct scan_step st = {fn, arg, store_now_ms(), 0};
+    unsigned i = cursor % STORE_SHARDS;
+    uint64_t c = cursor / STORE_SHARDS;
+    /* A bounded number of steps, so that a sparse key space cannot make one
+     * call walk all of it. */
+    for (size_t steps = 0; steps < count * 10 && st.seen < count; steps++) {
+        struct shard *sh = &s->shards[i];
+        lock(s, sh);
+        c = table_scan(&sh->t, c, scan_one, &st);
+        unlock(s, sh);
+        if (c == 0) {
+            if (++i == STORE_SHARDS)
+                return 0;
+        }
+    }
+    return c * STORE_SHARDS + i;
+}
+
+/* Keys looked at per shard visit, and the share of them expired (in 1/16)
+ * above which the same shard is looked at again at once. */
+#define EXPIRE_SAMPLE 32
+#define EXPIRE_AGAIN_16THS 2
+
+/* The time to live of the keys sampled that had not expired, summed (in a
+ * double: PEXPIREAT key 9223372036854775807 is a valid expiry time, and two
+ * of those would overflow an integer sum). */
+struct ttl_sum {
+    double sum;
+    int64_t n;
+};
+
+/* Look at up to EXPIRE_SAMPLE keys with an expiry in a locked shard, from
+ * its sweep position; returns how many had expired (and were freed). */
+static size_t expire_sample(struct shard *sh, int64_t now, size_t *looked, struct ttl_sum *ttl)
+{
+    size_t n = 0, freed = 0;
+    bool wrapped = false;
+    while (n < EXPIRE_SAMPLE && sh->t.nvolatile) {
+        size_t i = table_next_volatile(&sh->t, sh->sweep);
+        if (i == TABLE_NONE) {
+            if (wrapped)
+                break;
+            wrapped = true;
+            sh->sweep = 0;
+            continue;
+        }
+        sh->sweep = i + 1;
+        n++;
+        unsigned char *e = table_get(&sh->t, i);
+        if (expired(e, now)) {
+            remove_expired(sh, i);
+            freed++;
+        } else {
+            ttl->sum += (double)(entry_expire(e) - now);
+            ttl->n++;
+        }
+    }
+    *looked = n;
     return freed;
+}
+
+bool store_expire_cycle(struct store *s, int64_t budget_us, struct expire_stats *st)
+{
+    int64_t start = mono_us(), now = store_now_ms();
+    bool busy = false;
+    struct ttl_sum ttl = {0, 0};
+    for (int visited = 0; visited < STORE_SHARDS; visited++) {
+        struct shard *sh = &s->shards[s->expire_shard];
+        bool again;
+        do {
+            lock(s, sh);
+            size_t looked, freed = expire_sample(sh, now, &looked, &ttl);
+            if (freed)
+                table_shrink(&sh->t);
+            unlock(s, sh);
+            again = looked == EXPIRE_SAMPLE && freed * 16 > looked * EXPIRE_AGAIN_16THS;
+            if (mono_us() - start >= budget_us) {
+                st->cycles_capped++;
+                busy = again;
+                goto out;
+            }
+        } while (again);
+        s->expire_shard = (s->expire_shard + 1) % STORE_SHARDS;
+    }
+out:
+    if (ttl.n) {
+        /* A moving average: each run's sample counts for a fiftieth. */
+        double avg = (double)atomic_load_explicit(&s->avg_ttl, memory_order_relaxed);
+        double run = ttl.sum / (double)ttl.n;
+        avg = avg > 0 ? avg + (run - avg) / 50 : run;
+        atomic_store_explicit(&s->avg_ttl, avg < 9e18 ? (int64_t)avg : INT64_MAX,
+                              memory_order_relaxed);
+    }
+    st->cpu_us += (uint64_t)(mono_us() - start);
+    return busy;
+}
+
+int64_t store_avg_ttl(struct store *s)
+{
+    return atomic_load_explicit(&s->avg_ttl, memory_order_relaxed);
 }
