@@ -189,10 +189,10 @@ static void probe_on_own_thread(void)
     }
 }
 
-int evn__uring_probe(void)
+int evn__uring_probe(bool say)
 {
     pthread_once(&probe_once, probe_on_own_thread);
-    if (probe_rc < 0)
+    if (probe_rc < 0 && say)
         evn__set_errmsg("backend 'io_uring' is not available: %s", probe_why);
     return probe_rc;
 }
@@ -247,7 +247,7 @@ static int setup_buffers(struct ur *u)
 
 static int ur_init(struct evn_loop *loop)
 {
-    int rc = evn__uring_probe();
+    int rc = evn__uring_probe(true);
     if (rc < 0)
         return rc;
     struct ur *u = evn__calloc(1, sizeof *u);

@@ -288,9 +288,9 @@ EVN__HIDDEN extern const struct evn__backend evn__backend_kqueue;
 #endif
 #ifdef EVN_HAVE_URING
 EVN__HIDDEN extern const struct evn__backend evn__backend_uring;
-/* Why io_uring cannot run here (set up and torn down once, then kept):
- * 0, or a negative errno with evn_errmsg() saying why. Any thread. */
-EVN__HIDDEN int evn__uring_probe(void);
+/* Whether io_uring can run here (set up and torn down once, then kept):
+ * 0, or a negative errno, with evn_errmsg() saying why if say. Any thread. */
+EVN__HIDDEN int evn__uring_probe(bool say);
 #endif
 
 /* Find a backend by name (NULL: EVN_BACKEND or the best). NULL if unknown. */

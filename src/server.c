@@ -32,13 +32,23 @@ const struct evn__backend *evn__backend_find(const char *name, int *err)
         name = getenv("EVN_BACKEND");
     if (!name || !*name)
         return backends[0];
+    if (strcmp(name, "auto") == 0) {
+        /* The fastest that works here: io_uring if it can be set up (it
+         * may be disabled by sysctl or a container's seccomp filter), else
+         * the default. Decided once for the server. */
+#ifdef EVN_HAVE_URING
+        if (evn__uring_probe(false) == 0)
+            return &evn__backend_uring;
+#endif
+        return backends[0];
+    }
     for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {
         if (strcmp(backends[i]->name, name) != 0)
             continue;
 #ifdef EVN_HAVE_URING
         /* Asked for by name, io_uring must work, or the server is not made;
          * evn_errmsg() says why not. */
-        if (backends[i] == &evn__backend_uring && (*err = evn__uring_probe()) < 0)
+        if (backends[i] == &evn__backend_uring && (*err = evn__uring_probe(true)) < 0)
             return NULL;
 #endif
         return backends[i];
@@ -47,7 +57,7 @@ const struct evn__backend *evn__backend_find(const char *name, int *err)
         evn__set_errmsg("backend '%s' is not available in this build or on this platform", name);
         *err = -ENOTSUP;
     } else {
-        evn__set_errmsg("unknown backend '%s' (epoll, io_uring, kqueue or poll)", name);
+        evn__set_errmsg("unknown backend '%s' (auto, epoll, io_uring, kqueue or poll)", name);
         *err = -EINVAL;
     }
     return NULL;

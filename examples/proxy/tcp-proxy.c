@@ -310,13 +310,13 @@ static bool backend_ok(const char *url)
     return !errno && end != colon + 1 && *end == '\0' && port > 0 && port <= 65535;
 }
 
-/* "--backend URL" names a server; "--backend epoll|io_uring|kqueue|poll" picks the
+/* "--backend URL" names a server; "--backend auto|epoll|io_uring|kqueue|poll" picks the
  * event backend, as in the other examples. */
 static const char *poller;
 
 static int add_backend(const char *v)
 {
-    if (strcmp(v, "epoll") == 0 || strcmp(v, "io_uring") == 0 || strcmp(v, "kqueue") == 0 ||
+    if (strcmp(v, "auto") == 0 || strcmp(v, "epoll") == 0 || strcmp(v, "io_uring") == 0 || strcmp(v, "kqueue") == 0 ||
         strcmp(v, "poll") == 0) {
         poller = v;
         return 0;
