@@ -5,7 +5,7 @@
  */
 #include "http_parser.h"
 
-#include <assert.h>
+#include "check.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,21 +16,21 @@ static void check_request(const char *buf, size_t len)
     struct http_header hdrs[32];
     struct http_request req = {.headers = hdrs, .num_headers = 32};
     ssize_t n = http_parse_request(buf, len, &req);
-    assert(n == HTTP_BAD || n == HTTP_INCOMPLETE || n == HTTP_TOO_MANY_HEADERS ||
+    FUZZ_CHECK(n == HTTP_BAD || n == HTTP_INCOMPLETE || n == HTTP_TOO_MANY_HEADERS ||
            (n > 0 && (size_t)n <= len));
     if (n <= 0)
         return;
-    assert(req.method >= buf && req.method + req.method_len <= buf + n);
-    assert(req.target >= buf && req.target + req.target_len <= buf + n);
-    assert(req.num_headers <= 32);
+    FUZZ_CHECK(req.method >= buf && req.method + req.method_len <= buf + n);
+    FUZZ_CHECK(req.target >= buf && req.target + req.target_len <= buf + n);
+    FUZZ_CHECK(req.num_headers <= 32);
     for (size_t i = 0; i < req.num_headers; i++) {
-        assert(hdrs[i].name >= buf && hdrs[i].name + hdrs[i].name_len <= buf + n);
-        assert(hdrs[i].value >= buf && hdrs[i].value + hdrs[i].value_len <= buf + n);
+        FUZZ_CHECK(hdrs[i].name >= buf && hdrs[i].name + hdrs[i].name_len <= buf + n);
+        FUZZ_CHECK(hdrs[i].value >= buf && hdrs[i].value + hdrs[i].value_len <= buf + n);
     }
     /* A complete request stays complete, and its prefixes are incomplete
      * (spot-check the one just short of it). */
     struct http_request again = {.headers = hdrs, .num_headers = 32};
-    assert(http_parse_request(buf, (size_t)n - 1, &again) == HTTP_INCOMPLETE);
+    FUZZ_CHECK(http_parse_request(buf, (size_t)n - 1, &again) == HTTP_INCOMPLETE);
 }
 
 static void check_chunked(const char *buf, size_t len, size_t split)
@@ -42,14 +42,14 @@ static void check_chunked(const char *buf, size_t len, size_t split)
     http_chunked_init(&d);
     size_t got = 0;
     ssize_t n = http_chunked_decode(&d, buf, split, out, &got);
-    assert(got <= split);
+    FUZZ_CHECK(got <= split);
     if (n == HTTP_INCOMPLETE && split < len) {
         size_t got2 = 0;
         n = http_chunked_decode(&d, buf + split, len - split, out, &got2);
-        assert(got2 <= len - split);
-        assert(n == HTTP_BAD || n == HTTP_INCOMPLETE || (n > 0 && (size_t)n <= len - split));
+        FUZZ_CHECK(got2 <= len - split);
+        FUZZ_CHECK(n == HTTP_BAD || n == HTTP_INCOMPLETE || (n > 0 && (size_t)n <= len - split));
     } else {
-        assert(n == HTTP_BAD || n == HTTP_INCOMPLETE || (n > 0 && (size_t)n <= split));
+        FUZZ_CHECK(n == HTTP_BAD || n == HTTP_INCOMPLETE || (n > 0 && (size_t)n <= split));
     }
     free(out);
 }

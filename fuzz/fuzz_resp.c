@@ -6,7 +6,7 @@
  */
 #include "resp.h"
 
-#include <assert.h>
+#include "check.h"
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,19 +33,19 @@ static size_t run(const char *buf, size_t len, size_t avail, size_t *lens, int *
         *last = rc;
         if (rc != RESP_COMPLETE)
             break;
-        assert(used > 0 && used <= len - off);
+        FUZZ_CHECK(used > 0 && used <= len - off);
         for (size_t i = 0; i < p.argc; i++) {
             const char *a = p.argv[i].ptr;
             /* Quoted inline arguments live in the parser's scratch buffer. */
             bool in_input = a >= buf + off && a + p.argv[i].len <= buf + off + used;
             bool in_scratch = p.scratch && a >= p.scratch && a + p.argv[i].len <= p.scratch + p.scratch_cap;
-            assert(in_input || in_scratch || p.argv[i].len == 0);
+            FUZZ_CHECK(in_input || in_scratch || p.argv[i].len == 0);
         }
         lens[n++] = used;
         off += used;
     }
     if (*last == RESP_ERROR)
-        assert(p.error && p.error[0]);
+        FUZZ_CHECK(p.error && p.error[0]);
     resp_free(&p);
     return n;
 }
@@ -64,8 +64,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t na = run(buf, len, len, a, &last_a);
     size_t split = len ? data[0] % (len + 1) : 0;
     size_t nb = run(buf, len, split, b, &last_b);
-    assert(na == nb && last_a == last_b);
-    assert(memcmp(a, b, sizeof *a * na) == 0);
+    FUZZ_CHECK(na == nb && last_a == last_b);
+    FUZZ_CHECK(memcmp(a, b, sizeof *a * na) == 0);
 out:
     free(buf);
     free(a);

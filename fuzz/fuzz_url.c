@@ -3,7 +3,7 @@
  * well-formed. */
 #include "internal.h"
 
-#include <assert.h>
+#include "check.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,34 +23,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[128];
     int rc = evn__url_parse(url, &u, err, sizeof err);
     if (rc == 0) {
-        assert(u.proto == EVN__TCP || u.proto == EVN__UDP || u.proto == EVN__UNIX);
-        assert(memchr(u.host, '\0', sizeof u.host));
-        assert(memchr(u.path, '\0', sizeof u.path));
-        assert(u.port >= 0 && u.port <= 65535);
-        assert(u.backlog >= 1);
-        assert(u.proto != EVN__UNIX || u.path[0] != '\0');
+        FUZZ_CHECK(u.proto == EVN__TCP || u.proto == EVN__UDP || u.proto == EVN__UNIX);
+        FUZZ_CHECK(memchr(u.host, '\0', sizeof u.host));
+        FUZZ_CHECK(memchr(u.path, '\0', sizeof u.path));
+        FUZZ_CHECK(u.port >= 0 && u.port <= 65535);
+        FUZZ_CHECK(u.backlog >= 1);
+        FUZZ_CHECK(u.proto != EVN__UNIX || u.path[0] != '\0');
     } else {
-        assert(rc == -EINVAL);
-        assert(err[0] != '\0');
-        assert(memchr(err, '\0', sizeof err));
+        FUZZ_CHECK(rc == -EINVAL);
+        FUZZ_CHECK(err[0] != '\0');
+        FUZZ_CHECK(memchr(err, '\0', sizeof err));
     }
     /* The same bytes as an evn_connect URL. */
     rc = evn__url_parse_outbound(url, &u, err, sizeof err);
     if (rc == 0) {
-        assert(u.proto == EVN__TCP || u.proto == EVN__UDP || u.proto == EVN__UNIX);
-        assert(memchr(u.sni, '\0', sizeof u.sni));
+        FUZZ_CHECK(u.proto == EVN__TCP || u.proto == EVN__UDP || u.proto == EVN__UNIX);
+        FUZZ_CHECK(memchr(u.sni, '\0', sizeof u.sni));
         /* A client certificate comes with its key; a unix socket has no
          * address to check a certificate against without sni=. */
-        assert(!u.cert[0] == !u.key[0]);
-        assert(!(u.tls && u.proto == EVN__UNIX && u.verify == EVN__VERIFY_REQUIRE && !u.sni[0]));
+        FUZZ_CHECK(!u.cert[0] == !u.key[0]);
+        FUZZ_CHECK(!(u.tls && u.proto == EVN__UNIX && u.verify == EVN__VERIFY_REQUIRE && !u.sni[0]));
     } else {
-        assert(rc == -EINVAL);
-        assert(err[0] != '\0');
+        FUZZ_CHECK(rc == -EINVAL);
+        FUZZ_CHECK(err[0] != '\0');
     }
     /* A tiny error buffer must be handled too. */
     char small[4];
     evn__url_parse(url, &u, small, sizeof small);
-    assert(memchr(small, '\0', sizeof small));
+    FUZZ_CHECK(memchr(small, '\0', sizeof small));
     free(url);
     return 0;
 }
