@@ -65,16 +65,7 @@ static int to_table(struct store *st, struct kref *r)
             return -1;
         }
     }
-    size_t klen;
-    const unsigned char *k = item_key(r->e, &klen);
-    unsigned char *e = entry_new(T_HASH | E_OBJ, k, klen, entry_expire(r->e), sizeof t);
-    if (!e) {
-        table_destroy_items(t);
-        free(t);
-        return -1;
-    }
-    put_ptr(entry_payload(e), t);
-    return store_put(st, r, e);
+    return store_put_table(st, r, T_HASH, t);
 }
 
 /* Set a field in a table hash: 1 if it is new, 0 if replaced, -1 if out of memory. */

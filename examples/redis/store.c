@@ -278,6 +278,20 @@ int store_put(struct store *s, struct kref *r, unsigned char *e)
     return 0;
 }
 
+int store_put_table(struct store *s, struct kref *r, unsigned type, struct table *t)
+{
+    size_t klen;
+    const unsigned char *k = item_key(r->e, &klen);
+    unsigned char *e = entry_new(type | E_OBJ, k, klen, entry_expire(r->e), sizeof t);
+    if (!e) {
+        table_destroy_items(t);
+        free(t);
+        return -1;
+    }
+    put_ptr(entry_payload(e), t);
+    return store_put(s, r, e);
+}
+
 void store_moved(struct kref *r, unsigned char *e)
 {
     r->e = e;

@@ -147,6 +147,12 @@ size_t entry_size(unsigned char *e);
  * then freed and the key is as it was).
  */
 int store_put(struct store *s, struct kref *r, unsigned char *e);
+/*
+ * Put table t in place of r's packed entry, as an entry of type `type`
+ * (T_HASH, T_SET) with the same key and expiry. Returns 0, or -1 if out of
+ * memory: t and its items are then freed and the key is as it was.
+ */
+int store_put_table(struct store *s, struct kref *r, unsigned type, struct table *t);
 /* The entry was reallocated: e is its new address. */
 void store_moved(struct kref *r, unsigned char *e);
 /* Delete r's key (present) and free its entry. */
