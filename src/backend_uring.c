@@ -48,6 +48,23 @@ enum {
     ST_CLOSED = 32      /* closed: nothing is reported but EVN__RELEASED */
 };
 
+/*
+ * io->bmask: the readiness wanted (bits 0-1) and armed (bits 4-5); for a
+ * receive, how many completions this batch brought (bits 2-3, up to
+ * RECV_PER_TURN) and whether it was stopped for the turn (bit 6).
+ */
+#define BM_RECVS 0x0c
+#define BM_RECV_ONE 0x04
+#define BM_THROTTLED 0x40
+/*
+ * A multishot receive goes on receiving as long as data comes: one that
+ * brought RECV_PER_TURN completions in a batch is cancelled, and armed again
+ * when the cancel ends, so that a connection flooding data gets a share of
+ * a turn like any other (a readiness backend reads once per connection a
+ * turn), not every buffer of the ring.
+ */
+#define RECV_PER_TURN 3
+
 /* Sizes: the queues, the provided buffers, the accepts kept armed per
  * listening socket, and the sendmsg headers a turn may prepare. */
 #define SQ_ENTRIES 4096
@@ -341,6 +358,8 @@ static unsigned poll_events(int mask)
     return (mask & EVN__READ ? POLLIN : 0) | (mask & EVN__WRITE ? POLLOUT : 0);
 }
 
+#define BM_RECV_BITS (BM_RECVS | BM_THROTTLED)
+
 static int wanted(const struct evn__io *io)
 {
     return io->bmask & 3;
@@ -348,7 +367,13 @@ static int wanted(const struct evn__io *io)
 
 static int armed(const struct evn__io *io)
 {
-    return io->bmask >> 4;
+    return (io->bmask >> 4) & 3;
+}
+
+/* Set the readiness wanted and armed, keeping the receive's bits. */
+static void set_masks(struct evn__io *io, int want, int arm)
+{
+    io->bmask = (uint8_t)((io->bmask & BM_RECV_BITS) | want | arm << 4);
 }
 
 static int arm_poll(struct ur *u, struct evn__io *io)
@@ -359,7 +384,7 @@ static int arm_poll(struct ur *u, struct evn__io *io)
     io_uring_prep_poll_add(sqe, io->fd, poll_events(wanted(io)));
     io_uring_sqe_set_data64(sqe, tag(io, OP_POLL));
     io->bstate |= ST_POLL;
-    io->bmask = (uint8_t)(wanted(io) | wanted(io) << 4);
+    set_masks(io, wanted(io), wanted(io));
     io->refs++;
     return 0;
 }
@@ -367,7 +392,7 @@ static int arm_poll(struct ur *u, struct evn__io *io)
 static int ur_add(struct evn_loop *loop, struct evn__io *io, int mask)
 {
     struct ur *u = loop->bdata;
-    io->bmask = (uint8_t)((io->bmask & 0xf0) | mask);
+    set_masks(io, mask, armed(io));
     io->bstate &= (uint8_t)~ST_CLOSED;
     if (io->bstate & ST_POLL) {
         /* Armed for less than is wanted now: widen it. */
@@ -378,7 +403,7 @@ static int ur_add(struct evn_loop *loop, struct evn__io *io, int mask)
             /* (The new user_data must be 0 unless it is updated too.) */
             io_uring_prep_poll_update(sqe, tag(io, OP_POLL), 0, poll_events(mask),
                                       IORING_POLL_UPDATE_EVENTS);
-            io->bmask = (uint8_t)(mask | mask << 4);
+            set_masks(io, mask, mask);
         }
         return 0;
     }
@@ -393,7 +418,7 @@ static int ur_mod(struct evn_loop *loop, struct evn__io *io, int oldmask, int ne
 static int ur_del(struct evn_loop *loop, struct evn__io *io, int oldmask, bool closing)
 {
     struct ur *u = loop->bdata;
-    io->bmask &= 0xf0;
+    set_masks(io, 0, armed(io));
     if (io->bstate & ST_POLL) {
         struct io_uring_sqe *sqe = sqe_quiet(u);
         if (sqe)
@@ -577,8 +602,10 @@ static void batch_done(struct evn_loop *loop, struct ur *u)
         struct evn__fired f = loop->fired[i];
         if (f.ev == EVN__RELEASED)
             continue;
-        if (f.ev == EVN__RECEIVED && f.res > 0)
+        if (f.ev == EVN__RECEIVED && f.res > 0) {
             buf_return(u, f.buf, &returned);
+            f.io->bmask &= (uint8_t)~(BM_RECVS | BM_THROTTLED);
+        }
         if ((f.ev & (EVN__READ | EVN__WRITE)) && !(f.io->bstate & (ST_POLL | ST_CLOSED)) &&
             wanted(f.io))
             arm_poll(u, f.io);
@@ -666,8 +693,17 @@ static void reap(struct evn_loop *loop, struct ur *u, const struct io_uring_cqe 
         if (res == -ENOBUFS || res == -ECANCELED || (io->bstate & ST_CLOSED))
             break;
         f.ev = EVN__RECEIVED;
-        if (res > 0)
+        if (res > 0) {
             f.buf = u->bufs + (size_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT) * BUF_SIZE;
+            if (more && !(io->bmask & BM_THROTTLED)) {
+                if ((io->bmask & BM_RECVS) < RECV_PER_TURN * BM_RECV_ONE) {
+                    io->bmask = (uint8_t)(io->bmask + BM_RECV_ONE);
+                } else {
+                    io->bmask |= BM_THROTTLED;
+                    cancel(u, io, OP_RECV);
+                }
+            }
+        }
         emit(loop, u, f);
         return;
     case OP_SEND:

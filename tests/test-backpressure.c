@@ -409,12 +409,12 @@ static void test_nonreading_pipeliners_are_bounded(void)
     ev.data = pp_data;
     ev.out_high = HIGH;
     ev.out_low = LOW;
+    /* Per client, unbounded queueing would hold NREQ * ANSWER: 32 MB. */
+    const long nreq = th_quick() ? 256 : 1024;
+    s.nreq = nreq; /* read by the loop thread: set before it starts */
     const char *addr = "tcp://127.0.0.1:0";
     th_server ts;
     th_server_start(&ts, &ev, &addr, 1);
-    /* Per client, unbounded queueing would hold NREQ * ANSWER: 32 MB. */
-    const long nreq = th_quick() ? 256 : 1024;
-    s.nreq = nreq;
     char *reqs = malloc((size_t)nreq);
     ASSERT_NOT_NULL(reqs);
     for (long i = 0; i < nreq; i++)
