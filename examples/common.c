@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -339,6 +341,31 @@ static void describe_exit(pid_t pid, char *buf, size_t size)
         snprintf(buf, size, "pid %d", (int)pid);
 }
 
+/*
+ * Tell systemd (a Type=notify service: NOTIFY_SOCKET is set) how things
+ * stand: READY=1 once serving, MAINPID= when an upgrade hands the service
+ * to the new process, so that systemd follows it instead of taking the old
+ * one's exit for the service's end. Nothing without NOTIFY_SOCKET.
+ */
+static void notify_systemd(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    size_t len = path ? strlen(path) : 0;
+    if (!len || len >= sizeof sun.sun_path || (path[0] != '/' && path[0] != '@'))
+        return;
+    memcpy(sun.sun_path, path, len);
+    if (path[0] == '@')
+        sun.sun_path[0] = '\0'; /* an abstract socket */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    ssize_t r = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sun,
+                       (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+    (void)r;
+    close(fd);
+}
+
 /* One upgrade: true once the new copy serves (this one drains now). */
 static bool upgrade(const char *name, evn_server *srv)
 {
@@ -358,6 +385,9 @@ static bool upgrade(const char *name, evn_server *srv)
     int rc = evn_server_handoff(srv, ch, EX_DRAIN_MS);
     close(ch);
     if (rc == 0) {
+        char msg[32];
+        snprintf(msg, sizeof msg, "MAINPID=%d", (int)pid);
+        notify_systemd(msg);
         printf("upgrade: pid %d serves now; pid %d drains and exits\n", (int)pid, (int)getpid());
         fflush(stdout);
         return true;
@@ -484,6 +514,9 @@ int ex_run_ext(const char *name, evn_events *ev, const struct ex_opts *o, const 
     pthread_sigmask(SIG_BLOCK, &usr2, &oldmask);
     atomic_init(&up.quit, false);
     bool upgrader = ex_argv && rc == 0 && pthread_create(&up.thread, NULL, upgrader_main, &up) == 0;
+    /* The listeners are bound (or inherited): connections queue from now. */
+    if (rc == 0)
+        notify_systemd("READY=1");
     if (rc == 0)
         rc = evn_server_run(srv);
     if (upgrader) {

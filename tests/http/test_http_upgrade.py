@@ -12,7 +12,9 @@ answer with "Connection: close" and then end-of-file, also for a request
 that was half sent when the upgrade began. A copy that cannot start (the
 program replaced by one that exits at once, or missing) leaves the old
 server serving and saying why on stderr; putting the program back, the next
-SIGUSR2 works. Every process exits with status 0.
+SIGUSR2 works. Every process exits with status 0. Under a stand-in for
+systemd's NOTIFY_SOCKET the first server says READY=1 and each upgrade hands
+the service on with MAINPID=<the new pid>.
 
 Nothing waits by sleeping: each step waits for a line the servers print or
 for the clients to have made progress. The script makes itself a child
@@ -231,7 +233,12 @@ def main():
     shutil.copy2(a.server, exe)
     args = [exe, "--port", "0"] + (["--backend", a.backend] if a.backend else [])
     args += shlex.split(a.args)
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(os.path.join(d, "notify"))
+    notify.settimeout(es.IO_TIMEOUT)
+    env = dict(os.environ, NOTIFY_SOCKET=os.path.join(d, "notify"))
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+                            env=env)
     out, err = Lines(proc.stdout), Lines(proc.stderr)
     stop = threading.Event()
     threads = []
@@ -242,6 +249,7 @@ def main():
             return es.finish()
         port = int(m.group(1))
         es.check(out.wait_for(r"\d+ loops?, \w+ backend$") is not None, "the server's banner")
+        es.check_eq(notify.recv(256), b"READY=1", "the server tells systemd it is ready")
 
         stats = Stats()
         for _ in range(KEEPALIVE_CLIENTS):
@@ -268,6 +276,11 @@ def main():
                             "\n".join(err.all[-20:])):
                 break
             pids.append(int(m.group(1)))
+            # The new process says READY=1 too (systemd ignores a process
+            # that is not the main one); the old one hands the service on.
+            got = [notify.recv(256), notify.recv(256)]
+            es.check(f"MAINPID={pids[-1]}".encode() in got,
+                     f"upgrade {i + 1}: systemd is told MAINPID={pids[-1]}", f"{got!r}")
             if half is not None:
                 half.sendall(b"\r\n")
                 data, end = es.read_until_eof(half)
