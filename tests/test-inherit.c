@@ -299,65 +299,71 @@ static void test_handoff_refused(void)
 
 /* ---- systemd's socket activation ---- */
 
-static int listening_tcp(int *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ASSERT_EQ_INT(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
-    ASSERT_EQ_INT(listen(fd, 64), 0);
-    *port = th_sock_port(fd, false);
-    return fd;
-}
+/* What the exec'd child inherits, as systemd would pass it: descriptors
+ * 3 (TCP, with a connection waiting) and 4 (a unix socket). A fresh
+ * process, so that nothing else holds those numbers. */
+static int sd_port, sd_waiting;
+static char sd_path[100];
 
-/*
- * In a child, whose descriptors 3 and 4 are free to hold what systemd would
- * pass: a TCP socket matched by address, with a connection already waiting,
- * and a unix socket matched by its name (the address asks for another
- * path). Returns the number of failed checks.
- */
-static int systemd_child(void)
+static void systemd_setup(void)
 {
-    struct tagged t;
-    evn_events ev;
-    tagged_init(&t, "sd", &ev);
-    int port;
-    int tcp = listening_tcp(&port);
-    char path[200], url[300], tcpurl[64], sdpath[100];
-    th_tmppath(sdpath, sizeof sdpath, "sd.sock");
+    ASSERT_TRUE(fcntl(3, F_GETFD) < 0 && fcntl(4, F_GETFD) < 0);
+    int tcp = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sin;
+    if (bind(tcp, (struct sockaddr *)&sin, sizeof sin) < 0 || listen(tcp, 64) < 0 ||
+        getsockname(tcp, (struct sockaddr *)&sin, &len) < 0)
+        _exit(3);
+    sd_port = ntohs(sin.sin_port);
+    snprintf(sd_path, sizeof sd_path, "/tmp/evn-test-sd-%d.sock", (int)getpid());
+    unlink(sd_path);
     int un = socket(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", sdpath);
-    ASSERT_EQ_INT(bind(un, (struct sockaddr *)&sun, sizeof sun), 0);
-    ASSERT_EQ_INT(listen(un, 16), 0);
-    int waiting = th_connect_ip("127.0.0.1", port);
-    /* Out of the way, everything else closed, then into place. */
-    ASSERT_EQ_INT(dup2(tcp, 100), 100);
-    ASSERT_EQ_INT(dup2(un, 101), 101);
-    ASSERT_EQ_INT(dup2(waiting, 102), 102);
-    for (int fd = 3; fd < 100; fd++)
-        close(fd);
-    ASSERT_EQ_INT(dup2(100, 3), 3);
-    ASSERT_EQ_INT(dup2(101, 4), 4);
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", sd_path);
+    if (bind(un, (struct sockaddr *)&sun, sizeof sun) < 0 || listen(un, 16) < 0)
+        _exit(3);
+    int waiting = socket(AF_INET, SOCK_STREAM, 0);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(waiting, (struct sockaddr *)&sin, sizeof sin) < 0)
+        _exit(3);
+    if (dup2(tcp, 100) != 100 || dup2(un, 101) != 101 || dup2(waiting, 102) != 102)
+        _exit(3);
+    close(tcp), close(un), close(waiting);
+    if (dup2(100, 3) != 3 || dup2(101, 4) != 4)
+        _exit(3);
     close(100), close(101);
-    waiting = 102;
+    sd_waiting = 102;
     char pid[16];
     snprintf(pid, sizeof pid, "%d", (int)getpid());
     setenv("LISTEN_PID", pid, 1);
     setenv("LISTEN_FDS", "2", 1);
     setenv("LISTEN_FDNAMES", "web:admin", 1);
+}
 
+/*
+ * In the exec'd child: the TCP socket is matched by address (and serves the
+ * connection waiting on it), the unix one by its name (the address asks for
+ * another path), and an address with no socket is bound.
+ */
+static void systemd_in_child(void)
+{
+    struct tagged t;
+    evn_events ev;
+    systemd_setup();
+    tagged_init(&t, "sd", &ev);
+    char path[200], url[300], tcpurl[64];
     th_tmppath(path, sizeof path, "not-this.sock");
     snprintf(url, sizeof url, "unix://%s?fdname=admin", path);
-    snprintf(tcpurl, sizeof tcpurl, "tcp://127.0.0.1:%d", port);
+    snprintf(tcpurl, sizeof tcpurl, "tcp://127.0.0.1:%d", sd_port);
     const char *addrs[3] = {tcpurl, url, "tcp://127.0.0.1:0"};
     th_server ts;
     th_server_start(&ts, &ev, addrs, 3);
-    EXPECT_EQ_INT(th_server_port(&ts, 0), port);
-    EXPECT_NE_INT(th_server_port(&ts, 2), port);
+    EXPECT_EQ_INT(th_server_port(&ts, 0), sd_port);
+    EXPECT_NE_INT(th_server_port(&ts, 2), sd_port);
     EXPECT_NULL(getenv("LISTEN_FDS"));
     EXPECT_EQ_INT(fcntl(3, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
-    EXPECT_CONTAINS(evn_server_url(ts.srv, 1), sdpath);
-    expect_served(waiting, "sd", "was-waiting");
+    EXPECT_CONTAINS(evn_server_url(ts.srv, 1), sd_path);
+    expect_served(sd_waiting, "sd", "was-waiting");
     int u = th_connect_srv(&ts, 1);
     expect_served(u, "sd", "by-name");
     int f = th_connect_srv(&ts, 2);
@@ -365,20 +371,22 @@ static int systemd_child(void)
     EXPECT_FALSE(th_path_exists(path));
     th_server_stop(&ts);
     /* systemd's socket file is systemd's to remove. */
-    EXPECT_TRUE(th_path_exists(sdpath));
-    close(waiting), close(u), close(f);
-    unlink(sdpath);
+    EXPECT_TRUE(th_path_exists(sd_path));
+    close(sd_waiting), close(u), close(f);
+    unlink(sd_path);
     tagged_fini(&t);
-    return th_failures();
 }
 
+/* systemd's socket activation, in a fresh process (this test run again). */
 static void test_systemd_activation(void)
 {
-    th_tmpdir(); /* made here, so that th_finish removes it */
     pid_t pid = fork();
     ASSERT_TRUE(pid >= 0);
-    if (pid == 0)
-        _exit(systemd_child() ? 1 : 0);
+    if (pid == 0) {
+        char *args[] = {"test-inherit", "--systemd-child", NULL};
+        execv("/proc/self/exe", args);
+        _exit(127);
+    }
     int st = 0;
     ASSERT_EQ_INT(waitpid(pid, &st, 0), pid);
     EXPECT_TRUE(WIFEXITED(st));
@@ -387,6 +395,12 @@ static void test_systemd_activation(void)
 
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--systemd-child") == 0) {
+        char *none[] = {argv[0], NULL};
+        th_init(1, none);
+        TH_RUN(systemd_in_child);
+        return th_finish();
+    }
     th_init(argc, argv);
     TH_RUN(test_systemd_activation);
     TH_RUN(test_handoff_queued_shared);
