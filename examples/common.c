@@ -3,10 +3,28 @@
 #define EX_DRAIN_MS 10000
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* What SIGUSR2 starts again: this program's path, read at start (so that
+ * a binary replaced since is the one started), and its arguments. */
+static char ex_exe[PATH_MAX];
+static char **ex_argv;
+static atomic_int ex_upgrading_flag;
 
 static void usage(FILE *f, const char *name, int allow_udp, const struct ex_option *more,
                   size_t nmore)
@@ -32,7 +50,17 @@ static void usage(FILE *f, const char *name, int allow_udp, const struct ex_opti
             name, allow_udp ? "  --udp N           also serve UDP on port N\n" : "");
     for (size_t i = 0; i < nmore; i++)
         fprintf(f, "  %s\n", more[i].help);
-    fprintf(f, "  --help            show this\n");
+    fprintf(f, "  --help            show this\n"
+               "signals:\n"
+               "  SIGINT, SIGTERM   stop accepting, let connections finish (up to 10 s), exit;\n"
+               "                    a second one stops at once\n"
+               "  SIGUSR2           upgrade: start this program again (the same path, so a\n"
+               "                    binary replaced there takes over, and the same arguments),\n"
+               "                    hand it the listening sockets, and once it serves, drain\n"
+               "                    and exit; no connection is refused or lost meanwhile. If\n"
+               "                    the new copy fails, this one says why and keeps serving.\n"
+               "  Listening sockets passed by systemd (LISTEN_FDS) are used for the addresses\n"
+               "  they match; see docs/deployment.md.\n");
 }
 
 static int parse_int(const char *s, int min, int max, int *out)
@@ -92,10 +120,25 @@ static const struct ex_option *find_option(const char *a, const struct ex_option
     return NULL;
 }
 
+/* The path of this program, for SIGUSR2: the link /proc/self/exe names
+ * now, else argv[0] made absolute. */
+static void remember_exe(char **argv)
+{
+    ex_argv = argv;
+    ssize_t n = readlink("/proc/self/exe", ex_exe, sizeof ex_exe - 1);
+    if (n > 0) {
+        ex_exe[n] = '\0';
+        return;
+    }
+    if (!realpath(argv[0], ex_exe))
+        snprintf(ex_exe, sizeof ex_exe, "%s", argv[0]);
+}
+
 void ex_parse_more(int argc, char **argv, struct ex_opts *o, const char *name, int allow_udp,
                    const struct ex_option *more, size_t nmore)
 {
     int tls_port_set = 0, tls_hs_set = 0;
+    remember_exe(argv);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -188,6 +231,199 @@ static const char *extra_query(const char *url, const char *tq, const char *rp)
     return strncmp(url, "udp", 3) == 0 ? rp : tq;
 }
 
+int ex_upgrading(void)
+{
+    return atomic_load(&ex_upgrading_flag);
+}
+
+/* The environment of the new copy: this one's, without an earlier
+ * hand-off's variables, with the channel's descriptor and a placeholder
+ * for the new process's id, filled in after fork. */
+static char **child_env(int fd, char *fdvar, size_t fdsize, char *pidvar)
+{
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = malloc((n + 3) * sizeof *env);
+    if (!env)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "EVN_HANDOFF_", 12) != 0)
+            env[k++] = environ[i];
+    snprintf(fdvar, fdsize, "EVN_HANDOFF_FD=%d", fd);
+    env[k++] = fdvar;
+    env[k++] = pidvar;
+    env[k] = NULL;
+    return env;
+}
+
+/* Write v's digits at the end of buf (right-aligned over its '0's):
+ * async-signal-safe, for the child between fork and exec. */
+static void put_pid(char *digits, size_t width, long v)
+{
+    size_t i = width;
+    digits[--i] = '\0';
+    do
+        digits[--i] = (char)('0' + v % 10), v /= 10;
+    while (v && i > 0);
+    /* Leading zeros would still parse, but make it a plain number. */
+    memmove(digits, digits + i, width - i);
+}
+
+/*
+ * Start a new copy of this program that takes the sockets over: its pid, or
+ * -1 with why (say) filled in. ch receives this side of the channel.
+ */
+static pid_t spawn_copy(int *ch, char *say, size_t saylen)
+{
+    int sv[2], ep[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        snprintf(say, saylen, "socketpair: %s", strerror(errno));
+        return -1;
+    }
+    /* Tells the parent whether exec worked: closed by a successful exec,
+     * or given its errno. */
+    if (pipe2(ep, O_CLOEXEC) < 0) {
+        snprintf(say, saylen, "pipe: %s", strerror(errno));
+        close(sv[0]), close(sv[1]);
+        return -1;
+    }
+    char fdvar[32], pidvar[] = "EVN_HANDOFF_PID=0000000000000";
+    char **env = child_env(sv[1], fdvar, sizeof fdvar, pidvar);
+    pid_t pid = env ? fork() : -1;
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        pthread_sigmask(SIG_SETMASK, &none, NULL);
+        fcntl(sv[1], F_SETFD, 0);
+        put_pid(pidvar + 16, sizeof pidvar - 16, (long)getpid());
+        execve(ex_exe, ex_argv, env);
+        int e = errno;
+        ssize_t w = write(ep[1], &e, sizeof e);
+        (void)w;
+        _exit(127);
+    }
+    int e = errno;
+    free(env);
+    close(sv[1]), close(ep[1]);
+    if (pid < 0) {
+        snprintf(say, saylen, "fork: %s", strerror(env ? e : ENOMEM));
+        close(sv[0]), close(ep[0]);
+        return -1;
+    }
+    ssize_t r;
+    do
+        r = read(ep[0], &e, sizeof e);
+    while (r < 0 && errno == EINTR);
+    close(ep[0]);
+    if (r == (ssize_t)sizeof e) {
+        snprintf(say, saylen, "cannot execute %.300s: %s", ex_exe, strerror(e));
+        waitpid(pid, NULL, 0);
+        close(sv[0]);
+        return -1;
+    }
+    *ch = sv[0];
+    return pid;
+}
+
+/* How a child that did not take over ended, for the message. */
+static void describe_exit(pid_t pid, char *buf, size_t size)
+{
+    int st;
+    if (waitpid(pid, &st, 0) != pid)
+        snprintf(buf, size, "pid %d", (int)pid);
+    else if (WIFEXITED(st))
+        snprintf(buf, size, "pid %d exited with status %d", (int)pid, WEXITSTATUS(st));
+    else if (WIFSIGNALED(st))
+        snprintf(buf, size, "pid %d was killed by signal %d", (int)pid, WTERMSIG(st));
+    else
+        snprintf(buf, size, "pid %d", (int)pid);
+}
+
+/*
+ * Tell systemd (a Type=notify service: NOTIFY_SOCKET is set) how things
+ * stand: READY=1 once serving, MAINPID= when an upgrade hands the service
+ * to the new process, so that systemd follows it instead of taking the old
+ * one's exit for the service's end. Nothing without NOTIFY_SOCKET.
+ */
+static void notify_systemd(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    size_t len = path ? strlen(path) : 0;
+    if (!len || len >= sizeof sun.sun_path || (path[0] != '/' && path[0] != '@'))
+        return;
+    memcpy(sun.sun_path, path, len);
+    if (path[0] == '@')
+        sun.sun_path[0] = '\0'; /* an abstract socket */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    ssize_t r = sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sun,
+                       (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+    (void)r;
+    close(fd);
+}
+
+/* One upgrade: true once the new copy serves (this one drains now). */
+static bool upgrade(const char *name, evn_server *srv)
+{
+    char why[512], how[96];
+    int ch;
+    if (evn_server_draining(srv)) {
+        fprintf(stderr, "%s: upgrade: already stopping, SIGUSR2 ignored\n", name);
+        return false;
+    }
+    pid_t pid = spawn_copy(&ch, why, sizeof why);
+    if (pid < 0) {
+        fprintf(stderr, "%s: upgrade failed: %s; pid %d keeps serving\n", name, why,
+                (int)getpid());
+        return false;
+    }
+    atomic_store(&ex_upgrading_flag, 1);
+    int rc = evn_server_handoff(srv, ch, EX_DRAIN_MS);
+    close(ch);
+    if (rc == 0) {
+        char msg[32];
+        snprintf(msg, sizeof msg, "MAINPID=%d", (int)pid);
+        notify_systemd(msg);
+        printf("upgrade: pid %d serves now; pid %d drains and exits\n", (int)pid, (int)getpid());
+        fflush(stdout);
+        return true;
+    }
+    atomic_store(&ex_upgrading_flag, 0);
+    snprintf(why, sizeof why, "%s", evn_errmsg());
+    describe_exit(pid, how, sizeof how);
+    fprintf(stderr, "%s: upgrade failed: %s (%s); pid %d keeps serving\n", name, why, how,
+            (int)getpid());
+    return false;
+}
+
+struct upgrader {
+    const char *name;
+    evn_server *srv;
+    pthread_t thread;
+    atomic_bool quit;
+};
+
+/* Waits for SIGUSR2, blocked in every other thread, and upgrades; a hand-off
+ * blocks until the new copy answers, which is why it has a thread. */
+static void *upgrader_main(void *arg)
+{
+    struct upgrader *u = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR2);
+    for (;;) {
+        int sig;
+        if (sigwait(&set, &sig) != 0 || atomic_load(&u->quit))
+            return NULL;
+        if (upgrade(u->name, u->srv))
+            return NULL;
+    }
+}
+
 int ex_run(const char *name, evn_events *ev, const struct ex_opts *o)
 {
     return ex_run_ext(name, ev, o, NULL, 0, NULL);
@@ -270,8 +506,25 @@ int ex_run_ext(const char *name, evn_events *ev, const struct ex_opts *o, const 
     /* SIGINT or SIGTERM: let connections finish for up to 10 s; a second
      * signal stops at once. */
     rc = evn_server_stop_on_signals(srv, EX_DRAIN_MS);
+    /* SIGUSR2: upgrade, on a thread of its own that alone takes it. */
+    struct upgrader up = {.name = name, .srv = srv};
+    sigset_t usr2, oldmask;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, &oldmask);
+    atomic_init(&up.quit, false);
+    bool upgrader = ex_argv && rc == 0 && pthread_create(&up.thread, NULL, upgrader_main, &up) == 0;
+    /* The listeners are bound (or inherited): connections queue from now. */
+    if (rc == 0)
+        notify_systemd("READY=1");
     if (rc == 0)
         rc = evn_server_run(srv);
+    if (upgrader) {
+        atomic_store(&up.quit, true);
+        pthread_kill(up.thread, SIGUSR2);
+        pthread_join(up.thread, NULL);
+    }
+    pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
     if (stopped)
         stopped(srv);
     evn_server_free(srv);

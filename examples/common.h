@@ -53,13 +53,23 @@ struct ex_option {
 void ex_parse_more(int argc, char **argv, struct ex_opts *o, const char *name, int allow_udp,
                    const struct ex_option *more, size_t nmore);
 
+/*
+ * Non-zero once SIGUSR2 has handed the listening sockets to a new copy of
+ * the program: the drain under way is an upgrade, and clients have a server
+ * to go on with. (ex_run starts the copy: the same path, read at start, and
+ * arguments; it waits for it to serve, then drains and exits. A copy that
+ * fails leaves this one serving, with the reason on stderr.)
+ */
+int ex_upgrading(void);
+
 /* The serving callback the examples use: one line per listening address. */
 evn_action ex_print_serving(evn_server *srv);
 
 /*
  * Build the address list from o (tcp, unix, udp, then tls), run the server
  * until SIGINT or SIGTERM (or a shutdown action), and return the process exit
- * status.
+ * status. SIGUSR2 upgrades (see ex_upgrading); sockets passed by systemd are
+ * used for the addresses they match.
  */
 int ex_run(const char *name, evn_events *ev, const struct ex_opts *o);
 

@@ -264,8 +264,11 @@ typedef struct evn_events {
  * An empty host (tcp://:6380) listens on every interface, IPv6 and IPv4. A
  * host name is resolved here, once, with getaddrinfo. Options go in the query
  * string: reuseport=true|false (one socket per loop, bound with
- * SO_REUSEPORT), backlog=N (listen backlog, default 1024). A stale unix socket
- * file is replaced; evn_server_free() removes it.
+ * SO_REUSEPORT), backlog=N (listen backlog, default 1024), fdname=NAME (the
+ * socket systemd passed under that name, if any). A stale unix socket file
+ * is replaced; evn_server_free() removes it. An address that matches a
+ * socket the process inherited, from systemd or from a running evn process,
+ * uses it instead of binding: see "Restarts that drop nothing" below.
  *
  * deferaccept=SECONDS on a tcp:// listener (TCP_DEFER_ACCEPT, Linux) has the
  * kernel hand a connection over only once its first bytes have arrived, or
@@ -354,6 +357,82 @@ EVN_API int evn_shutdown_graceful(evn_server *srv, int64_t drain_ms);
 
 /* Non-zero once a graceful shutdown has begun. Any thread. */
 EVN_API int evn_server_draining(const evn_server *srv);
+
+/*
+ * Restarts that drop nothing. A server may start on listening sockets it
+ * inherits instead of binding its own. A connection waiting in a socket's
+ * accept queue belongs to the socket, so as long as some process holds the
+ * socket, the connection waits to be accepted: none is refused or reset.
+ *
+ * From systemd (socket activation): evn_server_new reads LISTEN_PID,
+ * LISTEN_FDS and LISTEN_FDNAMES (only when LISTEN_PID is this process) the
+ * first time it finds them, sets the sockets close-on-exec and removes the
+ * three variables from the environment, as sd_listen_fds(1) does: call it
+ * before starting threads that read the environment. Each address then
+ * uses the inherited socket of the same kind (stream and listening for
+ * tcp://, tls:// and unix://, datagram for udp://), family, address and
+ * port (port 0: the first of that address), or the unix socket of the same
+ * path; with the listener option fdname=NAME, the socket LISTEN_FDNAMES
+ * calls NAME instead. An address no inherited socket matches is bound as
+ * usual, so one configuration serves with and without systemd. Sockets no
+ * server takes stay open and are kept for a later evn_server_new; evn never
+ * closes one it has not taken. A unix socket's file belongs to systemd and
+ * is never removed by evn.
+ *
+ * From a running evn process (a hand-off): see evn_server_handoff. The new
+ * process's evn_server_new finds the channel in EVN_HANDOFF_FD (and, if
+ * EVN_HANDOFF_PID is set, only when it names this process), reads the
+ * offered sockets, waiting for them if they have not come yet, and removes
+ * both variables. The descriptor is evn's from then on (closed once the
+ * hand-off is over). Addresses match as for systemd's sockets; offered
+ * sockets no address takes are closed (the offering process has its own).
+ * If the channel closes before all sockets came, the server binds as
+ * usual. The offering process is told "ok" when evn_server_run starts its
+ * loops (after serving), or why not: the error of a failed
+ * evn_server_new, or the server freed without running.
+ *
+ * A listener that finds several inherited sockets of its address (the
+ * reuseport sockets of the old process's loops) takes them all, and its
+ * loops share them out (socket i on loop i % nloops); a reuseport listener
+ * with fewer than nloops binds the rest beside them when the inherited
+ * sockets have SO_REUSEPORT, and otherwise shares them as a single socket.
+ * An inherited socket is used as it is bound (backlog, IPV6_V6ONLY,
+ * reuseport); of the URL's options only the TCP ones a listening socket
+ * passes to its connections (nodelay, keepalive, fastopen, deferaccept) are
+ * applied. evn_server_url gives its real address.
+ */
+
+/*
+ * Hand this server's listening and UDP sockets to a new process (the
+ * offering side) and drain. sock is a connected unix socket, the channel,
+ * whose other end the new process has as EVN_HANDOFF_FD, typically one end
+ * of a socketpair: the descriptor given to the new process without
+ * close-on-exec, the variable set in its environment, this end kept here.
+ *
+ * Sends every socket (a shared listener's one and each loop's reuseport
+ * socket), then waits, blocking, for the new process's answer. Only when it
+ * says it serves does this server stop accepting and begin
+ * evn_shutdown_graceful(srv, drain_ms): until then both processes accept
+ * from the same queues, so no connection waits on a socket nobody accepts
+ * on, and those this server accepted it serves through the drain (each is
+ * told draining). A unix socket's file is then left for the new process.
+ *
+ * Returns 0 once the new process serves and the drain has begun. On a
+ * failure this server carries on serving as before, and evn_errmsg() says
+ * why: -ECANCELED when the new process said it will not serve (with its
+ * reason, such as its evn_server_new error), -EPIPE when it closed the
+ * channel first (it exited: exec failed, it crashed, or it is no evn
+ * server), the errno of a failed send, -ESHUTDOWN if this server is
+ * already stopping, -EALREADY while another hand-off is under way, -EDEADLK
+ * on a loop thread.
+ *
+ * Blocks until the answer: call it from a thread of the application's own
+ * (not a loop thread, not a callback), while the server runs, and let it
+ * return before evn_server_free. sock stays the caller's, who closes it.
+ * No timeout: a new process that hangs before it answers holds this call;
+ * closing it (killing the process) ends the wait with -EPIPE.
+ */
+EVN_API int evn_server_handoff(evn_server *srv, int sock, int64_t drain_ms);
 
 /*
  * Stop the server on SIGINT or SIGTERM, safely: call before evn_server_run()

@@ -84,6 +84,7 @@ struct evn__url {
     int verify; /* EVN__VERIFY_* */
     char cert[256], key[256], ca[256], alpn[128];
     char sni[256]; /* evn_connect: the server name to send and check */
+    char fdname[64]; /* listener: the inherited socket of this LISTEN_FDNAMES name */
 };
 
 enum { EVN__VERIFY_NONE = 0, EVN__VERIFY_OPTIONAL, EVN__VERIFY_REQUIRE };
@@ -331,15 +332,21 @@ static inline uint32_t evn__id_seq(evn_id id)
 
 /* ---- listeners ---- */
 
+/* Where a listener's sockets came from. */
+enum { EVN__BOUND = 0, EVN__FROM_SYSTEMD, EVN__FROM_HANDOFF };
+
 struct evn__listener {
     struct evn__url url;
     size_t index; /* position in the address list */
     char urlstr[160];
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    int fd;   /* shared socket, or loop 0's when reuseport */
-    int *fds; /* with reuseport: one socket per loop */
+    int fd; /* the shared socket, or fds[0] */
+    /* Several sockets (reuseport, or several inherited for the address):
+     * socket i is polled by loop i % nloops. Usually one per loop. */
+    int *fds;
     int nfds;
+    int origin; /* EVN__BOUND, or where its (first) socket was inherited from */
     bool unlink_on_free;
     struct evn__tls_ctx *tls; /* tls:// listeners: the SSL_CTX and ALPN list (tls.c) */
 };
@@ -348,11 +355,12 @@ struct evn__listener {
 struct evn__lsock {
     struct evn__io io;
     struct evn__listener *l;
+    int slot;             /* its place in l->fds, or -1 for l->fd */
     struct evn_conn *udp; /* UDP: the pseudo-connection used for datagrams */
 };
 
-EVN__HIDDEN int evn__listener_open(struct evn__listener *l, const char *url, int nloops, char *err,
-                                   size_t errlen);
+EVN__HIDDEN int evn__listener_open(struct evn_server *srv, struct evn__listener *l,
+                                   const char *url, int nloops, char *err, size_t errlen);
 EVN__HIDDEN void evn__listener_close(struct evn__listener *l);
 /* Register the listening and UDP sockets loop polls; stop polling them (and
  * close them: a drain) ; resume accepting after a pause for want of fds. */
@@ -366,6 +374,44 @@ EVN__HIDDEN long evn__accept_failures(struct evn_server *srv);
 EVN__HIDDEN int evn__set_nonblock(int fd, bool on);
 /* A pipe with both ends non-blocking and close-on-exec; -errno on failure. */
 EVN__HIDDEN int evn__pipe_nb(int p[2]);
+
+/* ---- inherited sockets (inherit.c) and the hand-off (handoff.c) ---- */
+
+/* A listening or bound socket the process did not make: from systemd's
+ * socket activation or handed over by a running evn process. */
+struct evn__inherited {
+    int fd;
+    int origin; /* EVN__FROM_SYSTEMD or EVN__FROM_HANDOFF */
+    int type;   /* SOCK_STREAM or SOCK_DGRAM */
+    bool listening, reuseport;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char name[64]; /* systemd's LISTEN_FDNAMES entry, or "" */
+};
+
+/* Describe fd as an inherited socket: false if it is no socket. */
+EVN__HIDDEN bool evn__inherited_describe(int fd, int origin, struct evn__inherited *in);
+/*
+ * Take the inherited sockets that serve listener l (its address resolved,
+ * l->url parsed): first from the server's own (handed over), then from
+ * systemd's (read from LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES on first
+ * use). Writes up to max descriptors to fds, non-blocking and close-on-exec,
+ * now l's, and returns how many (0: bind as usual), with *origin set.
+ */
+EVN__HIDDEN int evn__inherit_claim(struct evn_server *srv, const struct evn__listener *l,
+                                   int *fds, int max, int *origin);
+/* Close the handed-over sockets no listener took. */
+EVN__HIDDEN void evn__inherit_release(struct evn_server *srv);
+
+/*
+ * The taking side of a hand-off: with EVN_HANDOFF_FD in the environment (and
+ * EVN_HANDOFF_PID, if set, this process's), read the sockets offered into
+ * srv->inh. 0 (nothing offered counts), or -errno.
+ */
+EVN__HIDDEN int evn__handoff_take(struct evn_server *srv);
+/* Tell the offering process that this server serves (ok) or will not
+ * (why), and close the channel. Nothing if there is none. */
+EVN__HIDDEN void evn__handoff_answer(struct evn_server *srv, const char *why);
 
 /* ---- connections ---- */
 
@@ -636,6 +682,9 @@ struct evn_loop {
     /* Listening sockets this loop polls. */
     struct evn__lsock *lsocks;
     size_t nlsocks;
+    /* Listening sockets closed that a completion backend still holds: the
+     * accepts it made meanwhile are yet to come, so a drain waits. */
+    int lsocks_held;
     /* Out of file descriptors: listeners are off the poller until a
      * connection of this loop closes or the retry timer fires. */
     bool accept_paused;
@@ -686,6 +735,15 @@ struct evn_server {
     struct evn_loop *loops;
     struct evn__listener *listeners;
     size_t nlisteners;
+    /* Guards the listeners' descriptors, which loops close in a drain while
+     * evn_server_handoff copies them on another thread. */
+    pthread_mutex_t lfd_lock;
+    /* The hand-off: sockets offered to this server (taking side), the
+     * channel to answer on, and whether this server is handing off. */
+    struct evn__inherited *inh;
+    size_t ninh;
+    int handoff_fd;
+    atomic_bool handing_off;
     atomic_bool stopping;
     atomic_bool draining;
     /* Set by loop 0 once its listeners are closed during a drain: no more

@@ -268,8 +268,67 @@ static void format_url(struct evn__listener *l)
              addr);
 }
 
-int evn__listener_open(struct evn__listener *l, const char *url, int nloops, char *err,
-                       size_t errlen)
+/*
+ * Serve l from the k inherited sockets fds[0..k), which are l's from now on
+ * (closed with it). They are used as they are, bound and listening by
+ * whoever made them; only the TCP options that apply to a listening socket
+ * are set. A reuseport listener with fewer of them than loops binds more
+ * beside them when they allow it (SO_REUSEPORT), so each loop has its own.
+ */
+static int adopt(struct evn__listener *l, const char *url, const int *fds, int k, int nloops,
+                 char *err, size_t errlen)
+{
+    struct evn__inherited d;
+    int n = k;
+    evn__inherited_describe(fds[0], l->origin, &d);
+    memcpy(&l->addr, &d.addr, d.addrlen);
+    l->addrlen = d.addrlen;
+    /* fdname= may pick a unix socket of another path than the URL's. */
+    if (d.addr.ss_family == AF_UNIX) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)&d.addr;
+        snprintf(l->url.path, sizeof l->url.path, "%.*s", (int)sizeof un->sun_path, un->sun_path);
+    }
+    if (l->url.reuseport && k < nloops && d.reuseport && l->url.proto != EVN__UNIX)
+        n = nloops;
+    if (n == 1) {
+        l->fd = fds[0];
+    } else {
+        if (!(l->fds = evn__malloc(sizeof(int) * (size_t)n))) {
+            for (int i = 0; i < k; i++)
+                close(fds[i]);
+            return -ENOMEM;
+        }
+        for (int i = 0; i < n; i++)
+            l->fds[i] = i < k ? fds[i] : -1;
+        l->nfds = n;
+        l->fd = fds[0];
+    }
+    for (int i = 0; i < k && l->url.proto == EVN__TCP && d.addr.ss_family != AF_UNIX; i++) {
+        const char *what = tcp_tuning(fds[i], &l->url);
+        if (what) {
+            int e = errno;
+            snprintf(err, errlen, "%s: %s on the inherited socket: %s", url, what, strerror(e));
+            evn__listener_close(l);
+            return -e;
+        }
+    }
+    for (int i = k; i < n; i++) {
+        int fd = open_socket(l, url, err, errlen);
+        if (fd < 0) {
+            evn__listener_close(l);
+            return fd;
+        }
+        l->fds[i] = fd;
+    }
+    format_url(l);
+    return 0;
+}
+
+/* The most inherited sockets one listener takes. */
+#define EVN__INHERIT_MAX (EVN__MAX_LOOPS + 1)
+
+int evn__listener_open(struct evn_server *srv, struct evn__listener *l, const char *url,
+                       int nloops, char *err, size_t errlen)
 {
     int rc = evn__url_parse(url, &l->url, err, errlen);
     if (rc < 0)
@@ -292,6 +351,10 @@ int evn__listener_open(struct evn__listener *l, const char *url, int nloops, cha
 #endif
     if ((rc = resolve(l, url, err, errlen)) < 0)
         return rc;
+    int inherited[EVN__INHERIT_MAX];
+    int k = evn__inherit_claim(srv, l, inherited, EVN__INHERIT_MAX, &l->origin);
+    if (k > 0)
+        return adopt(l, url, inherited, k, nloops, err, errlen);
     if (l->url.proto == EVN__UNIX && (rc = clear_stale_unix(l, url, err, errlen)) < 0)
         return rc;
 
@@ -470,18 +533,17 @@ static void take(struct evn_loop *loop, struct evn__lsock *ls, int fd,
     uint16_t index = (uint16_t)ls->l->index;
     if (plen > sizeof *peer)
         plen = 0;
-    /* A listener closed since the accept was asked for (a drain). */
-    if (ls->io.fd < 0) {
-        close(fd);
-        return;
-    }
     int max = srv->ev.max_conns;
     if (atomic_fetch_add_explicit(&srv->total_conns, 1, memory_order_relaxed) >= max && max > 0) {
         atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
         reject(srv, fd);
         return;
     }
-    struct evn_loop *to = ls->l->fds ? loop : pick_loop(srv);
+    /* A connection accepted before its listener closed (a drain) and
+     * reported since, by a backend that accepts itself, was in the queue:
+     * it is served here, where the drain tells it at once, rather than
+     * sent to a loop that may have ended. */
+    struct evn_loop *to = ls->l->fds || ls->io.fd < 0 ? loop : pick_loop(srv);
     atomic_fetch_add_explicit(&to->nconns, 1, memory_order_relaxed);
     if (to == loop) {
         evn__conn_accepted(loop, fd, index, peer, plen);
@@ -521,8 +583,10 @@ long evn__accept_failures(struct evn_server *srv)
 static void accept_ready(struct evn_loop *loop, struct evn__io *io, const struct evn__fired *f)
 {
     struct evn__lsock *ls = evn__container_of(io, struct evn__lsock, io);
-    if (f->ev == EVN__RELEASED)
+    if (f->ev == EVN__RELEASED) {
+        loop->lsocks_held--;
         return;
+    }
     if (f->ev == EVN__ACCEPTED) {
         const struct evn__peer *p = f->buf;
         if (f->res >= 0)
@@ -553,34 +617,48 @@ static void accept_ready(struct evn_loop *loop, struct evn__io *io, const struct
     }
 }
 
+/* Start polling (or accepting on) fd, l's socket in slot (-1: l->fd). */
+static int lsock_start(struct evn_loop *loop, struct evn__listener *l, int slot, int fd)
+{
+    struct evn__lsock *ls = &loop->lsocks[loop->nlsocks++];
+    ls->io.fd = fd;
+    ls->l = l;
+    ls->slot = slot;
+    if (l->url.proto == EVN__UDP) {
+        ls->io.cb = evn__udp_ready;
+        if (!(ls->udp = evn__udp_conn_new(loop, ls)))
+            return -ENOMEM;
+        return evn__io_add(loop, &ls->io, EVN__READ);
+    }
+    ls->io.cb = accept_ready;
+    return accepting(loop, ls, true);
+}
+
+/* The sockets this loop polls: a shared one on loop 0, and socket i of a
+ * listener with several on loop i % nloops. */
 int evn__lsocks_start(struct evn_loop *loop)
 {
     struct evn_server *srv = loop->srv;
+    int me = loop->index, nloops = srv->nloops, rc;
     loop->accept_retry.cb = accept_retry;
-    loop->lsocks = evn__calloc(srv->nlisteners ? srv->nlisteners : 1, sizeof *loop->lsocks);
+    size_t n = 0;
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        const struct evn__listener *l = &srv->listeners[i];
+        n += l->fds ? (size_t)((l->nfds - me + nloops - 1) / nloops) : 1;
+    }
+    loop->lsocks = evn__calloc(n ? n : 1, sizeof *loop->lsocks);
     if (!loop->lsocks)
         return -ENOMEM;
     for (size_t i = 0; i < srv->nlisteners; i++) {
         struct evn__listener *l = &srv->listeners[i];
-        int fd = l->fds ? l->fds[loop->index] : (loop->index == 0 ? l->fd : -1);
-        if (fd < 0)
+        if (!l->fds) {
+            if (me == 0 && l->fd >= 0 && (rc = lsock_start(loop, l, -1, l->fd)) < 0)
+                return rc;
             continue;
-        struct evn__lsock *ls = &loop->lsocks[loop->nlsocks++];
-        ls->io.fd = fd;
-        ls->l = l;
-        if (l->url.proto == EVN__UDP) {
-            ls->io.cb = evn__udp_ready;
-            if (!(ls->udp = evn__udp_conn_new(loop, ls)))
-                return -ENOMEM;
-            int rc = evn__io_add(loop, &ls->io, EVN__READ);
-            if (rc < 0)
-                return rc;
-        } else {
-            ls->io.cb = accept_ready;
-            int rc = accepting(loop, ls, true);
-            if (rc < 0)
-                return rc;
         }
+        for (int slot = me; slot < l->nfds; slot += nloops)
+            if (l->fds[slot] >= 0 && (rc = lsock_start(loop, l, slot, l->fds[slot])) < 0)
+                return rc;
     }
     return 0;
 }
@@ -592,20 +670,25 @@ void evn__lsocks_close(struct evn_loop *loop)
         struct evn__lsock *ls = &loop->lsocks[i];
         if (ls->io.fd < 0)
             continue;
+        /* The listener must not close it again at free, nor a hand-off
+         * offer it from now on. */
+        pthread_mutex_lock(&loop->srv->lfd_lock);
+        if (ls->slot >= 0)
+            ls->l->fds[ls->slot] = -1;
+        if (ls->slot <= 0)
+            ls->l->fd = -1;
+        pthread_mutex_unlock(&loop->srv->lfd_lock);
         if (loop->be->close) {
             /* Accepts still armed, or events in the batch, may come back for
-             * it: its memory lives as long as the loop. */
-            loop->be->close(loop, &ls->io, false);
+             * it: its memory lives as long as the loop, and a drain waits
+             * for the connections those accepts took. */
+            if (loop->be->close(loop, &ls->io, false) > 0 && ls->io.cb == accept_ready)
+                loop->lsocks_held++;
         } else {
             if (!loop->accept_paused || !is_listening(ls))
                 evn__io_del(loop, &ls->io, EVN__READ, true);
             close(ls->io.fd);
         }
-        /* The listener must not close it again at free. */
-        if (ls->l->fds)
-            ls->l->fds[loop->index] = -1;
-        else
-            ls->l->fd = -1;
         ls->io.fd = -1;
     }
     loop->accept_paused = false;

@@ -77,6 +77,14 @@ static int resolve_nloops(int n)
 static void server_destroy(struct evn_server *srv)
 {
     evn__signals_detach(srv);
+    /* Sockets handed over to a server that never ran stay with the process
+     * that offered them, which is told why (once evn_server_new failed, the
+     * reason is this thread's evn_errmsg()). */
+    if (srv->handoff_fd >= 0)
+        evn__handoff_answer(srv, srv->ran ? "the server stopped at serving"
+                                 : *evn_errmsg()    ? evn_errmsg()
+                                                    : "the server was freed without running");
+    evn__inherit_release(srv);
     /* Only loops that evn__loop_init touched: a zeroed one holds fd 0. */
     if (srv->loops)
         for (int i = 0; i < srv->nloops_init; i++)
@@ -87,6 +95,7 @@ static void server_destroy(struct evn_server *srv)
     evn__tls_clients_free(srv);
     evn__free(srv->loops);
     evn__free(srv->listeners);
+    pthread_mutex_destroy(&srv->lfd_lock);
     evn__free(srv);
     evn__servers_add(-1);
 }
@@ -178,11 +187,19 @@ int evn_server_new_sized(evn_server **srvp, const evn_events *user_ev, size_t ev
     atomic_init(&srv->draining, false);
     atomic_init(&srv->handoffs_over, false);
     srv->sig_io.fd = srv->sig_wfd = -1;
+    srv->handoff_fd = -1;
+    pthread_mutex_init(&srv->lfd_lock, NULL);
+    atomic_init(&srv->handing_off, false);
     atomic_init(&srv->rr_next, 0);
     atomic_init(&srv->rand_state, (unsigned)time(NULL) ^ ((unsigned)getpid() << 16) ^ 0x9e3779b9u);
     if (atomic_load(&srv->rand_state) == 0)
         atomic_store(&srv->rand_state, 1);
 
+    /* A running evn process offering its listening sockets: take them
+     * first, so that the listeners below use them instead of binding. */
+    evn__set_errmsg("%s", "");
+    if ((rc = evn__handoff_take(srv)) < 0)
+        goto fail;
     srv->listeners = evn__calloc(naddrs ? naddrs : 1, sizeof *srv->listeners);
     srv->loops = evn__calloc((size_t)srv->nloops, sizeof *srv->loops);
     if (!srv->listeners || !srv->loops) {
@@ -197,13 +214,17 @@ int evn_server_new_sized(evn_server **srvp, const evn_events *user_ev, size_t ev
             snprintf(err, sizeof err, "address %zu is NULL", i);
             rc = -EINVAL;
         } else {
-            rc = evn__listener_open(&srv->listeners[i], addrs[i], srv->nloops, err, sizeof err);
+            rc = evn__listener_open(srv, &srv->listeners[i], addrs[i], srv->nloops, err,
+                                    sizeof err);
         }
         if (rc < 0) {
             evn__set_errmsg("%s", err);
             goto fail;
         }
     }
+    /* Offered sockets no address asked for: the offering process keeps
+     * its own copies of them. */
+    evn__inherit_release(srv);
     for (int i = 0; i < srv->nloops; i++) {
         srv->nloops_init = i + 1;
         rc = evn__loop_init(&srv->loops[i], srv, i);
@@ -252,6 +273,16 @@ int evn_server_run(evn_server *srv)
             evn__signals_detach(srv);
             return 0;
         }
+    }
+    /* The loops are ready and their listeners registered: the process that
+     * handed them over may stop accepting now. A unix socket's file is
+     * this server's to remove from now on. */
+    if (srv->handoff_fd >= 0) {
+        evn__handoff_answer(srv, NULL);
+        for (size_t i = 0; i < srv->nlisteners; i++)
+            if (srv->listeners[i].origin == EVN__FROM_HANDOFF &&
+                srv->listeners[i].url.proto == EVN__UNIX)
+                srv->listeners[i].unlink_on_free = true;
     }
 
     /* Loop threads take no signals: the application's thread handles them. */

@@ -92,6 +92,11 @@ void evn__conn_opened_draining(struct evn_conn *c)
 bool evn__loop_drain_done(struct evn_loop *loop)
 {
     struct evn_server *srv = loop->srv;
+    /* Connections a completion backend accepted before the listeners
+     * closed are still to be reported: they were in the queue, so they are
+     * served, not dropped when the loop ends. */
+    if (loop->lsocks_held > 0 && evn__drain_left_ms(srv) > 0)
+        return false;
     long left = loop->index == 0 ? atomic_load(&srv->total_conns) : atomic_load(&loop->nconns);
     /* A connection loop 0 accepted may still be on its way here (counted
      * in nconns only once loop 0 has picked this loop). */

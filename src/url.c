@@ -96,6 +96,7 @@ static const struct option {
     {"verify", OPT_VERIFY, F(verify), 0, 0, P_TLS | P_OUT | P_LISTEN},
     {"alpn", OPT_PATH, F(alpn), 0, 0, P_TLS | P_OUT | P_LISTEN},
     {"sni", OPT_PATH, F(sni), 0, 0, P_TLS | P_OUT},
+    {"fdname", OPT_PATH, F(fdname), 0, 0, P_TCP | P_UDP | P_UNIX},
 #undef F
 };
 

@@ -803,12 +803,28 @@ static void set_deadline(evn_conn *c, bool pending)
     }
 }
 
-/* A graceful shutdown began: an idle keep-alive connection can go now; one
- * in the middle of a request gets its answer with "Connection: close". */
+/* How long an idle keep-alive connection of an upgraded server is kept. */
+#define UPGRADE_IDLE_MS 5000
+
+/*
+ * A graceful shutdown began: one in the middle of a request gets its answer
+ * with "Connection: close". An idle keep-alive connection can go now, unless
+ * the drain is an upgrade (SIGUSR2): closing it would race with a request
+ * its client may be sending at that moment, which would then fail, while a
+ * new server is there to take the client's next connection. So it is kept
+ * a while (its idle timeout, up to 5 s): a request that comes gets its
+ * answer with "Connection: close", and the client moves on.
+ */
 static evn_action on_draining(evn_conn *c)
 {
     struct conn *st = evn_conn_udata(c);
-    return st && st->deadline ? EVN_NONE : EVN_CLOSE;
+    if (st && st->deadline)
+        return EVN_NONE;
+    if (!ex_upgrading())
+        return EVN_CLOSE;
+    int64_t ms = idle_timeout_ms > 0 && idle_timeout_ms < UPGRADE_IDLE_MS ? idle_timeout_ms
+                                                                          : UPGRADE_IDLE_MS;
+    return evn_conn_set_idle_timeout(c, ms) == 0 ? EVN_NONE : EVN_CLOSE;
 }
 
 static evn_action on_timeout(evn_conn *c)
