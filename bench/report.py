@@ -642,7 +642,7 @@ def main():
                                      ("loops", 2, "evn with 1 and 2 loops on 2 CPUs"),
                                      ("https", 2, "HTTPS: wrk -t1 -c50"),
                                      ("static", 1, "1 MiB static file: wrk -t1 -c50"),
-                                     ("proxy", 3, "TCP proxy: the proxy's CPU per request"),
+                                     ("proxy", 3, "TCP proxy: CPU per proxied request"),
                                      ("workers", 1, "1 ms handlers on worker threads")):
             cs = [cases[i] for i in order if cases[i].section == section]
             if not cs:
