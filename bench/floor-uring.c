@@ -4,7 +4,8 @@
  *
  * One thread and one ring (IORING_SETUP_SINGLE_ISSUER and DEFER_TASKRUN,
  * the completion queue sized so that it cannot overflow), no framework:
- *   - one multishot accept on the listening socket;
+ *   - one multishot accept on the listening socket, TCP_NODELAY set on it
+ *     once (accepted sockets inherit it);
  *   - one multishot receive per connection, into a ring of provided buffers
  *     the kernel picks from; each buffer goes back to the ring as soon as its
  *     bytes have been handled (copied out, or parsed and answered);
@@ -86,7 +87,7 @@ static struct io_uring_buf_ring *br;
 static char *bufs;
 /* Buffers handed back to br since its tail was last advanced. */
 static int returned;
-static int lfd, is_tcp;
+static int lfd;
 static struct conn *conns;
 static size_t nconns;
 static char *pool[POOL_MAX];
@@ -330,10 +331,6 @@ static void on_accept(struct io_uring_cqe *cqe)
         }
         return;
     }
-    if (is_tcp) {
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
     struct conn *c = conn_get(fd);
     memset(c, 0, sizeof *c);
     c->fd = fd;
@@ -404,6 +401,7 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
     struct floor_opts o;
+    int is_tcp;
     prog = "floor-uring";
     floor_args(argc, argv, &o);
     raise_fd_limit();
@@ -416,6 +414,11 @@ int main(int argc, char **argv)
     spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
     lfd = floor_listen(&o, &is_tcp);
+    /* Linux gives an accepted socket the listener's TCP_NODELAY: no system
+     * call a connection for it. */
+    int one = 1;
+    if (is_tcp && setsockopt(lfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+        die("setsockopt TCP_NODELAY");
     setup_ring();
     arm_accept();
 
