@@ -26,10 +26,13 @@
 # or the same for the load's CPU if higher and the load prints its own
 # "cpu_seconds C"; with NOISE=total, for a server that runs on both CPUs,
 # the busy time of both CPUs less the server's and the load's, over one
-# CPU's time.)
+# CPU's time.) When the load prints "latency_p50_us" and "latency_p99_us"
+# (bench/echo-load does), the round line also has, before other_pct,
+#   lat_p50_us L50 lat_p99_us L99
 # then one line per server with median, min and max of each figure:
 #   result NAME msgs_per_sec MEDIAN MIN MAX cpu_us_per_msg MEDIAN MIN MAX
 #          user_us_per_msg MEDIAN MIN MAX sched_us_per_msg MEDIAN MIN MAX
+#          [lat_p50_us MEDIAN MIN MAX lat_p99_us MEDIAN MIN MAX]
 #
 # On a shared machine other work disturbs both figures. Before each round
 # the script waits, QUIET_WAIT (10) seconds at most, until other processes
@@ -194,7 +197,7 @@ extra_ticks() {
 # Runs one round of load against server $1 and prints its figures.
 run_round() {
     local i=$1 label=$2 cmd out messages rate ticks uticks ns0 ns1 u0 s0 u1 s1 b0 t0 b1 t1
-    local lb0 lt0 lb1 lt1 load_cpu r0 r1 x0 x1
+    local lb0 lt0 lb1 lt1 load_cpu r0 r1 x0 x1 lat50 lat99
     cmd=${load//\{port\}/${ports[$i]}}
     read -r b0 t0 < <(cpu_busy "$SERVER_CPU")
     read -r lb0 lt0 < <(cpu_busy "$LOAD_CPU")
@@ -223,6 +226,8 @@ run_round() {
     messages=$(awk '$1 == "messages" { print $2 }' <<<"$out")
     rate=$(awk '$1 == "msgs_per_sec" { print $2 }' <<<"$out")
     load_cpu=$(awk '$1 == "cpu_seconds" { print $2 }' <<<"$out")
+    lat50=$(awk '$1 == "latency_p50_us" { print $2 }' <<<"$out")
+    lat99=$(awk '$1 == "latency_p99_us" { print $2 }' <<<"$out")
     ticks=$((u1 + s1 - u0 - s0))
     uticks=$((u1 - u0))
     if [[ -z $messages || $messages == 0 ]]; then
@@ -232,7 +237,7 @@ run_round() {
     awk -v r="$label" -v n="${names[$i]}" -v m="$messages" -v x="$rate" -v t="$ticks" -v hz="$CLK_TCK" \
         -v ns=$((ns1 - ns0)) -v u="$uticks" -v other=$((b1 - b0 - ticks)) -v all=$((t1 - t0)) \
         -v lbusy=$((lb1 - lb0 - (x1 - x0))) -v lall=$((lt1 - lt0)) -v lcpu="$load_cpu" -v reads=$((r1 - r0)) \
-        -v mode="$NOISE" \
+        -v mode="$NOISE" -v lat50="$lat50" -v lat99="$lat99" \
         'BEGIN { o = all > 0 ? 100 * other / all : 0
                  if (mode == "total" && all > 0)
                      o = 100 * (other + lbusy - (lcpu == "" ? 0 : lcpu * hz)) / all
@@ -241,8 +246,9 @@ run_round() {
                      if (lo > o) o = lo
                  }
                  if (o < 0) o = 0
-                 printf "round %s %s msgs_per_sec %.0f cpu_us_per_msg %.4f messages %d cpu_ticks %d sched_us_per_msg %.4f user_us_per_msg %.4f reads_per_msg %.4f other_pct %.1f\n",
-                 r, n, x, t * 1e6 / hz / m, m, t, ns / 1e3 / m, u * 1e6 / hz / m, reads / m, o }'
+                 lat = lat50 != "" && lat99 != "" ? sprintf(" lat_p50_us %.3f lat_p99_us %.3f", lat50, lat99) : ""
+                 printf "round %s %s msgs_per_sec %.0f cpu_us_per_msg %.4f messages %d cpu_ticks %d sched_us_per_msg %.4f user_us_per_msg %.4f reads_per_msg %.4f%s other_pct %.1f\n",
+                 r, n, x, t * 1e6 / hz / m, m, t, ns / 1e3 / m, u * 1e6 / hz / m, reads / m, lat, o }'
 }
 
 tmp=$(mktemp -d)
@@ -307,10 +313,17 @@ for i in "${!servers[@]}"; do
             med = k % 2 ? t[(k + 1) / 2] : (t[k / 2] + t[k / 2 + 1]) / 2
             return sprintf("%.4f %.4f %.4f", med, t[1], t[k])
         }
-        $3 == n { k++; rate[k] = $5; cpu[k] = $7; sched[k] = $13; user[k] = $15 }
+        $3 == n {
+            k++; rate[k] = $5; cpu[k] = $7; sched[k] = $13; user[k] = $15
+            for (i = 18; i < NF; i += 2) {
+                if ($i == "lat_p50_us") { l50[++nl] = $(i + 1) }
+                if ($i == "lat_p99_us") { l99[nl] = $(i + 1) }
+            }
+        }
         END {
             split(stats(rate, k), r, " ")
-            printf "result %s msgs_per_sec %.0f %.0f %.0f cpu_us_per_msg %s user_us_per_msg %s sched_us_per_msg %s\n",
-                n, r[1], r[2], r[3], stats(cpu, k), stats(user, k), stats(sched, k)
+            lat = nl == k && k ? sprintf(" lat_p50_us %s lat_p99_us %s", stats(l50, k), stats(l99, k)) : ""
+            printf "result %s msgs_per_sec %.0f %.0f %.0f cpu_us_per_msg %s user_us_per_msg %s sched_us_per_msg %s%s\n",
+                n, r[1], r[2], r[3], stats(cpu, k), stats(user, k), stats(sched, k), lat
         }' "$tmp/rounds"
 done

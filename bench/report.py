@@ -32,6 +32,9 @@ REDIS_TESTS = ["ping_inline", "ping_mbulk", "set", "get", "incr", "lpush", "rpus
 REDIS_DEPTHS = [1, 16]
 IDLE_MAX_BYTES = 256
 NEW_CONN_MAX_VS_FLOOR = 0.85
+# evn on io_uring: median and p99 round trip of echo at depth 1 within this
+# factor of evn's on epoll.
+URING_LATENCY_MAX_VS_EPOLL = 1.05
 
 SECTION_TITLES = {
     "echo": "Echo",
@@ -45,6 +48,8 @@ SECTION_TITLES = {
 }
 # The server a section's "evn CPU ÷ this" column is about.
 EVN_NAME = {"proxy": "evn-proxy", "workers": "evn-workers", "loops": "evn-2loops"}
+# The same for evn on io_uring (bench/run.sh's --backend io_uring rows).
+EVN_URING_NAME = {"proxy": "evn-proxy-uring"}
 SHORT = {
     "echo-d1": "echo, depth 1",
     "echo-d8": "echo, depth 8",
@@ -179,20 +184,34 @@ def fmt_ratio(t, digits=2):
     return f"{t[0]:.{digits}f} ({t[1]:.{digits}f}–{t[2]:.{digits}f})"
 
 
-def case_table(case, evn="evn"):
+def fmt_lat(t):
+    return f"{t[0]:.0f} ({t[1]:.0f}–{t[2]:.0f})" if t else "—"
+
+
+def case_table(case, evn="evn", evn_uring="evn-uring"):
+    """One workload: a row a server. Columns for the ratios to the floor, to
+    evn and to evn on io_uring appear when the run has those servers; the
+    round-trip columns when the load reported them (bench/echo-load)."""
     out = []
     if case.failed:
         out.append(f"*{case.title}: the run failed ({case.failed}); see the raw file.*\n")
         return out
     has_floor = "floor" in case.results
+    has_lat = any("lat_p50_us" in r for r in case.results.values())
     out.append(f"**{case.title}**\n")
     head = "| server | req/s, median (min–max) | server CPU µs/req, median (min–max) | of it user |"
     sep = "|---|---:|---:|---:|"
+    if has_lat:
+        head += " round trip µs, median: p50 (min–max) | p99 (min–max) |"
+        sep += "---:|---:|"
     if has_floor:
         head += " CPU ÷ floor |"
         sep += "---:|"
     if evn in case.results:
         head += f" {evn} CPU ÷ this |"
+        sep += "---:|"
+    if evn_uring in case.results:
+        head += f" {evn_uring} CPU ÷ this |"
         sep += "---:|"
     out += [head, sep]
     for name, _ in case.servers:
@@ -203,13 +222,92 @@ def case_table(case, evn="evn"):
         user = res.get("user_us_per_msg", (0, 0, 0))
         row = (f"| {name} | {fmt_rate(rate[0])} ({fmt_rate(rate[1])}–{fmt_rate(rate[2])}) | "
                f"{fmt_us(cpu[0])} ({fmt_us(cpu[1])}–{fmt_us(cpu[2])}) | {fmt_us(user[0])} |")
+        if has_lat:
+            row += f" {fmt_lat(res.get('lat_p50_us'))} | {fmt_lat(res.get('lat_p99_us'))} |"
         if has_floor:
             row += " 1.00 |" if name == "floor" else f" {fmt_ratio(ratio(case, name, 'floor'))} |"
         if evn in case.results:
             row += " — |" if name == evn else f" {fmt_ratio(ratio(case, evn, name))} |"
+        if evn_uring in case.results:
+            row += " — |" if name == evn_uring else f" {fmt_ratio(ratio(case, evn_uring, name))} |"
         out.append(row)
     out.append("")
     return out
+
+
+def uring_summary(cases, order, memres):
+    """evn on io_uring against evn on epoll and against the io_uring floor,
+    one row a workload (the Redis default list as the geometric mean of its
+    tests at each depth), and idle memory; an empty list when no evn ran on
+    io_uring."""
+    out = []
+
+    def gm(xs):
+        xs = [x for x in xs if x > 0]
+        return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
+
+    for cid in order:
+        c = cases[cid]
+        if c.failed or c.section in ("memory", "redis"):
+            continue
+        u, e = EVN_URING_NAME.get(c.section, "evn-uring"), EVN_NAME.get(c.section, "evn")
+        if u not in c.results:
+            continue
+        cpu = c.results[u]["cpu_us_per_msg"][0]
+        row = f"| {c.title} | {fmt_us(cpu)} |"
+        row += (f" {fmt_us(c.results[e]['cpu_us_per_msg'][0])} | {fmt_ratio(ratio(c, u, e))} |"
+                if e in c.results else " — | — |")
+        row += (f" {fmt_us(c.results['floor-uring']['cpu_us_per_msg'][0])} | {fmt_ratio(ratio(c, u, 'floor-uring'))} |"
+                if "floor-uring" in c.results else " — | — |")
+        row += f" {fmt_ratio(ratio(c, u, 'floor'))} |" if "floor" in c.results else " — |"
+        if e in c.results and "lat_p50_us" in c.results[u] and "lat_p50_us" in c.results[e]:
+            row += (f" {fmt_ratio(ratio(c, u, e, key='lat_p50_us'))} / "
+                    f"{fmt_ratio(ratio(c, u, e, key='lat_p99_us'))} |")
+        else:
+            row += " — |"
+        out.append(row)
+    for p in REDIS_DEPTHS:
+        vs_evn, vs_floor, n = [], [], 0
+        for t in REDIS_TESTS:
+            c = cases.get(f"redis-{t}-P{p}")
+            if not c or c.failed or "evn-uring" not in c.results:
+                continue
+            n += 1
+            r = ratio(c, "evn-uring", "evn") if "evn" in c.results else None
+            if r:
+                vs_evn.append(r[0])
+            r = ratio(c, "evn-uring", "floor-uring") if "floor-uring" in c.results else None
+            if r:
+                vs_floor.append(r[0])
+        if not n:
+            continue
+        g, gf = gm(vs_evn), gm(vs_floor)
+        out.append(f"| Redis default list, -P {p} ({n} tests; geometric mean of the per-test ratios; the floor: "
+                   f"PING only) | | | {f'{g:.2f}' if g else '—'} | | {f'{gf:.2f}' if gf else '—'} | | |")
+    mem = []
+    for kind in ("http", "echo", "redis"):
+        a, b = f"evn-{kind}-uring", f"evn-{kind}"
+        if a in memres:
+            e = f"{memres[b][0]:.0f}" if b in memres else "—"
+            mem.append(f"| idle memory, {kind} example | {memres[a][0]:.0f} B | {e} B |")
+    if "floor-uring" in memres:
+        f = f"{memres['floor'][0]:.0f}" if "floor" in memres else "—"
+        mem.append(f"| idle memory, floor (http) | {memres['floor-uring'][0]:.0f} B | {f} B |")
+    if not out and not mem:
+        return []
+    md = ["## io_uring\n",
+          "evn with `--backend io_uring` (evn-uring) beside evn on epoll, the default (evn), and beside the io_uring "
+          "floor (floor-uring, bench/floor-uring.c: one ring, multishot accept and receive into provided buffers, "
+          "one send in flight a connection, one io_uring_enter a turn), in the same runs as the tables below. "
+          "Server CPU µs/req as medians; ratios as medians (min–max) of per-round ratios. *÷ floor* is the epoll "
+          "floor: the least a server does with epoll.\n"]
+    if out:
+        md += ["| workload | evn-uring µs/req | evn µs/req | evn-uring ÷ evn | floor-uring µs/req | "
+               "evn-uring ÷ floor-uring | evn-uring ÷ floor | round trip evn-uring ÷ evn: p50 / p99 |",
+               "|---|---:|---:|---:|---:|---:|---:|---:|"] + out + [""]
+    if mem:
+        md += ["| idle connections | on io_uring, bytes each | on epoll |", "|---|---:|---:|"] + mem + [""]
+    return md
 
 
 def gnuplot(script, path):
@@ -223,7 +321,9 @@ def gnuplot(script, path):
 
 
 COLORS = {"evn": "#d62728", "evn-1loop": "#d62728", "evn-2loops": "#ff7f0e", "evn-http": "#d62728",
-          "evn-echo": "#e377c2", "evn-redis": "#ff7f0e", "floor": "#7f7f7f", "nginx": "#2ca02c",
+          "evn-echo": "#e377c2", "evn-redis": "#ff7f0e", "floor": "#7f7f7f", "evn-uring": "#ff9896",
+          "evn-http-uring": "#ff9896", "evn-echo-uring": "#f7b6d2", "evn-redis-uring": "#ffbb78",
+          "evn-proxy-uring": "#ff9896", "floor-uring": "#c7c7c7", "nginx": "#2ca02c",
           "h2o": "#9467bd", "haproxy": "#8c564b", "redis": "#1f77b4", "libuv": "#17becf",
           "libevent": "#bcbd22"}
 OTHER_COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#bcbd22"]
@@ -507,6 +607,14 @@ def main():
             add(f"proxy, {short(cid)}: CPU per proxied request below HAProxy's",
                 f"evn-proxy/haproxy {fmt_ratio(r, 3)}; evn-proxy {fmt_us(c.results['evn-proxy']['cpu_us_per_msg'][0])} µs, "
                 f"haproxy {fmt_us(c.results['haproxy']['cpu_us_per_msg'][0])} µs", r[0] < 1)
+    c = cases.get("echo-d1")
+    if c and not c.failed and "evn" in c.results and "lat_p50_us" in c.results.get("evn-uring", {}):
+        for key, what in (("lat_p50_us", "median"), ("lat_p99_us", "p99")):
+            r = ratio(c, "evn-uring", "evn", key=key)
+            if r:
+                add(f"echo depth 1, evn on io_uring: {what} round trip ≤ {URING_LATENCY_MAX_VS_EPOLL}× evn's on epoll",
+                    f"evn-uring/evn {fmt_ratio(r, 3)}; evn-uring {c.results['evn-uring'][key][0]:.0f} µs, "
+                    f"evn {c.results['evn'][key][0]:.0f} µs", r[0] <= URING_LATENCY_MAX_VS_EPOLL)
     for n in ("evn-http", "evn-echo", "evn-redis"):
         if n in memres:
             add(f"idle connections ({n}): < {IDLE_MAX_BYTES} bytes each",
@@ -520,6 +628,7 @@ def main():
         md.append("")
         md.append("The Redis floor answers PING only, so the floor target applies to the PING tests; "
                   "`evn-redis` is the Redis example's own per-client state on top of evn's.\n")
+    md += uring_summary(cases, order, memres)
 
     charts = {}
     tmpdir = tempfile.mkdtemp()
@@ -533,7 +642,7 @@ def main():
                                      ("loops", 2, "evn with 1 and 2 loops on 2 CPUs"),
                                      ("https", 2, "HTTPS: wrk -t1 -c50"),
                                      ("static", 1, "1 MiB static file: wrk -t1 -c50"),
-                                     ("proxy", 3, "TCP proxy: the proxy's CPU per request"),
+                                     ("proxy", 3, "TCP proxy: CPU per proxied request"),
                                      ("workers", 1, "1 ms handlers on worker threads")):
             cs = [cases[i] for i in order if cases[i].section == section]
             if not cs:
@@ -554,7 +663,11 @@ def main():
         "echo": "Load: bench/echo-load, 50 connections each keeping 1 or 8 messages of 16 bytes in flight, "
                 "every echoed byte checked. libuv-echo and libevent-echo follow their libraries' documented "
                 "echo servers (bench/libuv-echo.c, bench/libevent-echo.c), with TCP_NODELAY added as evn and "
-                "the floor set it.",
+                "the floor set it. evn-uring is evn's echo-server with --backend io_uring, floor-uring the "
+                "io_uring floor (bench/floor-uring.c). Round trip: from the write that carries a message's "
+                "first byte to the read that brings back its last, as echo-load sees it (the median over the "
+                "rounds of each round's median and 99th percentile); at depth 8 it includes the wait behind "
+                "the 7 messages ahead.",
         "redis": "Load: redis-benchmark 7.0's default list, -c 50, each test on its own against fresh "
                  "servers (bench/redis-load.sh), a fixed -n per test and depth. LPOP and RPOP pop from a list "
                  "the warm-up round filled (as the full list's LPUSH and RPUSH would have; in quick mode, "
@@ -562,7 +675,8 @@ def main():
                  "run `LRANGE mylist 0 N-1` on a list of 600, without the full list's LPUSH phase; SPOP and "
                  "ZPOPMIN find their set empty after the first pop, as in the full list. Redis is "
                  "redis-server --save '' --appendonly no. The floor (bench/floor --mode ping) answers PING "
-                 "only, so it is in the PING runs only. At -P 1 the single-threaded redis-benchmark is "
+                 "only, so it is in the PING runs only, as is floor-uring, its io_uring twin; evn-uring is "
+                 "evn's redis-server with --backend io_uring. At -P 1 the single-threaded redis-benchmark is "
                  "the bottleneck: throughput barely differs, CPU per request does.",
         "http": "Load: wrk -t1 -c50. nginx: one process (master_process off, the single worker's work), "
                 "`return 200 \"Hello World!\\r\\n\"`, access_log off. h2o: num-threads 1; h2o cannot send a "
@@ -575,7 +689,8 @@ def main():
                 "the two rows are not comparable with each other (the POST moves 16 KiB each way). "
                 "evn-deferaccept is the same example with `--tcp-options deferaccept=1` (TCP_DEFER_ACCEPT): "
                 "the kernel hands over a connection once its request has arrived, and evn reads and answers "
-                "it before registering it with epoll.",
+                "it before registering it with epoll. evn-uring is the same example with --backend io_uring "
+                "and floor-uring the io_uring floor (bench/floor-uring.c, the same answers as the floor's).",
         "loops": "Two CPUs cannot show scaling honestly: the 1-loop server runs on CPU 0, the 2-loop "
                  "server on CPUs 0 and 1, and the one-threaded load on CPU 1, so the second loop shares its "
                  "CPU with the load. CPU µs/req is the server's total over both loops (its threads' "
@@ -595,7 +710,8 @@ def main():
                  "redis-server for redis-benchmark. HAProxy 2.6 in `mode tcp`, nbthread 1 (bench/peer.sh "
                  "haproxy-tcp). evn-proxy is tcp-proxy as it starts by default (`--splice auto`: a direction is "
                  "spliced only once it carries bulk data, so these small messages are relayed through user "
-                 "memory); evn-proxy-splice forces splice(2) from the first byte (`--splice on`).",
+                 "memory); evn-proxy-splice forces splice(2) from the first byte (`--splice on`); "
+                 "evn-proxy-uring is tcp-proxy as it starts by default on `--backend io_uring`.",
         "workers": "Load: wrk -t1 -c50 GET /sleep?ms=1 on examples/workers/http-workers: the loop hands each "
                    "request to one of 64 worker threads, which sleeps 1 ms (the stand-in for a blocking handler) "
                    "and sends the reply back with evn_send. With 50 requests in flight the ceiling is 50 000 "
@@ -613,7 +729,7 @@ def main():
             md += redis_summary(redis_suite(cases))
             md.append("<details><summary>Each test, every server</summary>\n")
         for c in cs:
-            md += case_table(c, evn=EVN_NAME.get(section, "evn"))
+            md += case_table(c, evn=EVN_NAME.get(section, "evn"), evn_uring=EVN_URING_NAME.get(section, "evn-uring"))
         if section == "redis":
             md.append("</details>\n")
 
@@ -621,8 +737,9 @@ def main():
         md.append("## Idle memory\n")
         if "memory" in charts:
             md.append(f"![memory]({charts['memory']})\n")
-        md.append("Each round starts a fresh server, warms it up with 50 connections that make one request and "
-                  "close, reads VmRSS, opens the connections with bench/idle-conns (one request each: GET / "
+        md.append(f"Each round starts a fresh server, warms it up with {sd.get('mem_warmup', '50')} connections "
+                  "that make one request and close (more requests than an io_uring server has receive buffers, "
+                  "so all of them have been touched), reads VmRSS, opens the connections with bench/idle-conns (one request each: GET / "
                   "for HTTP, PING for Redis, 16 bytes for echo; all held open, checked by the server's fd "
                   "count), and reads VmRSS again. Bytes/conn = RSS growth / connections; kernel socket buffers "
                   "are not in it. haproxy takes 9900 connections: with the fd limit of 20000 it accepts no "

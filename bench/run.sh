@@ -7,7 +7,11 @@
 #   QUICK=1 bench/run.sh                short rounds, to check a change (~5 min)
 #
 # Sections, in order (the method is /BENCHMARKING.md; servers on CPU 0, load
-# on CPU 1, 50 connections, warm-up then rounds interleaved across servers):
+# on CPU 1, 50 connections, warm-up then rounds interleaved across servers).
+# Where evn runs, it runs twice, on epoll (evn, the default) and on io_uring
+# (evn-uring, --backend io_uring), and the floor twice too, floor (epoll)
+# and floor-uring (bench/floor-uring.c), when the build and the kernel have
+# io_uring; otherwise those rows are left out and the report says so.
 #   echo        16-byte messages at depth 1 and 8 (bench/echo-load):
 #               evn's echo-server, the floor, libuv-echo, libevent-echo
 #   redis       redis-benchmark 7.0's whole default list, each test on its own
@@ -34,7 +38,9 @@
 #
 # Figures: throughput from the load tool, and server CPU microseconds per
 # request (utime+stime from /proc/PID/stat), median (min-max) of the rounds,
-# with the ratios evn/floor and evn/peer (medians of per-round ratios). Rounds
+# with the ratios evn/floor and evn/peer, and evn-uring/floor-uring,
+# evn-uring/floor and evn-uring/evn (medians of per-round ratios); echo also
+# reports each server's median and p99 round trip (bench/echo-load). Rounds
 # in which other work took more than MAX_OTHER_PCT of a CPU are run again
 # (RETRIES times at most) and counted in the report.
 #
@@ -46,8 +52,8 @@
 # Environment: EVN_BUILD_DIR (a Release build with the examples and bench/
 # helpers; default build-bench), QUICK, ONLY, SKIP, RESULTS_DIR, ROUNDS,
 # WARMUP, SECONDS_PER_ROUND, RETRIES, RERUNS, QUIET_WAIT, MAX_OTHER_PCT (see
-# cpu-per-msg.sh), MEM_ROUNDS, MEM_CONNS, MEM_SETTLE (idle-memory.sh's
-# ROUNDS, CONNS, SETTLE). Full: 1 warm-up round and 8 rounds of 2 s (many
+# cpu-per-msg.sh), MEM_ROUNDS, MEM_CONNS, MEM_SETTLE, MEM_WARMUP_CONNS
+# (idle-memory.sh's ROUNDS, CONNS, SETTLE, WARMUP_CONNS). Full: 1 warm-up round and 8 rounds of 2 s (many
 # short interleaved rounds: the machine's speed drifts over seconds, and a
 # ratio of two servers' rounds taken side by side is steadier), a noisy
 # round re-run up to 2 times and 8 re-runs a workload in all, up to 5 s of
@@ -86,7 +92,7 @@ else
     : "${QUIET_WAIT:=5}" "${MEM_ROUNDS:=3}" "${MEM_SETTLE:=1}"
     redis_scale=1
 fi
-: "${MAX_OTHER_PCT:=10}" "${MEM_CONNS:=10000}"
+: "${MAX_OTHER_PCT:=10}" "${MEM_CONNS:=10000}" "${MEM_WARMUP_CONNS:=300}"
 export ROUNDS WARMUP RETRIES RERUNS QUIET_WAIT MAX_OTHER_PCT
 S=$SECONDS_PER_ROUND
 # redis-benchmark runs a fixed number of requests: about 1 s a round on a
@@ -125,6 +131,7 @@ date=$(date +%F)
 raw=$out_dir/$date-raw.txt
 
 floor=$build/bench/floor
+floor_uring=$build/bench/floor-uring
 echo_load=$build/bench/echo-load
 libuv=$build/bench/libuv-echo
 libevent=$build/bench/libevent-echo
@@ -135,6 +142,13 @@ for f in "$floor" "$echo_load" "$build/bench/idle-conns" "$evn_echo" "$evn_http"
     [[ -x $f ]] || { echo "run.sh: $f was not built (make bench builds it)" >&2; exit 1; }
 done
 have() { command -v "$1" >/dev/null 2>&1; }
+
+# Whether evn runs on io_uring here: built with it, and the kernel lets a
+# ring be set up (a seccomp filter or kernel.io_uring_disabled may not). An
+# echo-server asked for io_uring by name says so, or fails.
+uring=0
+uring_says=$(timeout 1 "$evn_echo" --port 0 --loops 1 --backend io_uring 2>/dev/null || true)
+[[ $uring_says != *"io_uring backend"* ]] || uring=1
 
 BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/evn-bench.XXXXXX")
 export BENCH_TMP EVN_BUILD_DIR=$build
@@ -183,7 +197,7 @@ rel() { local s=${1//$build\//build-bench\/}; s=${s//$root\//}; echo "$s"; }
     echo "machine versions $(nginx -v 2>&1 | sed 's/.*version: //'), h2o $(h2o --version 2>/dev/null | awk 'NR == 1 { print $3 }'), $(haproxy -v 2>/dev/null | awk 'NR == 1 { print "haproxy " $3 }'), redis $(redis-server --version 2>/dev/null | sed 's/.*v=\([^ ]*\).*/\1/'), libuv $(pkg-config --modversion libuv 2>/dev/null), libevent $(pkg-config --modversion libevent 2>/dev/null), $(wrk --version 2>&1 | awk 'NR == 1 { print "wrk " $2 }')"
     echo "machine started $(date -u +%Y-%m-%dT%H:%MZ)"
     echo "setting mode $( ((quick)) && echo quick || echo full)"
-    echo "setting rounds $ROUNDS warmup $WARMUP seconds $S retries $RETRIES reruns $RERUNS quiet_wait $QUIET_WAIT max_other_pct $MAX_OTHER_PCT mem_rounds $MEM_ROUNDS mem_conns $MEM_CONNS"
+    echo "setting rounds $ROUNDS warmup $WARMUP seconds $S retries $RETRIES reruns $RERUNS quiet_wait $QUIET_WAIT max_other_pct $MAX_OTHER_PCT mem_rounds $MEM_ROUNDS mem_conns $MEM_CONNS mem_warmup $MEM_WARMUP_CONNS"
     echo "setting command $( ((quick)) && echo "make bench QUICK=1" || echo "make bench")$([[ -z ${ONLY:-} ]] || echo " ONLY=$ONLY")$([[ -z ${SKIP:-} ]] || echo " SKIP=$SKIP")"
 } >"$raw"
 
@@ -253,13 +267,37 @@ baseline() {
     fi
 }
 
+# The io_uring rows, as -n/-s pairs, or nothing (and a "missing" line) when
+# io_uring is not there: uring_floor MODE [ARGS...] for floor-uring,
+# uring_evn NAME COMMAND for an example on io_uring.
+uring_floor() {
+    local m=$1
+    shift
+    if ((uring)) && [[ -x $floor_uring ]]; then
+        printf '%s\n' -n floor-uring -s "$floor_uring --mode $m --host :: --port {port}${*:+ $*}"
+    else
+        echo "run.sh: no io_uring here or $floor_uring not built (liburing-dev?), floor-uring left out" >&2
+        echo "missing floor-uring" >>"$raw"
+    fi
+}
+uring_evn() {
+    if ((uring)); then
+        printf '%s\n' -n "$1" -s "$2 --backend io_uring"
+    else
+        echo "run.sh: evn cannot run on io_uring here (built without liburing, or the kernel refuses), $1 left out" >&2
+        echo "missing $1" >>"$raw"
+    fi
+}
+
 t_start=$SECONDS
 if want echo; then
     mapfile -t extra < <(baseline libuv "$libuv" --port {port}; baseline libevent "$libevent" --port {port})
+    mapfile -t ur < <(uring_floor echo; uring_evn evn-uring "$evn_echo --port {port} --loops 1")
     for d in 1 8; do
         measure "echo-d$d" echo "echo, 16-byte messages, depth $d" \
             -n floor -s "$floor --mode echo --host :: --port {port}" \
             -n evn -s "$evn_echo --port {port} --loops 1" \
+            "${ur[@]}" \
             "${extra[@]}" \
             -l "$echo_load --host 127.0.0.1 --port {port} --conns 50 --depth $d --size 16 --seconds $S"
     done
@@ -270,13 +308,16 @@ if want redis; then
     # the full list would have left, such as a list to pop from, is made by
     # redis-load.sh in the warm-up round). The floor answers PING only.
     mapfile -t extra < <(peer redis redis-server redis {port})
+    mapfile -t ur < <(uring_evn evn-uring "$evn_redis --port {port} --loops 1")
+    mapfile -t urfl < <(uring_floor ping)
     for p in 1 16; do
         for t in "${redis_tests[@]}"; do
             fl=()
-            [[ $t != ping_* ]] || fl=(-n floor -s "$floor --mode ping --host :: --port {port}")
+            [[ $t != ping_* ]] || fl=(-n floor -s "$floor --mode ping --host :: --port {port}" "${urfl[@]}")
             measure "redis-$t-P$p" redis "redis $t, -P $p" \
                 "${fl[@]}" \
                 -n evn -s "$evn_redis --port {port} --loops 1" \
+                "${ur[@]}" \
                 "${extra[@]}" \
                 -l "$here/redis-load.sh $t {port} $p $(redis_test_n "$t" "$p")"
         done
@@ -288,29 +329,39 @@ http_peers() {
     peer h2o h2o h2o {port}
     peer haproxy haproxy haproxy {port} "$@"
 }
+http_uring() {
+    uring_floor http
+    uring_evn evn-uring "$evn_http --port {port} --loops 1"
+}
 if want http; then
     mapfile -t extra < <(http_peers)
+    mapfile -t ur < <(http_uring)
     measure http-keepalive http "HTTP keep-alive, GET /" \
         -n floor -s "$floor --mode http --host :: --port {port}" \
         -n evn -s "$evn_http --port {port} --loops 1" \
+        "${ur[@]}" \
         "${extra[@]}" \
         -l "$here/load.sh wrk -t1 -c50 -d${S}s http://127.0.0.1:{port}/"
 fi
 
 if want http-close; then
     mapfile -t extra < <(http_peers)
+    mapfile -t ur < <(http_uring)
     measure http-close http "HTTP, a new connection per request (Connection: close), GET /" \
         -n floor -s "$floor --mode http --host :: --port {port}" \
         -n evn -s "$evn_http --port {port} --loops 1" \
         -n evn-deferaccept -s "$evn_http --port {port} --loops 1 --tcp-options deferaccept=1" \
+        "${ur[@]}" \
         "${extra[@]}" \
         -l "$here/load.sh wrk -t1 -c50 -d${S}s -H 'Connection: close' http://127.0.0.1:{port}/"
 fi
 
 if want http-16k; then
+    mapfile -t ur < <(http_uring)
     measure http-post16k http "HTTP keep-alive, POST /echo with a 16 KiB body (echoed back)" \
         -n floor -s "$floor --mode http --host :: --port {port}" \
         -n evn -s "$evn_http --port {port} --loops 1" \
+        "${ur[@]}" \
         -l "$here/load.sh wrk -t1 -c50 -d${S}s -s $here/post-16k.lua http://127.0.0.1:{port}/echo"
     mapfile -t extra < <(http_peers --big)
     measure http-get16k http "HTTP keep-alive, GET /16k (a 16 KiB body; evn's example has no such route)" \
@@ -326,6 +377,14 @@ if want memory; then
         -n evn-echo -p echo -s "$evn_echo --port {port} --loops 1"
         -n evn-redis -p redis -s "$evn_redis --port {port} --loops 1"
         -n floor -p http -s "$floor --mode http --host :: --port {port}")
+    if ((uring)); then
+        mem+=(-n evn-http-uring -p http -s "$evn_http --port {port} --loops 1 --backend io_uring")
+        ((quick)) || mem+=(-n evn-echo-uring -p echo -s "$evn_echo --port {port} --loops 1 --backend io_uring"
+            -n evn-redis-uring -p redis -s "$evn_redis --port {port} --loops 1 --backend io_uring")
+        [[ ! -x $floor_uring ]] || mem+=(-n floor-uring -p http -s "$floor_uring --mode http --host :: --port {port}")
+    else
+        echo "missing evn-http-uring" >>"$raw"
+    fi
     have nginx && mem+=(-n nginx -p http -s "$here/peer.sh nginx {port}")
     have redis-server && mem+=(-n redis -p redis -s "$here/peer.sh redis {port}")
     # Quick mode leaves out the servers no target is about.
@@ -343,9 +402,10 @@ if want memory; then
         -s) echo "server memory $name $(rel "${mem[$((i + 1))]}")" >>"$raw" ;;
         esac
     done
-    echo "load memory $(rel "$build/bench/idle-conns") --port {port} --proto http|echo|redis --conns $MEM_CONNS (after a warm-up of 50 that close)" >>"$raw"
+    echo "load memory $(rel "$build/bench/idle-conns") --port {port} --proto http|echo|redis --conns $MEM_CONNS (after a warm-up of $MEM_WARMUP_CONNS that close)" >>"$raw"
     rc=0
-    run_child env ROUNDS="$MEM_ROUNDS" CONNS="$MEM_CONNS" SETTLE="$MEM_SETTLE" "$here/idle-memory.sh" "${mem[@]}" || rc=$?
+    run_child env ROUNDS="$MEM_ROUNDS" CONNS="$MEM_CONNS" SETTLE="$MEM_SETTLE" WARMUP_CONNS="$MEM_WARMUP_CONNS" \
+        "$here/idle-memory.sh" "${mem[@]}" || rc=$?
     grep -E '^mem(result)? ' "$BENCH_TMP/out" >>"$raw" || true
     cat "$BENCH_TMP/err" >&2
     if ((rc)); then
@@ -432,10 +492,12 @@ if want proxy; then
     if [[ -x $proxy ]] && have haproxy; then
         # echo: the floor's echo mode behind both proxies.
         bport=$(free_port)
+        mapfile -t ur < <(uring_evn evn-proxy-uring "$proxy --port {port} --loops 1 --backend tcp://127.0.0.1:$bport")
         if start_backend "$floor" --mode echo --host 127.0.0.1 --port "$bport"; then
             LOAD_PIDS="${backend_pids[*]}" measure proxy-echo-d1 proxy "echo depth 1 through a proxy" \
                 -n evn-proxy -s "$proxy --port {port} --loops 1 --backend tcp://127.0.0.1:$bport" \
                 -n evn-proxy-splice -s "$proxy --port {port} --loops 1 --splice on --backend tcp://127.0.0.1:$bport" \
+                "${ur[@]}" \
                 -n haproxy -s "$here/peer.sh haproxy-tcp {port} --to $bport" \
                 -l "$echo_load --host 127.0.0.1 --port {port} --conns 50 --depth 1 --size 16 --seconds $S"
         fi
@@ -443,11 +505,13 @@ if want proxy; then
         # Redis traffic: Debian's redis-server behind both.
         if have redis-server; then
             bport=$(free_port)
+            mapfile -t ur < <(uring_evn evn-proxy-uring "$proxy --port {port} --loops 1 --backend tcp://127.0.0.1:$bport")
             if start_backend redis-server --port "$bport" --save '' --appendonly no --dir "$BENCH_TMP"; then
                 for p in 1 16; do
                     LOAD_PIDS="${backend_pids[*]}" measure "proxy-redis-get-P$p" proxy "redis get -P $p through a proxy" \
                         -n evn-proxy -s "$proxy --port {port} --loops 1 --backend tcp://127.0.0.1:$bport" \
                         -n evn-proxy-splice -s "$proxy --port {port} --loops 1 --splice on --backend tcp://127.0.0.1:$bport" \
+                        "${ur[@]}" \
                         -n haproxy -s "$here/peer.sh haproxy-tcp {port} --to $bport" \
                         -l "$here/load.sh redis-benchmark -h 127.0.0.1 -p {port} -c 50 -P $p -n $(redis_n $p) -t get"
                 done
