@@ -93,7 +93,7 @@ static int lit(struct scan *s, const char *str, const char *why)
     size_t n = strlen(str), have = (size_t)(s->end - s->p);
     size_t m = have < n ? have : n;
     if (memcmp(s->p, str, m) != 0)
-        return fail_as(s, -EBADMSG, why);
+        return bad(s, why);
     if (m < n)
         return MORE;
     s->p += n;
@@ -102,8 +102,9 @@ static int lit(struct scan *s, const char *str, const char *why)
 
 /*
  * A run of at most max bytes from the set, ended by a byte outside it (which
- * is left for the caller). The run's end must be seen before it is judged,
- * so running out of input is MORE even if the run is already bad.
+ * is left for the caller), copied to out with a terminator. The run's end
+ * must be seen before its text is judged, so running out of input is MORE
+ * even if the text is already bad; a run longer than max is bad at once.
  */
 static int token(struct scan *s, const char *set, size_t max, const char *why, char *out)
 {
