@@ -163,11 +163,12 @@ EVN__HIDDEN bool evn__proxy_tlv_find(const struct evn__proxy_hdr *hdr, uint8_t t
  * local: a v2 LOCAL header (v1 has none and writes "PROXY UNKNOWN\r\n").
  * Otherwise src and dst name the client and the address it reached:
  * IPv4-mapped IPv6 addresses are written as IPv4; if one is then IPv4 and
- * the other IPv6, the IPv4 one is written as mapped IPv6 (both must be of
- * one family); two sockaddr_un give a v2 UNIX stream header. Anything else
+ * the other IPv6, the IPv4 one is written as mapped IPv6 (a header has one
+ * family for both); two sockaddr_un (whole ones: all of sun_path is read) give a
+ * v2 UNIX stream header, and "PROXY UNKNOWN\r\n" in v1. Anything else
  * (NULL, other families) gives "PROXY UNKNOWN\r\n" or a v2 PROXY header of
  * family UNSPEC, which receivers treat as LOCAL. Returns the length, -ENOBUFS
- * (nothing useful written) or -EINVAL.
+ * (nothing is written then) or -EINVAL.
  */
 EVN__HIDDEN ssize_t evn__proxy_encode(void *buf, size_t cap, int version, bool local,
                                       const struct sockaddr *src, const struct sockaddr *dst);
