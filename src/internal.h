@@ -17,6 +17,7 @@
 #define EVN_INTERNAL_H
 
 #include "evn.h"
+#include "proxyproto.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -84,6 +85,11 @@ struct evn__url {
     int verify; /* EVN__VERIFY_* */
     char cert[256], key[256], ca[256], alpn[128];
     char sni[256]; /* evn_connect: the server name to send and check */
+    /* PROXY protocol header before anything else (proxyproto.h): 0 none, or
+     * EVN__PROXY_V1, _V2, _ANY; taken only from peers in proxy_from, if
+     * that list is not empty. */
+    int proxy;
+    struct evn__proxy_cidrs proxy_from;
 };
 
 enum { EVN__VERIFY_NONE = 0, EVN__VERIFY_OPTIONAL, EVN__VERIFY_REQUIRE };
