@@ -96,9 +96,11 @@ static const struct option {
     {"verify", OPT_VERIFY, F(verify), 0, 0, P_TLS | P_OUT | P_LISTEN},
     {"alpn", OPT_PATH, F(alpn), 0, 0, P_TLS | P_OUT | P_LISTEN},
     {"sni", OPT_PATH, F(sni), 0, 0, P_TLS | P_OUT},
-    /* Accepting PROXY headers on a UDP socket (one per datagram) and sending
-     * them from evn_connect are not done yet: refused for now. */
+    /* Accepting PROXY headers on a UDP socket (one per datagram) is not done
+     * yet: refused for now. evn_connect sends one with
+     * evn_connect_proxy_header, not through its URL. */
     {"proxy", OPT_PROXY, F(proxy), 0, 0, P_TCP | P_UNIX},
+    {"proxy_timeout", OPT_INT, F(proxy_timeout), 1, 3600000, P_TCP | P_UNIX},
     /* A unix socket's peer has no address to check against the list. */
     {"proxy_from", OPT_CIDRS, F(proxy_from), 0, 0, P_TCP},
 #undef F
@@ -213,6 +215,8 @@ static int parse_options(const char *url, const char *q, struct evn__url *out, c
     /* Without proxy= there is no header to take from anyone. */
     if (out->proxy_from.n > 0 && !out->proxy)
         return fail(err, errlen, url, "proxy_from= needs proxy=v1, v2 or any", NULL, 0);
+    if (out->proxy_timeout > 0 && !out->proxy)
+        return fail(err, errlen, url, "proxy_timeout= needs proxy=v1, v2 or any", NULL, 0);
     if (!outbound && out->tls && (!out->cert[0] || !out->key[0]))
         return fail(err, errlen, url, "a tls:// listener needs cert= and key=", NULL, 0);
     /* A unix socket has no name of its own to check a certificate against. */

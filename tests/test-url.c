@@ -98,6 +98,10 @@ static const struct bad bads[] = {
     {"tcp://h:1?proxy=v2&proxy_from=localhost", "'localhost'"},
     {"unix:///tmp/p.sock?proxy=v2&proxy_from=10.0.0.0/8", "'proxy_from'"},
     {"udp://h:1?proxy_from=10.0.0.0/8", "'proxy_from'"},
+    {"tcp://h:1?proxy_timeout=100", "proxy_timeout= needs proxy="},
+    {"tcp://h:1?proxy=v2&proxy_timeout=0", "proxy_timeout must be 1..3600000"},
+    {"tcp://h:1?proxy=v2&proxy_timeout=3600001", "'3600001'"},
+    {"udp://h:1?proxy_timeout=100", "'proxy_timeout'"},
 };
 
 /* proxy= and proxy_from=: the version and the parsed list. */
@@ -105,17 +109,20 @@ static const struct {
     const char *url;
     int proxy;
     int nfrom;
+    int timeout;
 } proxy_goods[] = {
-    {"tcp://:6380", 0, 0},
-    {"tcp://:6380?proxy=v1", EVN__PROXY_V1, 0},
-    {"tcp://:6380?proxy=v2&backlog=4096", EVN__PROXY_V2, 0},
-    {"tcp://:1?proxy=any&proxy_from=10.0.0.0/8,192.168.1.7,::1/128,fd00::/8", EVN__PROXY_ANY, 4},
-    {"tcp://:1?proxy_from=10.0.0.0/8&proxy=v2", EVN__PROXY_V2, 1},
-    {"tcp4://0.0.0.0:1?proxy=v2&proxy_from=0.0.0.0/0", EVN__PROXY_V2, 1},
-    {"tcp6://[::]:1?proxy=v1&proxy_from=::ffff:10.0.0.0/104,::/0", EVN__PROXY_V1, 2},
-    {"unix:///tmp/p.sock?proxy=v2", EVN__PROXY_V2, 0},
-    {"tls://h:443?cert=c&key=k&proxy=v2&proxy_from=10.1.2.3", EVN__PROXY_V2, 1},
-    {"tls+unix:///tmp/t.sock?cert=c&key=k&proxy=any", EVN__PROXY_ANY, 0},
+    {"tcp://:6380", 0, 0, 0},
+    {"tcp://:6380?proxy=v1", EVN__PROXY_V1, 0, 0},
+    {"tcp://:6380?proxy=v2&backlog=4096", EVN__PROXY_V2, 0, 0},
+    {"tcp://:1?proxy=any&proxy_from=10.0.0.0/8,192.168.1.7,::1/128,fd00::/8", EVN__PROXY_ANY, 4, 0},
+    {"tcp://:1?proxy_from=10.0.0.0/8&proxy=v2", EVN__PROXY_V2, 1, 0},
+    {"tcp4://0.0.0.0:1?proxy=v2&proxy_from=0.0.0.0/0", EVN__PROXY_V2, 1, 0},
+    {"tcp6://[::]:1?proxy=v1&proxy_from=::ffff:10.0.0.0/104,::/0", EVN__PROXY_V1, 2, 0},
+    {"unix:///tmp/p.sock?proxy=v2", EVN__PROXY_V2, 0, 0},
+    {"tls://h:443?cert=c&key=k&proxy=v2&proxy_from=10.1.2.3", EVN__PROXY_V2, 1, 0},
+    {"tls+unix:///tmp/t.sock?cert=c&key=k&proxy=any", EVN__PROXY_ANY, 0, 0},
+    {"tcp://:1?proxy=v1&proxy_timeout=250", EVN__PROXY_V1, 0, 250},
+    {"unix:///tmp/p.sock?proxy_timeout=3600000&proxy=any", EVN__PROXY_ANY, 0, 3600000},
 };
 
 static void test_proxy_urls(void)
@@ -129,6 +136,7 @@ static void test_proxy_urls(void)
         EXPECT_STREQ(err, "");
         EXPECT_EQ_INT(u.proxy, proxy_goods[i].proxy);
         EXPECT_EQ_INT(u.proxy_from.n, proxy_goods[i].nfrom);
+        EXPECT_EQ_INT(u.proxy_timeout, proxy_goods[i].timeout);
     }
     /* The list is the parsed one: the mapped network became IPv4. */
     struct evn__url u;
@@ -142,8 +150,8 @@ static void test_proxy_urls(void)
     EXPECT_FALSE(evn__proxy_cidrs_match(&u.proxy_from, (const struct sockaddr *)&peer));
 }
 
-/* evn_connect does not send PROXY headers through its URL (yet): the
- * options are refused there, by name. */
+/* evn_connect does not send PROXY headers through its URL (that is
+ * evn_connect_proxy_header's): the options are refused there, by name. */
 static void test_proxy_outbound(void)
 {
     static const char *urls[] = {"tcp://127.0.0.1:1?proxy=v2", "tls://h:1?proxy=v1",
