@@ -73,6 +73,12 @@ struct evn__url {
     char path[108]; /* unix socket path */
     int reuseport;
     int backlog;
+    /* PROXY protocol header before anything else (proxyproto.h): 0 none, or
+     * EVN__PROXY_V1, _V2, _ANY; complete within proxy_timeout ms (0: the
+     * default, EVN__PROXY_TIMEOUT_MS). Here, near deferaccept, because the
+     * accept path reads it for every connection. */
+    int proxy;
+    int proxy_timeout;
     /* TCP tuning (see the option table in url.c); -1 or 0: leave alone. */
     int nodelay;     /* default 1 */
     int keepalive;   /* idle seconds before probes; 0 off */
@@ -85,10 +91,8 @@ struct evn__url {
     int verify; /* EVN__VERIFY_* */
     char cert[256], key[256], ca[256], alpn[128];
     char sni[256]; /* evn_connect: the server name to send and check */
-    /* PROXY protocol header before anything else (proxyproto.h): 0 none, or
-     * EVN__PROXY_V1, _V2, _ANY; taken only from peers in proxy_from, if
-     * that list is not empty. */
-    int proxy;
+    /* With proxy=: headers are taken only from peers in these networks, if
+     * the list is not empty. */
     struct evn__proxy_cidrs proxy_from;
 };
 
@@ -450,6 +454,9 @@ enum {
     EVN__C_SENDING = 1u << 29,    /* ... and a send is in flight */
     EVN__C_INEND = 1u << 30       /* ... and the end of input came after input kept */
 };
+/* evn_connect: the head chunk is a PROXY header, sent once connected before
+ * anything else (proxyconn.c). Not in the enum: an enum constant is an int. */
+#define EVN__C_PROXYHDR (1u << 31)
 
 /*
  * What few connections need, allocated on first use: kept input, timers,
@@ -683,6 +690,11 @@ struct evn_loop {
     /* The ticker (loop 0 only). */
     struct evn__timer tick_timer;
     int64_t tick_delay_ms;
+
+    /* Connections of proxy= listeners closed for their PROXY header: bad,
+     * too long, missing, late, or from outside proxy_from (proxyconn.c).
+     * Written by this loop only. */
+    uint64_t proxy_errors;
 };
 
 struct evn_server {
@@ -828,6 +840,22 @@ static inline void evn__tls_clients_free(struct evn_server *srv)
 {
 }
 #endif
+
+/* ---- the PROXY protocol on connections (proxyconn.c) ---- */
+
+/* Default for a listener's proxy_timeout=: the header must be complete this
+ * many milliseconds after the accept. */
+#define EVN__PROXY_TIMEOUT_MS 5000
+
+/* The stage a proxy= listener's connection is in until its header is read. */
+EVN__HIDDEN extern const struct evn__transport evn__proxy_transport;
+/* Start reading the header of c, accepted by l (made with EVN__C_UNREG):
+ * once it is read, c goes on as any connection of l (TLS handshake, or
+ * opened); a bad one closes c without any event and is counted. */
+EVN__HIDDEN void evn__proxy_accept(struct evn_conn *c, struct evn__listener *l);
+/* An outbound connection with EVN__C_PROXYHDR is connected: send its
+ * header, before anything else. false if c is gone (closed with the error). */
+EVN__HIDDEN bool evn__proxy_send_header(struct evn_conn *c);
 
 /* ---- file regions (sendfile.c) ---- */
 
