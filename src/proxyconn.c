@@ -213,11 +213,12 @@ void evn__proxy_accept(struct evn_conn *c, struct evn__listener *l)
         evn__conn_close(c, -ENOMEM);
         return;
     }
+    struct evn_loop *loop = c->loop;
     evn_id id = evn_conn_id(c);
     /* The header usually comes with the connection: try at once, and only
      * then, if it is still awaited, put the socket on the poller. */
     take_header(c);
-    if ((c = evn__conn_lookup(c->loop, id)) && c->tp == &evn__proxy_transport)
+    if ((c = evn__conn_lookup(loop, id)) && c->tp == &evn__proxy_transport)
         evn__conn_set_flags(c, 0, EVN__C_UNREG);
 }
 
