@@ -271,8 +271,10 @@ int evn_connect_proxy_header(evn_server *srv, evn_id id, int version, const stru
         return (int)n;
     /* A chunk of its own, exactly full, so that no later write joins it. */
     struct evn__chunk *ch = evn__malloc(sizeof *ch + (size_t)n);
-    if (!ch)
+    if (!ch) {
+        evn__set_errmsg("evn_connect_proxy_header: out of memory");
         return -ENOMEM;
+    }
     memset(ch, 0, sizeof *ch);
     ch->buf = ch->data;
     ch->len = ch->cap = (size_t)n;
