@@ -141,7 +141,10 @@ typedef struct evn_events {
      * On a tls:// listener it fires once the TLS handshake has completed; a
      * connection whose handshake fails or times out is closed without any
      * event (neither opened nor closed). (A tls:// evn_connect is different:
-     * its failures fire closed, see evn_connect.)
+     * its failures fire closed, see evn_connect.) On a listener with proxy=
+     * it fires once the PROXY header has been read (and, for tls://, the
+     * handshake that follows it has completed); a connection whose header
+     * is refused is closed without any event too.
      */
     evn_action (*opened)(evn_conn *c);
     /*
@@ -150,8 +153,8 @@ typedef struct evn_events {
      * connection's memory is freed when this returns; free your user data
      * here. The return value is ignored except for EVN_SHUTDOWN.
      * Not fired for UDP, for detached connections, or for an accepted TLS
-     * connection that never completed its handshake (opened did not fire
-     * either).
+     * connection that never completed its handshake, or one of a proxy=
+     * listener whose PROXY header was refused (opened did not fire either).
      */
     evn_action (*closed)(evn_conn *c, int err);
     /*
@@ -294,6 +297,44 @@ typedef struct evn_events {
  * closing without a TLS close_notify is an ordinary end of input. The
  * client side of TLS (evn_connect's tls:// URLs, which verify the server by
  * default and take sni=) is described at evn_connect.
+ *
+ * proxy=v1|v2|any on a tcp:// (tcp4, tcp6), unix:// or tls:// listener
+ * makes every connection begin with a PROXY protocol header, as HAProxy,
+ * nginx, AWS, Azure and GCP load balancers send it to name the client they
+ * relay: version 1 (a line of text), version 2 (binary), or either. The
+ * header is read before anything else, before the TLS handshake on a
+ * tls:// listener and before opened; data never sees it, and sees what
+ * follows it, in the same packet or not, intact. From then on
+ * evn_conn_remote_addr and evn_conn_remote_str give the client the header
+ * names (its address and port), for the connection's whole life, also in
+ * closed. A header that names none (v2 LOCAL, the balancer's own health
+ * check; v1 "PROXY UNKNOWN"; v2 UNSPEC or unix addresses) leaves the
+ * socket's peer, the balancer. evn_conn_local_addr stays the socket's own.
+ * TLVs and the destination address in the header are not kept.
+ *
+ * proxy_from=CIDR,... (tcp:// and tls:// only; up to 32 entries such as
+ * 10.0.0.0/8,192.168.1.7,fd00::/8, an address alone meaning just it) takes
+ * headers only from peers in those networks: a connection from anywhere
+ * else is closed before anything is read, as a client that could claim to
+ * be any address. Without it every peer may send a header, so the listener
+ * must not be reachable but through the balancers. An IPv4 peer reaching a
+ * dual-stack listener (::ffff:a.b.c.d) matches the IPv4 entries.
+ *
+ * proxy_timeout=MS (default 5000; the specification asks receivers to
+ * wait at least 3 s, a lost packet's retransmission) bounds the time from
+ * the accept to the header's last byte; a tls:// listener's handshake
+ * timeout starts after that.
+ *
+ * A connection is closed at once, without any event, and counted in its
+ * loop's proxy_errors (see the server's statistics), when: its first bytes
+ * are not a header of the accepted version (a client talking to the
+ * listener directly, or the wrong version configured); the header breaks
+ * the specification; it is longer than 107 bytes (v1, the specification's
+ * own limit) or 4096 (v2, with its TLVs; nginx's limit too); the peer ends
+ * its input in the middle of it; it is not complete within proxy_timeout;
+ * or the peer is outside proxy_from. A peer that closes before sending a
+ * byte (a TCP health check, a port scan) is closed without being counted.
+ * Other connections of the listener are not affected.
  *
  * On success *srvp holds the server and 0 is returned. On failure *srvp is
  * NULL and a negative errno is returned: -EINVAL for a malformed URL or an
@@ -551,6 +592,40 @@ EVN_API int evn_send_owned(evn_server *srv, evn_id id, void *buf, size_t len,
 EVN_API int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udata,
                         evn_id *id);
 
+/* PROXY protocol versions, for evn_connect_proxy_header. */
+enum { EVN_PROXY_V1 = 1, EVN_PROXY_V2 = 2 };
+
+/*
+ * Have the outbound connection id, which evn_connect has just made on this
+ * loop, begin with a PROXY protocol header (as a load balancer sends it,
+ * see proxy= at evn_server_new), so that the server it reaches learns of
+ * the client this connection acts for. Call it right after evn_connect, in
+ * the same callback (on the loop thread, before the connection is
+ * connected). Once connected the header goes out first, in the clear:
+ * before a tls:// URL's handshake, and before any output written with
+ * evn_write or evn_send. evn_conn_pending counts it until it is sent.
+ *
+ * version is EVN_PROXY_V1 (a line of text) or EVN_PROXY_V2 (binary). src
+ * is the client and dst the address the client reached (for a proxy, the
+ * accepted connection's evn_conn_remote_addr and evn_conn_local_addr, so a
+ * chain of proxies passes the first client on), each AF_INET or AF_INET6,
+ * read for the call only; a pair of mixed families is written as IPv6, the
+ * IPv4 address as ::ffff:a.b.c.d, and an IPv4-mapped pair as IPv4. With
+ * both NULL the header names no client: v2 LOCAL, v1 "PROXY UNKNOWN", and
+ * the receiver keeps the socket's peer (for a health check, or a client
+ * that came over a unix socket).
+ *
+ * Returns 0; -EINVAL for another version, only one address, or an id that
+ * is not an outbound connection of the calling loop; -EAFNOSUPPORT for an
+ * address neither IPv4 nor IPv6; -EISCONN once the connection is connected
+ * (opened has fired, or is about to); -EALREADY if it has a header already;
+ * -EPERM when not called on one of srv's loop threads; -ENOMEM. evn_errmsg()
+ * says which. A socket that cannot take the header at once when connected
+ * (it always can) fails the connection with -ENOBUFS.
+ */
+EVN_API int evn_connect_proxy_header(evn_server *srv, evn_id id, int version,
+                                     const struct sockaddr *src, const struct sockaddr *dst);
+
 /* The user data given in evn_events.udata. Any thread. */
 EVN_API void *evn_server_udata(const evn_server *srv);
 /* The number of loops the server runs. Any thread. */
@@ -612,8 +687,9 @@ EVN_API const char *evn_conn_alpn(const evn_conn *c);
 EVN_API int evn_conn_tls_resumed(const evn_conn *c);
 /*
  * The connection's local or remote address, copied to *ss with its length in
- * *len. For UDP the remote address is the current datagram's sender. Returns
- * 0 or a negative errno.
+ * *len. For UDP the remote address is the current datagram's sender. On a
+ * listener with proxy= the remote address is the client the PROXY header
+ * named, if it named one (see evn_server_new). Returns 0 or a negative errno.
  */
 EVN_API int evn_conn_local_addr(const evn_conn *c, struct sockaddr_storage *ss, socklen_t *len);
 EVN_API int evn_conn_remote_addr(const evn_conn *c, struct sockaddr_storage *ss, socklen_t *len);

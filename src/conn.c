@@ -540,12 +540,19 @@ int evn__conn_accepted(struct evn_loop *loop, int fd, uint16_t listener,
                        const union evn__ip_addr *peer, socklen_t peerlen)
 {
     struct evn__listener *l = &loop->srv->listeners[listener];
+    struct evn_conn *c;
+    /* proxy=: the header first, read by readiness, before TLS and opened. */
+    if (l->url.proxy) {
+        if (!(c = evn__conn_new(loop, fd, listener, peer, peerlen, EVN__C_UNREG)))
+            return -ENOMEM;
+        evn__proxy_accept(c, l);
+        return 0;
+    }
     /* A backend that does the I/O does it for plain connections; TLS reads
      * and writes the socket itself. */
     uint32_t cq = !l->tls && evn__loop_completes(loop) ? EVN__C_CQ : 0;
     bool fast = !l->tls && l->url.proto == EVN__TCP && l->url.deferaccept > 0;
-    struct evn_conn *c = evn__conn_new(loop, fd, listener, peer, peerlen,
-                                       cq | (fast ? EVN__C_UNREG : 0));
+    c = evn__conn_new(loop, fd, listener, peer, peerlen, cq | (fast ? EVN__C_UNREG : 0));
     if (!c)
         return -ENOMEM;
 #ifdef EVN_HAVE_TLS
@@ -572,6 +579,9 @@ static void finish_connect(struct evn_conn *c)
         evn__conn_close(c, -err);
         return;
     }
+    /* evn_connect_proxy_header: the header goes first, in the clear. */
+    if ((c->flags & EVN__C_PROXYHDR) && !evn__proxy_send_header(c))
+        return;
 #ifdef EVN_HAVE_TLS
     if (evn__conn_tls(c)) {
         /* tls://: the handshake comes next, under the same deadline. */
@@ -1586,6 +1596,9 @@ static void conn_timer(struct evn_loop *loop, struct evn__timer *t)
         return;
     }
     if (idle || !srv->ev.timeout || (c->flags & (EVN__C_CONNECTING | EVN__C_OPENING))) {
+        /* A PROXY header not complete in time counts as a bad one. */
+        if (c->tp == &evn__proxy_transport)
+            loop->proxy_errors++;
         evn__conn_close(c, -ETIMEDOUT);
         return;
     }

@@ -11,12 +11,15 @@
  *     (wake.c) takes messages from other threads;
  *   - connections (conn.c) run the events and actions of the API over a
  *     transport: a plain socket (conn.c) or TLS (tls.c), with file regions
- *     (sendfile.c) and splicing (splice.c) as special output and input.
+ *     (sendfile.c) and splicing (splice.c) as special output and input; a
+ *     proxy= listener's connection first passes a stage that reads its
+ *     PROXY header (proxyconn.c).
  */
 #ifndef EVN_INTERNAL_H
 #define EVN_INTERNAL_H
 
 #include "evn.h"
+#include "proxyproto.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -72,6 +75,12 @@ struct evn__url {
     char path[108]; /* unix socket path */
     int reuseport;
     int backlog;
+    /* PROXY protocol header before anything else (proxyproto.h): 0 none, or
+     * EVN__PROXY_V1, _V2, _ANY; complete within proxy_timeout ms (0: the
+     * default, EVN__PROXY_TIMEOUT_MS). Here, near deferaccept, because the
+     * accept path reads it for every connection. */
+    int proxy;
+    int proxy_timeout;
     /* TCP tuning (see the option table in url.c); -1 or 0: leave alone. */
     int nodelay;     /* default 1 */
     int keepalive;   /* idle seconds before probes; 0 off */
@@ -85,6 +94,9 @@ struct evn__url {
     char cert[256], key[256], ca[256], alpn[128];
     char sni[256]; /* evn_connect: the server name to send and check */
     char fdname[64]; /* listener: the inherited socket of this LISTEN_FDNAMES name */
+    /* With proxy=: headers are taken only from peers in these networks, if
+     * the list is not empty. */
+    struct evn__proxy_cidrs proxy_from;
 };
 
 enum { EVN__VERIFY_NONE = 0, EVN__VERIFY_OPTIONAL, EVN__VERIFY_REQUIRE };
@@ -490,6 +502,9 @@ enum {
     EVN__C_SENDING = 1u << 29,    /* ... and a send is in flight */
     EVN__C_INEND = 1u << 30       /* ... and the end of input came after input kept */
 };
+/* evn_connect: the head chunk is a PROXY header, sent once connected before
+ * anything else (proxyconn.c). Not in the enum: an enum constant is an int. */
+#define EVN__C_PROXYHDR (1u << 31)
 
 /*
  * What few connections need, allocated on first use: kept input, timers,
@@ -726,6 +741,11 @@ struct evn_loop {
     /* The ticker (loop 0 only). */
     struct evn__timer tick_timer;
     int64_t tick_delay_ms;
+
+    /* Connections of proxy= listeners closed for their PROXY header: bad,
+     * too long, missing, late, or from outside proxy_from (proxyconn.c).
+     * Written by this loop only. */
+    uint64_t proxy_errors;
 };
 
 struct evn_server {
@@ -880,6 +900,22 @@ static inline void evn__tls_clients_free(struct evn_server *srv)
 {
 }
 #endif
+
+/* ---- the PROXY protocol on connections (proxyconn.c) ---- */
+
+/* Default for a listener's proxy_timeout=: the header must be complete this
+ * many milliseconds after the accept. */
+#define EVN__PROXY_TIMEOUT_MS 5000
+
+/* The stage a proxy= listener's connection is in until its header is read. */
+EVN__HIDDEN extern const struct evn__transport evn__proxy_transport;
+/* Start reading the header of c, accepted by l (made with EVN__C_UNREG):
+ * once it is read, c goes on as any connection of l (TLS handshake, or
+ * opened); a bad one closes c without any event and is counted. */
+EVN__HIDDEN void evn__proxy_accept(struct evn_conn *c, struct evn__listener *l);
+/* An outbound connection with EVN__C_PROXYHDR is connected: send its
+ * header, before anything else. false if c is gone (closed with the error). */
+EVN__HIDDEN bool evn__proxy_send_header(struct evn_conn *c);
 
 /* ---- file regions (sendfile.c) ---- */
 

@@ -64,7 +64,7 @@ static bool parse_bool(const char *s, size_t n, int *out)
     return false;
 }
 
-enum { OPT_BOOL, OPT_INT, OPT_PATH, OPT_VERIFY };
+enum { OPT_BOOL, OPT_INT, OPT_PATH, OPT_VERIFY, OPT_PROXY, OPT_CIDRS };
 #define P_TCP (1u << EVN__TCP)
 #define P_UDP (1u << EVN__UDP)
 #define P_UNIX (1u << EVN__UNIX)
@@ -97,6 +97,13 @@ static const struct option {
     {"alpn", OPT_PATH, F(alpn), 0, 0, P_TLS | P_OUT | P_LISTEN},
     {"sni", OPT_PATH, F(sni), 0, 0, P_TLS | P_OUT},
     {"fdname", OPT_PATH, F(fdname), 0, 0, P_TCP | P_UDP | P_UNIX},
+    /* Accepting PROXY headers on a UDP socket (one per datagram) is not done
+     * yet: refused for now. evn_connect sends one with
+     * evn_connect_proxy_header, not through its URL. */
+    {"proxy", OPT_PROXY, F(proxy), 0, 0, P_TCP | P_UNIX},
+    {"proxy_timeout", OPT_INT, F(proxy_timeout), 1, 3600000, P_TCP | P_UNIX},
+    /* A unix socket's peer has no address to check against the list. */
+    {"proxy_from", OPT_CIDRS, F(proxy_from), 0, 0, P_TCP},
 #undef F
 };
 
@@ -131,6 +138,26 @@ static int set_option(const char *url, const struct option *o, const char *v, si
             return fail(err, errlen, url, "verify must be none, optional or require, not", v,
                         vlen);
         return 0;
+    case OPT_PROXY:
+        if (vlen == 2 && strncmp(v, "v1", 2) == 0)
+            *(int *)field = EVN__PROXY_V1;
+        else if (vlen == 2 && strncmp(v, "v2", 2) == 0)
+            *(int *)field = EVN__PROXY_V2;
+        else if (vlen == 3 && strncmp(v, "any", 3) == 0)
+            *(int *)field = EVN__PROXY_ANY;
+        else
+            return fail(err, errlen, url, "proxy must be v1, v2 or any, not", v, vlen);
+        return 0;
+    case OPT_CIDRS: {
+        char why[192];
+        if (evn__proxy_cidrs_parse(v, vlen, (struct evn__proxy_cidrs *)(void *)field, why,
+                                   sizeof why) < 0) {
+            if (errlen > 0)
+                snprintf(err, errlen, "%s: %s: %s", url, o->name, why);
+            return -EINVAL;
+        }
+        return 0;
+    }
     default:
         if (vlen == 0 || vlen >= o->size)
             return fail(err, errlen, url, "empty or too long value for", o->name,
@@ -186,6 +213,11 @@ static int parse_options(const char *url, const char *q, struct evn__url *out, c
             break;
         q = amp + 1;
     }
+    /* Without proxy= there is no header to take from anyone. */
+    if (out->proxy_from.n > 0 && !out->proxy)
+        return fail(err, errlen, url, "proxy_from= needs proxy=v1, v2 or any", NULL, 0);
+    if (out->proxy_timeout > 0 && !out->proxy)
+        return fail(err, errlen, url, "proxy_timeout= needs proxy=v1, v2 or any", NULL, 0);
     if (!outbound && out->tls && (!out->cert[0] || !out->key[0]))
         return fail(err, errlen, url, "a tls:// listener needs cert= and key=", NULL, 0);
     /* A unix socket has no name of its own to check a certificate against. */

@@ -6,6 +6,7 @@
 #include "harness.h"
 #include "internal.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/un.h>
@@ -80,7 +81,89 @@ static const struct bad bads[] = {
     {"tls+unix://?cert=c&key=k", "path"},
     {"tls+unix:///tmp/t.sock?cert=c&key=k&nodelay=true", "nodelay"},
     {"unix:///tmp/t.sock?cert=c", "tls://"},
+    {"tcp://h:1?proxy=v3", "'v3'"},
+    {"tcp://h:1?proxy=V2", "'V2'"},
+    {"tcp://h:1?proxy=", "proxy must be"},
+    {"tcp://h:1?proxy=true", "'true'"},
+    {"udp://h:1?proxy=v2", "'proxy'"},
+    {"udp6://[::1]:1?proxy=any", "'proxy'"},
+    {"tcp://h:1?proxy_from=10.0.0.0/8", "proxy="},
+    {"tcp://h:1?proxy_from=10.0.0.0/8&proxy=v3", "'v3'"},
+    {"tcp://h:1?proxy=v2&proxy_from=10.0.0.0/33", "'10.0.0.0/33'"},
+    {"tcp://h:1?proxy=v2&proxy_from=10.0.0.1/8", "'10.0.0.1/8'"},
+    {"tcp://h:1?proxy=v2&proxy_from=10.0.0.0/8,bogus", "'bogus'"},
+    {"tcp://h:1?proxy=v2&proxy_from=::1,fd00::/129", "'fd00::/129'"},
+    {"tcp://h:1?proxy=v2&proxy_from=", "proxy_from"},
+    {"tcp://h:1?proxy=v2&proxy_from=1.2.3.4,", "entry 2"},
+    {"tcp://h:1?proxy=v2&proxy_from=localhost", "'localhost'"},
+    {"unix:///tmp/p.sock?proxy=v2&proxy_from=10.0.0.0/8", "'proxy_from'"},
+    {"udp://h:1?proxy_from=10.0.0.0/8", "'proxy_from'"},
+    {"tcp://h:1?proxy_timeout=100", "proxy_timeout= needs proxy="},
+    {"tcp://h:1?proxy=v2&proxy_timeout=0", "proxy_timeout must be 1..3600000"},
+    {"tcp://h:1?proxy=v2&proxy_timeout=3600001", "'3600001'"},
+    {"udp://h:1?proxy_timeout=100", "'proxy_timeout'"},
 };
+
+/* proxy= and proxy_from=: the version and the parsed list. */
+static const struct {
+    const char *url;
+    int proxy;
+    int nfrom;
+    int timeout;
+} proxy_goods[] = {
+    {"tcp://:6380", 0, 0, 0},
+    {"tcp://:6380?proxy=v1", EVN__PROXY_V1, 0, 0},
+    {"tcp://:6380?proxy=v2&backlog=4096", EVN__PROXY_V2, 0, 0},
+    {"tcp://:1?proxy=any&proxy_from=10.0.0.0/8,192.168.1.7,::1/128,fd00::/8", EVN__PROXY_ANY, 4, 0},
+    {"tcp://:1?proxy_from=10.0.0.0/8&proxy=v2", EVN__PROXY_V2, 1, 0},
+    {"tcp4://0.0.0.0:1?proxy=v2&proxy_from=0.0.0.0/0", EVN__PROXY_V2, 1, 0},
+    {"tcp6://[::]:1?proxy=v1&proxy_from=::ffff:10.0.0.0/104,::/0", EVN__PROXY_V1, 2, 0},
+    {"unix:///tmp/p.sock?proxy=v2", EVN__PROXY_V2, 0, 0},
+    {"tls://h:443?cert=c&key=k&proxy=v2&proxy_from=10.1.2.3", EVN__PROXY_V2, 1, 0},
+    {"tls+unix:///tmp/t.sock?cert=c&key=k&proxy=any", EVN__PROXY_ANY, 0, 0},
+    {"tcp://:1?proxy=v1&proxy_timeout=250", EVN__PROXY_V1, 0, 250},
+    {"unix:///tmp/p.sock?proxy_timeout=3600000&proxy=any", EVN__PROXY_ANY, 0, 3600000},
+};
+
+static void test_proxy_urls(void)
+{
+    for (size_t i = 0; i < sizeof proxy_goods / sizeof proxy_goods[0]; i++) {
+        struct evn__url u;
+        char err[256] = "untouched";
+        int rc = evn__url_parse(proxy_goods[i].url, &u, err, sizeof err);
+        fprintf(stderr, "  %s\n", proxy_goods[i].url);
+        EXPECT_EQ_ERR(rc, 0);
+        EXPECT_STREQ(err, "");
+        EXPECT_EQ_INT(u.proxy, proxy_goods[i].proxy);
+        EXPECT_EQ_INT(u.proxy_from.n, proxy_goods[i].nfrom);
+        EXPECT_EQ_INT(u.proxy_timeout, proxy_goods[i].timeout);
+    }
+    /* The list is the parsed one: the mapped network became IPv4. */
+    struct evn__url u;
+    char err[256];
+    ASSERT_EQ_ERR(evn__url_parse("tcp://:1?proxy=v2&proxy_from=::ffff:10.0.0.0/104,::/0", &u, err,
+                                 sizeof err),
+                  0);
+    struct sockaddr_in peer = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x0A010203)};
+    EXPECT_TRUE(evn__proxy_cidrs_match(&u.proxy_from, (const struct sockaddr *)&peer));
+    peer.sin_addr.s_addr = htonl(0x0B010203);
+    EXPECT_FALSE(evn__proxy_cidrs_match(&u.proxy_from, (const struct sockaddr *)&peer));
+}
+
+/* evn_connect does not send PROXY headers through its URL (that is
+ * evn_connect_proxy_header's): the options are refused there, by name. */
+static void test_proxy_outbound(void)
+{
+    static const char *urls[] = {"tcp://127.0.0.1:1?proxy=v2", "tls://h:1?proxy=v1",
+                                 "tcp://127.0.0.1:1?proxy_from=10.0.0.0/8"};
+    for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
+        struct evn__url u;
+        char err[256] = "";
+        EXPECT_EQ_ERR(evn__url_parse_outbound(urls[i], &u, err, sizeof err), -EINVAL);
+        EXPECT_CONTAINS(err, "listeners");
+        EXPECT_CONTAINS(err, "'proxy");
+    }
+}
 
 /* The message with its leading echo of the whole URL removed, so a needle is
  * only found where the message names the bad part on purpose. */
@@ -192,6 +275,9 @@ static void test_server_new_bad_url(void)
         {"tcp://127.0.0.1:65536", "65536"},
         {"tcp://127.0.0.1:0?frobnicate=1", "frobnicate"},
         {"gopher://127.0.0.1:0", "gopher"},
+        {"tcp://127.0.0.1:0?proxy=v2&proxy_from=10.0.0.0/33", "'10.0.0.0/33'"},
+        {"tcp://127.0.0.1:0?proxy=v2&proxy_from=10.0.0.0/8,nonsense", "'nonsense'"},
+        {"tcp://127.0.0.1:0?proxy_from=10.0.0.0/8", "proxy="},
     };
     evn_events ev = {0};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -216,6 +302,8 @@ int main(int argc, char **argv)
     TH_RUN(test_unix_path_length);
     TH_RUN(test_host_length);
     TH_RUN(test_small_error_buffer);
+    TH_RUN(test_proxy_urls);
+    TH_RUN(test_proxy_outbound);
     TH_RUN(test_server_new_bad_url);
     return th_finish();
 }

@@ -2,13 +2,17 @@
  * http-server: a small HTTP/1.1 server on evn.
  *
  *   GET /       Hello World!
+ *   GET /ip     the client's address as evn sees it, "203.0.113.7:51234" or
+ *               "[2001:db8::7]:51234": behind a load balancer and a listener
+ *               with proxy= (--tcp-options 'proxy=v2'), the client the PROXY
+ *               header named, so a deployment can check what reaches it
  *   POST /echo  the request body
  *   else        404 (501 for a method it does not know)
  *
  * With --root DIR, GET and HEAD serve the files under DIR instead (static
  * files: types, Last-Modified and If-Modified-Since, one byte range; see
- * static_files.c for how a path is kept inside DIR), POST /echo stays, and
- * every other method known gets 405. A file's body is queued with
+ * static_files.c for how a path is kept inside DIR), GET /ip and POST /echo
+ * stay, and every other method known gets 405. A file's body is queued with
  * evn_sendfile_owned behind its head, so it goes from the page cache to the
  * socket with sendfile(2), and the loop only ever opens and fstats files
  * (evn closes each once sent: no dup, no close of our own).
@@ -111,7 +115,7 @@ static evn_action on_tick(evn_server *srv, int64_t *delay_ms)
     return EVN_NONE;
 }
 
-enum route { R_HELLO, R_ECHO, R_FILE, R_NOT_FOUND, R_NOT_ALLOWED, R_NOT_IMPLEMENTED };
+enum route { R_HELLO, R_IP, R_ECHO, R_FILE, R_NOT_FOUND, R_NOT_ALLOWED, R_NOT_IMPLEMENTED };
 
 /* A file to answer with (route R_FILE), opened when the head arrived. */
 struct file_reply {
@@ -370,6 +374,15 @@ static bool answer(evn_conn *c, const struct date_cache *dc, struct reply *r, co
         else
             respond(c, dc, 200, r, "text/plain", hello, sizeof hello - 1);
         break;
+    case R_IP: {
+        char ip[80];
+        int n = evn_conn_remote_str(c, ip, sizeof ip - 1);
+        if (n < 0)
+            n = snprintf(ip, sizeof ip, "unknown");
+        ip[n++] = '\n';
+        respond(c, dc, 200, r, "text/plain", ip, (size_t)n);
+        break;
+    }
     case R_ECHO:
         respond(c, dc, 200, r, "application/octet-stream", body, body_len);
         break;
@@ -431,8 +444,8 @@ static bool next_token(const char **pp, const char *end, const char **tok, size_
 /*
  * Pick the route from the method and the path of the request-target, which
  * is left, without its query, in *pathp and *lenp. With --root, GET and HEAD
- * of any path are files, POST /echo stays, and any other method known is
- * 405.
+ * of any path but /ip are files, POST /echo stays, and any other method
+ * known is 405.
  */
 static void route(const struct http_request *req, struct reply *r, const char **pathp, size_t *lenp)
 {
@@ -459,7 +472,9 @@ static void route(const struct http_request *req, struct reply *r, const char **
 
     r->head = is(m, ml, "HEAD");
     bool get = r->head || is(m, ml, "GET");
-    if (get && root_fd >= 0)
+    if (get && is(path, pl, "/ip"))
+        r->route = R_IP;
+    else if (get && root_fd >= 0)
         r->route = R_FILE;
     else if (get && is(path, pl, "/"))
         r->route = R_HELLO;
@@ -944,7 +959,8 @@ int main(int argc, char **argv)
          "                    (default 10000; 0: never)",
          set_request_timeout},
         {"--root",
-         "--root DIR        serve the files under DIR for GET and HEAD (POST /echo stays)",
+         "--root DIR        serve the files under DIR for GET and HEAD (GET /ip and\n"
+         "                    POST /echo stay)",
          set_root},
     };
     struct ex_opts o = {.port = 8080, .udp_port = -1, .loops = 1};

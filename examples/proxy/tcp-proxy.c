@@ -49,6 +49,15 @@
  * --splice BYTES after BYTES (and a read of min(BYTES, 16 KiB)), --splice
  * off never. If the splice cannot be made (no descriptors left for the pipe)
  * the direction goes on being relayed.
+ *
+ * --send-proxy v1|v2 has each backend connection begin with a PROXY protocol
+ * header (evn_connect_proxy_header) naming the client and the address it
+ * reached, so a backend listening with proxy= sees the client instead of
+ * the proxy. A client that came through a balancer to a --listen URL with
+ * proxy= is itself the one the balancer named (evn_conn_remote_addr gives
+ * that), so a chain of proxies passes the first client on. A client with
+ * no IP address (a unix socket) is sent as a header without addresses, and
+ * the backend sees the proxy.
  */
 #include "common.h"
 
@@ -105,6 +114,8 @@ static size_t high_water = 4u << 20;
 #define SPLICE_BULK_READ (16 * 1024)
 static int64_t splice_after = SPLICE_AUTO_BYTES;
 static size_t splice_read = SPLICE_BULK_READ;
+/* --send-proxy: EVN_PROXY_V1 or EVN_PROXY_V2, 0 for none. */
+static int send_proxy;
 
 static int side_of(const evn_conn *c)
 {
@@ -115,6 +126,23 @@ static void pair_unref(struct pair *p)
 {
     if (--p->refs == 0)
         free(p);
+}
+
+static bool is_ip(const struct sockaddr_storage *ss)
+{
+    return ss->ss_family == AF_INET || ss->ss_family == AF_INET6;
+}
+
+/* --send-proxy: the backend connection id tells the backend of client c. */
+static int proxy_header(evn_conn *c, evn_id id)
+{
+    struct sockaddr_storage src, dst;
+    socklen_t len;
+    bool ip = evn_conn_remote_addr(c, &src, &len) == 0 && evn_conn_local_addr(c, &dst, &len) == 0 &&
+              is_ip(&src) && is_ip(&dst);
+    return evn_connect_proxy_header(evn_conn_server(c), id, send_proxy,
+                                    ip ? (struct sockaddr *)&src : NULL,
+                                    ip ? (struct sockaddr *)&dst : NULL);
 }
 
 /* A new client: start its backend connection. */
@@ -136,6 +164,12 @@ static evn_action client_opened(evn_conn *c)
         return EVN_CLOSE;
     }
     evn_conn_set_udata(c, p);
+    /* On failure the client closes, and the backend connection once
+     * connected (backend_opened sees the client gone). */
+    if (send_proxy && (rc = proxy_header(c, p->id[BACKEND])) < 0) {
+        fprintf(stderr, "tcp-proxy: %s: %s\n", evn_errmsg(), evn_strerror(rc));
+        return EVN_CLOSE;
+    }
     return EVN_NONE;
 }
 
@@ -386,6 +420,17 @@ static int set_splice(const char *v)
     return 0;
 }
 
+static int set_send_proxy(const char *v)
+{
+    if (strcmp(v, "v1") == 0)
+        send_proxy = EVN_PROXY_V1;
+    else if (strcmp(v, "v2") == 0)
+        send_proxy = EVN_PROXY_V2;
+    else
+        return -1;
+    return 0;
+}
+
 static int set_buffer(const char *v)
 {
     int64_t n;
@@ -422,6 +467,11 @@ int main(int argc, char **argv)
          "                    256 KiB relayed and a 16 KiB read), from the start (on),\n"
          "                    after BYTES, or never (off); see README.md",
          set_splice},
+        {"--send-proxy",
+         "--send-proxy v1|v2  begin each backend connection with a PROXY protocol\n"
+         "                    header naming the client (for a backend listening with\n"
+         "                    proxy=, see README.md)",
+         set_send_proxy},
     };
     struct ex_opts o = {.port = -1, .udp_port = -1, .loops = 1};
     ex_parse_more(argc, argv, &o, "tcp-proxy", 0, more, sizeof more / sizeof more[0]);

@@ -9,8 +9,9 @@ it prints) and checks, over raw sockets: every route and status (200, 404,
 HTTP/1.0 with and without keep-alive, Connection: close, pipelined requests
 in one write answered in order, chunked uploads, 100-continue, bodies and
 heads split across many small writes, seeded damaged requests, a client
-slow to read a flood of pipelined requests, the idle and request time-outs;
-then with real clients: curl, wrk, ab and h2load. Also its flags, a unix
+slow to read a flood of pipelined requests, the idle and request time-outs,
+GET /ip, alone and behind PROXY headers (proxy=, raw and from curl's
+--haproxy-protocol); then with real clients: curl, wrk, ab and h2load. Also its flags, a unix
 socket, two loops, and that SIGTERM and SIGINT stop it with status 0 (which
 under AddressSanitizer also means no leak).
 
@@ -641,6 +642,59 @@ def test_flow_control(srv):
         eq(c.response().body, b"after", "the connection still works")
 
 
+def get_ip(port, header=b""):
+    """GET /ip on a new connection after header (a PROXY header, or
+    nothing): the body, and the connection's own local port."""
+    with Conn(port) as c:
+        c.send(header + b"GET /ip HTTP/1.1\r\nHost: t\r\n\r\n")
+        r = c.response()
+        eq(r.status, 200, "GET /ip status")
+        eq(r.header("Content-Type"), "text/plain", "GET /ip Content-Type")
+        return r.body, c.s.getsockname()[1]
+
+
+def test_ip(srv):
+    """GET /ip answers with the client as evn sees it: on the dual-stack
+    listener, an IPv4 client is a mapped IPv6 address."""
+    body, port = get_ip(srv.port)
+    eq(body, b"[::ffff:127.0.0.1]:%d\n" % port, "GET /ip")
+
+
+def test_proxy_protocol(binary, backend):
+    """--tcp-options proxy=...: GET /ip gives the client the PROXY header
+    names; a connection without a header, or with one of the other version,
+    is closed unanswered."""
+    v1 = b"PROXY TCP4 203.0.113.9 192.0.2.1 5555 80\r\n"
+    v2 = (b"\r\n\r\n\x00\r\nQUIT\n\x21\x21\x00\x24"
+          + socket.inet_pton(socket.AF_INET6, "2001:db8::9")
+          + socket.inet_pton(socket.AF_INET6, "2001:db8::1") + b"\x9c\x40\x01\xbb")
+    srv = Server(binary, backend, "--tcp-options", "proxy=v1")
+    anyv = Server(binary, backend, "--tcp-options", "proxy=any&proxy_timeout=60000")
+    try:
+        eq(get_ip(srv.port, v1)[0], b"203.0.113.9:5555\n", "GET /ip after a v1 header")
+        eq(get_ip(anyv.port, v2)[0], b"[2001:db8::9]:40000\n", "GET /ip after a v2 header")
+        eq(get_ip(anyv.port, v1)[0], b"203.0.113.9:5555\n", "proxy=any takes v1 too")
+        for header, what in ((b"", "no header"), (v2, "a v2 header where v1 is wanted")):
+            with Conn(srv.port) as c:
+                c.send(header + GET)
+                c.expect_closed()
+        # The server's other connections go on.
+        eq(get_ip(srv.port, v1)[0], b"203.0.113.9:5555\n", "GET /ip after refusals")
+        if shutil.which("curl"):
+            # curl's --haproxy-protocol sends a v1 header naming its own end.
+            r = run(["curl", "-sS", "--haproxy-protocol", "-w", "|%{local_port}",
+                     srv.url("/ip")], "curl --haproxy-protocol")
+            body, _, port = r.stdout.partition(b"|")
+            eq(body, b"127.0.0.1:" + port + b"\n", "curl --haproxy-protocol: GET /ip")
+            r = subprocess.run(["curl", "-sS", srv.url("/ip")], capture_output=True,
+                               timeout=TOOL_TIMEOUT)
+            check(r.returncode != 0 and r.stdout == b"",
+                  f"curl without the header is refused: {r.returncode} {r.stdout!r}")
+    finally:
+        srv.stop()
+        anyv.stop()
+
+
 def test_idle_timeout(binary, backend):
     srv = Server(binary, backend, "--idle-timeout", "200")
     try:
@@ -871,7 +925,7 @@ def main():
                test_absolute_form, test_bad_requests, test_head_limits, test_transfer_codings,
                test_keep_alive_http11, test_http10, test_connection_close, test_pipelined,
                test_chunked_upload, test_split_writes, test_damaged_requests,
-               test_flow_control]
+               test_flow_control, test_ip]
         for fn in raw:
             record(fn.__name__, fn, srv)
         record("test_body_limits", test_body_limits, srv, small)
@@ -892,6 +946,7 @@ def main():
         record("test_sigint", test_sigint, args.server, args.backend)
         record("test_idle_timeout", test_idle_timeout, args.server, args.backend)
         record("test_request_timeout", test_request_timeout, args.server, args.backend)
+        record("test_proxy_protocol", test_proxy_protocol, args.server, args.backend)
         record("test_two_loops", test_two_loops, args.server, args.backend, clients)
     return finish()
 

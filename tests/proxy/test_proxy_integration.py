@@ -27,6 +27,8 @@ tcp-proxy in front of them. Then, through the proxy:
   - --idle-timeout; unix socket backends and listeners; a graceful stop
     (the first SIGTERM) that refuses new clients but lets an open pair
     finish;
+  - --send-proxy: the HTTP example listening with proxy=v2 behind the proxy
+    (and behind two, chained) answers GET /ip with the original client;
   - flags, two loops, and exit status 0 on SIGTERM and SIGINT with no
     sanitizer report.
 
@@ -36,6 +38,7 @@ bound checked is a memory bound, never a time.
 
     test_proxy_integration.py --proxy build/examples/tcp-proxy \\
         --echo build/examples/echo-server --redis build/examples/redis-server \\
+        --http build/examples/http-server \\
         [--backend poll] [--sanitize address,undefined]
 
 With --splice MODE (off, auto, on, or a byte count) every proxy started here
@@ -633,6 +636,54 @@ def part_idle_timeout(binary):
         be.close()
 
 
+def http_ip(port):
+    """GET /ip of the HTTP example through port: the status line, the body,
+    and the client's own port."""
+    s = connect(port)
+    s.sendall(b"GET /ip HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    lport = s.getsockname()[1]
+    got, _ = read_until_eof(s)
+    s.close()
+    head, _, body = got.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], body, lport
+
+
+def part_send_proxy(binary, http_binary):
+    """--send-proxy: the HTTP example behind the proxy, listening with
+    proxy=v2, answers GET /ip with the proxy's client, not the proxy; so it
+    does behind two proxies, the first sending v1 to the second, which
+    listens with proxy=v1 and sends v2 on; without --send-proxy it closes
+    the proxy's connection unanswered."""
+    http = Server(http_binary, "--tcp-options", "proxy=v2")
+    target = f"tcp://127.0.0.1:{http.port}"
+    procs = []
+    try:
+        p = start_proxy(binary, [target], "--send-proxy", "v2")
+        procs.append(p)
+        status, body, lport = http_ip(p.port)
+        check(status == b"HTTP/1.1 200 OK" and body == b"127.0.0.1:%d\n" % lport,
+              "--send-proxy v2: the backend sees the client", f"{status!r} {body!r} {lport}")
+        second = Server(binary, "--listen", "tcp://127.0.0.1:0?proxy=v1&proxy_from=127.0.0.0/8",
+                        "--backend", target, "--send-proxy", "v2", *PROXY_EXTRA, port0=False,
+                        backend="")
+        procs.append(second)
+        first = start_proxy(binary, [backend_url(second)], "--send-proxy", "v1")
+        procs.append(first)
+        status, body, lport = http_ip(first.port)
+        check(status == b"HTTP/1.1 200 OK" and body == b"127.0.0.1:%d\n" % lport,
+              "two proxies (v1, then v2): the backend sees the first client",
+              f"{status!r} {body!r} {lport}")
+        plain = start_proxy(binary, [target])
+        procs.append(plain)
+        status, body, _ = http_ip(plain.port)
+        check(status == b"" and body == b"", "without --send-proxy the backend refuses",
+              f"{status!r} {body!r}")
+    finally:
+        for proc in procs:
+            check_eq(proc.stop(), 0, f"proxy {' '.join(proc.args[1:3])} exits 0")
+        check_eq(http.stop(), 0, "http-server (proxy=v2) exits 0")
+
+
 def part_unix(binary, echo_binary, tmpdir):
     """A unix socket backend, and a unix socket listener."""
     bpath = os.path.join(tmpdir, f"evn-proxy-echo-{os.getpid()}.sock")
@@ -772,6 +823,7 @@ def main():
     ap.add_argument("--proxy", required=True)
     ap.add_argument("--echo", required=True)
     ap.add_argument("--redis", required=True)
+    ap.add_argument("--http", required=True)
     ap.add_argument("--backend", default=os.environ.get("EVN_BACKEND", "epoll"))
     ap.add_argument("--sanitize", default="")
     ap.add_argument("--splice", default="")
@@ -816,6 +868,7 @@ def main():
             lambda: part_redis(args.proxy, args.redis, 1),
             lambda: part_redis(args.proxy, args.redis, 2),
             lambda: part_splice_oneway(args.proxy),
+            lambda: part_send_proxy(args.proxy, args.http),
         ]
         for nloops in (1, 2):
             p = start_proxy(args.proxy, [backend_url(echo)], "--loops", str(nloops))
