@@ -229,6 +229,27 @@ typedef struct evn_events {
 
     /* The flow control of every connection (see evn_conn_set_flow). */
     evn_flow flow;
+
+    /*
+     * Where evn_connect looks host names up (see there); NULL for both is
+     * the system's way: /etc/hosts, then the DNS servers of
+     * /etc/resolv.conf. evn copies both strings.
+     *
+     * hosts_file: a file in the format of /etc/hosts that evn reads, each
+     * time it looks a name up, before anything else: a name it lists has the
+     * addresses given there, in the file's order, and is not kept (the next
+     * connect reads the file again); other names are looked up as usual.
+     * evn_server_new fails with -ENOENT if it cannot be read. Useful for
+     * tests, and to pin a name without touching /etc/hosts.
+     *
+     * dns_servers: the DNS servers to ask instead of those of
+     * /etc/resolv.conf, comma-separated, each an IP address with an
+     * optional port: "10.0.0.2,10.0.0.3:5353,[::1]:53". Only with c-ares
+     * (EVN_CARES); elsewhere evn_server_new fails with -ENOTSUP, and a
+     * malformed list with -EINVAL.
+     */
+    const char *hosts_file;
+    const char *dns_servers;
 } evn_events;
 
 /*
@@ -380,6 +401,15 @@ EVN_API int evn_send_owned(evn_server *srv, evn_id id, void *buf, size_t len,
 
 /* evn_conn_listener() of a connection made with evn_connect(). */
 #define EVN_OUTBOUND ((size_t)-1)
+
+/*
+ * The error closed gets when the host name of an evn_connect did not
+ * resolve (no such name, no address of the family asked for, or no answer
+ * from the DNS servers). evn's own, outside the range of errno values;
+ * evn_strerror() names it, and evn_errmsg() in that closed callback gives
+ * the resolver's reason.
+ */
+#define EVN_ERESOLVE (-10001)
 
 /*
  * Open a client connection to url: tcp://, tcp4://, tcp6:// with a numeric
