@@ -209,8 +209,7 @@ bool evn__dial_timeout(struct evn_conn *c)
 {
     struct evn__dial *d = c->x->dial;
     if (c->io.fd < 0) {
-        evn__set_errmsg("%s: %s: no answer from the resolver within the timeout", d->url,
-                        d->host);
+        evn__set_errmsg("%s: %s: no answer from the resolver within the timeout", d->url, d->host);
         return false;
     }
     if (d->timed_out || d->tried >= d->addrs->n) {
@@ -243,8 +242,8 @@ void evn__dial_free(struct evn_conn *c)
 
 /* evn_connect to a host name: the connection is made now, without a
  * socket, and the lookup started; see try_next for what follows. */
-static int dial(evn_server *srv, struct evn_loop *loop, const char *url,
-                const struct evn__url *u, int64_t timeout_ms, void *udata, evn_id *id)
+static int dial(evn_server *srv, struct evn_loop *loop, const char *url, const struct evn__url *u,
+                int64_t timeout_ms, void *udata, evn_id *id)
 {
     struct evn__tls *tls = NULL;
 #ifdef EVN_HAVE_TLS
@@ -389,9 +388,8 @@ int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udat
 #endif
             tls = NULL;
             if (timeout_ms == 0)
-                timeout_ms = srv->ev.tls_handshake_timeout_ms > 0
-                                 ? srv->ev.tls_handshake_timeout_ms
-                                 : EVN__TLS_HANDSHAKE_MS;
+                timeout_ms = srv->ev.tls_handshake_timeout_ms > 0 ? srv->ev.tls_handshake_timeout_ms
+                                                                  : EVN__TLS_HANDSHAKE_MS;
         }
     }
     if (c && timeout_ms > 0 && evn__conn_deadline(c, timeout_ms) < 0) {

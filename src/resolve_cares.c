@@ -102,7 +102,8 @@ static void sock_state(void *data, ares_socket_t fd, int readable, int writable)
     if (!s && !(s = sock_get(ca, fd)))
         return; /* out of memory: the query times out */
     if (mask) {
-        int rc = s->mask ? evn__io_mod(loop, &s->io, s->mask, mask) : evn__io_add(loop, &s->io, mask);
+        int rc =
+            s->mask ? evn__io_mod(loop, &s->io, s->mask, mask) : evn__io_add(loop, &s->io, mask);
         s->mask = rc == 0 ? mask : 0;
         return;
     }
@@ -238,8 +239,8 @@ static void answered(void *arg, int status, int timeouts, struct ares_addrinfo *
         for (struct ares_addrinfo_node *a = res->nodes; a && addrs->n < n; a = a->ai_next) {
             if (a->ai_family != AF_INET && a->ai_family != AF_INET6)
                 continue;
-            size_t len = a->ai_family == AF_INET ? sizeof(struct sockaddr_in)
-                                                 : sizeof(struct sockaddr_in6);
+            size_t len =
+                a->ai_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
             memcpy(&addrs->a[addrs->n++], a->ai_addr, len);
         }
         addrs->ttl = ttl > 0 ? ttl : 0;
@@ -248,8 +249,7 @@ static void answered(void *arg, int status, int timeouts, struct ares_addrinfo *
     evn__lookup_done(ca->r, lk, addrs ? 0 : EVN_ERESOLVE, addrs, why);
 }
 
-int evn__mech_lookup(struct evn__resolver *r, struct evn__lookup *lk, const char *host,
-                     int family)
+int evn__mech_lookup(struct evn__resolver *r, struct evn__lookup *lk, const char *host, int family)
 {
     struct cares *ca = r->mech;
     char why[200];

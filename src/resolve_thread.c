@@ -105,8 +105,7 @@ static struct pool *pool_new(struct evn_loop *loop)
     return p;
 }
 
-int evn__mech_lookup(struct evn__resolver *r, struct evn__lookup *lk, const char *host,
-                     int family)
+int evn__mech_lookup(struct evn__resolver *r, struct evn__lookup *lk, const char *host, int family)
 {
     struct pool *p = r->mech;
     if (!p && !(p = r->mech = pool_new(r->loop)))

@@ -123,7 +123,8 @@ static void *dns_run(void *arg)
 {
     struct dns *d = arg;
     for (;;) {
-        struct pollfd pf[2] = {{.fd = d->fd, .events = POLLIN}, {.fd = d->stop[0], .events = POLLIN}};
+        struct pollfd pf[2] = {{.fd = d->fd, .events = POLLIN},
+                               {.fd = d->stop[0], .events = POLLIN}};
         if (poll(pf, 2, -1) < 0 && errno != EINTR)
             break;
         if (pf[1].revents)
@@ -281,8 +282,8 @@ static void destroy_state(struct state *s)
     th_counter_destroy(&s->closed);
 }
 
-static evn_events events(struct state *s, const char *hosts, const struct dns *dns,
-                         char *servers, size_t ssize)
+static evn_events events(struct state *s, const char *hosts, const struct dns *dns, char *servers,
+                         size_t ssize)
 {
     evn_events ev = {0};
     ev.udata = s;
@@ -486,7 +487,8 @@ static void test_all_refused(void)
     bool v6 = th_have_ipv6();
     int port = th_closed_port();
     char hosts[256];
-    write_hosts(hosts, sizeof hosts, v6 ? "::1 gone.test\n127.0.0.1 gone.test\n" : "127.0.0.1 gone.test\n");
+    write_hosts(hosts, sizeof hosts,
+                v6 ? "::1 gone.test\n127.0.0.1 gone.test\n" : "127.0.0.1 gone.test\n");
     struct state s;
     init_state(&s);
     evn_events ev = events(&s, hosts, NULL, NULL, 0);
