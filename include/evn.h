@@ -252,6 +252,27 @@ typedef struct evn_events {
 
     /* The flow control of every connection (see evn_conn_set_flow). */
     evn_flow flow;
+
+    /*
+     * Where evn_connect looks host names up (see there); NULL for both is
+     * the system's way: /etc/hosts, then the DNS servers of
+     * /etc/resolv.conf. evn copies both strings.
+     *
+     * hosts_file: a file in the format of /etc/hosts that evn reads, each
+     * time it looks a name up, before anything else: a name it lists has the
+     * addresses given there, in the file's order, and is not kept (the next
+     * connect reads the file again); other names are looked up as usual.
+     * evn_server_new fails with -ENOENT if it cannot be read. Useful for
+     * tests, and to pin a name without touching /etc/hosts.
+     *
+     * dns_servers: the DNS servers to ask instead of those of
+     * /etc/resolv.conf, comma-separated, each an IP address with an
+     * optional port: "10.0.0.2,10.0.0.3:5353,[::1]:53". Only with c-ares
+     * (EVN_CARES); elsewhere evn_server_new fails with -ENOTSUP, and a
+     * malformed list with -EINVAL.
+     */
+    const char *hosts_file;
+    const char *dns_servers;
 } evn_events;
 
 /*
@@ -522,16 +543,52 @@ EVN_API int evn_send_owned(evn_server *srv, evn_id id, void *buf, size_t len,
 #define EVN_OUTBOUND ((size_t)-1)
 
 /*
- * Open a client connection to url: tcp://, tcp4://, tcp6:// with a numeric
- * address (host names are not resolved, so the loop never blocks on DNS),
- * unix://path, or tls://, tls4://, tls6:// (TCP with TLS, numeric address
- * too), or tls+unix://path (which has no name of its own to check the
- * server's certificate against: give sni=, or verify=none). Call from a callback of srv (a loop
- * thread): the connection belongs to the calling loop and gets the same events as an accepted one.
- * udata is set before any event. opened fires once connected; if connecting fails or takes longer
- * than timeout_ms (0: no limit but the kernel's), closed fires instead, with the error
- * (-ECONNREFUSED, -ETIMEDOUT...). Output written before opened is sent once connected. Options in
- * the query string are for tls:// only; listener options such as reuseport= are an error here.
+ * The error closed gets when the host name of an evn_connect did not
+ * resolve (no such name, no address of the family asked for, or no answer
+ * from the DNS servers). evn's own, outside the range of errno values;
+ * evn_strerror() names it, and evn_errmsg() in that closed callback gives
+ * the resolver's reason.
+ */
+#define EVN_ERESOLVE (-10001)
+
+/*
+ * Open a client connection to url: tcp://, tcp4://, tcp6:// with an IP
+ * address or a host name, unix://path, or tls://, tls4://, tls6:// (TCP with
+ * TLS), or tls+unix://path (which has no name of its own to check the
+ * server's certificate against: give sni=, or verify=none). Call from a
+ * callback of srv (a loop thread): the connection belongs to the calling
+ * loop and gets the same events as an accepted one. udata is set before any
+ * event. opened fires once connected; if connecting fails or takes longer
+ * than timeout_ms (0: no limit but the kernel's), closed fires instead, with
+ * the error (-ECONNREFUSED, -ETIMEDOUT...). Output written before opened is
+ * sent once connected. Options in the query string are for tls:// only;
+ * listener options such as reuseport= are an error here.
+ *
+ * A host name never blocks the loop. The connection is made at once (its id
+ * is valid, evn_send and evn_write queue output for it, evn_conn_fd() is -1
+ * until it has a socket) and the name is looked up: with c-ares (evn built
+ * with EVN_CARES) by the loop itself, on a resolver channel each loop makes
+ * on its first name; otherwise with getaddrinfo on threads of the loop's
+ * own (up to 4), whose answer the loop picks up. The system's /etc/hosts is
+ * honoured, and evn_events.hosts_file and dns_servers change where names
+ * come from. An answer is kept by the loop for its TTL (a day at most;
+ * getaddrinfo gives none, so without c-ares nothing is kept), and later
+ * connects to the name use it until then and look it up again after: a
+ * client that connects for each request follows the name as it is
+ * re-pointed. Connects waiting for the same name share one lookup. Every
+ * address of the answer is tried, in the order the resolver gives (c-ares
+ * and getaddrinfo sort them as RFC 6724 says, IPv6 first where it can be
+ * reached; a hosts_file gives them in the file's order), tcp4:// and
+ * tcp6:// asking for their family only: when one refuses, or does not
+ * connect within timeout_ms (which then applies to each address, and to the
+ * lookup), the next is tried, and closed fires only once the last has
+ * failed, with the last one's error; evn_errmsg() in that closed callback
+ * names each address and its error. A name that does not resolve (no such
+ * name, none of the family asked for, no DNS server answering) closes the
+ * connection with EVN_ERESOLVE, and evn_errmsg() there gives the
+ * resolver's reason, e.g. "tcp://cache-1.internal:6380: cache-1.internal:
+ * Domain name not found". evn_server_free waits for getaddrinfo calls under
+ * way.
  *
  * tls:// (when evn is built with OpenSSL; TLS 1.2 or later): after the TCP
  * connect, the client handshake runs inside the loop, and opened fires once
@@ -550,9 +607,9 @@ EVN_API int evn_send_owned(evn_server *srv, evn_id id, void *buf, size_t len,
  *   sni=NAME             the server name: sent in the handshake (SNI) and,
  *                        with verify=require, the name (DNS name, or an IP
  *                        address, checked against the certificate's IP
- *                        entries) the certificate must be for. Without it no
- *                        SNI is sent and the certificate must be for the IP
- *                        address in the URL.
+ *                        entries) the certificate must be for. Without it
+ *                        the URL's host takes its place: a host name is
+ *                        sent and checked, an IP address only checked.
  *   cert=PATH&key=PATH   a client certificate chain and its key, for
  *                        servers that ask for one (both or neither).
  *   alpn=h2,http/1.1     the application protocols offered, in order; the
@@ -581,13 +638,14 @@ EVN_API int evn_send_owned(evn_server *srv, evn_id id, void *buf, size_t len,
  * then closed with -EPROTO.
  *
  * Returns 0 and the new connection's id in *id (if not NULL), or a negative
- * errno, with no event to follow: -EINVAL for a bad URL, a host name or an
- * unknown or misplaced option (evn_errmsg() says which), -ENOENT for a
+ * errno, with no event to follow: -EINVAL for a bad URL, a malformed host
+ * name or an unknown or misplaced option (evn_errmsg() says which), -ENOENT for a
  * missing ca, cert or key file, -EINVAL for one OpenSSL cannot use or a key
  * that does not match its certificate (evn_errmsg() names the file and
  * OpenSSL's reason), -ENOTSUP for tls:// without OpenSSL, -EPERM when not
- * called on one of srv's loop threads, or the error of a connect that failed
- * at once.
+ * called on one of srv's loop threads, -ENOMEM, or the error of a connect
+ * to an IP address that failed at once (for a host name, such an error
+ * moves on to the next address, and closed reports the last).
  */
 EVN_API int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udata,
                         evn_id *id);

@@ -6,7 +6,10 @@
 #
 # Purposes:
 #   core      build the library and examples: cmake (and the C compiler of
-#             build-essential); OpenSSL is optional, see tls
+#             build-essential), and c-ares with pkg-config to find it, so
+#             that evn_connect resolves host names by the loop itself
+#             (without it evn falls back to getaddrinfo on threads);
+#             OpenSSL is optional, see tls
 #   test      core + what the test suite uses: python3 and pkg-config, OpenSSL's
 #             headers (libssl-dev) so the TLS code is built and tested,
 #             liburing-dev so the io_uring backend is, nc, the
@@ -36,7 +39,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages_for() {
     case "$1" in
-    core) echo cmake ;;
+    core) echo cmake pkg-config libc-ares-dev ;;
     test | sanitize)
         packages_for core
         echo python3 pkg-config libssl-dev liburing-dev netcat-openbsd openssl

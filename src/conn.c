@@ -405,9 +405,11 @@ void evn__conn_tpwait(struct evn_conn *c, int mask)
     apply(c, before);
 }
 
-void evn__conn_set_flags(struct evn_conn *c, uint32_t set, uint32_t clear)
+int evn__conn_set_flags(struct evn_conn *c, uint32_t set, uint32_t clear)
 {
-    set_flags(c, set, clear);
+    struct reg before = reg_of(c);
+    c->flags = (c->flags | set) & ~clear;
+    return apply(c, before);
 }
 
 /* ---- the plain socket transport ---- */
@@ -485,7 +487,8 @@ struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint16_t listener,
          * connect again at once and must not find the server full. */
         atomic_fetch_sub_explicit(&loop->nconns, 1, memory_order_relaxed);
         atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         return NULL;
     }
     loop->conns.open++;
@@ -575,8 +578,12 @@ static void finish_connect(struct evn_conn *c)
     socklen_t len = sizeof err;
     if (getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
         err = errno;
+    err = -err;
+    /* A host name's: on to its next address, if this one failed. */
+    if (evn__conn_dial(c) && evn__dial_connected(c, &err))
+        return;
     if (err) {
-        evn__conn_close(c, -err);
+        evn__conn_close(c, err);
         return;
     }
     /* evn_connect_proxy_header: the header goes first, in the clear. */
@@ -609,6 +616,8 @@ static void forget(struct evn_conn *c, int status)
         evn__timer_stop(loop, &c->x->timer);
         if (c->x->splice)
             evn__splice_drop(c);
+        if (evn__conn_dial(c))
+            evn__dial_free(c);
     }
     /* A send in flight still reads its chunks: they go when it is over. */
     if (!(c->flags & EVN__C_SENDING))
@@ -637,6 +646,9 @@ static void conn_free(struct evn_conn *c)
 static bool conn_unhook(struct evn_conn *c, bool keep_fd)
 {
     struct evn_loop *loop = c->loop;
+    /* A host name's connect that had no socket yet. */
+    if (c->io.fd < 0)
+        return false;
     if (loop->be->close)
         return loop->be->close(loop, &c->io, keep_fd) > 0;
     if (!keep_fd)
@@ -1599,6 +1611,8 @@ static void conn_timer(struct evn_loop *loop, struct evn__timer *t)
         /* A PROXY header not complete in time counts as a bad one. */
         if (c->tp == &evn__proxy_transport)
             loop->proxy_errors++;
+        if (!idle && evn__conn_dial(c) && evn__dial_timeout(c))
+            return;
         evn__conn_close(c, -ETIMEDOUT);
         return;
     }

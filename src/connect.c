@@ -1,13 +1,18 @@
 /*
- * Outbound connections. The address must be numeric (or a unix path), so
- * nothing here can block the loop; the connect itself is non-blocking and
- * finishes when the socket turns writable (conn.c, finish_connect). A tls://
- * connection gets its client session here (tls.c) and its handshake runs in
- * the loop once connected, under the same deadline, before opened fires.
+ * Outbound connections. A numeric address (or a unix path) is connected to
+ * at once; the connect is non-blocking and finishes when the socket turns
+ * writable (conn.c, finish_connect). A host name is a dial: the connection
+ * is made at once, without a socket, and waits for the name's addresses
+ * (resolve.c), then tries them in order, each with a socket of its own,
+ * until one connects; only then is it as a numeric connect would be. A
+ * tls:// connection gets its client session here (tls.c) and its handshake
+ * runs in the loop once connected, under the same deadline, before opened
+ * fires.
  */
 #include "internal.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -16,7 +21,35 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Fill sa from a parsed URL; -EINVAL with a message for what cannot be. */
+/*
+ * Whether s can be a host name: labels of letters, digits, '-' and '_'
+ * (found in service names) separated by dots, at most 253 characters. An
+ * address of the other family (tcp4://[::1]) is not one.
+ */
+static bool is_name(const char *s)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    size_t n = strlen(s), label = 0;
+    if (n == 0 || n > 253 || inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == '.') {
+            if (label == 0 && i + 1 < n)
+                return false;
+            label = 0;
+        } else if (isalnum((unsigned char)ch) || ch == '-' || ch == '_') {
+            if (++label > 63)
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Fill sa from a parsed URL: 0, 1 for a host name, or -EINVAL with a
+ * message for what cannot be. */
 static int numeric_addr(const char *url, const struct evn__url *u, struct sockaddr_storage *ss,
                         socklen_t *len)
 {
@@ -48,12 +81,230 @@ static int numeric_addr(const char *url, const struct evn__url *u, struct sockad
         *len = sizeof *in6;
         return 0;
     }
-    evn__set_errmsg("%s: '%s' is not a numeric %s address (evn_connect resolves no names)", url,
-                    u->host,
+    if (is_name(u->host))
+        return 1;
+    evn__set_errmsg("%s: '%s' is neither an %s address nor a host name", url, u->host,
                     u->family == AF_INET    ? "IPv4"
                     : u->family == AF_INET6 ? "IPv6"
                                             : "IP");
     return -EINVAL;
+}
+
+/* ---- host names ---- */
+
+/* Add "ADDRESS: reason" to what the dial tells evn_errmsg() at the end. */
+static void note(struct evn__dial *d, const union evn__ip_addr *a, int err)
+{
+    char as[64];
+    socklen_t len = a->sa.sa_family == AF_INET ? sizeof a->in : sizeof a->in6;
+    if (evn_addr_str(&a->sa, len, as, sizeof as) < 0)
+        snprintf(as, sizeof as, "?");
+    size_t used = strlen(d->why);
+    snprintf(d->why + used, sizeof d->why - used, "%s%s: %s", used ? "; " : "", as,
+             evn_strerror(err));
+}
+
+/* Close c, which has tried its last address, with err. */
+static void dial_fail(struct evn_conn *c, struct evn__dial *d, int err)
+{
+    evn__set_errmsg("%s: %s", d->url, d->why);
+    evn__conn_close(c, err);
+}
+
+/*
+ * Connect c to the next of its addresses that can be tried: a socket of
+ * its own for each, registered for the end of the connect as a numeric
+ * connect's is. An address whose connect fails at once (no route to it) is
+ * noted and the next one tried; after the last, c closes with its error.
+ */
+static void try_next(struct evn_conn *c, struct evn__dial *d)
+{
+    int err = -EHOSTUNREACH;
+    while (d->tried < d->addrs->n) {
+        union evn__ip_addr a = d->addrs->a[d->tried++];
+        socklen_t len;
+        if (a.sa.sa_family == AF_INET) {
+            a.in.sin_port = htons((uint16_t)d->port);
+            len = sizeof a.in;
+        } else {
+            a.in6.sin6_port = htons((uint16_t)d->port);
+            len = sizeof a.in6;
+        }
+        int fd = socket(a.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            note(d, &a, err = -errno);
+            continue;
+        }
+#ifdef EVN__NEED_FCNTL
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        evn__set_nonblock(fd, true);
+#endif
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (connect(fd, &a.sa, len) < 0 && errno != EINPROGRESS) {
+            note(d, &a, err = -errno);
+            close(fd);
+            continue;
+        }
+        c->io.fd = fd;
+        memcpy(&c->peer, &a, len);
+        c->peerlen = (uint8_t)len;
+#ifdef EVN_HAVE_TLS
+        if (evn__conn_tls(c))
+            evn__tls_client_set_fd(c->x->tls, fd);
+#endif
+        d->timed_out = false;
+        if ((d->timeout_ms > 0 && evn__conn_deadline(c, d->timeout_ms) < 0) ||
+            (err = evn__conn_set_flags(c, 0, EVN__C_UNREG)) < 0) {
+            note(d, &a, err = err < 0 ? err : -ENOMEM);
+            dial_fail(c, d, err);
+            return;
+        }
+        return;
+    }
+    dial_fail(c, d, err);
+}
+
+void evn__dial_answered(struct evn__dial *d)
+{
+    struct evn_conn *c = d->c;
+    /* Closed with evn_conn_close while its name was looked up. */
+    if (c->flags & EVN__C_CLOSING) {
+        evn__conn_close(c, c->x->close_err);
+        return;
+    }
+    if (d->status < 0) {
+        evn__set_errmsg("%s: %s: %s", d->url, d->host, d->why);
+        evn__conn_close(c, d->status);
+        return;
+    }
+    d->why[0] = '\0';
+    try_next(c, d);
+}
+
+bool evn__dial_connected(struct evn_conn *c, int *err)
+{
+    struct evn__dial *d = c->x->dial;
+    if (!*err && !d->timed_out) {
+        evn__dial_free(c);
+        return false;
+    }
+    if (d->timed_out)
+        *err = -ETIMEDOUT;
+    note(d, &c->peer, *err);
+    /* Off the poller, and the socket closed: the next address has its own. */
+    evn__conn_set_flags(c, EVN__C_UNREG, 0);
+    close(c->io.fd);
+    c->io.fd = -1;
+    c->peerlen = 0;
+    if (d->tried < d->addrs->n) {
+        try_next(c, d);
+        return true;
+    }
+    evn__set_errmsg("%s: %s", d->url, d->why);
+    return false;
+}
+
+bool evn__dial_timeout(struct evn_conn *c)
+{
+    struct evn__dial *d = c->x->dial;
+    if (c->io.fd < 0) {
+        evn__set_errmsg("%s: %s: no answer from the resolver within the timeout", d->url, d->host);
+        return false;
+    }
+    if (d->timed_out || d->tried >= d->addrs->n) {
+        note(d, &c->peer, -ETIMEDOUT);
+        evn__set_errmsg("%s: %s", d->url, d->why);
+        return false;
+    }
+    /*
+     * On to the next address, through the socket's own event: shutting down
+     * a connect in progress ends it, and the poller reports that (a
+     * completion backend's poll included, which must end before the
+     * connection's handle can wait on another socket). The deadline is a
+     * guard should that event not come.
+     */
+    d->timed_out = true;
+    shutdown(c->io.fd, SHUT_RDWR);
+    evn__conn_deadline(c, d->timeout_ms);
+    return true;
+}
+
+void evn__dial_free(struct evn_conn *c)
+{
+    struct evn__dial *d = c->x->dial;
+    evn__resolve_drop(d);
+    evn__addrs_unref(d->addrs);
+    evn__free(d->url);
+    evn__free(d);
+    c->x->dial = NULL;
+}
+
+/* evn_connect to a host name: the connection is made now, without a
+ * socket, and the lookup started; see try_next for what follows. */
+static int dial(evn_server *srv, struct evn_loop *loop, const char *url, const struct evn__url *u,
+                int64_t timeout_ms, void *udata, evn_id *id)
+{
+    struct evn__tls *tls = NULL;
+#ifdef EVN_HAVE_TLS
+    int rc;
+    if (u->tls && (rc = evn__tls_client_new(srv, loop->index, -1, u, url, &tls)) < 0)
+        return rc;
+#endif
+    size_t hl = strlen(u->host) + 1;
+    struct evn__dial *d = evn__calloc(1, sizeof *d + hl);
+    char *durl = d ? evn__strdup(url) : NULL;
+    struct evn_conn *c = NULL;
+    if (durl) {
+        atomic_fetch_add_explicit(&loop->nconns, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&srv->total_conns, 1, memory_order_relaxed);
+        c = evn__conn_new(loop, -1, EVN__LISTENER_OUTBOUND, NULL, 0,
+                          EVN__C_CONNECTING | EVN__C_UNREG);
+        if (c && !evn__conn_ext(c)) {
+            evn__conn_discard(c);
+            c = NULL;
+        }
+    }
+    if (!c) {
+#ifdef EVN_HAVE_TLS
+        if (tls)
+            evn__tls_client_discard(tls);
+#endif
+        evn__free(durl);
+        evn__free(d);
+        evn__set_errmsg("%s: out of memory", url);
+        return -ENOMEM;
+    }
+    c->udata = udata;
+    memcpy(d->host, u->host, hl);
+    d->url = durl;
+    d->c = c;
+    d->port = u->port;
+    d->family = u->family;
+    /* A handshake must not wait forever (see evn_connect). */
+    if (tls && timeout_ms == 0)
+        timeout_ms = srv->ev.tls_handshake_timeout_ms > 0 ? srv->ev.tls_handshake_timeout_ms
+                                                          : EVN__TLS_HANDSHAKE_MS;
+    d->timeout_ms = timeout_ms;
+    c->x->dial = d;
+#ifdef EVN_HAVE_TLS
+    if (tls)
+        evn__tls_attach(c, tls);
+#endif
+    int err = 0;
+    if (timeout_ms > 0 && evn__conn_deadline(c, timeout_ms) < 0)
+        err = -ENOMEM;
+    if (!err && (err = evn__resolve(loop, d)) < 0 && err != -ENOMEM)
+        evn__set_errmsg("%s: cannot look %s up: %s", url, d->host, evn_strerror(err));
+    if (err < 0) {
+        if (err == -ENOMEM)
+            evn__set_errmsg("%s: out of memory", url);
+        evn__conn_discard(c);
+        return err;
+    }
+    if (id)
+        *id = evn_conn_id(c);
+    return 0;
 }
 
 int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udata, evn_id *id)
@@ -84,6 +335,8 @@ int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udat
     socklen_t len;
     if ((rc = numeric_addr(url, &u, &ss, &len)) < 0)
         return rc;
+    if (rc == 1)
+        return dial(srv, loop, url, &u, timeout_ms, udata, id);
 
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -135,9 +388,8 @@ int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udat
 #endif
             tls = NULL;
             if (timeout_ms == 0)
-                timeout_ms = srv->ev.tls_handshake_timeout_ms > 0
-                                 ? srv->ev.tls_handshake_timeout_ms
-                                 : EVN__TLS_HANDSHAKE_MS;
+                timeout_ms = srv->ev.tls_handshake_timeout_ms > 0 ? srv->ev.tls_handshake_timeout_ms
+                                                                  : EVN__TLS_HANDSHAKE_MS;
         }
     }
     if (c && timeout_ms > 0 && evn__conn_deadline(c, timeout_ms) < 0) {

@@ -22,6 +22,8 @@ const char *evn_errmsg(void)
 
 const char *evn_strerror(int err)
 {
+    if (err == EVN_ERESOLVE)
+        return "Host name did not resolve";
     if (err < 0)
         err = -err;
     if (err == 0)

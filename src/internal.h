@@ -521,7 +521,13 @@ struct evn__conn_ext {
     uint32_t idle_ms;
     int close_err; /* what closed gets for a close asked for (evn_conn_close) */
     int64_t last_active, deadline_at;
-    char *in; /* kept input, NULL when none */
+    /* Kept input (NULL when none); or, while an evn_connect to a host name
+     * is resolving it or trying its addresses (EVN__C_CONNECTING), before
+     * any input can be kept, that connect's state (connect.c). */
+    union {
+        char *in;
+        struct evn__dial *dial;
+    };
     uint32_t in_len, in_cap;
     uint32_t out_high, out_low; /* 0: the server's */
     struct evn__tls *tls;
@@ -628,7 +634,8 @@ EVN__HIDDEN void evn__conn_ready(struct evn_conn *c, int mask);
 /* Append a chunk from another thread's evn_send to c's output. */
 EVN__HIDDEN void evn__conn_queue_chunk(struct evn_conn *c, struct evn__chunk *ch);
 EVN__HIDDEN void evn__chunk_release(struct evn_loop *loop, struct evn__chunk *ch, int status);
-EVN__HIDDEN void evn__conn_set_flags(struct evn_conn *c, uint32_t set, uint32_t clear);
+/* Set and clear flags, registering the interest they give: 0 or -errno. */
+EVN__HIDDEN int evn__conn_set_flags(struct evn_conn *c, uint32_t set, uint32_t clear);
 /* The registered interest for c's flags. */
 EVN__HIDDEN int evn__conn_interest(const struct evn_conn *c);
 /* The transport waits for mask (EVN__C_TPWAIT), or no longer (0). */
@@ -653,6 +660,11 @@ static inline struct evn__splice *evn__conn_splice(const struct evn_conn *c)
 {
     return c->x ? c->x->splice : NULL;
 }
+/* The state of an evn_connect to a host name, until it is connected. */
+static inline struct evn__dial *evn__conn_dial(const struct evn_conn *c)
+{
+    return (c->flags & EVN__C_CONNECTING) && c->x ? c->x->dial : NULL;
+}
 
 /* UDP (udp.c): a listener's pseudo-connection and its datagrams. */
 EVN__HIDDEN struct evn_conn *evn__udp_conn_new(struct evn_loop *loop, struct evn__lsock *ls);
@@ -666,13 +678,13 @@ EVN__HIDDEN void evn__udp_ready(struct evn_loop *loop, struct evn__io *io,
 struct evn__msg {
     int type; /* EVN__M_* */
     int fd;
-    uint64_t arg;            /* wake, write: the id; conn: the listener index */
+    uint64_t arg; /* wake, write: the id; conn: the listener index; resolved: the job */
     union evn__ip_addr peer; /* conn: the remote address */
     uint8_t peerlen;
     struct evn__chunk *chunk; /* write: the bytes */
 };
 
-enum { EVN__M_WAKE = 1, EVN__M_CONN, EVN__M_WRITE };
+enum { EVN__M_WAKE = 1, EVN__M_CONN, EVN__M_WRITE, EVN__M_RESOLVED };
 
 EVN__HIDDEN int evn__inbox_init(struct evn_loop *loop);
 EVN__HIDDEN void evn__inbox_free(struct evn_loop *loop);
@@ -746,6 +758,8 @@ struct evn_loop {
      * too long, missing, late, or from outside proxy_from (proxyconn.c).
      * Written by this loop only. */
     uint64_t proxy_errors;
+    /* Host names for evn_connect: made on first use (resolve.c). */
+    struct evn__resolver *resolver;
 };
 
 struct evn_server {
@@ -784,6 +798,8 @@ struct evn_server {
     bool ran;
     /* evn_connect's TLS client contexts, one per option set (tls.c). */
     struct evn__tls_client *tls_clients;
+    /* Copies of evn_events.hosts_file and dns_servers (NULL: not set). */
+    char *hosts_file, *dns_servers;
 };
 
 EVN__HIDDEN int evn__loop_init(struct evn_loop *loop, struct evn_server *srv, int index);
@@ -847,6 +863,99 @@ EVN__HIDDEN void evn__sigpipe_block(struct evn_loop *loop);
 EVN__HIDDEN void evn__sigpipe_take(void);
 EVN__HIDDEN void evn__sigpipe_restore(struct evn_loop *loop);
 
+/* ---- host names (resolve.c, and resolve_cares.c or resolve_thread.c) ---- */
+
+/*
+ * A name's addresses, in the order to try them, with port 0; shared by the
+ * loop's cache and the connects using them. ttl: seconds they may be kept
+ * (0: not at all).
+ */
+struct evn__addrs {
+    int refs;
+    int ttl;
+    size_t n;
+    union evn__ip_addr a[];
+};
+#define EVN__ADDRS_MAX 32
+EVN__HIDDEN struct evn__addrs *evn__addrs_new(size_t n);
+EVN__HIDDEN void evn__addrs_unref(struct evn__addrs *a);
+
+/*
+ * An evn_connect to a host name (connect.c): waiting for the name, then
+ * trying its addresses one after the other, each within the connect's
+ * timeout, until one connects. While waiting it is linked on its lookup or
+ * on the resolver's list of answered ones (next, prevp).
+ */
+struct evn__dial {
+    struct evn_conn *c;
+    struct evn__dial *next, **prevp;
+    struct evn__addrs *addrs; /* once answered */
+    int status;               /* once answered: 0, or EVN_ERESOLVE with why */
+    size_t tried;             /* addresses tried so far */
+    int port, family;
+    int64_t timeout_ms;
+    bool timed_out; /* the current address took too long: its socket is shut */
+    char *url;
+    char why[240]; /* the resolver's reason, or each address's failure */
+    char host[];
+};
+
+/*
+ * Look host up for d (family AF_UNSPEC, AF_INET or AF_INET6): from the
+ * loop's cache while its TTL lasts, else from the server's hosts_file, else
+ * from the resolver. d gets its answer (evn__dial_answered) at the end of a
+ * loop turn, never within this call, or never if it is dropped first
+ * (evn__resolve_drop). 0, or -ENOMEM.
+ */
+EVN__HIDDEN int evn__resolve(struct evn_loop *loop, struct evn__dial *d);
+EVN__HIDDEN void evn__resolve_drop(struct evn__dial *d);
+EVN__HIDDEN void evn__dial_answered(struct evn__dial *d);
+/*
+ * c, dialling, has connected, or failed to (*err, a negative errno): false
+ * if it is to go on as any connect would (its dial freed, or to close with
+ * *err, evn_errmsg() saying why); true if it is trying its next address.
+ */
+EVN__HIDDEN bool evn__dial_connected(struct evn_conn *c, int *err);
+/* c's deadline passed while dialling: true if it goes on with its next
+ * address, false if it is to close with -ETIMEDOUT (evn_errmsg() set). */
+EVN__HIDDEN bool evn__dial_timeout(struct evn_conn *c);
+EVN__HIDDEN void evn__dial_free(struct evn_conn *c);
+/* The loop is being freed: stop every lookup, free the cache. */
+EVN__HIDDEN void evn__resolver_free(struct evn_loop *loop);
+/* For the tests: how many names the loop has cached (answered, unexpired). */
+EVN__HIDDEN size_t evn__resolver_cached(struct evn_loop *loop);
+
+/* One name being looked up, and then kept while its TTL lasts (resolve.c). */
+struct evn__lookup;
+struct evn__resolver {
+    struct evn_loop *loop;
+    struct evn__lookup *lookups;
+    size_t nlookups;
+    /* Dials answered, for the end of the turn. */
+    struct evn__dial *answered;
+    struct evn__defer hook;
+    void *mech; /* the mechanism's own */
+};
+
+/*
+ * A mechanism (resolve_cares.c or resolve_thread.c) looks a name up without
+ * blocking the loop and calls evn__lookup_done on the loop's thread, never
+ * within evn__mech_lookup. done takes addrs (NULL on failure, then status
+ * is EVN_ERESOLVE and reason says why). evn__mech_free stops what is under
+ * way without calling done. evn__mech_check validates the server's
+ * settings at evn_server_new (evn_errmsg() says what is wrong).
+ */
+EVN__HIDDEN int evn__mech_lookup(struct evn__resolver *r, struct evn__lookup *lk, const char *host,
+                                 int family);
+EVN__HIDDEN void evn__lookup_done(struct evn__resolver *r, struct evn__lookup *lk, int status,
+                                  struct evn__addrs *addrs, const char *reason);
+EVN__HIDDEN void evn__mech_free(struct evn__resolver *r);
+EVN__HIDDEN int evn__mech_check(struct evn_server *srv);
+#ifndef EVN_HAVE_CARES
+/* A resolver thread's answer, posted to the loop's inbox. */
+EVN__HIDDEN void evn__mech_posted(struct evn_loop *loop, void *job);
+#endif
+
 /* ---- TLS (tls.c) ---- */
 
 /* Default for evn_events.tls_handshake_timeout_ms. */
@@ -881,6 +990,9 @@ EVN__HIDDEN int evn__tls_client_new(struct evn_server *srv, int loop, int fd,
                                     const struct evn__url *u, const char *url,
                                     struct evn__tls **tp);
 EVN__HIDDEN void evn__tls_client_discard(struct evn__tls *t);
+/* The socket of a client session made before it had one (a host name's
+ * connect, which may try several sockets). */
+EVN__HIDDEN void evn__tls_client_set_fd(struct evn__tls *t, int fd);
 /* Give c the session t (c->x exists). */
 EVN__HIDDEN void evn__tls_attach(struct evn_conn *c, struct evn__tls *t);
 /* Free the server's client contexts (evn_server_free). */

@@ -88,6 +88,9 @@ int evn__loop_init(struct evn_loop *loop, struct evn_server *srv, int index)
 
 void evn__loop_destroy(struct evn_loop *loop)
 {
+    /* First: the resolver's sockets leave the backend, and its threads
+     * stop posting to the inbox. */
+    evn__resolver_free(loop);
     evn__inbox_free(loop);
     evn__lsocks_free(loop);
     if (loop->bdata)

@@ -93,6 +93,8 @@ static void server_destroy(struct evn_server *srv)
         for (size_t i = 0; i < srv->nlisteners; i++)
             evn__listener_close(&srv->listeners[i]);
     evn__tls_clients_free(srv);
+    evn__free(srv->hosts_file);
+    evn__free(srv->dns_servers);
     evn__free(srv->loops);
     evn__free(srv->listeners);
     pthread_mutex_destroy(&srv->lfd_lock);
@@ -131,6 +133,24 @@ static int copy_events(evn_events *out, const evn_events *ev, size_t ev_size)
     }
     memcpy(out, ev, ev_size);
     return 0;
+}
+
+/* Copy the settings for host names, and check them now rather than at the
+ * first evn_connect. */
+static int names_setup(struct evn_server *srv)
+{
+    evn_events *ev = &srv->ev;
+    if ((ev->hosts_file && !(srv->hosts_file = evn__strdup(ev->hosts_file))) ||
+        (ev->dns_servers && !(srv->dns_servers = evn__strdup(ev->dns_servers))))
+        return -ENOMEM;
+    ev->hosts_file = srv->hosts_file;
+    ev->dns_servers = srv->dns_servers;
+    if (srv->hosts_file && access(srv->hosts_file, R_OK) < 0) {
+        int rc = -errno;
+        evn__set_errmsg("hosts_file %s: %s", srv->hosts_file, evn_strerror(rc));
+        return rc;
+    }
+    return evn__mech_check(srv);
 }
 
 int evn_server_new_sized(evn_server **srvp, const evn_events *user_ev, size_t ev_size,
@@ -195,6 +215,8 @@ int evn_server_new_sized(evn_server **srvp, const evn_events *user_ev, size_t ev
     if (atomic_load(&srv->rand_state) == 0)
         atomic_store(&srv->rand_state, 1);
 
+    if ((rc = names_setup(srv)) < 0)
+        goto fail;
     /* A running evn process offering its listening sockets: take them
      * first, so that the listeners below use them instead of binding. */
     evn__set_errmsg("%s", "");

@@ -898,11 +898,12 @@ int evn__tls_client_new(struct evn_server *srv, int loop, int fd, const struct e
     SSL_set_bio(ssl, b, b);
     SSL_set_connect_state(ssl);
     /* SNI carries names only, never an address. The certificate must match
-     * sni= if given, else the address connected to. */
+     * sni= if given, else the host of the URL: the address connected to,
+     * or the host name looked up. */
     const char *name = u->sni[0] ? u->sni : u->host;
     bool ip = is_ip(name);
     bool ok = true;
-    if (u->sni[0] && !ip)
+    if (!ip && name[0])
         ok = SSL_set_tlsext_host_name(ssl, name) == 1;
     if (ok && u->verify == EVN__VERIFY_REQUIRE) {
         if (ip) {
@@ -939,6 +940,11 @@ int evn__tls_client_new(struct evn_server *srv, int loop, int fd, const struct e
     t->client = true;
     *tp = t;
     return 0;
+}
+
+void evn__tls_client_set_fd(struct evn__tls *t, int fd)
+{
+    BIO_set_data(SSL_get_rbio(t->ssl), (void *)(intptr_t)fd);
 }
 
 void evn__tls_client_discard(struct evn__tls *t)

@@ -61,6 +61,7 @@ void evn__inbox_free(struct evn_loop *loop)
             close(loop->inbox[i].fd);
         else if (loop->inbox[i].type == EVN__M_WRITE)
             evn__chunk_release(loop, loop->inbox[i].chunk, -ENOTCONN);
+        /* EVN__M_RESOLVED: its job went with the resolver, freed first. */
     }
     if (loop->wake_io.fd >= 0)
         close(loop->wake_io.fd);
@@ -165,6 +166,11 @@ static void inbox_ready(struct evn_loop *loop, struct evn__io *io, const struct 
                 evn__conn_wake(c);
             }
             break;
+#ifndef EVN_HAVE_CARES
+        case EVN__M_RESOLVED:
+            evn__mech_posted(loop, (void *)(uintptr_t)msgs[i].arg);
+            break;
+#endif
         }
     }
 }

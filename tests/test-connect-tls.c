@@ -679,7 +679,7 @@ static evn_action bad_serving(evn_server *srv)
     CASE(-EINVAL, "verify=require or verify=none", "tls://127.0.0.1:1?verify=optional");
     CASE(-EINVAL, "listeners", "tls://127.0.0.1:1?reuseport=true");
     CASE(-EINVAL, "only for tls://", "tcp://127.0.0.1:1?ca=%s", ca_cert);
-    CASE(-EINVAL, "numeric", "tls://localhost:1?verify=none");
+    CASE(-EINVAL, "host name", "tls://bad!name:1?verify=none");
     CASE(-EINVAL, "empty protocol name", "tls://127.0.0.1:1?alpn=h2,,x");
     CASE(-EINVAL, "needs sni=", "tls+unix://%s?ca=%s", unix_path, ca_cert);
 #undef CASE

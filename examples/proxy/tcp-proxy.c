@@ -8,6 +8,14 @@
  * both ends of a pair live on the same loop and every callback of the pair
  * runs on that one thread: the pair's state needs no lock.
  *
+ * A backend may be given by host name (tcp://cache-1.internal:6380): each
+ * new client's evn_connect looks the name up again once the TTL of the last
+ * answer has passed (at once for a name from a hosts file), and tries each
+ * of its addresses in order, so a backend host replaced behind its name
+ * (a rolling update, a failover) gets new clients without a restart of the
+ * proxy; pairs already open stay where they are. --hosts-file and
+ * --dns-servers choose where names come from.
+ *
  * Bytes are relayed both ways as they come, each read written once to the
  * other end with evn_write. Backpressure, per direction: every connection's
  * high-water mark is --buffer bytes, and when a write takes the other end's
@@ -62,6 +70,7 @@
 #include "common.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -286,8 +295,11 @@ static evn_action on_closed(evn_conn *c, int err)
     if (!p)
         return EVN_NONE;
     int me = side_of(c), other = !me;
+    /* Never connected: evn_errmsg() says why (the resolver's reason for a
+     * name that did not resolve, each address's error when none took). */
     if (me == BACKEND && !p->end[BACKEND] && err)
-        fprintf(stderr, "tcp-proxy: %s: %s\n", backends[p->backend], evn_strerror(err));
+        fprintf(stderr, "tcp-proxy: %s: %s (%s)\n", backends[p->backend], evn_strerror(err),
+                evn_errmsg());
     p->end[me] = NULL;
     p->gone[me] = true;
     if (p->end[other])
@@ -298,9 +310,20 @@ static evn_action on_closed(evn_conn *c, int err)
 
 /*
  * A backend URL must be one evn_connect takes: tcp://, tcp4:// or tcp6://
- * with a numeric address and a port, or unix://PATH. Checked at start so a
- * typo is a usage error, not a failure on the first client.
+ * with a numeric address or a host name and a port, or unix://PATH.
+ * Checked at start so a typo is a usage error, not a failure on the first
+ * client.
  */
+/* A host name: letters, digits, '-', '_' and dots. evn_connect checks it
+ * again, fully. */
+static bool name_ok(const char *h)
+{
+    for (; *h; h++)
+        if (!isalnum((unsigned char)*h) && *h != '-' && *h != '_' && *h != '.')
+            return false;
+    return true;
+}
+
 static bool backend_ok(const char *url)
 {
     static const char *const schemes[] = {"tcp://", "tcp4://", "tcp6://"};
@@ -313,7 +336,7 @@ static bool backend_ok(const char *url)
     }
     if (!hp)
         return false;
-    char host[64];
+    char host[256];
     const char *colon;
     size_t hl;
     if (*hp == '[') {
@@ -336,7 +359,8 @@ static bool backend_ok(const char *url)
     }
     host[hl] = '\0';
     unsigned char addr[16];
-    if (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1)
+    if (hl == 0 || (inet_pton(AF_INET, host, addr) != 1 && inet_pton(AF_INET6, host, addr) != 1 &&
+                    !name_ok(host)))
         return false;
     char *end;
     errno = 0;
@@ -357,8 +381,8 @@ static int add_backend(const char *v)
     }
     if (nbackends == MAX_BACKENDS || !backend_ok(v)) {
         fprintf(stderr,
-                "tcp-proxy: bad backend '%s': want tcp://IP:PORT, tcp6://[IP]:PORT or "
-                "unix://PATH, numeric (no names are resolved)\n",
+                "tcp-proxy: bad backend '%s': want tcp://HOST:PORT (an IP address or a "
+                "host name), tcp6://[IP]:PORT or unix://PATH\n",
                 v);
         return -1;
     }
@@ -396,6 +420,20 @@ static int set_connect_timeout(const char *v)
 static int set_idle_timeout(const char *v)
 {
     return parse_ms(v, &idle_timeout_ms);
+}
+
+static const char *hosts_file, *dns_servers;
+
+static int set_hosts_file(const char *v)
+{
+    hosts_file = v;
+    return 0;
+}
+
+static int set_dns_servers(const char *v)
+{
+    dns_servers = v;
+    return 0;
 }
 
 static int set_splice(const char *v)
@@ -448,10 +486,21 @@ int main(int argc, char **argv)
          "                    default tcp://:9000 unless --port is given)",
          add_listen},
         {"--backend",
-         "--backend URL     a server to relay to, tcp://IP:PORT, tcp6://[IP]:PORT or\n"
-         "                    unix://PATH; numeric only: no host names are resolved.\n"
-         "                    Repeat it: clients go to the backends round-robin",
+         "--backend URL     a server to relay to, tcp://HOST:PORT, tcp6://[IP]:PORT\n"
+         "                    or unix://PATH. HOST is an IP address or a host name,\n"
+         "                    looked up again for new clients once its TTL has passed\n"
+         "                    (every time, for one from a hosts file), its addresses\n"
+         "                    tried in order: a backend replaced behind its name needs\n"
+         "                    no restart. Repeat it: clients go to the backends\n"
+         "                    round-robin",
          add_backend},
+        {"--hosts-file",
+         "--hosts-file PATH a hosts file (as /etc/hosts) read first for backend names",
+         set_hosts_file},
+        {"--dns-servers",
+         "--dns-servers LIST  DNS servers for backend names instead of those of\n"
+         "                    /etc/resolv.conf: IP[:PORT],... (needs evn with c-ares)",
+         set_dns_servers},
         {"--backend-timeout",
          "--backend-timeout MS  connect timeout (default 5000; 0: the kernel's)",
          set_connect_timeout},
@@ -499,6 +548,8 @@ int main(int argc, char **argv)
         .flow = EVN_FLOW_MANUAL,
         .out_high = high_water,
         .out_low = high_water / 4,
+        .hosts_file = hosts_file,
+        .dns_servers = dns_servers,
     };
     return ex_run_ext("tcp-proxy", &ev, &o, urls, nurls, NULL);
 }

@@ -158,12 +158,14 @@ def echo_stream(port, data, shut=True):
 
 def part_flags(binary, echo):
     r = subprocess.run([binary, "--help"], capture_output=True, timeout=IO_TIMEOUT)
-    check(r.returncode == 0 and b"--backend URL" in r.stdout and b"no host names" in r.stdout
-          and b"--backend-timeout" in r.stdout and b"--listen" in r.stdout,
-          "--help: usage naming --listen, --backend URL (numeric), --backend-timeout; exit 0",
+    check(r.returncode == 0 and b"--backend URL" in r.stdout and b"host name" in r.stdout
+          and b"--hosts-file" in r.stdout and b"--backend-timeout" in r.stdout
+          and b"--listen" in r.stdout,
+          "--help: usage naming --listen, --backend URL (IP or host name), --hosts-file, "
+          "--backend-timeout; exit 0",
           short(r.stdout))
     good = ["--backend", backend_url(echo)]
-    for bad in (["--nope"], [], ["--backend", "tcp://localhost:6380"],
+    for bad in (["--nope"], [], ["--backend", "tcp://bad!host:6380"],
                 ["--backend", "tcp://127.0.0.1"], ["--backend", "tcp://127.0.0.1:0"],
                 ["--backend", "udp://127.0.0.1:5"], ["--backend", "tcp://1.2.3.4:x"],
                 good + ["--backend-timeout", "x"], good + ["--backend-timeout", "-1"],
