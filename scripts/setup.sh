@@ -6,13 +6,12 @@
 #
 # Purposes:
 #   core      build the library and examples: cmake (and the C compiler of
-#             build-essential), and c-ares with pkg-config to find it, so
-#             that evn_connect resolves host names by the loop itself
-#             (without it evn falls back to getaddrinfo on threads);
-#             OpenSSL is optional, see tls
+#             build-essential); OpenSSL, liburing and c-ares are optional,
+#             see tls, uring and dns
 #   test      core + what the test suite uses: python3 and pkg-config, OpenSSL's
 #             headers (libssl-dev) so the TLS code is built and tested,
-#             liburing-dev so the io_uring backend is, nc, the
+#             liburing-dev so the io_uring backend is, libc-ares-dev so
+#             host names are resolved by the loop itself, nc, the
 #             openssl command (the TLS tests make their certificates with
 #             it); with tests/http, the HTTP
 #             clients (curl, wrk, ab, h2load); with tests/redis, Debian's
@@ -23,6 +22,9 @@
 #   examples  core + clients to try the example servers (nc, curl, redis-cli)
 #   tls       core + OpenSSL's headers (libssl-dev) and the openssl command
 #   uring     core + liburing-dev, for the io_uring backend
+#   dns       core + c-ares (libc-ares-dev, found with pkg-config), so that
+#             evn_connect resolves host names by the loop itself (without
+#             it: getaddrinfo on threads)
 #   bench     core + the comparison servers, load generators and plotting
 #   fuzz      core + clang and its libFuzzer runtime
 #   format    clang-format
@@ -39,10 +41,10 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages_for() {
     case "$1" in
-    core) echo cmake pkg-config libc-ares-dev ;;
+    core) echo cmake ;;
     test | sanitize)
         packages_for core
-        echo python3 pkg-config libssl-dev liburing-dev netcat-openbsd openssl
+        echo python3 pkg-config libssl-dev liburing-dev libc-ares-dev netcat-openbsd openssl
         # The example servers' tests drive them with real clients.
         [ ! -d "$repo/tests/http" ] || echo curl wrk apache2-utils nghttp2-client
         [ ! -d "$repo/tests/redis" ] || echo redis-server redis-tools python3-redis nutcracker
@@ -50,15 +52,16 @@ packages_for() {
     examples) packages_for core; echo netcat-openbsd curl redis-tools ;;
     tls) packages_for core; echo libssl-dev openssl ;;
     uring) packages_for core; echo liburing-dev ;;
+    dns) packages_for core; echo pkg-config libc-ares-dev ;;
     bench)
         packages_for core
-        echo python3 pkg-config libssl-dev liburing-dev redis-server redis-tools wrk nginx-light h2o haproxy libuv1-dev \
+        echo python3 pkg-config libssl-dev liburing-dev libc-ares-dev redis-server redis-tools wrk nginx-light h2o haproxy libuv1-dev \
             libevent-dev gnuplot-nox util-linux hyperfine valgrind strace openssl
         ;;
     fuzz) packages_for core; echo clang "$(clang_rt_package)" ;;
     format) echo clang-format ;;
     *)
-        echo "$prog: unknown purpose '$1' (core test sanitize examples tls uring bench fuzz format)" >&2
+        echo "$prog: unknown purpose '$1' (core test sanitize examples tls uring dns bench fuzz format)" >&2
         return 2
         ;;
     esac
