@@ -489,6 +489,10 @@ struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint16_t listener,
         return NULL;
     }
     loop->conns.open++;
+    evn__stat_add(listener == EVN__LISTENER_OUTBOUND ? &loop->stats.outbound
+                                                     : &loop->stats.accepted,
+                  1);
+    evn__stat_add(&loop->stats.open, 1);
     return c;
 }
 
@@ -593,6 +597,8 @@ static void forget(struct evn_conn *c, int status)
 {
     struct evn_loop *loop = c->loop;
     loop->conns.open--;
+    evn__stat_add(&loop->stats.closed, 1);
+    evn__stat_add(&loop->stats.open, (uint64_t)-1);
     atomic_fetch_sub_explicit(&loop->nconns, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&loop->srv->total_conns, 1, memory_order_relaxed);
     if (c->x) {
@@ -719,6 +725,10 @@ void evn__conn_close(struct evn_conn *c, int err)
      * TLS handshake; evn_connect's own caller does hear of its failure). */
     bool silent = (c->flags & EVN__C_LINGER) ||
                   ((c->flags & EVN__C_OPENING) && c->listener != EVN__LISTENER_OUTBOUND);
+    /* An accepted TLS connection whose handshake failed or timed out (not
+     * one closed by a stop, which gives no error). */
+    if (silent && err && !(c->flags & EVN__C_LINGER) && evn__conn_tls(c))
+        evn__stat_add(&loop->stats.refused_tls, 1);
     struct reg r = reg_of(c);
     if (r.poll && !loop->be->close)
         evn__io_del(loop, &c->io, r.poll, true);
@@ -890,6 +900,7 @@ static ssize_t send_head(struct evn_conn *c, size_t budget, size_t *want)
 static void out_sent(struct evn_conn *c, size_t n)
 {
     c->out_bytes -= n;
+    evn__stat_add(&c->loop->stats.bytes_out, n);
     if (c->x)
         c->x->last_active = c->loop->now_ms;
     while (n > 0) {
@@ -1230,6 +1241,8 @@ static void read_ready(struct evn_conn *c)
             return;
         }
         ssize_t n = read(c->io.fd, loop->conns.rbuf, loop->conns.rbuf_cap);
+        if (n > 0)
+            evn__stat_add(&loop->stats.bytes_in, (uint64_t)n);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
             evn__conn_close(c, 0);
         return;
@@ -1245,6 +1258,7 @@ static void read_ready(struct evn_conn *c)
     if (c->x)
         c->x->last_active = loop->now_ms;
     if (n > 0) {
+        evn__stat_add(&loop->stats.bytes_in, (uint64_t)n);
         if ((c->flags & EVN__C_UNREG) && (size_t)n < room)
             c->flags |= EVN__C_FRESH;
         if (buf != loop->conns.rbuf) {
@@ -1303,6 +1317,7 @@ static void received(struct evn_conn *c, const char *buf, int n)
         evn__conn_close(c, n);
         return;
     }
+    evn__stat_add(&c->loop->stats.bytes_in, (uint64_t)n);
     if (c->flags & EVN__C_LINGER) {
         if (n == 0)
             evn__conn_close(c, 0);

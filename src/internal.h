@@ -619,6 +619,41 @@ EVN__HIDDEN int evn__loop_post(struct evn_loop *loop, const struct evn__msg *msg
 /* Wake the loop from its wait (any thread). */
 EVN__HIDDEN void evn__loop_signal(struct evn_loop *loop);
 
+/* ---- statistics (stats.c) ---- */
+
+/*
+ * A loop's counters for evn_server_stats. The loop's own thread is the only
+ * writer of each (evn__stat_add); any thread may read them at any time.
+ *
+ * Why atomics written as load-add-store, and not plain counters published
+ * once per turn: on x86-64 and arm64 a relaxed atomic load and store are
+ * the plain instructions (no lock prefix, no barrier), so counting costs
+ * what a plain counter in memory costs, a load, an add and a store, while a
+ * snapshot would copy every counter on every turn, which costs more than
+ * the counting itself when a turn handles a few events, as it does under
+ * light load. There is no read-modify-write: with one writer none is
+ * needed, and a reader sees each counter whole. Readers also get values
+ * that are current even while the loop sleeps in its wait.
+ *
+ * Hot fields first: bytes per read and send, turns per wait.
+ */
+struct evn__stats {
+    _Atomic uint64_t bytes_in, bytes_out;
+    _Atomic uint64_t turns, events, wait_ns, work_ns;
+    _Atomic uint64_t open, accepted, outbound, closed;
+    _Atomic uint64_t refused_max_conns, refused_tls;
+    /* PROXY protocol headers that were refused: 0 until the PROXY support
+     * counts its errors here (its proxy_errors), when the two meet. */
+    _Atomic uint64_t refused_proxy;
+};
+
+/* Add n to one of the calling loop's counters (only its thread may). */
+static inline void evn__stat_add(_Atomic uint64_t *x, uint64_t n)
+{
+    atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
 /* ---- loops and the server ---- */
 
 struct evn_loop {
@@ -655,8 +690,8 @@ struct evn_loop {
     atomic_long nconns; /* read by the acceptor for least-connections */
 
     /* Timers, as a binary min-heap on the time due. now_ms is the loop's
-     * clock, read after each wait while timers exist; activity stamps
-     * connections with it at no cost. */
+     * clock, read after each wait; activity stamps connections with it at
+     * no cost. */
     struct evn__timer_slot *heap;
     size_t nheap, heap_cap;
     int64_t now_ms;
@@ -673,6 +708,12 @@ struct evn_loop {
      * thread, and restored when it ends (evn__sigpipe_block). */
     bool sigpipe_blocked;
     sigset_t sigpipe_old;
+
+    /* What evn_server_stats reports (stats.c). Here, among fields that only
+     * this loop's thread uses, so that counting does not share a cache line
+     * with what other threads write (nconns, the inbox) or with the next
+     * loop's first fields, which its thread reads on every turn. */
+    struct evn__stats stats;
 
     /* The ticker (loop 0 only). */
     struct evn__timer tick_timer;
@@ -712,6 +753,8 @@ EVN__HIDDEN int evn__loop_init(struct evn_loop *loop, struct evn_server *srv, in
 EVN__HIDDEN void evn__loop_destroy(struct evn_loop *loop);
 EVN__HIDDEN int evn__loop_run(struct evn_loop *loop);
 EVN__HIDDEN int64_t evn__now_ms(void);
+/* The same clock (CLOCK_MONOTONIC) in nanoseconds. */
+EVN__HIDDEN int64_t evn__now_ns(void);
 /* Refresh loop->now_ms (when a timer is about to be set). */
 static inline int64_t evn__loop_now(struct evn_loop *loop)
 {
