@@ -554,7 +554,11 @@ typedef struct evn_stats {
  * may disagree by what happened meanwhile (conns_open with conns_accepted -
  * conns_closed, or the totals with a per-loop call made just before). Read
  * on a loop's own thread, that loop's counters agree; once the server has
- * stopped, all of them do.
+ * stopped, all of them do. Seen from another thread, a loop's bytes_in and
+ * bytes_out are brought up to date at the end of each of its turns (before
+ * it waits) and whenever one of its connections closes, so they can lag by
+ * the turn under way: a reply can reach its client a moment before its
+ * bytes show, but not after the connection's closed callback has run.
  *
  * evn_server_stats is a macro over evn_server_stats_sized that passes
  * sizeof *out, the size of evn_stats where the caller was compiled: the

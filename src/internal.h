@@ -623,21 +623,26 @@ EVN__HIDDEN void evn__loop_signal(struct evn_loop *loop);
 
 /*
  * A loop's counters for evn_server_stats. The loop's own thread is the only
- * writer of each (evn__stat_add); any thread may read them at any time.
+ * writer of each; any thread may read them at any time.
  *
- * Why atomics written as load-add-store, and not plain counters published
- * once per turn: on x86-64 and arm64 a relaxed atomic load and store are
- * the plain instructions (no lock prefix, no barrier), so counting costs
- * what a plain counter in memory costs, a load, an add and a store, while a
- * snapshot would copy every counter on every turn, which costs more than
- * the counting itself when a turn handles a few events, as it does under
- * light load. There is no read-modify-write: with one writer none is
- * needed, and a reader sees each counter whole. Readers also get values
- * that are current even while the loop sleeps in its wait.
+ * Most are atomics that the loop adds to with a relaxed load and store
+ * (evn__stat_add): on x86-64 and arm64 those are the plain instructions, no
+ * lock prefix and no barrier, so a count costs a load, an add and a store,
+ * and is current for a reader at once, even while the loop sleeps. With one
+ * writer no read-modify-write is needed, and a reader sees each value whole.
+ * They change per turn or per connection.
  *
- * Hot fields first: bytes per read and send, turns per wait.
+ * The bytes are counted per read and per send, the hottest place of all, so
+ * there they go into plain fields (in, out: one add to memory each) and are
+ * published to bytes_in and bytes_out once per turn, before the loop waits,
+ * and when a connection closes; a store of each per turn costs less than
+ * the atomic form's extra instructions on every read and send, once a turn
+ * handles a few of them. Another thread thus sees the bytes as of the end of
+ * the loop's last turn (exact while it waits), and of each close; the loop's
+ * own thread reads in and out themselves (stats.c).
  */
 struct evn__stats {
+    uint64_t in, out;
     _Atomic uint64_t bytes_in, bytes_out;
     _Atomic uint64_t turns, events, wait_ns, work_ns;
     _Atomic uint64_t open, accepted, outbound, closed;
@@ -647,11 +652,18 @@ struct evn__stats {
     _Atomic uint64_t refused_proxy;
 };
 
-/* Add n to one of the calling loop's counters (only its thread may). */
+/* Add n to one of the calling loop's atomic counters (only its thread may). */
 static inline void evn__stat_add(_Atomic uint64_t *x, uint64_t n)
 {
     atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + n,
                           memory_order_relaxed);
+}
+
+/* Publish the bytes counted so far to other threads (the loop's thread). */
+static inline void evn__stat_publish(struct evn__stats *st)
+{
+    atomic_store_explicit(&st->bytes_in, st->in, memory_order_relaxed);
+    atomic_store_explicit(&st->bytes_out, st->out, memory_order_relaxed);
 }
 
 /* ---- loops and the server ---- */

@@ -188,6 +188,7 @@ int evn__loop_run(struct evn_loop *loop)
         }
         int64_t sleeps = evn__now_ns();
         evn__stat_add(&st->work_ns, (uint64_t)(sleeps - woke));
+        evn__stat_publish(st);
         int n = loop->be->wait(loop, next_timeout(loop, sleeps));
         woke = evn__now_ns();
         loop->now_ms = woke / 1000000;
@@ -216,6 +217,7 @@ int evn__loop_run(struct evn_loop *loop)
         evn__sigpipe_restore(loop);
 #endif
     evn__stat_add(&st->work_ns, (uint64_t)(evn__now_ns() - woke));
+    evn__stat_publish(st);
     evn__cur_loop = NULL;
     return rc;
 }
