@@ -11,7 +11,8 @@
  *     (wake.c) takes messages from other threads;
  *   - connections (conn.c) run the events and actions of the API over a
  *     transport: a plain socket (conn.c) or TLS (tls.c), with file regions
- *     (sendfile.c) and splicing (splice.c) as special output and input.
+ *     (sendfile.c) and splicing (splice.c) as special output and input;
+ *   - each loop counts what it does for evn_server_stats (stats.c).
  */
 #ifndef EVN_INTERNAL_H
 #define EVN_INTERNAL_H
