@@ -9,6 +9,8 @@
  * - echo traffic on N connections, one after another, some of them large
  *   enough to take several reads and sends: exactly N accepted and closed,
  *   none open, and bytes in and out exactly what the clients sent;
+ * - another thread sees a connection's bytes by the time its closed
+ *   callback runs, before the loop's turn is over;
  * - on 3 loops round-robin: each loop took its third, and every per-loop
  *   field sums to the total;
  * - max_conns: the connection over it is refused, counted once, on the
@@ -34,6 +36,10 @@
 
 struct state {
     th_counter opened, closed;
+    /* With hold set, closed waits until released reaches the closes so far:
+     * the loop's turn cannot end while the test reads. */
+    bool hold;
+    th_counter released;
     atomic_int opened_any; /* opened fired at all (TLS refusals: never) */
     /* From inside data callbacks (test_from_callback). */
     atomic_int in_cb_checks, in_cb_bad;
@@ -54,7 +60,10 @@ static evn_action on_opened(evn_conn *c)
 
 static evn_action on_closed(evn_conn *c, int err)
 {
-    th_counter_add(&S(c)->closed, 1);
+    struct state *s = S(c);
+    th_counter_add(&s->closed, 1);
+    if (s->hold)
+        TH_WAIT_COUNTER(&s->released, th_counter_get(&s->closed));
     return EVN_NONE;
 }
 
@@ -70,12 +79,14 @@ static void state_init(struct state *s)
     memset(s, 0, sizeof *s);
     th_counter_init(&s->opened);
     th_counter_init(&s->closed);
+    th_counter_init(&s->released);
 }
 
 static void state_destroy(struct state *s)
 {
     th_counter_destroy(&s->opened);
     th_counter_destroy(&s->closed);
+    th_counter_destroy(&s->released);
 }
 
 static evn_events echo_events(struct state *s, int nloops)
@@ -238,6 +249,49 @@ static void test_echo_exact(void)
     EXPECT_EQ_SIZE(s.conns_open, 0);
     EXPECT_EQ_SIZE(s.conns_closed, n + 3);
 
+    th_server_stop(&ts);
+    state_destroy(&st);
+}
+
+/* Echo, and close after a piece that ends with '!': the last output and
+ * the close in one turn. */
+static evn_action on_echo_close(evn_conn *c, const char *in, size_t len)
+{
+    on_echo(c, in, len);
+    return in && len && in[len - 1] == '!' ? EVN_CLOSE : EVN_NONE;
+}
+
+/* Bytes show to other threads by the time closed runs, before the loop's
+ * turn is over (closed is held here until the test has read them), also
+ * those sent in that same turn. */
+static void test_bytes_at_close(void)
+{
+    struct state st;
+    state_init(&st);
+    st.hold = true;
+    evn_events ev = echo_events(&st, 1);
+    ev.data = on_echo_close;
+    const char *addr = "tcp://127.0.0.1:0";
+    th_server ts;
+    th_server_start(&ts, &ev, &addr, 1);
+    char out[3000], in[3000];
+    memset(out, 'b', sizeof out);
+    uint64_t total = 0;
+    for (int i = 1; i <= 3; i++) {
+        size_t n = (size_t)i * 1000;
+        out[n - 1] = '!';
+        int fd = th_connect_srv(&ts, 0);
+        EXPECT_EQ_INT(th_transfer(fd, out, n, in, n), (long long)n);
+        out[n - 1] = 'b';
+        close(fd);
+        total += n;
+        TH_WAIT_COUNTER(&st.closed, i);
+        evn_stats s = stats_of(&ts, EVN_STATS_ALL);
+        th_counter_add(&st.released, 1);
+        EXPECT_EQ_SIZE(s.bytes_in, total);
+        EXPECT_EQ_SIZE(s.bytes_out, total);
+        EXPECT_EQ_SIZE(s.conns_closed, i);
+    }
     th_server_stop(&ts);
     state_destroy(&st);
 }
@@ -434,13 +488,15 @@ static void test_outbound(void)
     th_server ts;
     th_server_start(&ts, &ev, &addr, 1);
     TH_WAIT_COUNTER(&st.closed, 2);
+    /* And a client of our own, so that accepted and outbound differ. */
+    echo_once(&ts, &st, 10);
     evn_stats s = stats_of(&ts, EVN_STATS_ALL);
     EXPECT_EQ_SIZE(s.conns_outbound, 1);
-    EXPECT_EQ_SIZE(s.conns_accepted, 1);
-    EXPECT_EQ_SIZE(s.conns_closed, 2);
+    EXPECT_EQ_SIZE(s.conns_accepted, 2);
+    EXPECT_EQ_SIZE(s.conns_closed, 3);
     EXPECT_EQ_SIZE(s.conns_open, 0);
-    EXPECT_EQ_SIZE(s.bytes_in, 8);
-    EXPECT_EQ_SIZE(s.bytes_out, 8);
+    EXPECT_EQ_SIZE(s.bytes_in, 8 + 10);
+    EXPECT_EQ_SIZE(s.bytes_out, 8 + 10);
     th_server_stop(&ts);
     state_destroy(&st);
 }
@@ -636,6 +692,7 @@ int main(int argc, char **argv)
     th_init(argc, argv);
     TH_RUN(test_before_and_after_run);
     TH_RUN(test_echo_exact);
+    TH_RUN(test_bytes_at_close);
     TH_RUN(test_loops_sum);
     TH_RUN(test_max_conns);
     TH_RUN(test_tls_refused);
