@@ -704,6 +704,8 @@ static bool linger(struct evn_conn *c)
         evn__splice_drop(c);
     out_clear(c, -ECONNABORTED);
     in_clear(c);
+    /* closed fires now, before forget() publishes the bytes. */
+    evn__stat_publish(&c->loop->stats);
     fire_closed(c, 0);
     /* TLS ends here: close_notify, then the rest is discarded unread. */
     c->tp->release(c, true);
