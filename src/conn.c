@@ -489,9 +489,8 @@ struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint16_t listener,
         return NULL;
     }
     loop->conns.open++;
-    evn__stat_add(listener == EVN__LISTENER_OUTBOUND ? &loop->stats.outbound
-                                                     : &loop->stats.accepted,
-                  1);
+    evn__stat_add(
+        listener == EVN__LISTENER_OUTBOUND ? &loop->stats.outbound : &loop->stats.accepted, 1);
     evn__stat_add(&loop->stats.open, 1);
     return c;
 }

@@ -165,8 +165,7 @@ static void test_before_and_after_run(void)
     unsigned char small[sizeof(evn_stats)];
     size_t small_size = offsetof(evn_stats, conns_accepted) + sizeof(uint64_t);
     memset(small, 0xab, sizeof small);
-    EXPECT_EQ_INT(evn_server_stats_sized(ts.srv, EVN_STATS_ALL, (evn_stats *)small, small_size),
-                  0);
+    EXPECT_EQ_INT(evn_server_stats_sized(ts.srv, EVN_STATS_ALL, (evn_stats *)small, small_size), 0);
     EXPECT_EQ_SIZE(((evn_stats *)small)->conns_accepted, 1);
     for (size_t i = small_size; i < sizeof small; i++)
         if (small[i] != 0xab) {
