@@ -347,7 +347,7 @@ typedef struct evn_events {
  * timeout starts after that.
  *
  * A connection is closed at once, without any event, and counted in its
- * loop's proxy_errors (see the server's statistics), when: its first bytes
+ * loop's refused_proxy (see evn_server_stats), when: its first bytes
  * are not a header of the accepted version (a client talking to the
  * listener directly, or the wrong version configured); the header breaks
  * the specification; it is longer than 107 bytes (v1, the specification's
@@ -705,6 +705,104 @@ EVN_API const char *evn_server_url(const evn_server *srv, size_t i);
  * its length. NULL if i is out of range. Lives as long as the server.
  */
 EVN_API const struct sockaddr *evn_server_addr(const evn_server *srv, size_t i, socklen_t *len);
+
+/*
+ * A server's statistics, or one loop's, as evn_server_stats fills them.
+ * Every field is a count since evn_server_new, and only ever grows, but
+ * conns_open. "Connections" are stream connections (TCP, unix, TLS);
+ * UDP has none, only bytes.
+ *
+ * New fields are only ever added at the end (evn_server_stats takes the
+ * size of the struct the caller has).
+ */
+typedef struct evn_stats {
+    /* Connections open now: conns_accepted + conns_outbound - conns_closed.
+     * A connection counts from when its loop takes it on (before its TLS
+     * handshake, before opened) until its socket is closed (after closed
+     * fired, and after a lingering close's wait) or detached. */
+    uint64_t conns_open;
+    /* Connections accepted from the listeners and taken on by this loop,
+     * including those whose TLS handshake then fails (refused_tls); not those
+     * refused for max_conns. With several loops a connection counts on the
+     * loop that runs it, not the one that accepted it. */
+    uint64_t conns_accepted;
+    /* Connections made with evn_connect, including those whose connect or
+     * handshake then fails (closed fires for them). */
+    uint64_t conns_outbound;
+    /* Connections whose socket was closed, or detached (EVN_DETACH). */
+    uint64_t conns_closed;
+    /* Connections closed at once because max_conns were open, without any
+     * event (busy_reply, if set, sent first); counted by the loop that
+     * accepted them (loop 0 for a listener the loops share), and not in
+     * conns_accepted. */
+    uint64_t refused_max_conns;
+    /* Accepted TLS connections closed before their handshake completed:
+     * it failed (not TLS, a protocol error, a client certificate that did not
+     * verify), timed out (tls_handshake_timeout_ms) or the peer left. No
+     * event fired for them; they are counted in conns_accepted and
+     * conns_closed too. Not outbound connections: their closed reports it. */
+    uint64_t refused_tls;
+    /* Connections of proxy= listeners closed for their PROXY header: not a
+     * header, malformed, too long, cut short, late, or from a peer outside
+     * proxy_from (see the listener option proxy=). */
+    uint64_t refused_proxy;
+    /* Bytes of input read from the connections (for TLS the plaintext, so
+     * neither the handshake nor the records' overhead), including input
+     * spliced to another connection (evn_conn_splice) and input read and
+     * dropped while a close lingers; and of UDP datagrams received. */
+    uint64_t bytes_in;
+    /* Bytes of output sent on the connections (for TLS the plaintext),
+     * evn_write, evn_send, file regions and spliced bytes alike, as the
+     * socket took them (not when queued); and of UDP replies sent. Not a
+     * busy_reply. */
+    uint64_t bytes_out;
+    /* Loop turns: each wait for events, with the work that follows it. */
+    uint64_t turns;
+    /* Events the waits returned and the loop handled: a socket ready (with
+     * epoll and poll its read and write sides count once together, with
+     * kqueue as two), or with io_uring an operation completed; the wake-ups
+     * of a loop by other threads count too. */
+    uint64_t events;
+    /* Nanoseconds the loop spent waiting for events, and working: from the
+     * end of one wait to the start of the next (callbacks, I/O, timers, the
+     * work at the end of the turn). The two add up to the loop's running
+     * time; they come from the clock the loop reads around each wait, so a
+     * turn's work is counted when the turn ends, and a wait when it ends. */
+    uint64_t wait_ns;
+    uint64_t work_ns;
+} evn_stats;
+
+/* evn_server_stats' loop for the whole server. */
+#define EVN_STATS_ALL (-1)
+
+/*
+ * Fill *out with loop's statistics (0 .. nloops-1), or with the whole
+ * server's (EVN_STATS_ALL), whose every field is the sum of the loops'.
+ * Any thread, at any time between evn_server_new and evn_server_free:
+ * while the server runs (from its callbacks too), before it runs (all
+ * zero) and after evn_server_run has returned (the final counts).
+ *
+ * Each loop counts on its own thread and the call reads without stopping
+ * it, so each counter is exact as of some moment during the call, but the
+ * counters are not all read at one moment: while the loops run, two of them
+ * may disagree by what happened meanwhile (conns_open with conns_accepted -
+ * conns_closed, or the totals with a per-loop call made just before). Read
+ * on a loop's own thread, that loop's counters agree; once the server has
+ * stopped, all of them do. Seen from another thread, a loop's bytes_in and
+ * bytes_out are brought up to date at the end of each of its turns (before
+ * it waits) and whenever one of its connections closes, so they can lag by
+ * the turn under way: a reply can reach its client a moment before its
+ * bytes show, but not after the connection's closed callback has run.
+ *
+ * evn_server_stats is a macro over evn_server_stats_sized that passes
+ * sizeof *out, the size of evn_stats where the caller was compiled: the
+ * library fills that many bytes, so a program built against an older
+ * evn.h gets the fields it knows, and one built against a newer evn.h
+ * gets 0 in the fields this library does not know. Returns 0, or -EINVAL
+ * for a NULL srv or out or a loop out of range.
+ */
+EVN_API int evn_server_stats_sized(const evn_server *srv, int loop, evn_stats *out, size_t size);
+#define evn_server_stats(srv, loop, out) evn_server_stats_sized((srv), (loop), (out), sizeof *(out))
 
 /* The server this connection belongs to. */
 EVN_API evn_server *evn_conn_server(const evn_conn *c);

@@ -492,6 +492,9 @@ struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint16_t listener,
         return NULL;
     }
     loop->conns.open++;
+    evn__stat_add(
+        listener == EVN__LISTENER_OUTBOUND ? &loop->stats.outbound : &loop->stats.accepted, 1);
+    evn__stat_add(&loop->stats.open, 1);
     return c;
 }
 
@@ -610,6 +613,10 @@ static void forget(struct evn_conn *c, int status)
 {
     struct evn_loop *loop = c->loop;
     loop->conns.open--;
+    evn__stat_add(&loop->stats.closed, 1);
+    evn__stat_add(&loop->stats.open, (uint64_t)-1);
+    /* Whoever learns of the close (closed, the peer) sees its bytes too. */
+    evn__stat_publish(&loop->stats);
     atomic_fetch_sub_explicit(&loop->nconns, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&loop->srv->total_conns, 1, memory_order_relaxed);
     if (c->x) {
@@ -718,6 +725,8 @@ static bool linger(struct evn_conn *c)
         evn__splice_drop(c);
     out_clear(c, -ECONNABORTED);
     in_clear(c);
+    /* closed fires now, before forget() publishes the bytes. */
+    evn__stat_publish(&c->loop->stats);
     fire_closed(c, 0);
     /* TLS ends here: close_notify, then the rest is discarded unread. */
     c->tp->release(c, true);
@@ -741,6 +750,11 @@ void evn__conn_close(struct evn_conn *c, int err)
      * TLS handshake; evn_connect's own caller does hear of its failure). */
     bool silent = (c->flags & EVN__C_LINGER) ||
                   ((c->flags & EVN__C_OPENING) && c->listener != EVN__LISTENER_OUTBOUND);
+    /* An accepted TLS connection whose handshake failed or timed out (not
+     * one closed by a stop, which gives no error). */
+    if (silent && err && !(c->flags & EVN__C_LINGER) && evn__conn_tls(c) &&
+        c->tp != &evn__proxy_transport)
+        evn__stat_add(&loop->stats.refused_tls, 1);
     struct reg r = reg_of(c);
     if (r.poll && !loop->be->close)
         evn__io_del(loop, &c->io, r.poll, true);
@@ -908,7 +922,9 @@ static ssize_t send_head(struct evn_conn *c, size_t budget, size_t *want)
     return c->tp->writev(c, iov, k, want);
 }
 
-/* n bytes went: advance the queue past them. */
+/* n bytes went: advance the queue past them. (Its callers count them in the
+ * loop's statistics, which kept here would stop it being inlined into
+ * flush, at a dozen instructions a send.) */
 static void out_sent(struct evn_conn *c, size_t n)
 {
     c->out_bytes -= n;
@@ -984,6 +1000,7 @@ static bool flush_cq(struct evn_conn *c)
             evn__conn_close(c, -errno);
             return false;
         }
+        c->loop->stats.out += (size_t)n;
         out_sent(c, (size_t)n);
         if ((size_t)n < want)
             return wait_writable(c);
@@ -1045,6 +1062,7 @@ static bool flush(struct evn_conn *c)
             evn__conn_close(c, -errno);
             return false;
         }
+        c->loop->stats.out += (size_t)n;
         out_sent(c, (size_t)n);
         if (!c->out_head)
             break;
@@ -1252,6 +1270,8 @@ static void read_ready(struct evn_conn *c)
             return;
         }
         ssize_t n = read(c->io.fd, loop->conns.rbuf, loop->conns.rbuf_cap);
+        if (n > 0)
+            loop->stats.in += (uint64_t)n;
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
             evn__conn_close(c, 0);
         return;
@@ -1267,6 +1287,7 @@ static void read_ready(struct evn_conn *c)
     if (c->x)
         c->x->last_active = loop->now_ms;
     if (n > 0) {
+        loop->stats.in += (uint64_t)n;
         if ((c->flags & EVN__C_UNREG) && (size_t)n < room)
             c->flags |= EVN__C_FRESH;
         if (buf != loop->conns.rbuf) {
@@ -1325,6 +1346,7 @@ static void received(struct evn_conn *c, const char *buf, int n)
         evn__conn_close(c, n);
         return;
     }
+    c->loop->stats.in += (uint64_t)n;
     if (c->flags & EVN__C_LINGER) {
         if (n == 0)
             evn__conn_close(c, 0);
@@ -1379,6 +1401,7 @@ static void sent(struct evn_conn *c, int n)
         evn__conn_close(c, n);
         return;
     }
+    c->loop->stats.out += (size_t)n;
     out_sent(c, (size_t)n);
     if (c->out_bytes > out_high(c)) {
         if (!(c->flags & (EVN__C_PAUSED | EVN__C_MANUAL)))
@@ -1610,7 +1633,7 @@ static void conn_timer(struct evn_loop *loop, struct evn__timer *t)
     if (idle || !srv->ev.timeout || (c->flags & (EVN__C_CONNECTING | EVN__C_OPENING))) {
         /* A PROXY header not complete in time counts as a bad one. */
         if (c->tp == &evn__proxy_transport)
-            loop->proxy_errors++;
+            evn__stat_add(&loop->stats.refused_proxy, 1);
         if (!idle && evn__conn_dial(c) && evn__dial_timeout(c))
             return;
         evn__conn_close(c, -ETIMEDOUT);

@@ -13,7 +13,8 @@
  *     transport: a plain socket (conn.c) or TLS (tls.c), with file regions
  *     (sendfile.c) and splicing (splice.c) as special output and input; a
  *     proxy= listener's connection first passes a stage that reads its
- *     PROXY header (proxyconn.c).
+ *     PROXY header (proxyconn.c);
+ *   - each loop counts what it does for evn_server_stats (stats.c).
  */
 #ifndef EVN_INTERNAL_H
 #define EVN_INTERNAL_H
@@ -692,6 +693,53 @@ EVN__HIDDEN int evn__loop_post(struct evn_loop *loop, const struct evn__msg *msg
 /* Wake the loop from its wait (any thread). */
 EVN__HIDDEN void evn__loop_signal(struct evn_loop *loop);
 
+/* ---- statistics (stats.c) ---- */
+
+/*
+ * A loop's counters for evn_server_stats. The loop's own thread is the only
+ * writer of each; any thread may read them at any time.
+ *
+ * Most are atomics that the loop adds to with a relaxed load and store
+ * (evn__stat_add): on x86-64 and arm64 those are the plain instructions, no
+ * lock prefix and no barrier, so a count costs a load, an add and a store,
+ * and is current for a reader at once, even while the loop sleeps. With one
+ * writer no read-modify-write is needed, and a reader sees each value whole.
+ * They change per turn or per connection.
+ *
+ * The bytes are counted per read and per send, the hottest place of all, so
+ * there they go into plain fields (in, out: one add to memory each) and are
+ * published to bytes_in and bytes_out once per turn, before the loop waits,
+ * and when a connection closes; a store of each per turn costs less than
+ * the atomic form's extra instructions on every read and send, once a turn
+ * handles a few of them. Another thread thus sees the bytes as of the end of
+ * the loop's last turn (exact while it waits), and of each close; the loop's
+ * own thread reads in and out themselves (stats.c).
+ */
+struct evn__stats {
+    uint64_t in, out;
+    _Atomic uint64_t bytes_in, bytes_out;
+    _Atomic uint64_t turns, events, wait_ns, work_ns;
+    _Atomic uint64_t open, accepted, outbound, closed;
+    _Atomic uint64_t refused_max_conns, refused_tls;
+    /* Connections of proxy= listeners closed for their PROXY header: bad,
+     * too long, missing, late, or from outside proxy_from (proxyconn.c). */
+    _Atomic uint64_t refused_proxy;
+};
+
+/* Add n to one of the calling loop's atomic counters (only its thread may). */
+static inline void evn__stat_add(_Atomic uint64_t *x, uint64_t n)
+{
+    atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* Publish the bytes counted so far to other threads (the loop's thread). */
+static inline void evn__stat_publish(struct evn__stats *st)
+{
+    atomic_store_explicit(&st->bytes_in, st->in, memory_order_relaxed);
+    atomic_store_explicit(&st->bytes_out, st->out, memory_order_relaxed);
+}
+
 /* ---- loops and the server ---- */
 
 struct evn_loop {
@@ -731,8 +779,8 @@ struct evn_loop {
     atomic_long nconns; /* read by the acceptor for least-connections */
 
     /* Timers, as a binary min-heap on the time due. now_ms is the loop's
-     * clock, read after each wait while timers exist; activity stamps
-     * connections with it at no cost. */
+     * clock, read after each wait; activity stamps connections with it at
+     * no cost. */
     struct evn__timer_slot *heap;
     size_t nheap, heap_cap;
     int64_t now_ms;
@@ -750,14 +798,16 @@ struct evn_loop {
     bool sigpipe_blocked;
     sigset_t sigpipe_old;
 
+    /* What evn_server_stats reports (stats.c). Here, among fields that only
+     * this loop's thread uses, so that counting does not share a cache line
+     * with what other threads write (nconns, the inbox) or with the next
+     * loop's first fields, which its thread reads on every turn. */
+    struct evn__stats stats;
+
     /* The ticker (loop 0 only). */
     struct evn__timer tick_timer;
     int64_t tick_delay_ms;
 
-    /* Connections of proxy= listeners closed for their PROXY header: bad,
-     * too long, missing, late, or from outside proxy_from (proxyconn.c).
-     * Written by this loop only. */
-    uint64_t proxy_errors;
     /* Host names for evn_connect: made on first use (resolve.c). */
     struct evn__resolver *resolver;
 };
@@ -806,6 +856,8 @@ EVN__HIDDEN int evn__loop_init(struct evn_loop *loop, struct evn_server *srv, in
 EVN__HIDDEN void evn__loop_destroy(struct evn_loop *loop);
 EVN__HIDDEN int evn__loop_run(struct evn_loop *loop);
 EVN__HIDDEN int64_t evn__now_ms(void);
+/* The same clock (CLOCK_MONOTONIC) in nanoseconds. */
+EVN__HIDDEN int64_t evn__now_ns(void);
 /* Refresh loop->now_ms (when a timer is about to be set). */
 static inline int64_t evn__loop_now(struct evn_loop *loop)
 {

@@ -536,6 +536,7 @@ static void take(struct evn_loop *loop, struct evn__lsock *ls, int fd,
     int max = srv->ev.max_conns;
     if (atomic_fetch_add_explicit(&srv->total_conns, 1, memory_order_relaxed) >= max && max > 0) {
         atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
+        evn__stat_add(&loop->stats.refused_max_conns, 1);
         reject(srv, fd);
         return;
     }

@@ -12,11 +12,16 @@
 #include <string.h>
 #include <time.h>
 
-int64_t evn__now_ms(void)
+int64_t evn__now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t evn__now_ms(void)
+{
+    return evn__now_ns() / 1000000;
 }
 
 void evn__defer(struct evn_loop *loop, struct evn__defer *d)
@@ -101,14 +106,14 @@ void evn__loop_destroy(struct evn_loop *loop)
 }
 
 /* How long the poller may sleep: until the first timer is due; not at all
- * when work is deferred to the end of a turn. */
-static int next_timeout(struct evn_loop *loop)
+ * when work is deferred to the end of a turn. now_ns: the clock just read. */
+static int next_timeout(struct evn_loop *loop, int64_t now_ns)
 {
     if (loop->defer_head)
         return 0;
     if (!loop->nheap)
         return -1;
-    evn__loop_now(loop);
+    loop->now_ms = now_ns / 1000000;
     int64_t left = evn__timer_next(loop);
     return left > 1000000 ? 1000000 : (int)left;
 }
@@ -168,6 +173,15 @@ int evn__loop_run(struct evn_loop *loop)
         loop->tick_delay_ms = 1000;
         evn__timer_start(loop, &loop->tick_timer, evn__now_ms());
     }
+    /*
+     * The clock is read twice a turn, around the wait: the time spent in it
+     * and the time spent working between waits go to the statistics, and
+     * the readings serve the timers too (now_ms), so a loop with timers
+     * reads it no more often than it needs to for them. Nothing is read per
+     * event.
+     */
+    struct evn__stats *st = &loop->stats;
+    int64_t woke = evn__now_ns();
     while (!atomic_load_explicit(&srv->stopping, memory_order_acquire)) {
         if (atomic_load_explicit(&srv->draining, memory_order_acquire)) {
             if (!loop->drain_started)
@@ -175,14 +189,20 @@ int evn__loop_run(struct evn_loop *loop)
             if (evn__loop_drain_done(loop))
                 break;
         }
-        int n = loop->be->wait(loop, next_timeout(loop));
+        int64_t sleeps = evn__now_ns();
+        evn__stat_add(&st->work_ns, (uint64_t)(sleeps - woke));
+        evn__stat_publish(st);
+        int n = loop->be->wait(loop, next_timeout(loop, sleeps));
+        woke = evn__now_ns();
+        loop->now_ms = woke / 1000000;
+        evn__stat_add(&st->wait_ns, (uint64_t)(woke - sleeps));
         if (n < 0) {
             rc = n;
             evn_shutdown(srv);
             break;
         }
-        if (loop->nheap)
-            loop->now_ms = evn__now_ms();
+        evn__stat_add(&st->turns, 1);
+        evn__stat_add(&st->events, (uint64_t)n);
         for (int i = 0; i < n; i++) {
             struct evn__io *io = loop->fired[i].io;
             io->cb(loop, io, &loop->fired[i]);
@@ -199,6 +219,8 @@ int evn__loop_run(struct evn_loop *loop)
     if (loop->sigpipe_blocked)
         evn__sigpipe_restore(loop);
 #endif
+    evn__stat_add(&st->work_ns, (uint64_t)(evn__now_ns() - woke));
+    evn__stat_publish(st);
     evn__cur_loop = NULL;
     return rc;
 }

@@ -23,7 +23,7 @@
  *
  * Connections refused here are closed without any event, like an accepted
  * TLS connection whose handshake fails, and counted in the loop's
- * proxy_errors: bytes that are not a header of an accepted version, a
+ * refused_proxy: bytes that are not a header of an accepted version, a
  * header that breaks the specification or is longer than the cap, one cut
  * short by the peer's end of input, one not complete within the listener's
  * proxy_timeout (the check is in conn.c's timer), and any connection from a
@@ -86,7 +86,7 @@ static struct evn__listener *listener_of(const struct evn_conn *c)
 /* c did not give a header it may give: count it, close it. */
 static void refuse(struct evn_conn *c)
 {
-    c->loop->proxy_errors++;
+    evn__stat_add(&c->loop->stats.refused_proxy, 1);
     evn__conn_close(c, -EPROTO);
 }
 

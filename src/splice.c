@@ -164,6 +164,7 @@ void evn__splice_pump(struct evn_conn *from)
                 return;
             }
             sp->inpipe -= (size_t)n;
+            loop->stats.out += (uint64_t)n;
             if (to->x)
                 to->x->last_active = loop->now_ms;
             if (sp->inpipe) {
@@ -185,6 +186,7 @@ void evn__splice_pump(struct evn_conn *from)
                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n > 0) {
             sp->inpipe = (size_t)n;
+            loop->stats.in += (uint64_t)n;
             from->x->last_active = loop->now_ms;
             budget = (size_t)n < budget ? budget - (size_t)n : 0;
             more = n == EVN__SPLICE_CHUNK;

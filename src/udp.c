@@ -51,7 +51,8 @@ static void reply(struct evn_conn *c)
     struct msghdr mh = {
         .msg_name = &c->peer, .msg_namelen = c->peerlen, .msg_iov = iov, .msg_iovlen = (size_t)i};
     ssize_t r = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-    (void)r;
+    if (r > 0)
+        c->loop->stats.out += (uint64_t)r;
     while (c->out_head) {
         struct evn__chunk *ch = c->out_head;
         c->out_head = ch->next;
@@ -77,6 +78,7 @@ void evn__udp_ready(struct evn_loop *loop, struct evn__io *io, const struct evn_
         c->peerlen = (uint8_t)(plen <= sizeof c->peer ? plen : sizeof c->peer);
         if (n < 0)
             return;
+        loop->stats.in += (uint64_t)n;
         evn_action a = EVN_NONE;
         if (srv->ev.data) {
             evn__conn_enter(c);

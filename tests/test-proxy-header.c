@@ -13,7 +13,7 @@
  * bad, too long, missing, cut-short and late headers, a header of the
  * version not accepted and peers outside proxy_from close only their own
  * connection, silently (no opened, no closed), and are counted in the
- * loop's proxy_errors, while another connection on the same server is
+ * server's refused_proxy statistic, while another connection on the same server is
  * served; a peer that leaves before a byte is not counted; every
  * allocation on the way can fail without harm beyond its connection; a tls://
  * listener reads the header before the handshake; a header sent by
@@ -162,15 +162,15 @@ static void start(th_server *ts, struct state *s, const char *const *addrs, size
     start_with(ts, s, addrs, n);
 }
 
-/* Stop the server and return the loops' proxy_errors, read once their
- * threads are joined. */
+/* Stop the server and return its refused_proxy count (evn_server_stats),
+ * read once the loops are done. */
 static uint64_t finish(th_server *ts, struct state *s)
 {
     evn_shutdown(ts->srv);
     th_server_join(ts);
-    uint64_t errors = 0;
-    for (int i = 0; i < ts->srv->nloops; i++)
-        errors += ts->srv->loops[i].proxy_errors;
+    evn_stats st;
+    EXPECT_EQ_ERR(evn_server_stats(ts->srv, EVN_STATS_ALL, &st), 0);
+    uint64_t errors = st.refused_proxy;
     th_server_free(ts);
     EXPECT_EQ_INT(th_counter_get(&s->opened), th_counter_get(&s->closed));
     th_counter_destroy(&s->opened);

@@ -7,6 +7,7 @@
  *               with proxy= (--tcp-options 'proxy=v2'), the client the PROXY
  *               header named, so a deployment can check what reaches it
  *   POST /echo  the request body
+ *   GET /stats  evn's statistics, the server's and each loop's, as JSON
  *   else        404 (501 for a method it does not know)
  *
  * With --root DIR, GET and HEAD serve the files under DIR instead (static
@@ -63,6 +64,10 @@ static int64_t idle_timeout_ms = 75000;
 static int64_t request_timeout_ms = 10000;
 /* --root: the directory GET and HEAD are served from, or -1. */
 static int root_fd = -1;
+/* --stats-path: where GET answers with evn_server_stats as JSON ("" for
+ * nowhere). */
+static const char *stats_path = "/stats";
+static size_t stats_path_len = 6;
 
 /*
  * The Date header changes once a second. The ticker on loop 0 publishes the
@@ -115,7 +120,7 @@ static evn_action on_tick(evn_server *srv, int64_t *delay_ms)
     return EVN_NONE;
 }
 
-enum route { R_HELLO, R_IP, R_ECHO, R_FILE, R_NOT_FOUND, R_NOT_ALLOWED, R_NOT_IMPLEMENTED };
+enum route { R_HELLO, R_IP, R_ECHO, R_FILE, R_STATS, R_NOT_FOUND, R_NOT_ALLOWED, R_NOT_IMPLEMENTED };
 
 /* A file to answer with (route R_FILE), opened when the head arrived. */
 struct file_reply {
@@ -363,6 +368,59 @@ static bool answer_file(evn_conn *c, const struct date_cache *dc, struct reply *
     return ok;
 }
 
+/* One loop's counters, or the server's, as a JSON object's members. */
+static int put_stats(char *p, size_t room, const evn_stats *s)
+{
+    return snprintf(p, room,
+                    "\"conns_open\":%llu,\"conns_accepted\":%llu,\"conns_outbound\":%llu,"
+                    "\"conns_closed\":%llu,\"refused_max_conns\":%llu,\"refused_tls\":%llu,"
+                    "\"refused_proxy\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,"
+                    "\"turns\":%llu,\"events\":%llu,\"wait_ns\":%llu,\"work_ns\":%llu",
+                    (unsigned long long)s->conns_open, (unsigned long long)s->conns_accepted,
+                    (unsigned long long)s->conns_outbound, (unsigned long long)s->conns_closed,
+                    (unsigned long long)s->refused_max_conns, (unsigned long long)s->refused_tls,
+                    (unsigned long long)s->refused_proxy, (unsigned long long)s->bytes_in,
+                    (unsigned long long)s->bytes_out, (unsigned long long)s->turns,
+                    (unsigned long long)s->events, (unsigned long long)s->wait_ns,
+                    (unsigned long long)s->work_ns);
+}
+
+/* Room for one object of put_stats: 13 members, each name and 20 digits. */
+#define STATS_OBJ_MAX 640
+
+/*
+ * GET /stats: the server's counters and each loop's, as evn_server_stats
+ * gives them, in one JSON object:
+ *   {"backend":"epoll","nloops":2,"total":{...},"loops":[{"loop":0,...},...]}
+ * Each read while the loops run, so a loop's numbers and the total may
+ * differ by what happened in between. Returns false if it could not answer.
+ */
+static bool answer_stats(evn_conn *c, const struct date_cache *dc, const struct reply *r)
+{
+    evn_server *srv = evn_conn_server(c);
+    int nloops = evn_server_nloops(srv);
+    size_t cap = (size_t)(nloops + 1) * (STATS_OBJ_MAX + 32) + 128, n = 0;
+    char *body = malloc(cap);
+    evn_stats s;
+    if (!body || evn_server_stats(srv, EVN_STATS_ALL, &s) < 0) {
+        free(body);
+        return false;
+    }
+    n += (size_t)snprintf(body + n, cap - n, "{\"backend\":\"%s\",\"nloops\":%d,\"total\":{",
+                          evn_server_backend(srv), nloops);
+    n += (size_t)put_stats(body + n, cap - n, &s);
+    n += (size_t)snprintf(body + n, cap - n, "},\"loops\":[");
+    for (int i = 0; i < nloops && evn_server_stats(srv, i, &s) == 0; i++) {
+        n += (size_t)snprintf(body + n, cap - n, "%s{\"loop\":%d,", i ? "," : "", i);
+        n += (size_t)put_stats(body + n, cap - n, &s);
+        n += (size_t)snprintf(body + n, cap - n, "}");
+    }
+    n += (size_t)snprintf(body + n, cap - n, "]}\n");
+    respond_ext(c, dc, 200, r, "application/json", body, n, "Cache-Control: no-store\r\n", 25);
+    free(body);
+    return true;
+}
+
 /* Answer the request; false if the connection must close now. */
 static bool answer(evn_conn *c, const struct date_cache *dc, struct reply *r, const char *body,
                    size_t body_len)
@@ -388,6 +446,12 @@ static bool answer(evn_conn *c, const struct date_cache *dc, struct reply *r, co
         break;
     case R_FILE:
         return answer_file(c, dc, r);
+    case R_STATS:
+        if (!answer_stats(c, dc, r)) {
+            fail(c, dc, 500, r->head);
+            return false;
+        }
+        break;
     case R_NOT_FOUND:
         respond(c, dc, 404, r, "text/plain", "Not Found\r\n", 11);
         break;
@@ -472,7 +536,9 @@ static void route(const struct http_request *req, struct reply *r, const char **
 
     r->head = is(m, ml, "HEAD");
     bool get = r->head || is(m, ml, "GET");
-    if (get && is(path, pl, "/ip"))
+    if (get && pl == stats_path_len && stats_path_len && memcmp(path, stats_path, pl) == 0)
+        r->route = R_STATS;
+    else if (get && is(path, pl, "/ip"))
         r->route = R_IP;
     else if (get && root_fd >= 0)
         r->route = R_FILE;
@@ -932,6 +998,15 @@ static int set_request_timeout(const char *v)
     return 0;
 }
 
+static int set_stats_path(const char *v)
+{
+    if (*v && *v != '/')
+        return -1;
+    stats_path = v;
+    stats_path_len = strlen(v);
+    return 0;
+}
+
 static int set_root(const char *v)
 {
     int fd = open(v, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -962,6 +1037,10 @@ int main(int argc, char **argv)
          "--root DIR        serve the files under DIR for GET and HEAD (GET /ip and\n"
          "                    POST /echo stay)",
          set_root},
+        {"--stats-path",
+         "--stats-path PATH answer GET PATH with evn's statistics as JSON (default /stats,\n"
+         "                    before any file of that name; \"\" for none)",
+         set_stats_path},
     };
     struct ex_opts o = {.port = 8080, .udp_port = -1, .loops = 1};
     ex_parse_more(argc, argv, &o, "http-server", 0, more, sizeof more / sizeof more[0]);
