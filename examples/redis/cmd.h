@@ -79,8 +79,7 @@ bool open_typed(struct ctx *x, size_t i, int type, struct kref *r);
 
 /* Counters a loop keeps for INFO: its own thread writes them, any reads. */
 struct loop_stats {
-    _Atomic uint64_t conns_opened, conns_closed, rejected;
-    _Atomic uint64_t commands, net_in, net_out;
+    _Atomic uint64_t commands;
     _Atomic uint64_t hits, misses;
 } __attribute__((aligned(64)));
 

@@ -4,9 +4,9 @@
  * Fields about features this server does not have (replication, modules,
  * persistence, eviction) are left out, or 0 where tools expect them.
  *
- * The connection and traffic counters come from server_stats_get()
- * (redis-server.c), which sums the example's per-loop counters; the day evn
- * counts them itself, that function is the one place to change.
+ * The counters come from server_stats_get() (redis-server.c): connections
+ * and bytes are evn's own statistics (evn_server_stats), commands and key
+ * hits the example's per-loop counters.
  */
 #include "cmd.h"
 

@@ -61,6 +61,8 @@ static struct loop_state *loops;
 static int nloops;
 static bool setup_failed;
 static struct server_conf conf;
+/* For evn_server_stats, from INFO on any loop. */
+static evn_server *the_srv;
 
 /* Written by loop 0's ticker, read by INFO on any loop. */
 static struct expire_stats expire_st;
@@ -100,24 +102,25 @@ static uint64_t load(const _Atomic uint64_t *v)
     return atomic_load_explicit(v, memory_order_relaxed);
 }
 
-/* The loops' counters summed. With evn_server_stats() in the library, the
- * connection and byte counts would come from there. */
+/* The connection and byte counts are evn's (evn_server_stats), the
+ * commands and key hits the loops' own, summed. */
 void server_stats_get(struct server_stats *st)
 {
     memset(st, 0, sizeof *st);
-    uint64_t closed = 0;
+    evn_stats es;
+    if (the_srv && evn_server_stats(the_srv, EVN_STATS_ALL, &es) == 0) {
+        st->conns_received = es.conns_accepted;
+        st->conns_now = es.conns_open;
+        st->rejected = es.refused_max_conns;
+        st->net_in = es.bytes_in;
+        st->net_out = es.bytes_out;
+    }
     for (int i = 0; i < nloops; i++) {
         struct loop_stats *ls = &loops[i].stats;
-        st->conns_received += load(&ls->conns_opened);
-        closed += load(&ls->conns_closed);
-        st->rejected += load(&ls->rejected);
         st->commands += load(&ls->commands);
-        st->net_in += load(&ls->net_in);
-        st->net_out += load(&ls->net_out);
         st->hits += load(&ls->hits);
         st->misses += load(&ls->misses);
     }
-    st->conns_now = st->conns_received - closed;
     st->expire_capped = load(&expire_capped);
     st->expire_us = load(&expire_us);
     st->ops_per_sec = load(&ops_per_sec);
@@ -127,6 +130,7 @@ void server_stats_get(struct server_stats *st)
 
 static evn_action on_serving(evn_server *srv)
 {
+    the_srv = srv;
     nloops = evn_server_nloops(srv);
     commands_init();
     store = store_new(nloops > 1);
@@ -242,7 +246,6 @@ static void parser_move(struct resp_parser *to, struct resp_parser *from)
 
 static evn_action on_opened(evn_conn *c)
 {
-    stat_add(&loops[evn_conn_loop(c)].stats.conns_opened, 1);
     uint64_t id = atomic_fetch_add(&next_client_id, 1);
     if (id_fits(id)) {
         evn_conn_set_udata(c, bare(id));
@@ -259,7 +262,6 @@ static evn_action on_closed(evn_conn *c, int err)
 {
     (void)err;
     /* closed fires exactly for the connections opened fired for. */
-    stat_add(&loops[evn_conn_loop(c)].stats.conns_closed, 1);
     struct client *cl = client_get(c);
     if (cl)
         client_free(cl);
@@ -284,8 +286,6 @@ static evn_action on_data(evn_conn *c, const char *in, size_t len)
     size_t off = 0;
     /* Output only grows full when replies are handed to evn: ask then. */
     unsigned writes = r->writes - 1;
-    uint64_t sent = r->bytes;
-    stat_add(&ls->stats.net_in, len);
     reply_begin(r, c);
     while (off < len && act == EVN_NONE) {
         size_t used;
@@ -329,7 +329,6 @@ static evn_action on_data(evn_conn *c, const char *in, size_t len)
         }
     }
     reply_flush(r);
-    stat_add(&ls->stats.net_out, r->bytes - sent);
     client_trim(c);
     if (r->failed)
         return EVN_CLOSE;
