@@ -68,8 +68,9 @@ def say(msg=""):
     print(msg, flush=True)
 
 
-class Interrupted(Exception):
-    """SIGTERM, SIGINT or SIGHUP: stop, and clean up on the way out."""
+class Interrupted(BaseException):
+    """SIGTERM, SIGINT or SIGHUP: stop, and clean up on the way out (a
+    BaseException, so that no part takes it for its own failure)."""
 
 
 def on_signal(signum, _frame):
@@ -272,7 +273,8 @@ class Backend:
         for pid in set(self.pids) - self.reaped:
             try:
                 os.kill(pid, signal.SIGKILL)
-            except OSError:
+                self.reap(pid)
+            except (OSError, subprocess.TimeoutExpired):
                 pass
 
 
