@@ -10,6 +10,9 @@
 #                      threaded tests under TSan (build-tsan/)
 #   make test-kqueue   the suite on the kqueue backend, run over a kevent
 #                      emulation on Linux (build-kqueue/; tests/kqueue/)
+#   make demo-scale    three http-server hosts behind HAProxy (PROXY v2, health
+#                      checks), each a network namespace: spread, /ip, a rolling
+#                      upgrade under wrk, a killed backend (root; tests/scale/)
 #   make bench         Release build in build-bench/, then bench/run.sh (QUICK=1: short)
 #   make fuzz          fuzz every target with libFuzzer (fuzz/run.sh; FUZZ_SECONDS=60 each)
 #   make format        clang-format -i on all C sources (format-check: only check)
@@ -62,7 +65,7 @@ define configure
 endef
 
 .PHONY: all build setup run test test-sanitize test-asan test-tsan test-kqueue bench fuzz \
-        format format-check install clean help
+        format format-check install clean help demo-scale
 
 all: build
 
@@ -93,6 +96,14 @@ test:
 	@$(CMAKE) -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_ARGS) >/dev/null
 	@$(CMAKE) --build $(BUILD_DIR) -j $(JOBS)
 	cd $(BUILD_DIR) && $(CTEST) --output-on-failure --no-tests=error -j $(JOBS)
+
+# The scale-out test, run for a person to read: what each part shows, with
+# its numbers. It makes network namespaces, so it needs root.
+demo-scale:
+	@$(SETUP) test
+	$(call configure,$(BUILD_DIR),-DCMAKE_BUILD_TYPE=$(BUILD_TYPE))
+	@$(CMAKE) --build $(BUILD_DIR) -j $(JOBS) --target http-server
+	@python3 tests/scale/test_scale_haproxy.py --server $(BUILD_DIR)/examples/http-server
 
 # Both runs, even when the first fails, so that one go shows everything.
 test-sanitize:

@@ -16,7 +16,9 @@
 #             it); with tests/http, the HTTP
 #             clients (curl, wrk, ab, h2load); with tests/redis, Debian's
 #             redis-server to compare with, redis-cli, redis-benchmark,
-#             python3-redis and nutcracker (twemproxy, for the scale-out test)
+#             python3-redis and nutcracker (twemproxy, for the scale-out test);
+#             with tests/scale, haproxy (Debian's 2.6) and iproute2 (ip, to
+#             make the hosts as network namespaces)
 #   sanitize  same as test (gcc's ASan/UBSan/TSan runtimes come with
 #             build-essential: libasan8, libubsan1, libtsan2)
 #   examples  core + clients to try the example servers (nc, curl, redis-cli)
@@ -48,6 +50,7 @@ packages_for() {
         # The example servers' tests drive them with real clients.
         [ ! -d "$repo/tests/http" ] || echo curl wrk apache2-utils nghttp2-client
         [ ! -d "$repo/tests/redis" ] || echo redis-server redis-tools python3-redis nutcracker
+        [ ! -d "$repo/tests/scale" ] || echo haproxy iproute2
         ;;
     examples) packages_for core; echo netcat-openbsd curl redis-tools ;;
     tls) packages_for core; echo libssl-dev openssl ;;
@@ -122,6 +125,7 @@ command_of() {
     cmake | pkg-config | python3 | clang-format | curl | wrk | hyperfine | haproxy | h2o | \
         valgrind | strace | openssl) echo "$1" ;;
     redis-tools) echo redis-cli ;;
+    iproute2) echo ip ;;
     nutcracker) echo nutcracker ;;
     apache2-utils) echo ab ;;
     nghttp2-client) echo h2load ;;
