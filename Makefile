@@ -44,6 +44,9 @@ KQUEUE_DIR := build-kqueue
 # The sanitizer builds leave out the benchmark helpers.
 SAN_ARGS := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEVN_BUILD_BENCH=OFF
 
+# More ctest arguments for the sanitizer runs, e.g. SAN_CTEST_ARGS='-LE poll'.
+SAN_CTEST_ARGS ?=
+
 SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
            TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
@@ -113,13 +116,13 @@ test-asan:
 	@$(SETUP) core test
 	@$(CMAKE) -S . -B $(ASAN_DIR) -DEVN_SANITIZE=address$(,)undefined $(SAN_ARGS) $(CMAKE_ARGS) >/dev/null
 	@$(CMAKE) --build $(ASAN_DIR) -j $(JOBS)
-	cd $(ASAN_DIR) && $(SAN_ENV) $(CTEST) --output-on-failure --no-tests=error -j $(JOBS)
+	cd $(ASAN_DIR) && $(SAN_ENV) $(CTEST) --output-on-failure --no-tests=error -j $(JOBS) $(SAN_CTEST_ARGS)
 
 test-tsan:
 	@$(SETUP) core test
 	@$(CMAKE) -S . -B $(TSAN_DIR) -DEVN_SANITIZE=thread $(SAN_ARGS) $(CMAKE_ARGS) >/dev/null
 	@$(CMAKE) --build $(TSAN_DIR) -j $(JOBS)
-	cd $(TSAN_DIR) && $(SAN_ENV) $(TSAN_WRAP) $(CTEST) --output-on-failure --no-tests=error -j $(JOBS) -L threaded
+	cd $(TSAN_DIR) && $(SAN_ENV) $(TSAN_WRAP) $(CTEST) --output-on-failure --no-tests=error -j $(JOBS) -L threaded $(SAN_CTEST_ARGS)
 
 # Every test labelled kqueue: the C tests and the examples' integration tests
 # on the kqueue backend, and the emulation's own conformance test.
