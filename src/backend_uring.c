@@ -113,6 +113,8 @@ struct ur {
      * references and buffers, and the accepted peers' addresses, by event. */
     int n;
     struct evn__peer peers[EVN__FIRED_MIN];
+    /* Receives that ended for want of a buffer (and were armed again). */
+    long nobufs;
 };
 
 /* ---- whether io_uring works here ---- */
@@ -687,6 +689,8 @@ static void reap(struct evn_loop *loop, struct ur *u, const struct io_uring_cqe 
         }
         /* Ended, but still wanted: out of buffers (they come back before
          * the next submission), or cancelled and wanted again since. */
+        if (res == -ENOBUFS)
+            u->nobufs++;
         if (!more && (io->bstate & (ST_RECV_WANT | ST_CLOSED)) == ST_RECV_WANT &&
             (res > 0 || res == -ENOBUFS || res == -ECANCELED))
             arm_recv(u, io);
@@ -788,6 +792,9 @@ static void ur_stop(struct evn_loop *loop)
             break;
     }
     u->nmsgs = 0;
+    /* The registered descriptor is this thread's: let it go here, or the
+     * ring would live as long as the thread (the caller's, for loop 0). */
+    io_uring_unregister_ring_fd(&u->ring);
 }
 
 const struct evn__backend evn__backend_uring = {
@@ -804,3 +811,12 @@ const struct evn__backend evn__backend_uring = {
     .close = ur_close,
     .stop = ur_stop,
 };
+
+long evn__uring_nobufs(struct evn_server *srv)
+{
+    long n = 0;
+    for (int i = 0; i < srv->nloops; i++)
+        if (srv->loops[i].be == &evn__backend_uring && srv->loops[i].bdata)
+            n += ((struct ur *)srv->loops[i].bdata)->nobufs;
+    return n;
+}

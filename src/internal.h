@@ -305,6 +305,9 @@ EVN__HIDDEN extern const struct evn__backend evn__backend_uring;
 /* Whether io_uring can run here (set up and torn down once, then kept):
  * 0, or a negative errno, with evn_errmsg() saying why if say. Any thread. */
 EVN__HIDDEN int evn__uring_probe(bool say);
+/* Test hook: the receives the server's io_uring loops saw end for want of
+ * a buffer (each armed again). Read once the loops are done. */
+EVN__HIDDEN long evn__uring_nobufs(struct evn_server *srv);
 #endif
 
 /* Find a backend by name (NULL: EVN_BACKEND or the best). NULL if unknown. */
