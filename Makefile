@@ -44,7 +44,8 @@ KQUEUE_DIR := build-kqueue
 # The sanitizer builds leave out the benchmark helpers.
 SAN_ARGS := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEVN_BUILD_BENCH=OFF
 
-# More ctest arguments for the sanitizer runs, e.g. SAN_CTEST_ARGS='-LE poll'.
+# More ctest arguments for the sanitizer runs, e.g. SAN_CTEST_ARGS='-LE ^poll' (a
+# regular expression: 'poll' alone would match epoll too).
 SAN_CTEST_ARGS ?=
 
 SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
