@@ -17,6 +17,8 @@
  */
 #include "proxyproto.h"
 
+#include "check.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,20 +27,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c);                  \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
 /* An exact-size heap copy of data[0, n), so that ASan sees any read past
  * n even where the input goes on. */
 static uint8_t *copy_of(const uint8_t *data, size_t n)
 {
     uint8_t *copy = malloc(n ? n : 1);
-    CHECK(copy);
+    FUZZ_CHECK(copy);
     memcpy(copy, data, n);
     return copy;
 }
@@ -48,9 +42,9 @@ static ssize_t parse(const uint8_t *buf, size_t n, int versions, struct evn__pro
     const char *why = NULL;
     struct evn__proxy_hdr local;
     ssize_t rc = evn__proxy_parse(buf, n, versions, h ? h : &local, &why);
-    CHECK(rc >= 0 || rc == -ENOMSG || rc == -EBADMSG || rc == -EMSGSIZE);
+    FUZZ_CHECK(rc >= 0 || rc == -ENOMSG || rc == -EBADMSG || rc == -EMSGSIZE);
     if (rc < 0)
-        CHECK(why && why[0]);
+        FUZZ_CHECK(why && why[0]);
     return rc;
 }
 
@@ -80,7 +74,7 @@ static struct norm normalize(const struct sockaddr_storage *ss)
         memcpy(n.a + 12, &in->sin_addr, 4);
         n.port = in->sin_port;
     } else {
-        CHECK(ss->ss_family == AF_INET6);
+        FUZZ_CHECK(ss->ss_family == AF_INET6);
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
         memcpy(n.a, &in6->sin6_addr, 16);
         n.port = in6->sin6_port;
@@ -102,28 +96,28 @@ static ssize_t round_trip(int v, const struct sockaddr_storage *src,
 {
     ssize_t n = evn__proxy_encode(out, EVN__PROXY_ENCODE_MAX, v, false,
                                   (const struct sockaddr *)src, (const struct sockaddr *)dst);
-    CHECK(n > 0 && n <= EVN__PROXY_ENCODE_MAX);
-    CHECK(v != EVN__PROXY_V1 || n <= EVN__PROXY_V1_MAX);
+    FUZZ_CHECK(n > 0 && n <= EVN__PROXY_ENCODE_MAX);
+    FUZZ_CHECK(v != EVN__PROXY_V1 || n <= EVN__PROXY_V1_MAX);
     struct evn__proxy_hdr h;
     uint8_t *copy = copy_of(out, (size_t)n);
-    CHECK(parse(copy, (size_t)n, v, &h) == n);
+    FUZZ_CHECK(parse(copy, (size_t)n, v, &h) == n);
     free(copy); /* h.tlv is NULL: nothing points into it */
-    CHECK(h.tlv == NULL);
-    CHECK(h.version == v && h.command == EVN__PROXY_CMD_PROXY);
+    FUZZ_CHECK(h.tlv == NULL);
+    FUZZ_CHECK(h.version == v && h.command == EVN__PROXY_CMD_PROXY);
     bool v4 =
         (src->ss_family == AF_INET || mapped(src)) && (dst->ss_family == AF_INET || mapped(dst));
-    CHECK(h.family == (v4 ? EVN__PROXY_TCP4 : EVN__PROXY_TCP6));
+    FUZZ_CHECK(h.family == (v4 ? EVN__PROXY_TCP4 : EVN__PROXY_TCP6));
     struct norm a = normalize(src), b = normalize(&h.src);
-    CHECK(memcmp(&a, &b, sizeof a) == 0);
+    FUZZ_CHECK(memcmp(&a, &b, sizeof a) == 0);
     a = normalize(dst);
     b = normalize(&h.dst);
-    CHECK(memcmp(&a, &b, sizeof a) == 0);
+    FUZZ_CHECK(memcmp(&a, &b, sizeof a) == 0);
     /* The smallest buffer that fits is enough, one byte less is not. */
     uint8_t again[EVN__PROXY_ENCODE_MAX];
-    CHECK(evn__proxy_encode(again, (size_t)n, v, false, (const struct sockaddr *)src,
+    FUZZ_CHECK(evn__proxy_encode(again, (size_t)n, v, false, (const struct sockaddr *)src,
                             (const struct sockaddr *)dst) == n);
-    CHECK(memcmp(again, out, (size_t)n) == 0);
-    CHECK(evn__proxy_encode(again, (size_t)n - 1, v, false, (const struct sockaddr *)src,
+    FUZZ_CHECK(memcmp(again, out, (size_t)n) == 0);
+    FUZZ_CHECK(evn__proxy_encode(again, (size_t)n - 1, v, false, (const struct sockaddr *)src,
                             (const struct sockaddr *)dst) == -ENOBUFS);
     return n;
 }
@@ -131,20 +125,20 @@ static ssize_t round_trip(int v, const struct sockaddr_storage *src,
 static void check_header(const uint8_t *data, size_t size, int versions, ssize_t rc,
                          const struct evn__proxy_hdr *h)
 {
-    CHECK((size_t)rc <= size);
-    CHECK(h->version == EVN__PROXY_V1 || h->version == EVN__PROXY_V2);
-    CHECK(h->version & versions);
-    CHECK(data[0] == (h->version == EVN__PROXY_V1 ? 'P' : '\r'));
-    CHECK(rc <= (h->version == EVN__PROXY_V1 ? EVN__PROXY_V1_MAX : EVN__PROXY_V2_MAX));
-    CHECK(h->command == EVN__PROXY_CMD_LOCAL || h->command == EVN__PROXY_CMD_PROXY);
+    FUZZ_CHECK((size_t)rc <= size);
+    FUZZ_CHECK(h->version == EVN__PROXY_V1 || h->version == EVN__PROXY_V2);
+    FUZZ_CHECK(h->version & versions);
+    FUZZ_CHECK(data[0] == (h->version == EVN__PROXY_V1 ? 'P' : '\r'));
+    FUZZ_CHECK(rc <= (h->version == EVN__PROXY_V1 ? EVN__PROXY_V1_MAX : EVN__PROXY_V2_MAX));
+    FUZZ_CHECK(h->command == EVN__PROXY_CMD_LOCAL || h->command == EVN__PROXY_CMD_PROXY);
     if (h->version == EVN__PROXY_V1) {
-        CHECK(h->command == EVN__PROXY_CMD_PROXY);
-        CHECK(h->family == EVN__PROXY_TCP4 || h->family == EVN__PROXY_TCP6 ||
+        FUZZ_CHECK(h->command == EVN__PROXY_CMD_PROXY);
+        FUZZ_CHECK(h->family == EVN__PROXY_TCP4 || h->family == EVN__PROXY_TCP6 ||
               h->family == EVN__PROXY_UNKNOWN);
-        CHECK(data[rc - 2] == '\r' && data[rc - 1] == '\n');
+        FUZZ_CHECK(data[rc - 2] == '\r' && data[rc - 1] == '\n');
     }
     if (h->command == EVN__PROXY_CMD_LOCAL)
-        CHECK(h->family == EVN__PROXY_UNSPEC);
+        FUZZ_CHECK(h->family == EVN__PROXY_UNSPEC);
 
     int af;
     switch (h->family) {
@@ -161,26 +155,26 @@ static void check_header(const uint8_t *data, size_t size, int versions, ssize_t
         af = AF_UNIX;
         break;
     default:
-        CHECK(h->family == EVN__PROXY_UNSPEC || h->family == EVN__PROXY_UNKNOWN);
+        FUZZ_CHECK(h->family == EVN__PROXY_UNSPEC || h->family == EVN__PROXY_UNKNOWN);
         af = AF_UNSPEC;
     }
-    CHECK(h->src.ss_family == af && h->dst.ss_family == af);
+    FUZZ_CHECK(h->src.ss_family == af && h->dst.ss_family == af);
 
     /* TLVs: only after a v2 address block, ending where the header ends,
      * and each one findable. */
     if (h->tlv) {
-        CHECK(h->version == EVN__PROXY_V2 && af != AF_UNSPEC);
-        CHECK(h->tlv_len > 0);
-        CHECK(h->tlv > data && h->tlv + h->tlv_len == data + rc);
+        FUZZ_CHECK(h->version == EVN__PROXY_V2 && af != AF_UNSPEC);
+        FUZZ_CHECK(h->tlv_len > 0);
+        FUZZ_CHECK(h->tlv > data && h->tlv + h->tlv_len == data + rc);
         const uint8_t *t = h->tlv, *end = h->tlv + h->tlv_len;
         while (t < end) {
-            CHECK(end - t >= 3);
+            FUZZ_CHECK(end - t >= 3);
             size_t n = (size_t)t[1] << 8 | t[2];
-            CHECK(n <= (size_t)(end - t) - 3);
+            FUZZ_CHECK(n <= (size_t)(end - t) - 3);
             const uint8_t *val;
             size_t len;
-            CHECK(evn__proxy_tlv_find(h, t[0], &val, &len));
-            CHECK(val >= h->tlv && val + len <= end);
+            FUZZ_CHECK(evn__proxy_tlv_find(h, t[0], &val, &len));
+            FUZZ_CHECK(val >= h->tlv && val + len <= end);
             t += 3 + n;
         }
         /* A type is found exactly when a TLV has it, at its first one
@@ -193,18 +187,18 @@ static void check_header(const uint8_t *data, size_t size, int versions, ssize_t
                     if (t[0] == type)
                         first = t;
                 bool found = evn__proxy_tlv_find(h, (uint8_t)type, &val, &len);
-                CHECK(found == (first != NULL));
+                FUZZ_CHECK(found == (first != NULL));
                 if (found)
-                    CHECK(val == first + 3 && len == ((size_t)first[1] << 8 | first[2]));
+                    FUZZ_CHECK(val == first + 3 && len == ((size_t)first[1] << 8 | first[2]));
             }
         }
     } else {
-        CHECK(h->tlv_len == 0);
+        FUZZ_CHECK(h->tlv_len == 0);
     }
 
     /* The header is exactly rc bytes: one fewer is incomplete. */
-    CHECK(parse_copy(data, (size_t)rc, versions) == rc);
-    CHECK(parse_copy(data, (size_t)rc - 1, versions) == EVN__PROXY_INCOMPLETE);
+    FUZZ_CHECK(parse_copy(data, (size_t)rc, versions) == rc);
+    FUZZ_CHECK(parse_copy(data, (size_t)rc - 1, versions) == EVN__PROXY_INCOMPLETE);
 
     if (h->command == EVN__PROXY_CMD_PROXY &&
         (h->family == EVN__PROXY_TCP4 || h->family == EVN__PROXY_TCP6)) {
@@ -215,7 +209,7 @@ static void check_header(const uint8_t *data, size_t size, int versions, ssize_t
                          ? h->family == EVN__PROXY_TCP4
                          : !h->tlv && data[12] == 0x21 && !(mapped(&h->src) && mapped(&h->dst));
         if (exact)
-            CHECK(n == rc && memcmp(out, data, (size_t)rc) == 0);
+            FUZZ_CHECK(n == rc && memcmp(out, data, (size_t)rc) == 0);
     }
 }
 
@@ -234,38 +228,38 @@ static void check_parse(const uint8_t *data, size_t size)
         size_t k = size / 2;
         ssize_t rk = parse_copy(data, k, settings[i]);
         if (rc > 0)
-            CHECK(k < (size_t)rc ? rk == EVN__PROXY_INCOMPLETE : rk == rc);
+            FUZZ_CHECK(k < (size_t)rc ? rk == EVN__PROXY_INCOMPLETE : rk == rc);
         if (rk != EVN__PROXY_INCOMPLETE)
-            CHECK(rk == rc);
+            FUZZ_CHECK(rk == rc);
     }
     free(buf);
     /* "any" is the version the first byte names, or nothing. */
     if (size > 0 && data[0] == 'P')
-        CHECK(rcs[2] == rcs[0] && rcs[1] == -ENOMSG);
+        FUZZ_CHECK(rcs[2] == rcs[0] && rcs[1] == -ENOMSG);
     else if (size > 0 && data[0] == '\r')
-        CHECK(rcs[2] == rcs[1] && rcs[0] == -ENOMSG);
+        FUZZ_CHECK(rcs[2] == rcs[1] && rcs[0] == -ENOMSG);
     else if (size > 0)
-        CHECK(rcs[0] == -ENOMSG && rcs[1] == -ENOMSG && rcs[2] == -ENOMSG);
+        FUZZ_CHECK(rcs[0] == -ENOMSG && rcs[1] == -ENOMSG && rcs[2] == -ENOMSG);
 }
 
 static void check_cidrs(const uint8_t *data, size_t size)
 {
     char *copy = malloc(size ? size : 1), err[128];
-    CHECK(copy);
+    FUZZ_CHECK(copy);
     memcpy(copy, data, size);
     struct evn__proxy_cidrs set;
     int rc = evn__proxy_cidrs_parse(copy, size, &set, err, sizeof err);
     free(copy);
     if (rc < 0) {
-        CHECK(rc == -EINVAL && err[0]);
+        FUZZ_CHECK(rc == -EINVAL && err[0]);
         return;
     }
-    CHECK(rc == 0 && set.n >= 1 && set.n <= EVN__PROXY_CIDR_MAX);
+    FUZZ_CHECK(rc == 0 && set.n >= 1 && set.n <= EVN__PROXY_CIDR_MAX);
     for (unsigned i = 0; i < set.n; i++) {
         const struct evn__proxy_cidr *c = &set.e[i];
-        CHECK(c->v6 <= 1 && c->bits <= (c->v6 ? 128 : 32));
+        FUZZ_CHECK(c->v6 <= 1 && c->bits <= (c->v6 ? 128 : 32));
         for (unsigned b = c->bits; b < 128; b++)
-            CHECK(!(c->addr[b / 8] & (0x80u >> (b % 8))));
+            FUZZ_CHECK(!(c->addr[b / 8] & (0x80u >> (b % 8))));
         /* Each network holds its own first address, and an IPv4 one holds
          * it in mapped form too. */
         struct sockaddr_storage ss;
@@ -274,18 +268,18 @@ static void check_cidrs(const uint8_t *data, size_t size)
             struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
             in6->sin6_family = AF_INET6;
             memcpy(&in6->sin6_addr, c->addr, 16);
-            CHECK(evn__proxy_cidrs_match(&set, (struct sockaddr *)&ss));
+            FUZZ_CHECK(evn__proxy_cidrs_match(&set, (struct sockaddr *)&ss));
         } else {
             struct sockaddr_in *in = (struct sockaddr_in *)&ss;
             in->sin_family = AF_INET;
             memcpy(&in->sin_addr, c->addr, 4);
-            CHECK(evn__proxy_cidrs_match(&set, (struct sockaddr *)&ss));
+            FUZZ_CHECK(evn__proxy_cidrs_match(&set, (struct sockaddr *)&ss));
             struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
             memset(&ss, 0, sizeof ss);
             in6->sin6_family = AF_INET6;
             ((uint8_t *)&in6->sin6_addr)[10] = ((uint8_t *)&in6->sin6_addr)[11] = 0xFF;
             memcpy((uint8_t *)&in6->sin6_addr + 12, c->addr, 4);
-            CHECK(evn__proxy_cidrs_match(&set, (struct sockaddr *)&ss));
+            FUZZ_CHECK(evn__proxy_cidrs_match(&set, (struct sockaddr *)&ss));
         }
     }
 }
@@ -320,11 +314,11 @@ static void check_encode(const uint8_t *data, size_t size)
     /* LOCAL and missing addresses carry nothing. */
     struct evn__proxy_hdr h;
     ssize_t n = evn__proxy_encode(out, sizeof out, EVN__PROXY_V2, true, NULL, NULL);
-    CHECK(n == 16 && parse(out, 16, EVN__PROXY_ANY, &h) == 16);
-    CHECK(h.command == EVN__PROXY_CMD_LOCAL && h.src.ss_family == AF_UNSPEC);
+    FUZZ_CHECK(n == 16 && parse(out, 16, EVN__PROXY_ANY, &h) == 16);
+    FUZZ_CHECK(h.command == EVN__PROXY_CMD_LOCAL && h.src.ss_family == AF_UNSPEC);
     n = evn__proxy_encode(out, sizeof out, EVN__PROXY_V1, false, (struct sockaddr *)&a[0], NULL);
-    CHECK(n == 15 && parse(out, 15, EVN__PROXY_ANY, &h) == 15);
-    CHECK(h.family == EVN__PROXY_UNKNOWN && h.src.ss_family == AF_UNSPEC);
+    FUZZ_CHECK(n == 15 && parse(out, 15, EVN__PROXY_ANY, &h) == 15);
+    FUZZ_CHECK(h.family == EVN__PROXY_UNKNOWN && h.src.ss_family == AF_UNSPEC);
     /* Two unix paths (the same 37 bytes, zero-padded) go through v2. */
     struct sockaddr_un un[2];
     memset(un, 0, sizeof un);
@@ -334,10 +328,10 @@ static void check_encode(const uint8_t *data, size_t size)
     }
     n = evn__proxy_encode(out, sizeof out, EVN__PROXY_V2, false, (struct sockaddr *)&un[0],
                           (struct sockaddr *)&un[1]);
-    CHECK(n == 16 + 216 && parse(out, (size_t)n, EVN__PROXY_V2, &h) == n);
-    CHECK(h.family == EVN__PROXY_UNIX_STREAM && h.src.ss_family == AF_UNIX);
-    CHECK(memcmp(((struct sockaddr_un *)&h.src)->sun_path, un[0].sun_path, 108) == 0);
-    CHECK(memcmp(((struct sockaddr_un *)&h.dst)->sun_path, un[1].sun_path, 108) == 0);
+    FUZZ_CHECK(n == 16 + 216 && parse(out, (size_t)n, EVN__PROXY_V2, &h) == n);
+    FUZZ_CHECK(h.family == EVN__PROXY_UNIX_STREAM && h.src.ss_family == AF_UNIX);
+    FUZZ_CHECK(memcmp(((struct sockaddr_un *)&h.src)->sun_path, un[0].sun_path, 108) == 0);
+    FUZZ_CHECK(memcmp(((struct sockaddr_un *)&h.dst)->sun_path, un[1].sun_path, 108) == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
