@@ -48,9 +48,13 @@ SAN_ARGS := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEVN_BUILD_BENCH=OFF
 # regular expression: 'poll' alone would match epoll too).
 SAN_CTEST_ARGS ?=
 
+# die_after_fork=0: tests fork a child that runs a server (test-graceful's
+# signals), whose io_uring ring is made on a thread of its own; TSan refuses
+# threads after a fork of a threaded process unless told to go on.
+
 SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-           TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+           TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 die_after_fork=0" \
            EVN_TEST_QUICK=1
 
 # gcc 12's TSan runtime cannot cope with more than 28 bits of mmap ASLR
