@@ -16,7 +16,7 @@
 struct state {
     th_counter opened, closed;
     pthread_mutex_t mu;
-    evn_conn *conns[2]; /* the first two to open; loop thread only */
+    evn_conn *conns[2]; /* the first two to open; set NULL under mu */
     bool closing[2];    /* evn_conn_close was called on it; loop thread only */
     int close_err[2];   /* under mu */
     atomic_int inside_call; /* closed ran inside evn_conn_close */
@@ -58,8 +58,8 @@ static evn_action on_closed(evn_conn *c, int err)
     if (i >= 0) {
         pthread_mutex_lock(&s->mu);
         s->close_err[i] = err;
+        s->conns[i] = NULL; /* under mu: test_close_off_loop reads it */
         pthread_mutex_unlock(&s->mu);
-        s->conns[i] = NULL;
     }
     th_counter_add(&s->closed, 1);
     return EVN_NONE;
@@ -279,7 +279,10 @@ static void test_close_off_loop(void)
     th_server_start(&ts, &ev, &addr, 1);
     int fd = th_connect_srv(&ts, 0);
     TH_WAIT_COUNTER(&s.opened, 1);
-    EXPECT_EQ_ERR(evn_conn_close(s.conns[0], 0), -EPERM);
+    pthread_mutex_lock(&s.mu);
+    evn_conn *c = s.conns[0];
+    pthread_mutex_unlock(&s.mu);
+    EXPECT_EQ_ERR(evn_conn_close(c, 0), -EPERM);
     th_write_str(fd, "hello");
     EXPECT_READ_STR(fd, "hello");
     close(fd);
