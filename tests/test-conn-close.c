@@ -16,9 +16,9 @@
 struct state {
     th_counter opened, closed;
     pthread_mutex_t mu;
-    evn_conn *conns[2]; /* the first two to open; set NULL under mu */
-    bool closing[2];    /* evn_conn_close was called on it; loop thread only */
-    int close_err[2];   /* under mu */
+    evn_conn *conns[2];     /* the first two to open; set NULL under mu */
+    bool closing[2];        /* evn_conn_close was called on it; loop thread only */
+    int close_err[2];       /* under mu */
     atomic_int inside_call; /* closed ran inside evn_conn_close */
     atomic_int rc_again, rc_positive;
     atomic_int data_after_close;
