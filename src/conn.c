@@ -907,12 +907,16 @@ static bool wait_writable(struct evn_conn *c)
  * the memory chunks up to the next file region (EVN__IOV_MAX of them at
  * most) through the transport. Returns the bytes sent, with *want what was
  * offered (so that a short count means a full socket), or -1 with errno.
+ *
+ * A file region may take a whole turn's budget, not just what is left of
+ * it, so that one after a short header goes out in one sendfile; a turn
+ * moves at most twice the budget.
  */
-static ssize_t send_head(struct evn_conn *c, size_t budget, size_t *want)
+static ssize_t send_head(struct evn_conn *c, size_t *want)
 {
     struct evn__chunk *ch = c->out_head;
     if (!ch->buf)
-        return evn__file_send(c, ch, budget, want);
+        return evn__file_send(c, ch, EVN__WRITE_PER_TURN, want);
     struct iovec iov[EVN__IOV_MAX];
     int k = 0;
     for (; ch && ch->buf && k < EVN__IOV_MAX; ch = ch->next, k++) {
@@ -1049,10 +1053,7 @@ static bool flush(struct evn_conn *c)
             want = ch->len - ch->off;
             n = send(c->io.fd, ch->buf + ch->off, want, MSG_NOSIGNAL);
         } else {
-            /* A file region may take a whole turn's budget, not just what
-             * is left of it, so that one after a short header goes out in
-             * one sendfile; a turn moves at most twice the budget. */
-            n = send_head(c, c->flags & EVN__C_SLOWOUT ? EVN__WRITE_PER_TURN : budget, &want);
+            n = send_head(c, &want);
         }
         if (n < 0) {
             if (errno == EINTR)
@@ -1761,7 +1762,6 @@ static int queue_file(evn_conn *c, int fd, off_t offset, size_t length, bool own
     if (rc < 0 || !ch)
         return rc;
     out_append(c, ch, length);
-    c->flags |= EVN__C_SLOWOUT;
     if (c != c->loop->conns.cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW)))
         return mark_dirty(c);
     return 0;

@@ -492,7 +492,6 @@ enum {
     EVN__C_WSHUT = 1u << 15,      /* shut down our sending side once drained */
     EVN__C_WSHUT_DONE = 1u << 16, /* ... and it is done */
     EVN__C_LINGER = 1u << 17,     /* closed for the application; draining input */
-    EVN__C_SLOWOUT = 1u << 18,    /* output goes through the general path (files) */
     EVN__C_OPENING = 1u << 19,    /* the transport is not established: not opened yet */
     EVN__C_TPWAIT = 1u << 20,     /* the transport waits for tpmask, not the application */
     EVN__C_REREAD = 1u << 21,     /* on the resume list to read again (input in the transport) */
