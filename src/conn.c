@@ -902,6 +902,19 @@ static bool wait_writable(struct evn_conn *c)
     return true;
 }
 
+/* The memory chunks at the head of c's output, up to the next file region
+ * and EVN__IOV_MAX of them at most, as pieces for one send: how many. */
+static int out_iov(const struct evn_conn *c, struct iovec *iov)
+{
+    int k = 0;
+    for (struct evn__chunk *ch = c->out_head; ch && ch->buf && k < EVN__IOV_MAX;
+         ch = ch->next, k++) {
+        iov[k].iov_base = ch->buf + ch->off;
+        iov[k].iov_len = ch->len - ch->off;
+    }
+    return k;
+}
+
 /*
  * Send from the head of the queue: a file region with evn__file_send, or
  * the memory chunks up to the next file region (EVN__IOV_MAX of them at
@@ -918,11 +931,7 @@ static ssize_t send_head(struct evn_conn *c, size_t *want)
     if (!ch->buf)
         return evn__file_send(c, ch, EVN__WRITE_PER_TURN, want);
     struct iovec iov[EVN__IOV_MAX];
-    int k = 0;
-    for (; ch && ch->buf && k < EVN__IOV_MAX; ch = ch->next, k++) {
-        iov[k].iov_base = ch->buf + ch->off;
-        iov[k].iov_len = ch->len - ch->off;
-    }
+    int k = out_iov(c, iov);
     return c->tp->writev(c, iov, k, want);
 }
 
@@ -1012,11 +1021,7 @@ static bool flush_cq(struct evn_conn *c)
     if (!c->out_head)
         return out_empty(c);
     struct iovec iov[EVN__IOV_MAX];
-    int k = 0;
-    for (struct evn__chunk *ch = c->out_head; ch && ch->buf && k < EVN__IOV_MAX; ch = ch->next, k++) {
-        iov[k].iov_base = ch->buf + ch->off;
-        iov[k].iov_len = ch->len - ch->off;
-    }
+    int k = out_iov(c, iov);
     int rc = c->loop->be->send(c->loop, &c->io, iov, k);
     if (rc < 0) {
         evn__conn_close(c, rc);
