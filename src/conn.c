@@ -387,11 +387,11 @@ static int apply(struct evn_conn *c, struct reg before)
     return rc;
 }
 
-static void set_flags(struct evn_conn *c, uint32_t set, uint32_t clear)
+static int set_flags(struct evn_conn *c, uint32_t set, uint32_t clear)
 {
     struct reg before = reg_of(c);
     c->flags = (c->flags | set) & ~clear;
-    apply(c, before);
+    return apply(c, before);
 }
 
 void evn__conn_tpwait(struct evn_conn *c, int mask)
@@ -407,9 +407,7 @@ void evn__conn_tpwait(struct evn_conn *c, int mask)
 
 int evn__conn_set_flags(struct evn_conn *c, uint32_t set, uint32_t clear)
 {
-    struct reg before = reg_of(c);
-    c->flags = (c->flags | set) & ~clear;
-    return apply(c, before);
+    return set_flags(c, set, clear);
 }
 
 /* ---- the plain socket transport ---- */
