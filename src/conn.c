@@ -319,7 +319,8 @@ static size_t out_low(const struct evn_conn *c)
 int evn__conn_interest(const struct evn_conn *c)
 {
     if (c->flags & (EVN__C_CONNECTING | EVN__C_TPWAIT | EVN__C_UNREG)) {
-        /* Not on the poller yet (accept_fast): nothing to change there. */
+        /* Not registered (the accept fast path, a PROXY header read at
+         * once, a connect between addresses): nothing to change there. */
         if (c->flags & EVN__C_UNREG)
             return 0;
         /* Connecting: reading before the connect is done would only spin. */
@@ -520,11 +521,11 @@ void evn__conn_opened(struct evn_conn *c)
  * read at once, before the socket is ever registered with the poller. A
  * request answered in full by a connection that then closes costs accept4,
  * read, send and close, and no poller call at all (on a completion backend,
- * the read, and no operation for it, nor a turn's wait, before the answer). Whatever is left (the
- * connection stays open, output is pending, the read found nothing because
- * deferaccept gave up waiting) is registered at the end with the interest
- * the connection has by then; until that, interest() is 0, so set_flags
- * leaves the poller alone.
+ * the read is a plain one: no receive is armed, nor a turn waited for,
+ * before the answer). Whatever is left (the connection stays open, output is
+ * pending, the read found nothing because deferaccept gave up waiting) is
+ * registered at the end with the interest the connection has by then; until
+ * that, evn__conn_interest() is 0, so set_flags leaves the backend alone.
  */
 static void accept_fast(struct evn_conn *c)
 {

@@ -495,7 +495,7 @@ enum {
     EVN__C_OPENING = 1u << 19,    /* the transport is not established: not opened yet */
     EVN__C_TPWAIT = 1u << 20,     /* the transport waits for tpmask, not the application */
     EVN__C_REREAD = 1u << 21,     /* on the resume list to read again (input in the transport) */
-    EVN__C_UNREG = 1u << 22,      /* accept fast path: not on the poller yet (interest() is 0) */
+    EVN__C_UNREG = 1u << 22,      /* not registered with the backend: its interest is 0 */
     EVN__C_FRESH = 1u << 23,      /* the read just now emptied the socket (should_linger) */
     EVN__C_SPLICE = 1u << 24,     /* input is spliced to another connection (splice.c) */
     EVN__C_SPLWAIT = 1u << 25,    /* ... which cannot take more now: not reading */
