@@ -97,7 +97,7 @@ struct acceptor {
 /* A sendmsg's header and pieces, stable until the submission that takes it. */
 struct msg {
     struct msghdr mh;
-    struct iovec iov[64];
+    struct iovec iov[EVN__IOV_MAX];
 };
 
 struct ur {
@@ -484,9 +484,8 @@ static int ur_send(struct evn_loop *loop, struct evn__io *io, const struct iovec
         /* The kernel reads the header and pieces when it takes the entry
          * (IORING_FEAT_SUBMIT_STABLE): they must last until the enter. */
         struct msg *m = &u->msgs[u->nmsgs++];
-        int k = n < 64 ? n : 64;
-        memcpy(m->iov, iov, sizeof *iov * (size_t)k);
-        m->mh = (struct msghdr){.msg_iov = m->iov, .msg_iovlen = (size_t)k};
+        memcpy(m->iov, iov, sizeof *iov * (size_t)n);
+        m->mh = (struct msghdr){.msg_iov = m->iov, .msg_iovlen = (size_t)n};
         io_uring_prep_sendmsg(sqe, io->fd, &m->mh, MSG_NOSIGNAL);
     }
     io_uring_sqe_set_data64(sqe, tag(io, OP_SEND));

@@ -39,7 +39,6 @@
 #define EVN__RBUF_SIZE (64 * 1024)
 #define EVN__CHUNK_SIZE (16 * 1024 - sizeof(struct evn__chunk))
 #define EVN__CHUNK_POOL_MAX 64
-#define EVN__IOV_MAX 64
 #define EVN__OUT_HIGH (4u << 20)
 #define EVN__OUT_LOW (1u << 20)
 /* Fairness: at most this much is sent to one connection per loop turn. */

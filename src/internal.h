@@ -252,6 +252,8 @@ EVN__HIDDEN void evn__defer(struct evn_loop *loop, struct evn__defer *d);
 
 /* loop->fired has room for at least this many events from one wait. */
 #define EVN__FIRED_MIN 256
+/* The most pieces of output one send is given. */
+#define EVN__IOV_MAX 64
 
 /*
  * A backend, one per loop; `bdata` in the loop is the backend's. Readiness
@@ -283,7 +285,8 @@ struct evn__backend {
      * closed fds by itself may skip the work. */
     int (*del)(struct evn_loop *loop, struct evn__io *io, int oldmask, bool closing);
     int (*wait)(struct evn_loop *loop, int timeout_ms);
-    /* Completion I/O; NULL in a readiness backend. */
+    /* Completion I/O; NULL in a readiness backend. send takes at most
+     * EVN__IOV_MAX pieces. */
     void (*recv)(struct evn_loop *loop, struct evn__io *io, bool on);
     int (*send)(struct evn_loop *loop, struct evn__io *io, const struct iovec *iov, int n);
     int (*accept)(struct evn_loop *loop, struct evn__io *io, bool on);
