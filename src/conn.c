@@ -1210,6 +1210,25 @@ static void eof_close(struct evn_conn *c)
     evn__conn_close(c, 0);
 }
 
+/* Room for need more bytes of kept input: 0, -ENOMEM, or -ENOBUFS past
+ * EVN__KEPT_MAX. It grows by at least 64 KiB, and at least doubles. */
+static int in_reserve(struct evn__conn_ext *x, size_t need)
+{
+    if (x->in_cap - x->in_len >= need)
+        return 0;
+    size_t ncap = (size_t)x->in_len + (need > 65536 ? need : 65536);
+    if (ncap < (size_t)x->in_cap * 2)
+        ncap = (size_t)x->in_cap * 2;
+    if (ncap > EVN__KEPT_MAX)
+        return -ENOBUFS;
+    char *nb = evn__realloc(x->in, ncap);
+    if (!nb)
+        return -ENOMEM;
+    x->in = nb;
+    x->in_cap = (uint32_t)ncap;
+    return 0;
+}
+
 /* Where the next read goes: after the kept input, so the callback sees one
  * contiguous run, or into the loop's buffer. NULL with *err when the kept
  * input cannot grow: -ENOMEM, or -ENOBUFS past EVN__KEPT_MAX. */
@@ -1220,21 +1239,8 @@ static char *read_buffer(struct evn_conn *c, size_t *room, int *err)
         *room = c->loop->conns.rbuf_cap;
         return c->loop->conns.rbuf;
     }
-    if (x->in_cap - x->in_len < 16384) {
-        size_t ncap = (size_t)x->in_cap * 2 > (size_t)x->in_len + 65536 ? (size_t)x->in_cap * 2
-                                                                         : (size_t)x->in_len + 65536;
-        if (ncap > EVN__KEPT_MAX) {
-            *err = -ENOBUFS;
-            return NULL;
-        }
-        char *nb = evn__realloc(x->in, ncap);
-        if (!nb) {
-            *err = -ENOMEM;
-            return NULL;
-        }
-        x->in = nb;
-        x->in_cap = (uint32_t)ncap;
-    }
+    if ((*err = in_reserve(x, 16384)) < 0)
+        return NULL;
     *room = x->in_cap - x->in_len;
     return x->in + x->in_len;
 }
@@ -1318,20 +1324,8 @@ static bool keep_more(struct evn_conn *c, const char *buf, size_t n, int *err)
     if (!c->x || !c->x->in_len)
         return keep_input(c, buf, n, n, false);
     struct evn__conn_ext *x = c->x;
-    if (x->in_cap - x->in_len < n) {
-        size_t ncap = (size_t)x->in_len + n + 65536;
-        if (ncap < (size_t)x->in_cap * 2)
-            ncap = (size_t)x->in_cap * 2;
-        if (ncap > EVN__KEPT_MAX) {
-            *err = -ENOBUFS;
-            return false;
-        }
-        char *nb = evn__realloc(x->in, ncap);
-        if (!nb)
-            return false;
-        x->in = nb;
-        x->in_cap = (uint32_t)ncap;
-    }
+    if ((*err = in_reserve(x, n)) < 0)
+        return false;
     memcpy(x->in + x->in_len, buf, n);
     x->in_len += (uint32_t)n;
     return true;
