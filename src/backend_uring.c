@@ -97,7 +97,7 @@ struct acceptor {
 /* A sendmsg's header and pieces, stable until the submission that takes it. */
 struct msg {
     struct msghdr mh;
-    struct iovec iov[64];
+    struct iovec iov[EVN__IOV_MAX];
 };
 
 struct ur {
@@ -318,15 +318,24 @@ static int enable(struct ur *u)
     return 0;
 }
 
+/* Submit what is queued before the turn's wait, which frees the sendmsg
+ * headers (the kernel has taken them): 0 or -errno. */
+static int submit(struct ur *u)
+{
+    int rc = enable(u);
+    if (rc < 0)
+        return rc;
+    io_uring_submit(&u->ring);
+    u->nmsgs = 0;
+    return 0;
+}
+
 /* A free submission entry, submitting what is queued if there is none. */
 static struct io_uring_sqe *sqe_get(struct ur *u)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-    if (!sqe && enable(u) == 0) {
-        io_uring_submit(&u->ring);
-        u->nmsgs = 0;
+    if (!sqe && submit(u) == 0)
         sqe = io_uring_get_sqe(&u->ring);
-    }
     return sqe;
 }
 
@@ -463,10 +472,8 @@ static int ur_send(struct evn_loop *loop, struct evn__io *io, const struct iovec
     struct ur *u = loop->bdata;
     if (n > 1 && u->nmsgs == MSGS) {
         /* The headers of this turn's sendmsgs are all in use: submit them. */
-        if (enable(u) < 0)
+        if (submit(u) < 0)
             return -EBUSY;
-        io_uring_submit(&u->ring);
-        u->nmsgs = 0;
     }
     struct io_uring_sqe *sqe = sqe_get(u);
     if (!sqe)
@@ -477,9 +484,8 @@ static int ur_send(struct evn_loop *loop, struct evn__io *io, const struct iovec
         /* The kernel reads the header and pieces when it takes the entry
          * (IORING_FEAT_SUBMIT_STABLE): they must last until the enter. */
         struct msg *m = &u->msgs[u->nmsgs++];
-        int k = n < 64 ? n : 64;
-        memcpy(m->iov, iov, sizeof *iov * (size_t)k);
-        m->mh = (struct msghdr){.msg_iov = m->iov, .msg_iovlen = (size_t)k};
+        memcpy(m->iov, iov, sizeof *iov * (size_t)n);
+        m->mh = (struct msghdr){.msg_iov = m->iov, .msg_iovlen = (size_t)n};
         io_uring_prep_sendmsg(sqe, io->fd, &m->mh, MSG_NOSIGNAL);
     }
     io_uring_sqe_set_data64(sqe, tag(io, OP_SEND));
@@ -542,9 +548,7 @@ static int ur_close(struct evn_loop *loop, struct evn__io *io, bool keep_fd)
     if (keep_fd) {
         /* The application takes the socket next: nothing of the ring may
          * still touch it by then. */
-        if (io->refs && enable(u) == 0) {
-            io_uring_submit(&u->ring);
-            u->nmsgs = 0;
+        if (io->refs && submit(u) == 0) {
             struct io_uring_sync_cancel_reg reg = {
                 .fd = io->fd, .flags = IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL};
             reg.timeout.tv_sec = -1;

@@ -39,7 +39,6 @@
 #define EVN__RBUF_SIZE (64 * 1024)
 #define EVN__CHUNK_SIZE (16 * 1024 - sizeof(struct evn__chunk))
 #define EVN__CHUNK_POOL_MAX 64
-#define EVN__IOV_MAX 64
 #define EVN__OUT_HIGH (4u << 20)
 #define EVN__OUT_LOW (1u << 20)
 /* Fairness: at most this much is sent to one connection per loop turn. */
@@ -319,7 +318,8 @@ static size_t out_low(const struct evn_conn *c)
 int evn__conn_interest(const struct evn_conn *c)
 {
     if (c->flags & (EVN__C_CONNECTING | EVN__C_TPWAIT | EVN__C_UNREG)) {
-        /* Not on the poller yet (accept_fast): nothing to change there. */
+        /* Not registered (the accept fast path, a PROXY header read at
+         * once, a connect between addresses): nothing to change there. */
         if (c->flags & EVN__C_UNREG)
             return 0;
         /* Connecting: reading before the connect is done would only spin. */
@@ -387,11 +387,11 @@ static int apply(struct evn_conn *c, struct reg before)
     return rc;
 }
 
-static void set_flags(struct evn_conn *c, uint32_t set, uint32_t clear)
+static int set_flags(struct evn_conn *c, uint32_t set, uint32_t clear)
 {
     struct reg before = reg_of(c);
     c->flags = (c->flags | set) & ~clear;
-    apply(c, before);
+    return apply(c, before);
 }
 
 void evn__conn_tpwait(struct evn_conn *c, int mask)
@@ -407,9 +407,7 @@ void evn__conn_tpwait(struct evn_conn *c, int mask)
 
 int evn__conn_set_flags(struct evn_conn *c, uint32_t set, uint32_t clear)
 {
-    struct reg before = reg_of(c);
-    c->flags = (c->flags | set) & ~clear;
-    return apply(c, before);
+    return set_flags(c, set, clear);
 }
 
 /* ---- the plain socket transport ---- */
@@ -522,11 +520,11 @@ void evn__conn_opened(struct evn_conn *c)
  * read at once, before the socket is ever registered with the poller. A
  * request answered in full by a connection that then closes costs accept4,
  * read, send and close, and no poller call at all (on a completion backend,
- * the read, and no operation for it, nor a turn's wait, before the answer). Whatever is left (the
- * connection stays open, output is pending, the read found nothing because
- * deferaccept gave up waiting) is registered at the end with the interest
- * the connection has by then; until that, interest() is 0, so set_flags
- * leaves the poller alone.
+ * the read is a plain one: no receive is armed, nor a turn waited for,
+ * before the answer). Whatever is left (the connection stays open, output is
+ * pending, the read found nothing because deferaccept gave up waiting) is
+ * registered at the end with the interest the connection has by then; until
+ * that, evn__conn_interest() is 0, so set_flags leaves the backend alone.
  */
 static void accept_fast(struct evn_conn *c)
 {
@@ -902,23 +900,36 @@ static bool wait_writable(struct evn_conn *c)
     return true;
 }
 
+/* The memory chunks at the head of c's output, up to the next file region
+ * and EVN__IOV_MAX of them at most, as pieces for one send: how many. */
+static int out_iov(const struct evn_conn *c, struct iovec *iov)
+{
+    int k = 0;
+    for (struct evn__chunk *ch = c->out_head; ch && ch->buf && k < EVN__IOV_MAX;
+         ch = ch->next, k++) {
+        iov[k].iov_base = ch->buf + ch->off;
+        iov[k].iov_len = ch->len - ch->off;
+    }
+    return k;
+}
+
 /*
  * Send from the head of the queue: a file region with evn__file_send, or
  * the memory chunks up to the next file region (EVN__IOV_MAX of them at
  * most) through the transport. Returns the bytes sent, with *want what was
  * offered (so that a short count means a full socket), or -1 with errno.
+ *
+ * A file region may take a whole turn's budget, not just what is left of
+ * it, so that one after a short header goes out in one sendfile; a turn
+ * moves at most twice the budget.
  */
-static ssize_t send_head(struct evn_conn *c, size_t budget, size_t *want)
+static ssize_t send_head(struct evn_conn *c, size_t *want)
 {
     struct evn__chunk *ch = c->out_head;
     if (!ch->buf)
-        return evn__file_send(c, ch, budget, want);
+        return evn__file_send(c, ch, EVN__WRITE_PER_TURN, want);
     struct iovec iov[EVN__IOV_MAX];
-    int k = 0;
-    for (; ch && ch->buf && k < EVN__IOV_MAX; ch = ch->next, k++) {
-        iov[k].iov_base = ch->buf + ch->off;
-        iov[k].iov_len = ch->len - ch->off;
-    }
+    int k = out_iov(c, iov);
     return c->tp->writev(c, iov, k, want);
 }
 
@@ -1008,11 +1019,7 @@ static bool flush_cq(struct evn_conn *c)
     if (!c->out_head)
         return out_empty(c);
     struct iovec iov[EVN__IOV_MAX];
-    int k = 0;
-    for (struct evn__chunk *ch = c->out_head; ch && ch->buf && k < EVN__IOV_MAX; ch = ch->next, k++) {
-        iov[k].iov_base = ch->buf + ch->off;
-        iov[k].iov_len = ch->len - ch->off;
-    }
+    int k = out_iov(c, iov);
     int rc = c->loop->be->send(c->loop, &c->io, iov, k);
     if (rc < 0) {
         evn__conn_close(c, rc);
@@ -1049,10 +1056,7 @@ static bool flush(struct evn_conn *c)
             want = ch->len - ch->off;
             n = send(c->io.fd, ch->buf + ch->off, want, MSG_NOSIGNAL);
         } else {
-            /* A file region may take a whole turn's budget, not just what
-             * is left of it, so that one after a short header goes out in
-             * one sendfile; a turn moves at most twice the budget. */
-            n = send_head(c, c->flags & EVN__C_SLOWOUT ? EVN__WRITE_PER_TURN : budget, &want);
+            n = send_head(c, &want);
         }
         if (n < 0) {
             if (errno == EINTR)
@@ -1206,6 +1210,25 @@ static void eof_close(struct evn_conn *c)
     evn__conn_close(c, 0);
 }
 
+/* Room for need more bytes of kept input: 0, -ENOMEM, or -ENOBUFS past
+ * EVN__KEPT_MAX. It grows by at least 64 KiB, and at least doubles. */
+static int in_reserve(struct evn__conn_ext *x, size_t need)
+{
+    if (x->in_cap - x->in_len >= need)
+        return 0;
+    size_t ncap = (size_t)x->in_len + (need > 65536 ? need : 65536);
+    if (ncap < (size_t)x->in_cap * 2)
+        ncap = (size_t)x->in_cap * 2;
+    if (ncap > EVN__KEPT_MAX)
+        return -ENOBUFS;
+    char *nb = evn__realloc(x->in, ncap);
+    if (!nb)
+        return -ENOMEM;
+    x->in = nb;
+    x->in_cap = (uint32_t)ncap;
+    return 0;
+}
+
 /* Where the next read goes: after the kept input, so the callback sees one
  * contiguous run, or into the loop's buffer. NULL with *err when the kept
  * input cannot grow: -ENOMEM, or -ENOBUFS past EVN__KEPT_MAX. */
@@ -1216,21 +1239,8 @@ static char *read_buffer(struct evn_conn *c, size_t *room, int *err)
         *room = c->loop->conns.rbuf_cap;
         return c->loop->conns.rbuf;
     }
-    if (x->in_cap - x->in_len < 16384) {
-        size_t ncap = (size_t)x->in_cap * 2 > (size_t)x->in_len + 65536 ? (size_t)x->in_cap * 2
-                                                                         : (size_t)x->in_len + 65536;
-        if (ncap > EVN__KEPT_MAX) {
-            *err = -ENOBUFS;
-            return NULL;
-        }
-        char *nb = evn__realloc(x->in, ncap);
-        if (!nb) {
-            *err = -ENOMEM;
-            return NULL;
-        }
-        x->in = nb;
-        x->in_cap = (uint32_t)ncap;
-    }
+    if ((*err = in_reserve(x, 16384)) < 0)
+        return NULL;
     *room = x->in_cap - x->in_len;
     return x->in + x->in_len;
 }
@@ -1314,20 +1324,8 @@ static bool keep_more(struct evn_conn *c, const char *buf, size_t n, int *err)
     if (!c->x || !c->x->in_len)
         return keep_input(c, buf, n, n, false);
     struct evn__conn_ext *x = c->x;
-    if (x->in_cap - x->in_len < n) {
-        size_t ncap = (size_t)x->in_len + n + 65536;
-        if (ncap < (size_t)x->in_cap * 2)
-            ncap = (size_t)x->in_cap * 2;
-        if (ncap > EVN__KEPT_MAX) {
-            *err = -ENOBUFS;
-            return false;
-        }
-        char *nb = evn__realloc(x->in, ncap);
-        if (!nb)
-            return false;
-        x->in = nb;
-        x->in_cap = (uint32_t)ncap;
-    }
+    if ((*err = in_reserve(x, n)) < 0)
+        return false;
     memcpy(x->in + x->in_len, buf, n);
     x->in_len += (uint32_t)n;
     return true;
@@ -1761,7 +1759,6 @@ static int queue_file(evn_conn *c, int fd, off_t offset, size_t length, bool own
     if (rc < 0 || !ch)
         return rc;
     out_append(c, ch, length);
-    c->flags |= EVN__C_SLOWOUT;
     if (c != c->loop->conns.cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW)))
         return mark_dirty(c);
     return 0;

@@ -252,6 +252,8 @@ EVN__HIDDEN void evn__defer(struct evn_loop *loop, struct evn__defer *d);
 
 /* loop->fired has room for at least this many events from one wait. */
 #define EVN__FIRED_MIN 256
+/* The most pieces of output one send is given. */
+#define EVN__IOV_MAX 64
 
 /*
  * A backend, one per loop; `bdata` in the loop is the backend's. Readiness
@@ -283,7 +285,8 @@ struct evn__backend {
      * closed fds by itself may skip the work. */
     int (*del)(struct evn_loop *loop, struct evn__io *io, int oldmask, bool closing);
     int (*wait)(struct evn_loop *loop, int timeout_ms);
-    /* Completion I/O; NULL in a readiness backend. */
+    /* Completion I/O; NULL in a readiness backend. send takes at most
+     * EVN__IOV_MAX pieces. */
     void (*recv)(struct evn_loop *loop, struct evn__io *io, bool on);
     int (*send)(struct evn_loop *loop, struct evn__io *io, const struct iovec *iov, int n);
     int (*accept)(struct evn_loop *loop, struct evn__io *io, bool on);
@@ -492,11 +495,10 @@ enum {
     EVN__C_WSHUT = 1u << 15,      /* shut down our sending side once drained */
     EVN__C_WSHUT_DONE = 1u << 16, /* ... and it is done */
     EVN__C_LINGER = 1u << 17,     /* closed for the application; draining input */
-    EVN__C_SLOWOUT = 1u << 18,    /* output goes through the general path (files) */
     EVN__C_OPENING = 1u << 19,    /* the transport is not established: not opened yet */
     EVN__C_TPWAIT = 1u << 20,     /* the transport waits for tpmask, not the application */
     EVN__C_REREAD = 1u << 21,     /* on the resume list to read again (input in the transport) */
-    EVN__C_UNREG = 1u << 22,      /* accept fast path: not on the poller yet (interest() is 0) */
+    EVN__C_UNREG = 1u << 22,      /* not registered with the backend: its interest is 0 */
     EVN__C_FRESH = 1u << 23,      /* the read just now emptied the socket (should_linger) */
     EVN__C_SPLICE = 1u << 24,     /* input is spliced to another connection (splice.c) */
     EVN__C_SPLWAIT = 1u << 25,    /* ... which cannot take more now: not reading */
