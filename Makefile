@@ -111,7 +111,7 @@ demo-scale:
 	@$(SETUP) test
 	$(call configure,$(BUILD_DIR),-DCMAKE_BUILD_TYPE=$(BUILD_TYPE))
 	@$(CMAKE) --build $(BUILD_DIR) -j $(JOBS) --target http-server
-	@python3 tests/scale/test_scale_haproxy.py --server $(BUILD_DIR)/examples/http-server
+	@PYTHONDONTWRITEBYTECODE=1 python3 tests/scale/test_scale_haproxy.py --server $(BUILD_DIR)/examples/http-server
 
 # Both runs, even when the first fails, so that one go shows everything.
 test-sanitize:

@@ -74,6 +74,26 @@ static void buf_free(struct buf *b)
     memset(b, 0, sizeof *b);
 }
 
+/*
+ * The per-connection table both floors index by descriptor: grown (doubling,
+ * the new entries zeroed) until fd fits. Returns the table, which may have
+ * moved; *n is its length in entries of `size` bytes.
+ */
+static void *fd_table_grow(void *table, size_t *n, size_t size, int fd)
+{
+    if ((size_t)fd < *n)
+        return table;
+    size_t m = *n ? *n : 1024;
+    while (m <= (size_t)fd)
+        m *= 2;
+    char *t = realloc(table, m * size);
+    if (!t)
+        die("realloc");
+    memset(t + *n * size, 0, (m - *n) * size);
+    *n = m;
+    return t;
+}
+
 static void buf_printf(struct buf *b, const char *fmt, long v)
 {
     char tmp[128];

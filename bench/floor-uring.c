@@ -140,16 +140,7 @@ static void buf_release(struct buf *b)
 
 static struct conn *conn_get(int fd)
 {
-    if ((size_t)fd >= nconns) {
-        size_t n = nconns ? nconns : 1024;
-        while (n <= (size_t)fd)
-            n *= 2;
-        conns = realloc(conns, n * sizeof *conns);
-        if (!conns)
-            die("realloc");
-        memset(conns + nconns, 0, (n - nconns) * sizeof *conns);
-        nconns = n;
-    }
+    conns = fd_table_grow(conns, &nconns, sizeof *conns, fd);
     return &conns[fd];
 }
 

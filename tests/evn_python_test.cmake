@@ -39,10 +39,14 @@ function(evn_python_test name script)
     set(T_SKIP_RETURN_CODE 77)
   endif()
   set(props TIMEOUT ${T_TIMEOUT} SKIP_RETURN_CODE ${T_SKIP_RETURN_CODE})
+  # No __pycache__ in the source tree: nothing ignores it there, and one
+  # was committed once.
+  set(env PYTHONDONTWRITEBYTECODE=1)
   set(cmd ${EVN_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/${script} ${T_ARGS})
   if(T_NO_BACKENDS)
     add_test(NAME ${name} COMMAND ${cmd})
-    set_tests_properties(${name} PROPERTIES ${props} LABELS "${T_LABELS}")
+    set_tests_properties(${name} PROPERTIES ${props} ENVIRONMENT "${env}"
+      LABELS "${T_LABELS}")
     return()
   endif()
   if(NOT T_BACKENDS)
@@ -53,6 +57,6 @@ function(evn_python_test name script)
     list(TRANSFORM T_LABELS REPLACE "@BACKEND@" ${b} OUTPUT_VARIABLE labels)
     add_test(NAME ${name}.${b} COMMAND ${bcmd})
     set_tests_properties(${name}.${b} PROPERTIES ${props}
-      ENVIRONMENT "EVN_BACKEND=${b}" LABELS "${labels}")
+      ENVIRONMENT "EVN_BACKEND=${b};${env}" LABELS "${labels}")
   endforeach()
 endfunction()

@@ -11,6 +11,7 @@ the exit it expects, and the time-outs only turn a hang into a failure.
 """
 
 import os
+import queue
 import re
 import select
 import shutil
@@ -294,6 +295,39 @@ class Server:
         for srv in cls.started:
             if srv.alive():
                 srv.kill()
+
+
+class Lines:
+    """The lines of a server's stdout or stderr as a queue to wait on, all
+    of them kept (self.all). A server that upgrades itself hands its pipes on,
+    so one Lines reads every generation."""
+
+    def __init__(self, stream):
+        self.q = queue.Queue()
+        self.all = []
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream):
+        for raw in iter(stream.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\n")
+            self.all.append(line)
+            self.q.put(line)
+        self.q.put(None)
+
+    def wait_for(self, pattern):
+        """The match of the next line matching pattern; None at EOF or after
+        IO_TIMEOUT without one."""
+        deadline = time.monotonic() + IO_TIMEOUT
+        while True:
+            try:
+                line = self.q.get(timeout=max(deadline - time.monotonic(), 0.001))
+            except queue.Empty:
+                return None
+            if line is None:
+                return None
+            m = re.search(pattern, line)
+            if m:
+                return m
 
 
 # ---------------------------------------------------------------- clients

@@ -1015,6 +1015,24 @@ void th_missing_tool_(const char *tool, const char *package, const char *file, i
                  why);
 }
 
+bool th_make_cert_(char *cert, char *key, size_t size, const char *file, int line)
+{
+    if (!th_have_command("openssl")) {
+        th_missing_tool_("openssl", "openssl", file, line);
+        return false;
+    }
+    th_tmppath(cert, size, "cert.pem");
+    th_tmppath(key, size, "key.pem");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout %s -out %s -days 1 -subj /CN=localhost >/dev/null 2>&1",
+             key, cert);
+    if (system(cmd) != 0)
+        th_fail_(file, line, true, "the openssl command could not make a certificate: %s", cmd);
+    return true;
+}
+
 bool th_have_ipv6(void)
 {
     int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -273,5 +273,11 @@ bool th_have_command(const char *name);
  * message names the Debian package that has it. */
 void th_missing_tool_(const char *tool, const char *package, const char *file, int line);
 #define th_missing_tool(tool, package) th_missing_tool_((tool), (package), __FILE__, __LINE__)
+/* A throwaway self-signed EC certificate for CN=localhost, made by the
+ * openssl command in th_tmpdir(): its paths in cert and key (size bytes
+ * each). Without the command, false after th_missing_tool(); the subtest
+ * then returns. The command failing ends the subtest. */
+bool th_make_cert_(char *cert, char *key, size_t size, const char *file, int line);
+#define th_make_cert(cert, key, size) th_make_cert_((cert), (key), (size), __FILE__, __LINE__)
 
 #endif

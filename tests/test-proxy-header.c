@@ -88,9 +88,8 @@ static evn_action on_opened(evn_conn *c)
     struct state *s = st(c);
     size_t l = evn_conn_listener(c);
     if (l == EVN_OUTBOUND) {
-        atomic_store(&s->rc_after_open,
-                     evn_connect_proxy_header(evn_conn_server(c), evn_conn_id(c), EVN_PROXY_V2,
-                                              NULL, NULL));
+        atomic_store(&s->rc_after_open, evn_connect_proxy_header(evn_conn_server(c), evn_conn_id(c),
+                                                                 EVN_PROXY_V2, NULL, NULL));
     } else if (l == 1 && s->relay) {
         /* The relay's entry: nothing written, the target answers. */
         relay_open(c);
@@ -660,18 +659,6 @@ static void test_outbound_errors(void)
 #ifdef EVN_HAVE_TLS
 static char cert[256], key[256];
 
-static bool make_cert(void)
-{
-    char cmd[1024];
-    th_tmppath(cert, sizeof cert, "srv.pem");
-    th_tmppath(key, sizeof key, "srv.key");
-    snprintf(cmd, sizeof cmd,
-             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-             "-keyout %s -out %s -days 1 -subj /CN=localhost >/dev/null 2>&1",
-             key, cert);
-    return system(cmd) == 0;
-}
-
 /* Read a line through TLS. */
 static void ssl_expect(SSL *ssl, const char *want)
 {
@@ -689,11 +676,8 @@ static void ssl_expect(SSL *ssl, const char *want)
  * handshake; the application sees the header's client. */
 static void test_tls_listener(void)
 {
-    if (!th_have_command("openssl")) {
-        th_missing_tool("openssl", "openssl");
+    if (!th_make_cert(cert, key, sizeof cert))
         return;
-    }
-    ASSERT_TRUE(make_cert());
     char url[700];
     snprintf(url, sizeof url, "tls://127.0.0.1:0?cert=%s&key=%s&proxy=v2", cert, key);
     const char *addr = url;
@@ -737,11 +721,8 @@ static void test_tls_listener(void)
  * handshake. */
 static void test_outbound_tls(void)
 {
-    if (!th_have_command("openssl")) {
-        th_missing_tool("openssl", "openssl");
+    if (!th_make_cert(cert, key, sizeof cert))
         return;
-    }
-    ASSERT_TRUE(make_cert());
     char target[700];
     snprintf(target, sizeof target, "tls://127.0.0.1:0?cert=%s&key=%s&proxy=v2", cert, key);
     const char *addrs[] = {target, "tcp://127.0.0.1:0"};

@@ -383,31 +383,14 @@ static void test_max_conns(void)
     state_destroy(&st);
 }
 
-#ifdef EVN_HAVE_TLS
-static bool make_cert(char *cert, char *key)
-{
-    char cmd[1024];
-    th_tmppath(cert, 256, "stats-cert.pem");
-    th_tmppath(key, 256, "stats-key.pem");
-    snprintf(cmd, sizeof cmd,
-             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-             "-keyout %s -out %s -days 1 -subj /CN=localhost >/dev/null 2>&1",
-             key, cert);
-    return system(cmd) == 0;
-}
-#endif
-
 static void test_tls_refused(void)
 {
 #ifndef EVN_HAVE_TLS
     th_skip("evn was built without TLS");
 #else
-    if (!th_have_command("openssl")) {
-        th_missing_tool("openssl", "openssl");
-        return;
-    }
     char cert[256], key[256], url[700];
-    ASSERT_TRUE(make_cert(cert, key));
+    if (!th_make_cert(cert, key, sizeof cert))
+        return;
     snprintf(url, sizeof url, "tls://127.0.0.1:0?cert=%s&key=%s", cert, key);
     struct state st;
     state_init(&st);

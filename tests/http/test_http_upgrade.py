@@ -27,7 +27,6 @@ Usage: test_http_upgrade.py --server PATH [--backend NAME] [--args "..."]
 import argparse
 import ctypes
 import os
-import queue
 import re
 import shlex
 import shutil
@@ -46,38 +45,6 @@ KEEPALIVE_CLIENTS = 50
 NEWCONN_CLIENTS = 4
 REQUEST = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 BODY = b"Hello World!\r\n"
-
-
-class Lines:
-    """The lines a stream of the servers prints (every generation shares the
-    pipe), as a queue to wait on, and all of them kept."""
-
-    def __init__(self, stream):
-        self.q = queue.Queue()
-        self.all = []
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
-
-    def _read(self, stream):
-        for raw in iter(stream.readline, b""):
-            line = raw.decode(errors="replace").rstrip("\n")
-            self.all.append(line)
-            self.q.put(line)
-        self.q.put(None)
-
-    def wait_for(self, pattern):
-        """The match of the next line matching pattern; None at EOF or after
-        IO_TIMEOUT without one."""
-        deadline = time.monotonic() + es.IO_TIMEOUT
-        while True:
-            try:
-                line = self.q.get(timeout=max(deadline - time.monotonic(), 0.001))
-            except queue.Empty:
-                return None
-            if line is None:
-                return None
-            m = re.search(pattern, line)
-            if m:
-                return m
 
 
 class Stats:
@@ -131,12 +98,6 @@ def read_response(s, buf):
     return status, headers, rest[:n], rest[n:]
 
 
-def connect(port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=es.IO_TIMEOUT)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
-
-
 def one_exchange(stats, s, buf, request, keepalive=True):
     """Send request, read its response: (closed, rest), or None after
     counting an error."""
@@ -167,7 +128,7 @@ def one_exchange(stats, s, buf, request, keepalive=True):
 def keepalive_client(port, stats, stop):
     while not stop.is_set():
         try:
-            s = connect(port)
+            s = es.connect(port)
         except ConnectionRefusedError as e:
             stats.error("refused", repr(e))
             continue
@@ -195,7 +156,7 @@ def newconn_client(port, stats, stop):
     req = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
     while not stop.is_set():
         try:
-            s = connect(port)
+            s = es.connect(port)
         except ConnectionRefusedError as e:
             stats.error("refused", repr(e))
             continue
@@ -239,7 +200,7 @@ def main():
     env = dict(os.environ, NOTIFY_SOCKET=os.path.join(d, "notify"))
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
                             env=env)
-    out, err = Lines(proc.stdout), Lines(proc.stderr)
+    out, err = es.Lines(proc.stdout), es.Lines(proc.stderr)
     stop = threading.Event()
     threads = []
     pids = [proc.pid]
@@ -265,7 +226,7 @@ def main():
             half = None
             if i == 3:
                 # A request half sent when the upgrade begins.
-                half = connect(port)
+                half = es.connect(port)
                 half.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")
             if i == 5:
                 upgrade_fails(exe, cur, err)

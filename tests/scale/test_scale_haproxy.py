@@ -42,7 +42,6 @@ import csv
 import ctypes
 import io
 import os
-import queue
 import re
 import shutil
 import signal
@@ -210,36 +209,6 @@ class Net:
 # ---------------------------------------------------------------- servers
 
 
-class Lines:
-    """A stream's lines as a queue to wait on (every generation of an
-    upgraded server shares its first one's pipes), all of them kept."""
-
-    def __init__(self, stream):
-        self.q = queue.Queue()
-        self.all = []
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
-
-    def _read(self, stream):
-        for raw in iter(stream.readline, b""):
-            line = raw.decode(errors="replace").rstrip("\n")
-            self.all.append(line)
-            self.q.put(line)
-        self.q.put(None)
-
-    def wait_for(self, pattern):
-        end = time.monotonic() + DEADLINE
-        while True:
-            try:
-                line = self.q.get(timeout=max(end - time.monotonic(), 0.001))
-            except queue.Empty:
-                return None
-            if line is None:
-                return None
-            m = re.search(pattern, line)
-            if m:
-                return m
-
-
 class Backend:
     def __init__(self, net, host, exe, backend):
         self.host = host
@@ -250,7 +219,7 @@ class Backend:
                               bufsize=0)
         self.pids = [self.proc.pid]
         self.reaped = set()
-        self.out, self.err = Lines(self.proc.stdout), Lines(self.proc.stderr)
+        self.out, self.err = es.Lines(self.proc.stdout), es.Lines(self.proc.stderr)
         if not self.out.wait_for(r"\d+ loops?, \w+ backend$"):
             raise es.Failure(f"{host}: http-server did not start: {self.err.all[-5:]}")
 
@@ -312,7 +281,7 @@ backend evn
         self.proc = net.popen("lb", shutil.which("haproxy") or "/usr/sbin/haproxy", "-f",
                               self.cfg, "-db", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               bufsize=0)
-        self.log = Lines(self.proc.stdout)
+        self.log = es.Lines(self.proc.stdout)
         poll_until("HAProxy's admin socket answers", self._answers)
 
     def _answers(self):
