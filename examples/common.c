@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -400,28 +401,86 @@ static bool upgrade(const char *name, evn_server *srv)
     return false;
 }
 
-struct upgrader {
+/*
+ * SIGUSR2 only marks that an upgrade is asked for; loop 0's ticker (ex_tick,
+ * every EX_UPGRADE_POLL_MS) then starts the thread that does it, since a
+ * hand-off blocks until the new copy answers. No thread waits beforehand: a
+ * process with one loop stays single-threaded, and the C library skips its
+ * locking and cancellation work on every system call and allocation.
+ */
+#define EX_UPGRADE_POLL_MS 100
+
+static volatile sig_atomic_t usr2_seen;
+
+static void on_usr2(int sig)
+{
+    (void)sig;
+    usr2_seen = 1;
+}
+
+static struct {
     const char *name;
     evn_server *srv;
     pthread_t thread;
-    atomic_bool quit;
-};
+    bool started;        /* thread was made and is not joined yet */
+    atomic_bool running; /* an upgrade is under way */
+    /* The example's own ticker, which ex_tick calls when it falls due. */
+    evn_action (*tick)(evn_server *srv, int64_t *delay_ms);
+    int64_t tick_delay, tick_due;
+} up;
 
-/* Waits for SIGUSR2, blocked in every other thread, and upgrades; a hand-off
- * blocks until the new copy answers, which is why it has a thread. */
 static void *upgrader_main(void *arg)
 {
-    struct upgrader *u = arg;
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGUSR2);
-    for (;;) {
-        int sig;
-        if (sigwait(&set, &sig) != 0 || atomic_load(&u->quit))
-            return NULL;
-        if (upgrade(u->name, u->srv))
-            return NULL;
+    (void)arg;
+    upgrade(up.name, up.srv);
+    atomic_store(&up.running, false);
+    return NULL;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* SIGUSR2 came: start the upgrade's thread, unless one is under way. */
+static void start_upgrade(void)
+{
+    if (atomic_load(&up.running))
+        return;
+    usr2_seen = 0;
+    if (!ex_argv) {
+        fprintf(stderr, "%s: SIGUSR2: this program cannot start itself again\n", up.name);
+        return;
     }
+    if (up.started)
+        pthread_join(up.thread, NULL);
+    atomic_store(&up.running, true);
+    up.started = pthread_create(&up.thread, NULL, upgrader_main, NULL) == 0;
+    if (!up.started) {
+        atomic_store(&up.running, false);
+        fprintf(stderr, "%s: upgrade failed: cannot start a thread\n", up.name);
+    }
+}
+
+static evn_action ex_tick(evn_server *srv, int64_t *delay_ms)
+{
+    if (usr2_seen)
+        start_upgrade();
+    evn_action a = EVN_NONE;
+    int64_t next = EX_UPGRADE_POLL_MS;
+    if (up.tick && up.tick_delay >= 0) {
+        int64_t now = mono_ms();
+        if (now >= up.tick_due) {
+            a = up.tick(srv, &up.tick_delay);
+            up.tick_due = now + up.tick_delay;
+        }
+        if (up.tick_delay >= 0 && up.tick_due - now < next)
+            next = up.tick_due > now ? up.tick_due - now : 0;
+    }
+    *delay_ms = next;
+    return a;
 }
 
 int ex_run(const char *name, evn_events *ev, const struct ex_opts *o)
@@ -488,6 +547,12 @@ int ex_run_ext(const char *name, evn_events *ev, const struct ex_opts *o, const 
         ev->tls_handshake_timeout_ms = o->tls_handshake_ms;
     if (!ev->serving)
         ev->serving = ex_print_serving;
+    /* The ticker watches for SIGUSR2, and runs the example's own as due. */
+    up.name = name;
+    up.tick = ev->tick;
+    up.tick_delay = 1000;
+    up.tick_due = 0;
+    ev->tick = ex_tick;
 
     evn_server *srv;
     int rc = evn_server_new(&srv, ev, addrs, n);
@@ -497,6 +562,7 @@ int ex_run_ext(const char *name, evn_events *ev, const struct ex_opts *o, const 
                 evn_errmsg());
         return 1;
     }
+    up.srv = rc == 0 ? srv : NULL;
     if (rc < 0) {
         /* The message often ends with the errno's text already. */
         const char *msg = evn_errmsg(), *why = evn_strerror(rc);
@@ -506,25 +572,22 @@ int ex_run_ext(const char *name, evn_events *ev, const struct ex_opts *o, const 
     /* SIGINT or SIGTERM: let connections finish for up to 10 s; a second
      * signal stops at once. */
     rc = evn_server_stop_on_signals(srv, EX_DRAIN_MS);
-    /* SIGUSR2: upgrade, on a thread of its own that alone takes it. */
-    struct upgrader up = {.name = name, .srv = srv};
-    sigset_t usr2, oldmask;
-    sigemptyset(&usr2);
-    sigaddset(&usr2, SIGUSR2);
-    pthread_sigmask(SIG_BLOCK, &usr2, &oldmask);
-    atomic_init(&up.quit, false);
-    bool upgrader = ex_argv && rc == 0 && pthread_create(&up.thread, NULL, upgrader_main, &up) == 0;
+    /* SIGUSR2: upgrade (see ex_tick). */
+    struct sigaction sa = {.sa_handler = on_usr2, .sa_flags = SA_RESTART}, oldsa;
+    bool upgrader = rc == 0;
+    if (upgrader)
+        sigaction(SIGUSR2, &sa, &oldsa);
     /* The listeners are bound (or inherited): connections queue from now. */
     if (rc == 0)
         notify_systemd("READY=1");
     if (rc == 0)
         rc = evn_server_run(srv);
     if (upgrader) {
-        atomic_store(&up.quit, true);
-        pthread_kill(up.thread, SIGUSR2);
-        pthread_join(up.thread, NULL);
+        sigaction(SIGUSR2, &oldsa, NULL);
+        if (up.started)
+            pthread_join(up.thread, NULL);
+        up.started = false;
     }
-    pthread_sigmask(SIG_SETMASK, &oldmask, NULL);
     if (stopped)
         stopped(srv);
     evn_server_free(srv);
