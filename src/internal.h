@@ -977,8 +977,6 @@ EVN__HIDDEN bool evn__dial_timeout(struct evn_conn *c);
 EVN__HIDDEN void evn__dial_free(struct evn_conn *c);
 /* The loop is being freed: stop every lookup, free the cache. */
 EVN__HIDDEN void evn__resolver_free(struct evn_loop *loop);
-/* For the tests: how many names the loop has cached (answered, unexpired). */
-EVN__HIDDEN size_t evn__resolver_cached(struct evn_loop *loop);
 
 /* One name being looked up, and then kept while its TTL lasts (resolve.c). */
 struct evn__lookup;
