@@ -283,8 +283,7 @@ static int dial(evn_server *srv, struct evn_loop *loop, const char *url, const s
     d->family = u->family;
     /* A handshake must not wait forever (see evn_connect). */
     if (tls && timeout_ms == 0)
-        timeout_ms = srv->ev.tls_handshake_timeout_ms > 0 ? srv->ev.tls_handshake_timeout_ms
-                                                          : EVN__TLS_HANDSHAKE_MS;
+        timeout_ms = evn__tls_handshake_ms(srv);
     d->timeout_ms = timeout_ms;
     c->x->dial = d;
 #ifdef EVN_HAVE_TLS
@@ -388,8 +387,7 @@ int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udat
 #endif
             tls = NULL;
             if (timeout_ms == 0)
-                timeout_ms = srv->ev.tls_handshake_timeout_ms > 0 ? srv->ev.tls_handshake_timeout_ms
-                                                                  : EVN__TLS_HANDSHAKE_MS;
+                timeout_ms = evn__tls_handshake_ms(srv);
         }
     }
     if (c && timeout_ms > 0 && evn__conn_deadline(c, timeout_ms) < 0) {

@@ -1014,6 +1014,13 @@ EVN__HIDDEN void evn__mech_posted(struct evn_loop *loop, void *job);
 /* Default for evn_events.tls_handshake_timeout_ms. */
 #define EVN__TLS_HANDSHAKE_MS 10000
 
+/* How long a TLS handshake may take: the server's setting, or the default. */
+static inline int64_t evn__tls_handshake_ms(const struct evn_server *srv)
+{
+    return srv->ev.tls_handshake_timeout_ms > 0 ? srv->ev.tls_handshake_timeout_ms
+                                                : EVN__TLS_HANDSHAKE_MS;
+}
+
 #ifdef EVN_HAVE_TLS
 /* Build l->tls from l->url (certificate, key, CA, verify, ALPN). On failure
  * err names the file and OpenSSL's reason; -ENOENT, -EINVAL or -ENOMEM. */
