@@ -412,10 +412,11 @@ EVN__HIDDEN bool evn__inherited_describe(int fd, int origin, struct evn__inherit
  * l->url parsed): first from the server's own (handed over), then from
  * systemd's (read from LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES on first
  * use). Writes up to max descriptors to fds, non-blocking and close-on-exec,
- * now l's, and returns how many (0: bind as usual), with *origin set.
+ * now l's, and returns how many (0: bind as usual), with *first set to the
+ * description of fds[0].
  */
 EVN__HIDDEN int evn__inherit_claim(struct evn_server *srv, const struct evn__listener *l,
-                                   int *fds, int max, int *origin);
+                                   int *fds, int max, struct evn__inherited *first);
 /* Close the handed-over sockets no listener took. */
 EVN__HIDDEN void evn__inherit_release(struct evn_server *srv);
 
