@@ -90,6 +90,24 @@ static int numeric_addr(const char *url, const struct evn__url *u, struct sockad
     return -EINVAL;
 }
 
+/* A non-blocking, close-on-exec stream socket for a connect, with
+ * TCP_NODELAY if nodelay: the descriptor, or -errno. */
+static int stream_socket(int family, bool nodelay)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+#ifdef EVN__NEED_FCNTL
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    evn__set_nonblock(fd, true);
+#endif
+    if (nodelay) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    return fd;
+}
+
 /* ---- host names ---- */
 
 /* Add "ADDRESS: reason" to what the dial tells evn_errmsg() at the end. */
@@ -130,17 +148,11 @@ static void try_next(struct evn_conn *c, struct evn__dial *d)
             a.in6.sin6_port = htons((uint16_t)d->port);
             len = sizeof a.in6;
         }
-        int fd = socket(a.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int fd = stream_socket(a.sa.sa_family, true);
         if (fd < 0) {
-            note(d, &a, err = -errno);
+            note(d, &a, err = fd);
             continue;
         }
-#ifdef EVN__NEED_FCNTL
-        fcntl(fd, F_SETFD, FD_CLOEXEC);
-        evn__set_nonblock(fd, true);
-#endif
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (connect(fd, &a.sa, len) < 0 && errno != EINPROGRESS) {
             note(d, &a, err = -errno);
             close(fd);
@@ -283,8 +295,7 @@ static int dial(evn_server *srv, struct evn_loop *loop, const char *url, const s
     d->family = u->family;
     /* A handshake must not wait forever (see evn_connect). */
     if (tls && timeout_ms == 0)
-        timeout_ms = srv->ev.tls_handshake_timeout_ms > 0 ? srv->ev.tls_handshake_timeout_ms
-                                                          : EVN__TLS_HANDSHAKE_MS;
+        timeout_ms = evn__tls_handshake_ms(srv);
     d->timeout_ms = timeout_ms;
     c->x->dial = d;
 #ifdef EVN_HAVE_TLS
@@ -338,19 +349,11 @@ int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udat
     if (rc == 1)
         return dial(srv, loop, url, &u, timeout_ms, udata, id);
 
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = stream_socket(ss.ss_family, u.proto == EVN__TCP);
     if (fd < 0) {
-        rc = -errno;
-        evn__set_errmsg("%s: socket: %s", url, evn_strerror(rc));
-        return rc;
+        evn__set_errmsg("%s: socket: %s", url, evn_strerror(fd));
+        return fd;
     }
-#ifdef EVN__NEED_FCNTL
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-    evn__set_nonblock(fd, true);
-#endif
-    int one = 1;
-    if (u.proto == EVN__TCP)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     /* The session first: a bad CA or certificate file is reported before
      * any packet leaves. */
     struct evn__tls *tls = NULL;
@@ -388,8 +391,7 @@ int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udat
 #endif
             tls = NULL;
             if (timeout_ms == 0)
-                timeout_ms = srv->ev.tls_handshake_timeout_ms > 0 ? srv->ev.tls_handshake_timeout_ms
-                                                                  : EVN__TLS_HANDSHAKE_MS;
+                timeout_ms = evn__tls_handshake_ms(srv);
         }
     }
     if (c && timeout_ms > 0 && evn__conn_deadline(c, timeout_ms) < 0) {

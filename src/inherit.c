@@ -178,25 +178,21 @@ static bool matches(const struct evn__listener *l, const struct evn__inherited *
  * its address and port) to fds, up to max; returns how many.
  */
 static int take_from(const struct evn__listener *l, struct evn__inherited *list, size_t *n,
-                     int *fds, int max, int *origin)
+                     int *fds, int max, struct evn__inherited *first)
 {
-    struct sockaddr_storage first;
-    socklen_t first_len = 0;
     int k = 0;
     for (size_t i = 0; i < *n && k < max;) {
         struct evn__inherited *in = &list[i];
         bool ok = matches(l, in);
         if (ok && k > 0)
-            ok = in->addrlen == first_len && memcmp(&in->addr, &first, first_len) == 0;
+            ok = in->addrlen == first->addrlen &&
+                 memcmp(&in->addr, &first->addr, first->addrlen) == 0;
         if (!ok) {
             i++;
             continue;
         }
-        if (k == 0) {
-            first = in->addr;
-            first_len = in->addrlen;
-            *origin = in->origin;
-        }
+        if (k == 0)
+            *first = *in;
         evn__set_nonblock(in->fd, true);
         fds[k++] = in->fd;
         list[i] = list[--*n];
@@ -205,13 +201,13 @@ static int take_from(const struct evn__listener *l, struct evn__inherited *list,
 }
 
 int evn__inherit_claim(struct evn_server *srv, const struct evn__listener *l, int *fds, int max,
-                       int *origin)
+                       struct evn__inherited *first)
 {
     pthread_mutex_lock(&sd_lock);
-    int k = take_from(l, srv->inh, &srv->ninh, fds, max, origin);
+    int k = take_from(l, srv->inh, &srv->ninh, fds, max, first);
     if (k == 0) {
         sd_load();
-        k = take_from(l, sd_socks, &sd_nsocks, fds, max, origin);
+        k = take_from(l, sd_socks, &sd_nsocks, fds, max, first);
         if (sd_nsocks == 0) {
             free(sd_socks);
             sd_socks = NULL;

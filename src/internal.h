@@ -415,10 +415,11 @@ EVN__HIDDEN bool evn__inherited_describe(int fd, int origin, struct evn__inherit
  * l->url parsed): first from the server's own (handed over), then from
  * systemd's (read from LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES on first
  * use). Writes up to max descriptors to fds, non-blocking and close-on-exec,
- * now l's, and returns how many (0: bind as usual), with *origin set.
+ * now l's, and returns how many (0: bind as usual), with *first set to the
+ * description of fds[0].
  */
 EVN__HIDDEN int evn__inherit_claim(struct evn_server *srv, const struct evn__listener *l,
-                                   int *fds, int max, int *origin);
+                                   int *fds, int max, struct evn__inherited *first);
 /* Close the handed-over sockets no listener took. */
 EVN__HIDDEN void evn__inherit_release(struct evn_server *srv);
 
@@ -979,8 +980,6 @@ EVN__HIDDEN bool evn__dial_timeout(struct evn_conn *c);
 EVN__HIDDEN void evn__dial_free(struct evn_conn *c);
 /* The loop is being freed: stop every lookup, free the cache. */
 EVN__HIDDEN void evn__resolver_free(struct evn_loop *loop);
-/* For the tests: how many names the loop has cached (answered, unexpired). */
-EVN__HIDDEN size_t evn__resolver_cached(struct evn_loop *loop);
 
 /* One name being looked up, and then kept while its TTL lasts (resolve.c). */
 struct evn__lookup;
@@ -1017,6 +1016,13 @@ EVN__HIDDEN void evn__mech_posted(struct evn_loop *loop, void *job);
 
 /* Default for evn_events.tls_handshake_timeout_ms. */
 #define EVN__TLS_HANDSHAKE_MS 10000
+
+/* How long a TLS handshake may take: the server's setting, or the default. */
+static inline int64_t evn__tls_handshake_ms(const struct evn_server *srv)
+{
+    return srv->ev.tls_handshake_timeout_ms > 0 ? srv->ev.tls_handshake_timeout_ms
+                                                : EVN__TLS_HANDSHAKE_MS;
+}
 
 #ifdef EVN_HAVE_TLS
 /* Build l->tls from l->url (certificate, key, CA, verify, ALPN). On failure

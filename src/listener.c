@@ -270,25 +270,25 @@ static void format_url(struct evn__listener *l)
 
 /*
  * Serve l from the k inherited sockets fds[0..k), which are l's from now on
- * (closed with it). They are used as they are, bound and listening by
- * whoever made them; only the TCP options that apply to a listening socket
- * are set. A reuseport listener with fewer of them than loops binds more
- * beside them when they allow it (SO_REUSEPORT), so each loop has its own.
+ * (closed with it); d describes fds[0]. They are used as they are, bound and
+ * listening by whoever made them; only the TCP options that apply to a
+ * listening socket are set. A reuseport listener with fewer of them than
+ * loops binds more beside them when they allow it (SO_REUSEPORT), so each
+ * loop has its own.
  */
-static int adopt(struct evn__listener *l, const char *url, const int *fds, int k, int nloops,
-                 char *err, size_t errlen)
+static int adopt(struct evn__listener *l, const char *url, const int *fds, int k,
+                 const struct evn__inherited *d, int nloops, char *err, size_t errlen)
 {
-    struct evn__inherited d;
     int n = k;
-    evn__inherited_describe(fds[0], l->origin, &d);
-    memcpy(&l->addr, &d.addr, d.addrlen);
-    l->addrlen = d.addrlen;
+    l->origin = d->origin;
+    memcpy(&l->addr, &d->addr, d->addrlen);
+    l->addrlen = d->addrlen;
     /* fdname= may pick a unix socket of another path than the URL's. */
-    if (d.addr.ss_family == AF_UNIX) {
-        const struct sockaddr_un *un = (const struct sockaddr_un *)&d.addr;
+    if (d->addr.ss_family == AF_UNIX) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)&d->addr;
         snprintf(l->url.path, sizeof l->url.path, "%.*s", (int)sizeof un->sun_path, un->sun_path);
     }
-    if (l->url.reuseport && k < nloops && d.reuseport && l->url.proto != EVN__UNIX)
+    if (l->url.reuseport && k < nloops && d->reuseport && l->url.proto != EVN__UNIX)
         n = nloops;
     if (n == 1) {
         l->fd = fds[0];
@@ -303,7 +303,7 @@ static int adopt(struct evn__listener *l, const char *url, const int *fds, int k
         l->nfds = n;
         l->fd = fds[0];
     }
-    for (int i = 0; i < k && l->url.proto == EVN__TCP && d.addr.ss_family != AF_UNIX; i++) {
+    for (int i = 0; i < k && l->url.proto == EVN__TCP && d->addr.ss_family != AF_UNIX; i++) {
         const char *what = tcp_tuning(fds[i], &l->url);
         if (what) {
             int e = errno;
@@ -352,9 +352,10 @@ int evn__listener_open(struct evn_server *srv, struct evn__listener *l, const ch
     if ((rc = resolve(l, url, err, errlen)) < 0)
         return rc;
     int inherited[EVN__INHERIT_MAX];
-    int k = evn__inherit_claim(srv, l, inherited, EVN__INHERIT_MAX, &l->origin);
+    struct evn__inherited first;
+    int k = evn__inherit_claim(srv, l, inherited, EVN__INHERIT_MAX, &first);
     if (k > 0)
-        return adopt(l, url, inherited, k, nloops, err, errlen);
+        return adopt(l, url, inherited, k, &first, nloops, err, errlen);
     if (l->url.proto == EVN__UNIX && (rc = clear_stale_unix(l, url, err, errlen)) < 0)
         return rc;
 

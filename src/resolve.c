@@ -285,16 +285,6 @@ void evn__resolve_drop(struct evn__dial *d)
     unlink_dial(d);
 }
 
-size_t evn__resolver_cached(struct evn_loop *loop)
-{
-    size_t n = 0;
-    struct evn__resolver *r = loop->resolver;
-    int64_t now = evn__now_ms();
-    for (struct evn__lookup *lk = r ? r->lookups : NULL; lk; lk = lk->next)
-        n += !lk->pending && lk->addrs && lk->expires_ms > now;
-    return n;
-}
-
 void evn__resolver_free(struct evn_loop *loop)
 {
     struct evn__resolver *r = loop->resolver;

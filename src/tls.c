@@ -522,12 +522,11 @@ static void tls_ready(struct evn_conn *c, int mask)
 
 void evn__tls_accept(struct evn_conn *c, struct evn__listener *l)
 {
-    int64_t ms = c->loop->srv->ev.tls_handshake_timeout_ms;
     /* Not opened until the handshake is done: a failure before is silent. */
     c->flags |= EVN__C_OPENING;
     evn__conn_tpwait(c, EVN__READ);
     if (!evn__conn_ext(c) || tls_new(c, l) < 0 ||
-        evn__conn_deadline(c, ms > 0 ? ms : EVN__TLS_HANDSHAKE_MS) < 0) {
+        evn__conn_deadline(c, evn__tls_handshake_ms(c->loop->srv)) < 0) {
         evn__conn_close(c, -ENOMEM);
         return;
     }
