@@ -38,7 +38,16 @@
 
 #define EVN__RBUF_SIZE (64 * 1024)
 #define EVN__CHUNK_SIZE (16 * 1024 - sizeof(struct evn__chunk))
-#define EVN__CHUNK_POOL_MAX 64
+/* Spare chunks a loop keeps: no more than it once had in use at the same
+ * time, and at most this many (8 MiB). A completion backend holds each
+ * connection's output until its send completes, so under pipelined large
+ * replies hundreds are in use at once; a pool smaller than that hands the
+ * rest to malloc and back every turn, and the allocator returning them to
+ * the system costs a page fault per page on the next turn. */
+#define EVN__CHUNK_POOL_MAX 512
+/* A write up to this size is copied into pool-sized chunks; larger, into
+ * one chunk of its own. */
+#define EVN__CHUNK_SPLIT_MAX (16 * EVN__CHUNK_SIZE)
 #define EVN__OUT_HIGH (4u << 20)
 #define EVN__OUT_LOW (1u << 20)
 /* Fairness: at most this much is sent to one connection per loop turn. */
@@ -1694,6 +1703,42 @@ static void output_failed(struct evn_conn *c, uint32_t flag)
         mark_dirty(c);
 }
 
+/*
+ * The rest of evn_write, for more than a chunk's worth: p[0..n) copied into
+ * new chunks, the last n of len bytes written. Pool-sized chunks up to
+ * EVN__CHUNK_SPLIT_MAX, so that they go back to the pool when sent; beyond,
+ * one chunk of its own.
+ */
+static int write_chunks(struct evn_conn *c, const char *p, size_t n, size_t len)
+{
+    struct evn__chunk *head = NULL, **link = &head, *ch = NULL;
+    size_t left = n;
+    while (left) {
+        size_t k = left > EVN__CHUNK_SIZE && n <= EVN__CHUNK_SPLIT_MAX ? EVN__CHUNK_SIZE : left;
+        if (!(ch = chunk_get(c->loop, k))) {
+            while (head) {
+                struct evn__chunk *next = head->next;
+                evn__chunk_release(c->loop, head, 0);
+                head = next;
+            }
+            c->out_bytes += len - n;
+            output_failed(c, EVN__C_NOMEM);
+            return -ENOMEM;
+        }
+        memcpy(ch->buf, p, k);
+        ch->len = k;
+        p += k;
+        left -= k;
+        *link = ch;
+        link = &ch->next;
+    }
+    out_append(c, head, len);
+    c->out_tail = ch;
+    if (c != c->loop->conns.cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW | EVN__C_UDP)))
+        return mark_dirty(c);
+    return 0;
+}
+
 int evn_write(evn_conn *c, const void *buf, size_t len)
 {
     if (c->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_WSHUT))
@@ -1716,6 +1761,8 @@ int evn_write(evn_conn *c, const void *buf, size_t len)
         left -= n;
     }
     struct evn__chunk *ch = NULL;
+    if (left > EVN__CHUNK_SIZE)
+        return write_chunks(c, p, left, len);
     if (left) {
         if (!(ch = chunk_get(c->loop, left))) {
             c->out_bytes += len - left;
