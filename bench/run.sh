@@ -52,7 +52,7 @@
 # Environment: EVN_BUILD_DIR (a Release build with the examples and bench/
 # helpers; default build-bench), QUICK, ONLY, SKIP, RESULTS_DIR, ROUNDS,
 # WARMUP, SECONDS_PER_ROUND, RETRIES, RERUNS, QUIET_WAIT, MAX_OTHER_PCT (see
-# cpu-per-msg.sh), MEM_ROUNDS, MEM_CONNS, MEM_SETTLE, MEM_WARMUP_CONNS
+# cpu-per-msg.sh), REDIS_PIPELINES (the redis section's -P depths, "1 16"), MEM_ROUNDS, MEM_CONNS, MEM_SETTLE, MEM_WARMUP_CONNS
 # (idle-memory.sh's ROUNDS, CONNS, SETTLE, WARMUP_CONNS). Full: 1 warm-up round and 8 rounds of 2 s (many
 # short interleaved rounds: the machine's speed drifts over seconds, and a
 # ratio of two servers' rounds taken side by side is steadier), a noisy
@@ -310,7 +310,7 @@ if want redis; then
     mapfile -t extra < <(peer redis redis-server redis {port})
     mapfile -t ur < <(uring_evn evn-uring "$evn_redis --port {port} --loops 1")
     mapfile -t urfl < <(uring_floor ping)
-    for p in 1 16; do
+    for p in ${REDIS_PIPELINES:-1 16}; do
         for t in "${redis_tests[@]}"; do
             fl=()
             [[ $t != ping_* ]] || fl=(-n floor -s "$floor --mode ping --host :: --port {port}" "${urfl[@]}")
