@@ -20,6 +20,9 @@
  *   latency_p50_us L  round-trip time of a message, median
  *   latency_p99_us L  ... 99th percentile
  *   latency_max_us L  ... the longest
+ *   latency_mean_us L ... the mean (with --conns C and --depth D in flight,
+ *                     C * D / msgs_per_sec by Little's law, whatever the
+ *                     spread of the times around it)
  * A message's round trip runs from the write that carries its first byte to
  * the read that brings back its last (both clocked once per call, with
  * CLOCK_MONOTONIC); with --depth above 1 it includes the wait behind the
@@ -75,6 +78,7 @@ static int epfd;
 static unsigned char io[IO_SIZE];
 static unsigned char expect[IO_SIZE];
 static uint64_t lat_hist[LAT_BUCKETS];
+static uint64_t lat_sum_ns, lat_n; /* for the mean */
 
 static double now(void)
 {
@@ -235,8 +239,11 @@ static void on_readable(struct conn *c)
     uint64_t done = c->received / msg_size - before;
     if (done) {
         uint64_t t = now_ns();
-        for (uint64_t k = before; k < before + done; k++)
+        for (uint64_t k = before; k < before + done; k++) {
             lat_hist[lat_bucket(t - c->stamp[k % depth])]++;
+            lat_sum_ns += t - c->stamp[k % depth];
+        }
+        lat_n += done;
         completed += done;
         allot(c, done);
         flush(c, t);
@@ -391,6 +398,7 @@ int main(int argc, char **argv)
     printf("latency_p50_us %.3f\n", lat_quantile(0.5));
     printf("latency_p99_us %.3f\n", lat_quantile(0.99));
     printf("latency_max_us %.3f\n", lat_quantile(1.0));
+    printf("latency_mean_us %.3f\n", lat_n ? (double)lat_sum_ns / (double)lat_n / 1e3 : 0.0);
     for (long i = 0; i < nconns; i++) {
         close(conns[i].fd);
         free(conns[i].stamp);
