@@ -16,6 +16,10 @@
  *
  *   floor-uring --mode echo|ping|http [--host ADDR] [--port N] [--unix PATH] [--body N]
  *
+ * With FLOOR_MIN_WAIT_US=N in the environment, each enter collects
+ * completions for up to N microseconds once one has come (the kernel's
+ * minimum wait, Linux 6.12): the floor for evn's batch_us.
+ *
  * Modes, options and answers are floor.c's (bench/floor-proto.h, shared by
  * both): echo sends every byte back, ping answers Redis PINGs, http answers
  * each request with a fixed response (POST /echo with its body).
@@ -36,7 +40,10 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "floor-proto.h"
 
@@ -383,6 +390,27 @@ static void setup_ring(void)
     io_uring_buf_ring_advance(br, BUF_COUNT);
 }
 
+/*
+ * Submit what is queued and wait, collecting completions for up to us
+ * microseconds before returning with whatever came (IORING_FEAT_MIN_TIMEOUT,
+ * Linux 6.12; the struct's field after sigmask_sz, named pad in liburing
+ * 2.3's header, is min_wait_usec). FLOOR_MIN_WAIT_US sets us; 0: plain
+ * io_uring_submit_and_wait.
+ */
+static unsigned min_wait_us;
+static int submit_and_wait_min(unsigned us)
+{
+    /* Publish the queued entries: the tail the kernel reads. */
+    unsigned tail = ring.sq.sqe_tail;
+    ring.sq.sqe_head = tail;
+    __atomic_store_n(ring.sq.ktail, tail, __ATOMIC_RELEASE);
+    unsigned n = tail - __atomic_load_n(ring.sq.khead, __ATOMIC_ACQUIRE);
+    struct io_uring_getevents_arg arg = {.sigmask_sz = _NSIG / 8, .pad = us};
+    long rc = syscall(__NR_io_uring_enter, ring.ring_fd, n, 64u,
+                      IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
+    return rc < 0 ? -errno : (int)rc;
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -412,14 +440,17 @@ int main(int argc, char **argv)
         die("setsockopt TCP_NODELAY");
     setup_ring();
     arm_accept();
+    const char *mw = getenv("FLOOR_MIN_WAIT_US");
+    min_wait_us = mw ? (unsigned)atoi(mw) : 0;
 
     while (!stopping) {
         if (returned) {
             io_uring_buf_ring_advance(br, returned);
             returned = 0;
         }
-        int rc = io_uring_submit_and_wait(&ring, 1);
-        if (rc < 0 && rc != -EINTR && rc != -EBUSY) {
+        int rc =
+            min_wait_us ? submit_and_wait_min(min_wait_us) : io_uring_submit_and_wait(&ring, 1);
+        if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -ETIME) {
             errno = -rc;
             die("io_uring_submit_and_wait");
         }
