@@ -15,6 +15,7 @@ struct ex_opts {
     evn_balance balance;
     int reuseport;
     const char *backend;
+    int batch_us; /* evn_events.batch_us */
     /* With both set, also listen on tls://:tls_port (0, the default: any
      * free port, printed at start) with this PEM certificate chain and key. */
     const char *tls_cert;
@@ -30,7 +31,7 @@ struct ex_opts {
 
 /*
  * Parse the common flags (--port, --loops, --balance, --unixsocket,
- * --reuseport, --backend, --tcp-options, --udp if allow_udp, --tls-cert,
+ * --reuseport, --backend, --batch-us, --tcp-options, --udp if allow_udp, --tls-cert,
  * --tls-key, --tls-port, --tls-handshake-ms, --help) into o, whose fields hold
  * the defaults on entry. On a bad flag, print the usage and exit 2;
  * --tls-cert and --tls-key go together, and --tls-port and --tls-handshake-ms

@@ -273,6 +273,20 @@ typedef struct evn_events {
      */
     const char *hosts_file;
     const char *dns_servers;
+
+    /*
+     * io_uring only: once a loop's wait has a completion, it goes on
+     * collecting completions for up to batch_us microseconds (or until it
+     * has about half a turn's worth) before running them, so that each
+     * wake-up serves more connections. This trades latency for CPU: each
+     * round trip may take up to batch_us longer, and under steady load the
+     * loop sleeps and wakes fewer times per request. 0, the default: a
+     * loop runs what it has as soon as it has anything. Needs Linux 6.12
+     * (a minimum wait for io_uring_enter); on older kernels and on the other
+     * backends it has no effect. At most 1000000; more is -EINVAL.
+     * See the README's io_uring section for what it saves and costs.
+     */
+    uint32_t batch_us;
 } evn_events;
 
 /*

@@ -36,6 +36,10 @@
 #include <unistd.h>
 
 enum { OP_POLL = 1, OP_RECV, OP_SEND, OP_ACCEPT, OP_NONE };
+
+/* io_uring_params.features: a wait may ask for a minimum time to collect
+ * completions (Linux 6.12; newer than liburing 2.3's header). */
+#define FEAT_MIN_TIMEOUT (1u << 15)
 #define OP_MASK 7ull
 
 /* io->bstate */
@@ -115,6 +119,10 @@ struct ur {
     struct evn__peer peers[EVN__FIRED_MIN];
     /* Receives that ended for want of a buffer (and were armed again). */
     long nobufs;
+    /* evn_events.batch_us where the kernel has IORING_FEAT_MIN_TIMEOUT,
+     * else 0; and the ring's registered index, or -1. */
+    unsigned batch_us;
+    int reg_fd;
 };
 
 /* ---- whether io_uring works here ---- */
@@ -282,6 +290,9 @@ static int ur_init(struct evn_loop *loop)
         return rc;
     }
     loop->bdata = u;
+    u->reg_fd = -1;
+    if (p.features & FEAT_MIN_TIMEOUT)
+        u->batch_us = loop->srv->ev.batch_us;
     if ((rc = setup_buffers(u)) < 0) {
         ur_destroy(loop);
         return rc;
@@ -301,6 +312,36 @@ static int raw_enable_rings(struct io_uring *ring)
     return rc < 0 ? -errno : 0;
 }
 
+/*
+ * Submit what is queued and wait until a completion comes (or ts, if not
+ * NULL, passes), then collect more for up to us microseconds unless `many`
+ * have come by then: the kernel's minimum wait (Linux 6.12,
+ * IORING_FEAT_MIN_TIMEOUT), which liburing 2.3 cannot ask for. Its
+ * io_uring_getevents_arg names the field `pad`; the kernel reads it as
+ * min_wait_usec. Returns what io_uring_enter(2) returns, as -errno.
+ */
+static int raw_submit_and_wait_min(struct ur *u, struct __kernel_timespec *ts, unsigned us,
+                                   unsigned many)
+{
+    /* The entries queued become the kernel's: the tail it reads, stored
+     * after them. */
+    struct io_uring_sq *sq = &u->ring.sq;
+    unsigned tail = sq->sqe_tail;
+    sq->sqe_head = tail;
+    __atomic_store_n(sq->ktail, tail, __ATOMIC_RELEASE);
+    unsigned n = tail - __atomic_load_n(sq->khead, __ATOMIC_ACQUIRE);
+    struct io_uring_getevents_arg arg = {
+        .sigmask_sz = _NSIG / 8, .pad = us, .ts = (uint64_t)(uintptr_t)ts};
+    unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
+    int fd = u->ring.ring_fd;
+    if (u->reg_fd >= 0) {
+        fd = u->reg_fd;
+        flags |= IORING_ENTER_REGISTERED_RING;
+    }
+    long rc = syscall(__NR_io_uring_enter, fd, n, many, flags, &arg, sizeof arg);
+    return rc < 0 ? -errno : (int)rc;
+}
+
 /* ---- submission ---- */
 
 /* The loop's thread takes the ring over: from now on it alone submits. */
@@ -314,7 +355,8 @@ static int enable(struct ur *u)
     u->enabled = true;
     /* The ring's descriptor, registered, saves a lookup on every enter;
      * without it, the enters work as well. */
-    io_uring_register_ring_fd(&u->ring);
+    if (io_uring_register_ring_fd(&u->ring) == 1)
+        u->reg_fd = (int)u->ring.enter_ring_fd;
     return 0;
 }
 
@@ -741,8 +783,12 @@ static int ur_wait(struct evn_loop *loop, int timeout_ms)
         struct io_uring_cqe *cqe;
         struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
                                        .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
-        rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ms < 0 ? NULL : &ts,
-                                              NULL);
+        if (u->batch_us)
+            rc = raw_submit_and_wait_min(u, timeout_ms < 0 ? NULL : &ts, u->batch_us,
+                                         (unsigned)loop->nfired_cap / 2);
+        else
+            rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ms < 0 ? NULL : &ts,
+                                                  NULL);
     }
     u->nmsgs = 0;
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN)
@@ -823,4 +869,11 @@ long evn__uring_nobufs(struct evn_server *srv)
         if (srv->loops[i].be == &evn__backend_uring && srv->loops[i].bdata)
             n += ((struct ur *)srv->loops[i].bdata)->nobufs;
     return n;
+}
+
+unsigned evn__uring_batch_us(struct evn_server *srv)
+{
+    if (srv->nloops < 1 || srv->loops[0].be != &evn__backend_uring || !srv->loops[0].bdata)
+        return 0;
+    return ((struct ur *)srv->loops[0].bdata)->batch_us;
 }

@@ -311,6 +311,9 @@ EVN__HIDDEN int evn__uring_probe(bool say);
 /* Test hook: the receives the server's io_uring loops saw end for want of
  * a buffer (each armed again). Read once the loops are done. */
 EVN__HIDDEN long evn__uring_nobufs(struct evn_server *srv);
+/* Test hook: the batch_us loop 0's ring waits with (0 where the kernel
+ * has no minimum wait, or on another backend). */
+EVN__HIDDEN unsigned evn__uring_batch_us(struct evn_server *srv);
 #endif
 
 /* Find a backend by name (NULL: EVN_BACKEND or the best). NULL if unknown. */

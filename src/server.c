@@ -190,6 +190,10 @@ int evn_server_new_sized(evn_server **srvp, const evn_events *user_ev, size_t ev
         evn__set_errmsg("idle_timeout_ms and max_conns must not be negative");
         return -EINVAL;
     }
+    if (ev->batch_us > 1000000) {
+        evn__set_errmsg("batch_us must be at most 1000000, not %u", (unsigned)ev->batch_us);
+        return -EINVAL;
+    }
     const struct evn__backend *be = evn__backend_find(ev->backend, &rc);
     if (!be)
         return rc;
