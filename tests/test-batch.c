@@ -21,7 +21,7 @@
 
 struct state {
     th_counter opened;
-    long long stamp_ns[2]; /* data callbacks of the connections, by first byte */
+    atomic_llong stamp_ns[2]; /* data callbacks of the connections, by first byte */
 };
 
 static long long now_ns(void)
@@ -42,14 +42,15 @@ static evn_action on_data(evn_conn *c, const char *in, size_t len)
 {
     struct state *s = evn_server_udata(evn_conn_server(c));
     if (in[0] == 'a' || in[0] == 'b')
-        s->stamp_ns[in[0] - 'a'] = now_ns();
+        atomic_store(&s->stamp_ns[in[0] - 'a'], now_ns());
     EXPECT_EQ_ERR(evn_write(c, in, len), 0);
     return EVN_NONE;
 }
 
 static void test_batch_waits(void)
 {
-    struct state s = {0};
+    struct state s;
+    memset(&s, 0, sizeof s);
     th_counter_init(&s.opened);
     evn_events ev = {0};
     ev.udata = &s;
@@ -75,7 +76,7 @@ static void test_batch_waits(void)
     EXPECT_READ_STR(a, "a");
     th_write_str(b, "b");
     EXPECT_READ_STR(b, "b");
-    long long gap_us = (s.stamp_ns[1] - s.stamp_ns[0]) / 1000;
+    long long gap_us = (atomic_load(&s.stamp_ns[1]) - atomic_load(&s.stamp_ns[0])) / 1000;
     close(a);
     close(b);
     th_server_stop(&ts);
