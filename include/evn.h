@@ -14,20 +14,36 @@
  *
  * The library never prints, never exits or aborts on a runtime condition and
  * never raises SIGPIPE in the process.
+ *
+ * Windows (64-bit, built with mingw-w64; see README.md): the same API, on
+ * the poll backend (WSAPoll). Sockets are SOCKETs where this header hands
+ * one over (evn_socket_t), errors are the same negative errno values. Not
+ * there, each refused where it is asked for and said so below: splicing,
+ * the hand-off and systemd's sockets, reuseport, unix sockets where the
+ * system has no AF_UNIX (before Windows 10 1803, and under Wine), TLS unless
+ * evn was built against an OpenSSL for mingw, and c-ares (host names are
+ * resolved with getaddrinfo on threads).
  */
 #ifndef EVN_H
 #define EVN_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 #include <sys/types.h>
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#else
+#include <sys/socket.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#if defined(_WIN32) || !defined(__GNUC__)
+#if defined(_WIN32) && defined(EVN_BUILDING)
+#define EVN_API __declspec(dllexport)
+#elif defined(_WIN32) || !defined(__GNUC__)
 #define EVN_API
 #else
 #define EVN_API __attribute__((visibility("default")))
@@ -52,6 +68,29 @@ typedef struct evn_conn evn_conn;
  * connection is gone, functions given the id ignore it.
  */
 typedef uint64_t evn_id;
+
+/*
+ * The two types where Windows differs. On POSIX systems they are exactly
+ * int and off_t, so programs and the ABI there are as they always were.
+ *
+ * evn_socket_t: the socket handed over by the detached callback, a SOCKET
+ * on Windows (close it with closesocket).
+ * evn_off_t: a file offset for evn_sendfile, 64 bits on Windows too (where
+ * off_t is 32 bits unless _FILE_OFFSET_BITS=64).
+ *
+ * Windows' C library has no ESHUTDOWN, which evn returns: it is Winsock's
+ * value there.
+ */
+#ifdef _WIN32
+typedef SOCKET evn_socket_t;
+typedef int64_t evn_off_t;
+#ifndef ESHUTDOWN
+#define ESHUTDOWN WSAESHUTDOWN
+#endif
+#else
+typedef int evn_socket_t;
+typedef off_t evn_off_t;
+#endif
 
 /* What the loop does after a callback returns. */
 typedef enum evn_action {
@@ -105,7 +144,8 @@ typedef struct evn_events {
      * The event backend: "epoll", "io_uring", "kqueue", "poll" or "auto";
      * NULL picks the environment variable EVN_BACKEND if set, else the
      * platform's default (epoll on Linux, kqueue on BSD and macOS, poll
-     * elsewhere). Chosen once, when the server is made:
+     * elsewhere, and on Windows, where it is WSAPoll). Chosen once, when the
+     * server is made:
      *
      * - "io_uring" (Linux 6.1 or later, evn built with liburing): the
      *   kernel does the I/O (accepts, receives into a ring of buffers it
@@ -165,8 +205,10 @@ typedef struct evn_events {
      * EVN_SHUTDOWN means anything as a return value.
      * A TLS connection cannot be detached (its session lives in evn): there
      * EVN_DETACH closes it instead, and closed gets -EPROTONOSUPPORT.
+     * Windows: fd is the SOCKET (evn_socket_t), put back in blocking mode;
+     * close it with closesocket().
      */
-    evn_action (*detached)(evn_conn *c, int fd);
+    evn_action (*detached)(evn_conn *c, evn_socket_t fd);
     /*
      * Input arrived: in[0..len) is valid only during the call and must not be
      * modified. Output written with evn_write() during the call is sent as
@@ -304,7 +346,10 @@ typedef struct evn_events {
  * string: reuseport=true|false (one socket per loop, bound with
  * SO_REUSEPORT), backlog=N (listen backlog, default 1024), fdname=NAME (the
  * socket systemd passed under that name, if any). A stale unix socket file
- * is replaced; evn_server_free() removes it. An address that matches a
+ * is replaced; evn_server_free() removes it. (Windows: reuseport=true
+ * fails with -ENOPROTOOPT, there being no SO_REUSEPORT; unix:// with
+ * -EAFNOSUPPORT where the system has no AF_UNIX, Wine among them, and a
+ * unix socket's file left from before is not replaced.) An address that matches a
  * socket the process inherited, from systemd or from a running evn process,
  * uses it instead of binding: see "Restarts that drop nothing" below.
  *
@@ -440,6 +485,9 @@ EVN_API int evn_server_draining(const evn_server *srv);
  * accept queue belongs to the socket, so as long as some process holds the
  * socket, the connection waits to be accepted: none is refused or reset.
  *
+ * Windows has neither: there every listener binds its own socket, and
+ * evn_server_handoff fails with -ENOTSUP.
+ *
  * From systemd (socket activation): evn_server_new reads LISTEN_PID,
  * LISTEN_FDS and LISTEN_FDNAMES (only when LISTEN_PID is this process) the
  * first time it finds them, sets the sockets close-on-exec and removes the
@@ -519,6 +567,12 @@ EVN_API int evn_server_handoff(evn_server *srv, int sock, int64_t drain_ms);
  * evn_shutdown_graceful(srv, drain_ms), a second stops at once. The signal
  * mask is restored when evn_server_run() returns. Returns 0 or a negative
  * errno.
+ *
+ * Windows has no such signals: there the console's Ctrl-C, Ctrl-Break and
+ * close (and log-off or shut-down) do the same, through a console control
+ * handler (SetConsoleCtrlHandler) that writes to a socket loop 0 reads.
+ * Windows ends a process whose console closes a few seconds after telling
+ * it, whatever the drain.
  */
 EVN_API int evn_server_stop_on_signals(evn_server *srv, int64_t drain_ms);
 
@@ -576,7 +630,9 @@ EVN_API int evn_send_owned(evn_server *srv, evn_id id, void *buf, size_t len,
  * than timeout_ms (0: no limit but the kernel's), closed fires instead, with
  * the error (-ECONNREFUSED, -ETIMEDOUT...). Output written before opened is
  * sent once connected. Options in the query string are for tls:// only;
- * listener options such as reuseport= are an error here.
+ * listener options such as reuseport= are an error here. (Windows: WSAPoll
+ * before Windows 10 2004 does not report a connect that fails, which then
+ * ends only with timeout_ms: give one there.)
  *
  * A host name never blocks the loop. The connection is made at once (its id
  * is valid, evn_send and evn_write queue output for it, evn_conn_fd() is -1
@@ -831,8 +887,9 @@ EVN_API size_t evn_conn_listener(const evn_conn *c);
 /* The index of the loop that runs it, 0 .. nloops-1. */
 EVN_API int evn_conn_loop(const evn_conn *c);
 /* The socket. Use it for socket options only; evn owns it (and for TLS,
- * every byte on it is encrypted). */
-EVN_API int evn_conn_fd(const evn_conn *c);
+ * every byte on it is encrypted). Windows: a SOCKET, INVALID_SOCKET where
+ * -1 is said. */
+EVN_API evn_socket_t evn_conn_fd(const evn_conn *c);
 /* Non-zero for a UDP pseudo-connection. */
 EVN_API int evn_conn_is_udp(const evn_conn *c);
 /* Non-zero for a connection accepted on a tls:// listener or made by
@@ -906,8 +963,12 @@ EVN_API int evn_write(evn_conn *c, const void *buf, size_t len);
  * connection with -EIO. Like splice(2), sendfile(2) raises SIGPIPE when the
  * peer is gone; evn blocks SIGPIPE on the loop's thread from the first such
  * call until the loop ends, as described at evn_conn_splice.
+ *
+ * Windows: fd is a C runtime descriptor (_open, with _O_BINARY), the
+ * region is read and sent piece by piece (no TransmitFile yet), and offset
+ * is 64 bits there whatever off_t is.
  */
-EVN_API int evn_sendfile(evn_conn *c, int fd, off_t offset, size_t length);
+EVN_API int evn_sendfile(evn_conn *c, int fd, evn_off_t offset, size_t length);
 
 /*
  * evn_sendfile, taking ownership of fd instead of duplicating it, for a
@@ -930,7 +991,7 @@ EVN_API int evn_sendfile(evn_conn *c, int fd, off_t offset, size_t length);
  * close-on-exec flag is added, so open it with O_CLOEXEC if another thread
  * may exec. Call it from the connection's loop thread, like evn_sendfile.
  */
-EVN_API int evn_sendfile_owned(evn_conn *c, int fd, off_t offset, size_t length);
+EVN_API int evn_sendfile_owned(evn_conn *c, int fd, evn_off_t offset, size_t length);
 
 /*
  * Call from the data callback: the last n bytes of the input it was given
@@ -1015,7 +1076,7 @@ EVN_API int evn_conn_read(evn_conn *c, int on);
  * Both must be open, plain (not TLS) stream connections of the same loop,
  * called on that loop's thread. Returns 0; -EINVAL for UDP, the same
  * connection twice or two loops; -ENOTSUP for TLS or a platform without
- * splice(2) (only Linux has it); -ENOTCONN while either is still connecting;
+ * splice(2) (only Linux has it: not BSD, macOS or Windows); -ENOTCONN while either is still connecting;
  * -EPIPE if from is closing or to is closing or shut down for writing;
  * -EBUSY if from is already spliced or to already receives a splice;
  * -EMFILE, -ENFILE or -ENOMEM (making the pipe), after which the two are as
