@@ -27,6 +27,7 @@
 #include <winsock2.h>
 #include <ws2tcpip.h>
 #include <afunix.h>
+#include <mswsock.h>
 #include <windows.h>
 
 #include <errno.h>

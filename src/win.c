@@ -131,8 +131,17 @@ int evn__w_socket(int domain, int type, int protocol)
     }
     /* Overlapped, so that a completion port can take it; not inherited by
      * child processes, as SOCK_CLOEXEC gives elsewhere. */
-    return sock_int(WSASocketW(domain, type, protocol, NULL, 0,
-                               WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT));
+    int fd = sock_int(WSASocketW(domain, type, protocol, NULL, 0,
+                                 WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT));
+    /* A UDP socket would otherwise fail its next receive with WSAECONNRESET
+     * after a datagram it sent met an ICMP port unreachable: POSIX systems
+     * report nothing on an unconnected socket. */
+    if (fd >= 0 && type == SOCK_DGRAM) {
+        BOOL off = FALSE;
+        DWORD got;
+        WSAIoctl((SOCKET)fd, SIO_UDP_CONNRESET, &off, sizeof off, NULL, 0, &got, NULL, NULL);
+    }
+    return fd;
 }
 
 int evn__w_accept(int fd, struct sockaddr *sa, socklen_t *len)
