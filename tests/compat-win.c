@@ -400,39 +400,6 @@ int th_compat_pipe(int fds[2])
     return _pipe(fds, 65536, _O_BINARY | _O_NOINHERIT);
 }
 
-const char *th_compat_strerror(int e)
-{
-    switch (e) {
-    case EADDRINUSE: return "Address already in use";
-    case EADDRNOTAVAIL: return "Cannot assign requested address";
-    case EAFNOSUPPORT: return "Address family not supported by protocol";
-    case EALREADY: return "Operation already in progress";
-    case ECONNABORTED: return "Software caused connection abort";
-    case ECONNREFUSED: return "Connection refused";
-    case ECONNRESET: return "Connection reset by peer";
-    case EHOSTUNREACH: return "No route to host";
-    case EINPROGRESS: return "Operation now in progress";
-    case EISCONN: return "Transport endpoint is already connected";
-    case EMSGSIZE: return "Message too long";
-    case ENETDOWN: return "Network is down";
-    case ENETRESET: return "Network dropped connection on reset";
-    case ENETUNREACH: return "Network is unreachable";
-    case ENOBUFS: return "No buffer space available";
-    case ENOPROTOOPT: return "Protocol not available";
-    case ENOTCONN: return "Transport endpoint is not connected";
-    case ENOTSOCK: return "Socket operation on non-socket";
-    case ENOTSUP: return "Operation not supported";
-    case EOPNOTSUPP: return "Operation not supported on transport endpoint";
-    case EPROTONOSUPPORT: return "Protocol not supported";
-    case EPROTOTYPE: return "Protocol wrong type for socket";
-    case ETIMEDOUT: return "Connection timed out";
-    case EWOULDBLOCK: return "Operation would block";
-    case ECANCELED: return "Operation canceled";
-    case EOVERFLOW: return "Value too large for defined data type";
-    default: return strerror(e);
-    }
-}
-
 long th_compat_sysconf(int name)
 {
     SYSTEM_INFO si;
@@ -531,4 +498,12 @@ ssize_t th_compat_pread(int fd, void *buf, size_t len, off_t off)
         return -1;
     }
     return (ssize_t)got;
+}
+
+int th_compat_rename(const char *from, const char *to)
+{
+    if (MoveFileExA(from, to, MOVEFILE_REPLACE_EXISTING))
+        return 0;
+    errno = GetLastError() == ERROR_FILE_NOT_FOUND ? ENOENT : EACCES;
+    return -1;
 }

@@ -129,6 +129,7 @@ static void test_run_twice(void)
 static void test_failed_new_leaves_nothing(void)
 {
     TH_NEED_UNIX_SOCKETS();
+    TH_NEED_REUSEPORT();
     int fds_before = th_fd_count();
     int port;
     int busy = own_listener(&port);
