@@ -1294,3 +1294,12 @@ bool th_have_unix_sockets(void)
 #endif
     return true;
 }
+
+bool th_under_wine(void)
+{
+#ifdef _WIN32
+    return GetProcAddress(GetModuleHandleA("ntdll.dll"), "wine_get_version") != NULL;
+#else
+    return false;
+#endif
+}

@@ -287,6 +287,10 @@ bool th_have_unix_sockets(void);
         }                                                                                          \
     } while (0)
 
+/* Whether this is Windows emulated by Wine (which differs from Windows in
+ * places the tests name); false elsewhere. */
+bool th_under_wine(void);
+
 /* A subtest that needs SO_REUSEPORT (an address's ?reuseport=true) skips
  * on Windows, which has no such option. */
 #ifdef _WIN32
