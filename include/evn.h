@@ -616,7 +616,9 @@ EVN_API int evn_send_owned(evn_server *srv, evn_id id, void *buf, size_t len,
  * than timeout_ms (0: no limit but the kernel's), closed fires instead, with
  * the error (-ECONNREFUSED, -ETIMEDOUT...). Output written before opened is
  * sent once connected. Options in the query string are for tls:// only;
- * listener options such as reuseport= are an error here.
+ * listener options such as reuseport= are an error here. (Windows: WSAPoll
+ * before Windows 10 2004 does not report a connect that fails, which then
+ * ends only with timeout_ms: give one there.)
  *
  * A host name never blocks the loop. The connection is made at once (its id
  * is valid, evn_send and evn_write queue output for it, evn_conn_fd() is -1
