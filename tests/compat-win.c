@@ -7,9 +7,9 @@
 #include "compat.h"
 
 #include <limits.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <sys/stat.h>
-#include <stdarg.h>
 
 static pthread_once_t wsa_once = PTHREAD_ONCE_INIT;
 
@@ -51,42 +51,78 @@ static void nb_set(int fd, bool on)
 static int errno_of_wsa(int w)
 {
     switch (w) {
-    case WSAEWOULDBLOCK: return EAGAIN;
-    case WSAEINPROGRESS: return EINPROGRESS;
-    case WSAEALREADY: return EALREADY;
-    case WSAENOTSOCK: return ENOTSOCK;
-    case WSAEDESTADDRREQ: return EDESTADDRREQ;
-    case WSAEMSGSIZE: return EMSGSIZE;
-    case WSAEPROTOTYPE: return EPROTOTYPE;
-    case WSAENOPROTOOPT: return ENOPROTOOPT;
-    case WSAEPROTONOSUPPORT: return EPROTONOSUPPORT;
-    case WSAESOCKTNOSUPPORT: return EPROTONOSUPPORT;
-    case WSAEOPNOTSUPP: return EOPNOTSUPP;
-    case WSAEPFNOSUPPORT: return EAFNOSUPPORT;
-    case WSAEAFNOSUPPORT: return EAFNOSUPPORT;
-    case WSAEADDRINUSE: return EADDRINUSE;
-    case WSAEADDRNOTAVAIL: return EADDRNOTAVAIL;
-    case WSAENETDOWN: return ENETDOWN;
-    case WSAENETUNREACH: return ENETUNREACH;
-    case WSAENETRESET: return ENETRESET;
-    case WSAECONNABORTED: return ECONNABORTED;
-    case WSAECONNRESET: return ECONNRESET;
-    case WSAENOBUFS: return ENOBUFS;
-    case WSAEISCONN: return EISCONN;
-    case WSAENOTCONN: return ENOTCONN;
-    case WSAESHUTDOWN: return EPIPE;
-    case WSAETIMEDOUT: return ETIMEDOUT;
-    case WSAECONNREFUSED: return ECONNREFUSED;
-    case WSAEHOSTUNREACH: return EHOSTUNREACH;
-    case WSAEHOSTDOWN: return EHOSTUNREACH;
-    case WSAEINTR: return EINTR;
-    case WSAEBADF: return EBADF;
-    case WSAEACCES: return EACCES;
-    case WSAEFAULT: return EFAULT;
-    case WSAEINVAL: return EINVAL;
-    case WSAEMFILE: return EMFILE;
-    case WSANOTINITIALISED: return ENOTSOCK;
-    default: return EIO;
+    case WSAEWOULDBLOCK:
+        return EAGAIN;
+    case WSAEINPROGRESS:
+        return EINPROGRESS;
+    case WSAEALREADY:
+        return EALREADY;
+    case WSAENOTSOCK:
+        return ENOTSOCK;
+    case WSAEDESTADDRREQ:
+        return EDESTADDRREQ;
+    case WSAEMSGSIZE:
+        return EMSGSIZE;
+    case WSAEPROTOTYPE:
+        return EPROTOTYPE;
+    case WSAENOPROTOOPT:
+        return ENOPROTOOPT;
+    case WSAEPROTONOSUPPORT:
+        return EPROTONOSUPPORT;
+    case WSAESOCKTNOSUPPORT:
+        return EPROTONOSUPPORT;
+    case WSAEOPNOTSUPP:
+        return EOPNOTSUPP;
+    case WSAEPFNOSUPPORT:
+        return EAFNOSUPPORT;
+    case WSAEAFNOSUPPORT:
+        return EAFNOSUPPORT;
+    case WSAEADDRINUSE:
+        return EADDRINUSE;
+    case WSAEADDRNOTAVAIL:
+        return EADDRNOTAVAIL;
+    case WSAENETDOWN:
+        return ENETDOWN;
+    case WSAENETUNREACH:
+        return ENETUNREACH;
+    case WSAENETRESET:
+        return ENETRESET;
+    case WSAECONNABORTED:
+        return ECONNABORTED;
+    case WSAECONNRESET:
+        return ECONNRESET;
+    case WSAENOBUFS:
+        return ENOBUFS;
+    case WSAEISCONN:
+        return EISCONN;
+    case WSAENOTCONN:
+        return ENOTCONN;
+    case WSAESHUTDOWN:
+        return EPIPE;
+    case WSAETIMEDOUT:
+        return ETIMEDOUT;
+    case WSAECONNREFUSED:
+        return ECONNREFUSED;
+    case WSAEHOSTUNREACH:
+        return EHOSTUNREACH;
+    case WSAEHOSTDOWN:
+        return EHOSTUNREACH;
+    case WSAEINTR:
+        return EINTR;
+    case WSAEBADF:
+        return EBADF;
+    case WSAEACCES:
+        return EACCES;
+    case WSAEFAULT:
+        return EFAULT;
+    case WSAEINVAL:
+        return EINVAL;
+    case WSAEMFILE:
+        return EMFILE;
+    case WSANOTINITIALISED:
+        return ENOTSOCK;
+    default:
+        return EIO;
     }
 }
 
@@ -200,8 +236,8 @@ ssize_t th_compat_recvfrom(int fd, void *buf, size_t len, int flags, struct sock
     return rc;
 }
 
-ssize_t th_compat_sendto(int fd, const void *buf, size_t len, int flags,
-                         const struct sockaddr *sa, socklen_t salen)
+ssize_t th_compat_sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa,
+                         socklen_t salen)
 {
     bool restore = dontwait_begin(fd, &flags);
     int n = sendto((SOCKET)fd, buf, clamp_len(len), flags, sa, salen);
@@ -405,9 +441,13 @@ long th_compat_sysconf(int name)
     SYSTEM_INFO si;
     GetSystemInfo(&si);
     switch (name) {
-    case _SC_PAGESIZE: return (long)si.dwPageSize;
-    case _SC_NPROCESSORS_ONLN: return (long)si.dwNumberOfProcessors;
-    default: errno = EINVAL; return -1;
+    case _SC_PAGESIZE:
+        return (long)si.dwPageSize;
+    case _SC_NPROCESSORS_ONLN:
+        return (long)si.dwNumberOfProcessors;
+    default:
+        errno = EINVAL;
+        return -1;
     }
 }
 

@@ -131,8 +131,8 @@ ssize_t th_compat_recv(int fd, void *buf, size_t len, int flags);
 ssize_t th_compat_send(int fd, const void *buf, size_t len, int flags);
 ssize_t th_compat_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *sa,
                            socklen_t *salen);
-ssize_t th_compat_sendto(int fd, const void *buf, size_t len, int flags,
-                         const struct sockaddr *sa, socklen_t salen);
+ssize_t th_compat_sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa,
+                         socklen_t salen);
 int th_compat_connect(int fd, const struct sockaddr *sa, socklen_t len);
 int th_compat_bind(int fd, const struct sockaddr *sa, socklen_t len);
 int th_compat_listen(int fd, int backlog);

@@ -436,8 +436,8 @@ static void handle_type(uintptr_t h, char *buf, size_t size)
 {
     static query_object_fn query;
     if (!query)
-        query = (query_object_fn)(void *)GetProcAddress(GetModuleHandleA("ntdll.dll"),
-                                                        "NtQueryObject");
+        query =
+            (query_object_fn)(void *)GetProcAddress(GetModuleHandleA("ntdll.dll"), "NtQueryObject");
     enum { OBJECT_TYPE_INFORMATION = 2 };
     union {
         UNICODE_STRING name;
