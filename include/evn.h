@@ -951,9 +951,8 @@ EVN_API int evn_write(evn_conn *c, const void *buf, size_t len);
  * call until the loop ends, as described at evn_conn_splice.
  *
  * Windows: fd is a C runtime descriptor (_open, with _O_BINARY), the
- * region is read and sent piece by piece (no TransmitFile yet), and the
- * access mode is not checked (one not open for reading fails when its turn
- * comes, with -EBADF); offset is 64 bits there whatever off_t is.
+ * region is read and sent piece by piece (no TransmitFile yet), and offset
+ * is 64 bits there whatever off_t is.
  */
 EVN_API int evn_sendfile(evn_conn *c, int fd, evn_off_t offset, size_t length);
 

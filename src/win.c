@@ -306,17 +306,28 @@ int evn__w_poll(struct pollfd *pfds, nfds_t n, int timeout_ms)
 
 /*
  * The fcntl commands evn uses elsewhere than for a socket's mode
- * (evn__set_nonblock sets that itself). F_GETFL on a file says O_RDWR:
- * Windows does not tell a C library descriptor's access mode, so one not
- * open for reading fails when it is read. F_SETFD is a no-op: evn's
- * sockets are made not inheritable. F_DUPFD_CLOEXEC duplicates a file's
- * descriptor.
+ * (evn__set_nonblock sets that itself). F_GETFL tells a file's access mode
+ * by a read of no bytes, which Windows refuses on a handle not open for
+ * reading (O_WRONLY); it cannot tell O_RDONLY from O_RDWR, so says O_RDWR.
+ * F_SETFD is a no-op: evn's sockets are made not inheritable.
+ * F_DUPFD_CLOEXEC duplicates a file's descriptor.
  */
 int evn__w_fcntl(int fd, int cmd, ...)
 {
     switch (cmd) {
-    case F_GETFL:
+    case F_GETFL: {
+        HANDLE h = (HANDLE)_get_osfhandle(fd);
+        if (h == INVALID_HANDLE_VALUE) {
+            errno = EBADF;
+            return -1;
+        }
+        /* At the current position, which a read of nothing leaves alone. */
+        char b;
+        DWORD got;
+        if (!ReadFile(h, &b, 0, &got, NULL) && GetLastError() == ERROR_ACCESS_DENIED)
+            return O_WRONLY;
         return O_RDWR;
+    }
     case F_SETFD:
         return 0;
     case F_DUPFD_CLOEXEC:
