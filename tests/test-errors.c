@@ -7,14 +7,14 @@
  */
 #include "harness.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/resource.h>
 #include <unistd.h>
+#ifndef _WIN32
+#include <signal.h>
+#include <sys/resource.h>
+#endif
 
 /* A listening IPv4 socket of our own on 127.0.0.1; returns its fd and port. */
 static int own_listener(int *port)
@@ -128,6 +128,8 @@ static void test_run_twice(void)
 /* A failed evn_server_new closes what it opened and removes unix files. */
 static void test_failed_new_leaves_nothing(void)
 {
+    TH_NEED_UNIX_SOCKETS();
+    TH_NEED_REUSEPORT();
     int fds_before = th_fd_count();
     int port;
     int busy = own_listener(&port);
@@ -272,6 +274,7 @@ static void test_no_sigpipe_tcp(void)
 
 static void test_no_sigpipe_unix(void)
 {
+    TH_NEED_UNIX_SOCKETS();
     char path[128], url[160];
     th_tmppath(path, sizeof path, "pipe.sock");
     snprintf(url, sizeof url, "unix://%s", path);
@@ -280,9 +283,13 @@ static void test_no_sigpipe_unix(void)
 
 static void test_sigpipe_disposition_untouched(void)
 {
+#ifdef _WIN32
+    th_skip("Windows has no SIGPIPE");
+#else
     struct sigaction sa;
     ASSERT_EQ_INT(sigaction(SIGPIPE, NULL, &sa), 0);
     EXPECT_TRUE(sa.sa_handler == SIG_DFL);
+#endif
 }
 
 struct rst_state {
@@ -318,6 +325,12 @@ static evn_action rst_closed(evn_conn *c, int err)
 /* A reset from the peer is reported to closed as -ECONNRESET. */
 static void test_reset_reported(void)
 {
+    /* Wine 8's sockets show a reset as the end of the stream: recv gives 0,
+     * SO_ERROR 0 (Windows itself gives WSAECONNRESET). */
+    if (th_under_wine()) {
+        th_skip("Wine reports a peer's reset as end of file, not ECONNRESET");
+        return;
+    }
     struct rst_state s;
     memset(&s, 0, sizeof s);
     th_counter_init(&s.opened);
@@ -373,6 +386,12 @@ static void test_no_addresses(void)
     }
 }
 
+#ifdef _WIN32
+static void test_emfile_recovery(void)
+{
+    th_skip("Windows has no limit on a process's sockets to lower (RLIMIT_NOFILE)");
+}
+#else
 /* The limit that leaves exactly n fd numbers free below it. */
 static rlim_t limit_leaving(int n)
 {
@@ -484,12 +503,15 @@ static void test_emfile_recovery(void)
     th_counter_destroy(&s.opened);
     th_counter_destroy(&s.closed);
 }
+#endif
 
 int main(int argc, char **argv)
 {
     th_init(argc, argv);
     /* A SIGPIPE must kill this test, not be ignored. */
+#ifndef _WIN32
     signal(SIGPIPE, SIG_DFL);
+#endif
     TH_RUN(test_addr_in_use_by_other_socket);
     TH_RUN(test_addr_in_use_by_other_server);
     TH_RUN(test_strerror);
