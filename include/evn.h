@@ -20,14 +20,21 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 #include <sys/types.h>
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#else
+#include <sys/socket.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#if defined(_WIN32) || !defined(__GNUC__)
+#if defined(_WIN32) && defined(EVN_BUILDING)
+#define EVN_API __declspec(dllexport)
+#elif defined(_WIN32) || !defined(__GNUC__)
 #define EVN_API
 #else
 #define EVN_API __attribute__((visibility("default")))
@@ -52,6 +59,29 @@ typedef struct evn_conn evn_conn;
  * connection is gone, functions given the id ignore it.
  */
 typedef uint64_t evn_id;
+
+/*
+ * The two types where Windows differs. On POSIX systems they are exactly
+ * int and off_t, so programs and the ABI there are as they always were.
+ *
+ * evn_socket_t: the socket handed over by the detached callback, a SOCKET
+ * on Windows (close it with closesocket).
+ * evn_off_t: a file offset for evn_sendfile, 64 bits on Windows too (where
+ * off_t is 32 bits unless _FILE_OFFSET_BITS=64).
+ *
+ * Windows' C library has no ESHUTDOWN, which evn returns: it is Winsock's
+ * value there.
+ */
+#ifdef _WIN32
+typedef SOCKET evn_socket_t;
+typedef int64_t evn_off_t;
+#ifndef ESHUTDOWN
+#define ESHUTDOWN WSAESHUTDOWN
+#endif
+#else
+typedef int evn_socket_t;
+typedef off_t evn_off_t;
+#endif
 
 /* What the loop does after a callback returns. */
 typedef enum evn_action {
@@ -165,8 +195,10 @@ typedef struct evn_events {
      * EVN_SHUTDOWN means anything as a return value.
      * A TLS connection cannot be detached (its session lives in evn): there
      * EVN_DETACH closes it instead, and closed gets -EPROTONOSUPPORT.
+     * Windows: fd is the SOCKET (evn_socket_t), put back in blocking mode;
+     * close it with closesocket().
      */
-    evn_action (*detached)(evn_conn *c, int fd);
+    evn_action (*detached)(evn_conn *c, evn_socket_t fd);
     /*
      * Input arrived: in[0..len) is valid only during the call and must not be
      * modified. Output written with evn_write() during the call is sent as
@@ -817,8 +849,9 @@ EVN_API size_t evn_conn_listener(const evn_conn *c);
 /* The index of the loop that runs it, 0 .. nloops-1. */
 EVN_API int evn_conn_loop(const evn_conn *c);
 /* The socket. Use it for socket options only; evn owns it (and for TLS,
- * every byte on it is encrypted). */
-EVN_API int evn_conn_fd(const evn_conn *c);
+ * every byte on it is encrypted). Windows: a SOCKET, INVALID_SOCKET where
+ * -1 is said. */
+EVN_API evn_socket_t evn_conn_fd(const evn_conn *c);
 /* Non-zero for a UDP pseudo-connection. */
 EVN_API int evn_conn_is_udp(const evn_conn *c);
 /* Non-zero for a connection accepted on a tls:// listener or made by
@@ -893,7 +926,7 @@ EVN_API int evn_write(evn_conn *c, const void *buf, size_t len);
  * peer is gone; evn blocks SIGPIPE on the loop's thread from the first such
  * call until the loop ends, as described at evn_conn_splice.
  */
-EVN_API int evn_sendfile(evn_conn *c, int fd, off_t offset, size_t length);
+EVN_API int evn_sendfile(evn_conn *c, int fd, evn_off_t offset, size_t length);
 
 /*
  * evn_sendfile, taking ownership of fd instead of duplicating it, for a
@@ -916,7 +949,7 @@ EVN_API int evn_sendfile(evn_conn *c, int fd, off_t offset, size_t length);
  * close-on-exec flag is added, so open it with O_CLOEXEC if another thread
  * may exec. Call it from the connection's loop thread, like evn_sendfile.
  */
-EVN_API int evn_sendfile_owned(evn_conn *c, int fd, off_t offset, size_t length);
+EVN_API int evn_sendfile_owned(evn_conn *c, int fd, evn_off_t offset, size_t length);
 
 /*
  * Call from the data callback: the last n bytes of the input it was given

@@ -423,7 +423,7 @@ int evn__conn_set_flags(struct evn_conn *c, uint32_t set, uint32_t clear)
 
 static ssize_t plain_read(struct evn_conn *c, char *buf, size_t len)
 {
-    return read(c->io.fd, buf, len);
+    return evn__sock_read(c->io.fd, buf, len);
 }
 
 static ssize_t plain_writev(struct evn_conn *c, const struct iovec *iov, int n, size_t *want)
@@ -472,7 +472,7 @@ struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint16_t listener,
         c->loop = loop;
         c->tp = &evn__plain_transport;
         c->listener = listener;
-        if (peerlen <= sizeof c->peer && peerlen > sizeof(sa_family_t) &&
+        if ((size_t)peerlen <= sizeof c->peer && (size_t)peerlen > sizeof(sa_family_t) &&
             peer->sa.sa_family != AF_UNIX) {
             memcpy(&c->peer, peer, peerlen);
             c->peerlen = (uint8_t)peerlen;
@@ -495,7 +495,7 @@ struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint16_t listener,
         atomic_fetch_sub_explicit(&loop->nconns, 1, memory_order_relaxed);
         atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
         if (fd >= 0)
-            close(fd);
+            evn__sock_close(fd);
         return NULL;
     }
     loop->conns.open++;
@@ -666,7 +666,7 @@ static bool conn_unhook(struct evn_conn *c, bool keep_fd)
     if (loop->be->close)
         return loop->be->close(loop, &c->io, keep_fd) > 0;
     if (!keep_fd)
-        close(c->io.fd);
+        evn__sock_close(c->io.fd);
     return false;
 }
 
@@ -799,7 +799,7 @@ static void detach(struct evn_conn *c)
         if (a == EVN_SHUTDOWN)
             evn_shutdown(srv);
     } else {
-        close(fd);
+        evn__sock_close(fd);
     }
     conn_put(c, held);
 }
@@ -1288,7 +1288,7 @@ static void read_ready(struct evn_conn *c)
             evn__splice_pump(c);
             return;
         }
-        ssize_t n = read(c->io.fd, loop->conns.rbuf, loop->conns.rbuf_cap);
+        ssize_t n = evn__sock_read(c->io.fd, loop->conns.rbuf, loop->conns.rbuf_cap);
         if (n > 0)
             loop->stats.in += (uint64_t)n;
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
@@ -1811,12 +1811,12 @@ static int queue_file(evn_conn *c, int fd, off_t offset, size_t length, bool own
     return 0;
 }
 
-int evn_sendfile(evn_conn *c, int fd, off_t offset, size_t length)
+int evn_sendfile(evn_conn *c, int fd, evn_off_t offset, size_t length)
 {
     return queue_file(c, fd, offset, length, false);
 }
 
-int evn_sendfile_owned(evn_conn *c, int fd, off_t offset, size_t length)
+int evn_sendfile_owned(evn_conn *c, int fd, evn_off_t offset, size_t length)
 {
     return queue_file(c, fd, offset, length, true);
 }
@@ -1953,9 +1953,10 @@ int evn_conn_loop(const evn_conn *c)
     return c->loop->index;
 }
 
-int evn_conn_fd(const evn_conn *c)
+evn_socket_t evn_conn_fd(const evn_conn *c)
 {
-    return c->io.fd;
+    /* Windows: -1 becomes INVALID_SOCKET. */
+    return (evn_socket_t)c->io.fd;
 }
 
 int evn_conn_is_udp(const evn_conn *c)
@@ -2010,7 +2011,7 @@ int evn_conn_remote_addr(const evn_conn *c, struct sockaddr_storage *ss, socklen
 int evn_conn_local_str(const evn_conn *c, char *buf, size_t size)
 {
     struct sockaddr_storage ss;
-    socklen_t len;
+    socklen_t len = 0;
     int rc = evn_conn_local_addr(c, &ss, &len);
     return rc < 0 ? rc : evn_addr_str((struct sockaddr *)&ss, len, buf, size);
 }
@@ -2018,7 +2019,7 @@ int evn_conn_local_str(const evn_conn *c, char *buf, size_t size)
 int evn_conn_remote_str(const evn_conn *c, char *buf, size_t size)
 {
     struct sockaddr_storage ss;
-    socklen_t len;
+    socklen_t len = 0;
     int rc = evn_conn_remote_addr(c, &ss, &len);
     return rc < 0 ? rc : evn_addr_str((struct sockaddr *)&ss, len, buf, size);
 }

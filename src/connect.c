@@ -155,7 +155,7 @@ static void try_next(struct evn_conn *c, struct evn__dial *d)
         }
         if (connect(fd, &a.sa, len) < 0 && errno != EINPROGRESS) {
             note(d, &a, err = -errno);
-            close(fd);
+            evn__sock_close(fd);
             continue;
         }
         c->io.fd = fd;
@@ -206,7 +206,7 @@ bool evn__dial_connected(struct evn_conn *c, int *err)
     note(d, &c->peer, *err);
     /* Off the poller, and the socket closed: the next address has its own. */
     evn__conn_set_flags(c, EVN__C_UNREG, 0);
-    close(c->io.fd);
+    evn__sock_close(c->io.fd);
     c->io.fd = -1;
     c->peerlen = 0;
     if (d->tried < d->addrs->n) {
@@ -359,7 +359,7 @@ int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udat
     struct evn__tls *tls = NULL;
 #ifdef EVN_HAVE_TLS
     if (u.tls && (rc = evn__tls_client_new(srv, loop->index, fd, &u, url, &tls)) < 0) {
-        close(fd);
+        evn__sock_close(fd);
         return rc;
     }
 #endif
@@ -370,7 +370,7 @@ int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udat
         if (tls)
             evn__tls_client_discard(tls);
 #endif
-        close(fd);
+        evn__sock_close(fd);
         return rc;
     }
     atomic_fetch_add_explicit(&loop->nconns, 1, memory_order_relaxed);

@@ -33,6 +33,10 @@ const char *evn_strerror(int err)
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
     const char *s = strerrordesc_np(err);
     return s ? s : "unknown error";
+#elif defined(_WIN32)
+    /* The C library's own strerror (platform.h makes strerror this one). */
+    const char *s = evn__win_strerror(err);
+    return s ? s : (strerror)(err);
 #else
     return strerror(err);
 #endif

@@ -22,6 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifndef _WIN32
+
 /* Descriptors per message: well below the kernel's limit (253 on Linux). */
 #define BATCH 64
 
@@ -329,3 +331,28 @@ void evn__handoff_answer(struct evn_server *srv, const char *why)
     close(srv->handoff_fd);
     srv->handoff_fd = -1;
 }
+
+#else /* _WIN32 */
+
+/* The hand-off passes sockets over a unix socket with SCM_RIGHTS, which
+ * Windows has not (WSADuplicateSocket would need the new process's id
+ * beforehand): refused, and a server never takes sockets offered. */
+int evn_server_handoff(evn_server *srv, int sock, int64_t drain_ms)
+{
+    (void)srv, (void)sock, (void)drain_ms;
+    evn__set_errmsg("evn_server_handoff: not available on Windows (no SCM_RIGHTS)");
+    return -ENOTSUP;
+}
+
+int evn__handoff_take(struct evn_server *srv)
+{
+    (void)srv;
+    return 0;
+}
+
+void evn__handoff_answer(struct evn_server *srv, const char *why)
+{
+    (void)srv, (void)why;
+}
+
+#endif

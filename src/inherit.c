@@ -22,6 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifndef _WIN32
+
 #define SD_LISTEN_FDS_START 3
 
 static pthread_mutex_t sd_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -225,3 +227,29 @@ void evn__inherit_release(struct evn_server *srv)
     srv->inh = NULL;
     srv->ninh = 0;
 }
+
+#else /* _WIN32 */
+
+/* Windows has neither systemd nor descriptors a process inherits by
+ * number: there are never inherited sockets, every listener binds. */
+bool evn__inherited_describe(int fd, int origin, struct evn__inherited *in)
+{
+    (void)fd, (void)origin, (void)in;
+    return false;
+}
+
+int evn__inherit_claim(struct evn_server *srv, const struct evn__listener *l, int *fds, int max,
+                       struct evn__inherited *first)
+{
+    (void)srv, (void)l, (void)fds, (void)max, (void)first;
+    return 0;
+}
+
+void evn__inherit_release(struct evn_server *srv)
+{
+    evn__free(srv->inh);
+    srv->inh = NULL;
+    srv->ninh = 0;
+}
+
+#endif

@@ -20,6 +20,7 @@
 #define EVN_INTERNAL_H
 
 #include "evn.h"
+#include "platform.h"
 #include "proxyproto.h"
 
 #include <errno.h>
@@ -37,7 +38,13 @@
 #include <sys/uio.h>
 #include <sys/un.h>
 
+/* Windows has no hidden visibility: a DLL exports only what is marked
+ * dllexport (EVN_API), which is the same set. */
+#ifdef _WIN32
+#define EVN__HIDDEN
+#else
 #define EVN__HIDDEN __attribute__((visibility("hidden")))
+#endif
 
 #define EVN__STR_(x) #x
 #define EVN__STR(x) EVN__STR_(x)
@@ -120,7 +127,14 @@ union evn__ip_addr {
 };
 
 /* Record the detail of a failure for evn_errmsg() on this thread. */
-EVN__HIDDEN void evn__set_errmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Windows: evn is built with mingw-w64's C99 printf (gnu_printf), not the
+ * old msvcrt's that `printf` would check against. */
+#ifdef _WIN32
+#define EVN__PRINTF gnu_printf
+#else
+#define EVN__PRINTF printf
+#endif
+EVN__HIDDEN void evn__set_errmsg(const char *fmt, ...) __attribute__((format(EVN__PRINTF, 1, 2)));
 
 /* ---- memory (alloc.c) ---- */
 

@@ -21,6 +21,11 @@
 
 int evn__set_nonblock(int fd, bool on)
 {
+#ifdef _WIN32
+    /* Windows cannot tell a socket's mode, only set it. */
+    unsigned long v = on;
+    return ioctl(fd, FIONBIO, &v) < 0 ? -errno : 0;
+#else
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0)
         return -errno;
@@ -28,11 +33,15 @@ int evn__set_nonblock(int fd, bool on)
     if (nfl != fl && fcntl(fd, F_SETFL, nfl) < 0)
         return -errno;
     return 0;
+#endif
 }
 
 int evn__pipe_nb(int p[2])
 {
-#ifdef EVN_HAVE_PIPE2
+#if defined(_WIN32)
+    /* Windows polls sockets only: a socket pair stands in for the pipe. */
+    return evn__w_socketpair(p);
+#elif defined(EVN_HAVE_PIPE2)
     if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
         return -errno;
 #else
@@ -67,8 +76,8 @@ int evn_addr_str(const struct sockaddr *sa, socklen_t len, char *buf, size_t siz
     }
     case AF_UNIX: {
         const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
-        size_t plen = len > offsetof(struct sockaddr_un, sun_path)
-                          ? len - offsetof(struct sockaddr_un, sun_path)
+        size_t plen = (size_t)len > offsetof(struct sockaddr_un, sun_path)
+                          ? (size_t)len - offsetof(struct sockaddr_un, sun_path)
                           : 0;
         plen = strnlen(un->sun_path, plen < sizeof un->sun_path ? plen : sizeof un->sun_path);
         n = snprintf(buf, size, "%.*s", (int)plen, un->sun_path);
@@ -151,7 +160,7 @@ static int clear_stale_unix(const struct evn__listener *l, const char *url, char
         return -errno;
     int rc = connect(fd, (const struct sockaddr *)&l->addr, l->addrlen);
     int e = errno;
-    close(fd);
+    evn__sock_close(fd);
     if (rc == 0) {
         snprintf(err, errlen, "%s: a server is already listening on '%s'", url, l->url.path);
         return -EADDRINUSE;
@@ -247,7 +256,7 @@ static int open_socket(struct evn__listener *l, const char *url, char *err, size
     if (what) {
         int e = errno;
         snprintf(err, errlen, "%s: %s: %s", url, what, strerror(e));
-        close(fd);
+        evn__sock_close(fd);
         return -e;
     }
     return fd;
@@ -295,7 +304,7 @@ static int adopt(struct evn__listener *l, const char *url, const int *fds, int k
     } else {
         if (!(l->fds = evn__malloc(sizeof(int) * (size_t)n))) {
             for (int i = 0; i < k; i++)
-                close(fds[i]);
+                evn__sock_close(fds[i]);
             return -ENOMEM;
         }
         for (int i = 0; i < n; i++)
@@ -405,11 +414,11 @@ void evn__listener_close(struct evn__listener *l)
     if (l->fds) {
         for (int i = 0; i < l->nfds; i++)
             if (l->fds[i] >= 0)
-                close(l->fds[i]);
+                evn__sock_close(l->fds[i]);
         evn__free(l->fds);
         l->fds = NULL;
     } else if (l->fd >= 0) {
-        close(l->fd);
+        evn__sock_close(l->fd);
     }
     l->fd = -1;
 #ifdef EVN_HAVE_TLS
@@ -468,7 +477,7 @@ static void reject(struct evn_server *srv, int fd)
         ssize_t r = send(fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)r;
     }
-    close(fd);
+    evn__sock_close(fd);
 }
 
 static bool is_listening(const struct evn__lsock *ls)
@@ -532,7 +541,7 @@ static void take(struct evn_loop *loop, struct evn__lsock *ls, int fd,
 {
     struct evn_server *srv = loop->srv;
     uint16_t index = (uint16_t)ls->l->index;
-    if (plen > sizeof *peer)
+    if ((size_t)plen > sizeof *peer)
         plen = 0;
     int max = srv->ev.max_conns;
     if (atomic_fetch_add_explicit(&srv->total_conns, 1, memory_order_relaxed) >= max && max > 0) {
@@ -556,7 +565,7 @@ static void take(struct evn_loop *loop, struct evn__lsock *ls, int fd,
     if (evn__loop_post(to, &m) < 0) {
         atomic_fetch_sub_explicit(&to->nconns, 1, memory_order_relaxed);
         atomic_fetch_sub_explicit(&srv->total_conns, 1, memory_order_relaxed);
-        close(fd);
+        evn__sock_close(fd);
     }
 }
 
@@ -689,7 +698,7 @@ void evn__lsocks_close(struct evn_loop *loop)
         } else {
             if (!loop->accept_paused || !is_listening(ls))
                 evn__io_del(loop, &ls->io, EVN__READ, true);
-            close(ls->io.fd);
+            evn__sock_close(ls->io.fd);
         }
         ls->io.fd = -1;
     }

@@ -93,7 +93,11 @@
 #include <sys/types.h>
 
 #ifndef EVN__HIDDEN
+#ifdef _WIN32
+#define EVN__HIDDEN
+#else
 #define EVN__HIDDEN __attribute__((visibility("hidden")))
+#endif
 #endif
 
 /* Which versions a listener accepts; also the version of a parsed header. */

@@ -118,7 +118,7 @@ bool evn__loop_drain_done(struct evn_loop *loop)
     return left == 0;
 }
 
-#ifndef __linux__
+#if !defined(__linux__) && !defined(_WIN32)
 /* Elsewhere a self-pipe: the handler only writes the signal number. */
 static volatile sig_atomic_t sig_pipe_wfd = -1;
 
@@ -162,11 +162,17 @@ int evn_server_stop_on_signals(evn_server *srv, int64_t drain_ms)
     srv->sig_io.fd = srv->sig_wfd = fd;
 #else
     int p[2];
-    int rc = evn__pipe_nb(p);
-    if (rc < 0)
-        return rc;
+    int prc = evn__pipe_nb(p);
+    if (prc < 0)
+        return prc;
     srv->sig_io.fd = p[0];
     srv->sig_wfd = p[1];
+#ifdef _WIN32
+    /* Windows has no SIGTERM to send and delivers Ctrl-C, Ctrl-Break and
+     * the console's close as console events, on a thread of its own,
+     * which writes them to the socket pair (win.c). */
+    evn__console_stop_to(p[1]);
+#else
     sig_pipe_wfd = p[1];
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -174,6 +180,7 @@ int evn_server_stop_on_signals(evn_server *srv, int64_t drain_ms)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+#endif
     pthread_sigmask(SIG_BLOCK, NULL, &srv->sig_oldmask);
 #endif
     struct evn_loop *loop0 = &srv->loops[0];
@@ -196,7 +203,7 @@ static void signals_ready(struct evn_loop *loop, struct evn__io *io, const struc
             return;
 #else
         unsigned char b;
-        if (read(srv->sig_io.fd, &b, 1) != 1)
+        if (evn__sock_read(srv->sig_io.fd, &b, 1) != 1)
             return;
 #endif
         if (++srv->nsignals == 1)
@@ -214,13 +221,16 @@ void evn__signals_detach(struct evn_server *srv)
     evn__io_del(loop0, &srv->sig_io, EVN__READ, true);
     /* An event for it still in this turn's batch finds nothing to do. */
     srv->sig_io.cb = signals_gone;
-#ifndef __linux__
+#if defined(_WIN32)
+    evn__console_stop_to(-1);
+    evn__sock_close(srv->sig_wfd);
+#elif !defined(__linux__)
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     sig_pipe_wfd = -1;
     close(srv->sig_wfd);
 #endif
-    close(srv->sig_io.fd);
+    evn__sock_close(srv->sig_io.fd);
     srv->sig_io.fd = srv->sig_wfd = -1;
     srv->sig_on = false;
     pthread_sigmask(SIG_SETMASK, &srv->sig_oldmask, NULL);

@@ -269,12 +269,6 @@ void evn__splice_drained(struct evn_conn *to)
     (void)to;
 }
 
-int evn__splice_pass(struct evn_conn *from, const char *buf, size_t n)
-{
-    struct evn_conn *to = evn__conn_lookup(from->loop, from->x->splice->to);
-    return to && evn_write(to, buf, n) == -ENOMEM ? -ENOMEM : 0;
-}
-
 void evn__splice_write_kept(struct evn_conn *from)
 {
     (void)from;

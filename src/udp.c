@@ -75,7 +75,7 @@ void evn__udp_ready(struct evn_loop *loop, struct evn__io *io, const struct evn_
     for (int k = 0; k < EVN__UDP_BATCH; k++) {
         socklen_t plen = sizeof c->peer;
         ssize_t n = recvfrom(io->fd, buf, loop->conns.rbuf_cap, 0, &c->peer.sa, &plen);
-        c->peerlen = (uint8_t)(plen <= sizeof c->peer ? plen : sizeof c->peer);
+        c->peerlen = (uint8_t)((size_t)plen <= sizeof c->peer ? (size_t)plen : sizeof c->peer);
         if (n < 0)
             return;
         loop->stats.in += (uint64_t)n;

@@ -58,15 +58,15 @@ void evn__inbox_free(struct evn_loop *loop)
     /* Connections handed over but never opened are closed unseen. */
     for (size_t i = 0; i < loop->ninbox; i++) {
         if (loop->inbox[i].type == EVN__M_CONN)
-            close(loop->inbox[i].fd);
+            evn__sock_close(loop->inbox[i].fd);
         else if (loop->inbox[i].type == EVN__M_WRITE)
             evn__chunk_release(loop, loop->inbox[i].chunk, -ENOTCONN);
         /* EVN__M_RESOLVED: its job went with the resolver, freed first. */
     }
     if (loop->wake_io.fd >= 0)
-        close(loop->wake_io.fd);
+        evn__sock_close(loop->wake_io.fd);
     if (loop->wake_wfd >= 0 && loop->wake_wfd != loop->wake_io.fd)
-        close(loop->wake_wfd);
+        evn__sock_close(loop->wake_wfd);
     loop->wake_io.fd = loop->wake_wfd = -1;
     pthread_mutex_destroy(&loop->inbox_lock);
     evn__free(loop->inbox);
@@ -77,10 +77,10 @@ void evn__loop_signal(struct evn_loop *loop)
 {
 #ifdef EVN_HAVE_EVENTFD
     uint64_t one = 1;
-    ssize_t r = write(loop->wake_wfd, &one, sizeof one);
+    ssize_t r = evn__sock_write(loop->wake_wfd, &one, sizeof one);
 #else
     char one = 1;
-    ssize_t r = write(loop->wake_wfd, &one, 1);
+    ssize_t r = evn__sock_write(loop->wake_wfd, &one, 1);
 #endif
     /* A full pipe or counter already means "wake up". */
     (void)r;
@@ -90,10 +90,10 @@ static void clear_wakefd(struct evn_loop *loop)
 {
     char buf[64];
 #ifdef EVN_HAVE_EVENTFD
-    ssize_t r = read(loop->wake_io.fd, buf, sizeof(uint64_t));
+    ssize_t r = evn__sock_read(loop->wake_io.fd, buf, sizeof(uint64_t));
     (void)r;
 #else
-    while (read(loop->wake_io.fd, buf, sizeof buf) > 0)
+    while (evn__sock_read(loop->wake_io.fd, buf, sizeof buf) > 0)
         ;
 #endif
 }
