@@ -13,17 +13,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+#ifndef _WIN32
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 extern char **environ;
+#endif
 
 /* What SIGUSR2 starts again: this program's path, read at start (so that
  * a binary replaced since is the one started), and its arguments. */
+#ifndef _WIN32
 static char ex_exe[PATH_MAX];
+#endif
 static char **ex_argv;
 static atomic_int ex_upgrading_flag;
 
@@ -51,6 +55,14 @@ static void usage(FILE *f, const char *name, int allow_udp, const struct ex_opti
             name, allow_udp ? "  --udp N           also serve UDP on port N\n" : "");
     for (size_t i = 0; i < nmore; i++)
         fprintf(f, "  %s\n", more[i].help);
+#ifdef _WIN32
+    fprintf(f, "  --help            show this\n"
+               "stopping:\n"
+               "  Ctrl-C, Ctrl-Break or closing the console: stop accepting, let connections\n"
+               "                    finish (up to 10 s), exit; a second one stops at once\n"
+               "  (Windows has no SIGUSR2 upgrade and no systemd sockets: evn cannot hand\n"
+               "  sockets to a new process there.)\n");
+#else
     fprintf(f, "  --help            show this\n"
                "signals:\n"
                "  SIGINT, SIGTERM   stop accepting, let connections finish (up to 10 s), exit;\n"
@@ -62,6 +74,7 @@ static void usage(FILE *f, const char *name, int allow_udp, const struct ex_opti
                "                    the new copy fails, this one says why and keeps serving.\n"
                "  Listening sockets passed by systemd (LISTEN_FDS) are used for the addresses\n"
                "  they match; see docs/deployment.md.\n");
+#endif
 }
 
 static int parse_int(const char *s, int min, int max, int *out)
@@ -126,6 +139,7 @@ static const struct ex_option *find_option(const char *a, const struct ex_option
 static void remember_exe(char **argv)
 {
     ex_argv = argv;
+#ifndef _WIN32
     ssize_t n = readlink("/proc/self/exe", ex_exe, sizeof ex_exe - 1);
     if (n > 0) {
         ex_exe[n] = '\0';
@@ -133,6 +147,7 @@ static void remember_exe(char **argv)
     }
     if (!realpath(argv[0], ex_exe))
         snprintf(ex_exe, sizeof ex_exe, "%s", argv[0]);
+#endif
 }
 
 void ex_parse_more(int argc, char **argv, struct ex_opts *o, const char *name, int allow_udp,
@@ -236,6 +251,8 @@ int ex_upgrading(void)
 {
     return atomic_load(&ex_upgrading_flag);
 }
+
+#ifndef _WIN32
 
 /* The environment of the new copy: this one's, without an earlier
  * hand-off's variables, with the channel's descriptor and a placeholder
@@ -400,6 +417,7 @@ static bool upgrade(const char *name, evn_server *srv)
             (int)getpid());
     return false;
 }
+#endif
 
 /*
  * SIGUSR2 only marks that an upgrade is asked for; loop 0's ticker (ex_tick,
@@ -412,12 +430,6 @@ static bool upgrade(const char *name, evn_server *srv)
 
 static volatile sig_atomic_t usr2_seen;
 
-static void on_usr2(int sig)
-{
-    (void)sig;
-    usr2_seen = 1;
-}
-
 static struct {
     const char *name;
     evn_server *srv;
@@ -429,6 +441,13 @@ static struct {
     int64_t tick_delay, tick_due;
 } up;
 
+#ifndef _WIN32
+static void on_usr2(int sig)
+{
+    (void)sig;
+    usr2_seen = 1;
+}
+
 static void *upgrader_main(void *arg)
 {
     (void)arg;
@@ -436,6 +455,7 @@ static void *upgrader_main(void *arg)
     atomic_store(&up.running, false);
     return NULL;
 }
+#endif
 
 static int64_t mono_ms(void)
 {
@@ -444,6 +464,17 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+#ifdef _WIN32
+/* Windows: no SIGUSR2, and evn_server_handoff is not there (-ENOTSUP). */
+static void start_upgrade(void)
+{
+}
+
+static void notify_systemd(const char *msg)
+{
+    (void)msg;
+}
+#else
 /* SIGUSR2 came: start the upgrade's thread, unless one is under way. */
 static void start_upgrade(void)
 {
@@ -463,6 +494,7 @@ static void start_upgrade(void)
         fprintf(stderr, "%s: upgrade failed: cannot start a thread\n", up.name);
     }
 }
+#endif
 
 static evn_action ex_tick(evn_server *srv, int64_t *delay_ms)
 {
@@ -573,21 +605,25 @@ int ex_run_ext(const char *name, evn_events *ev, const struct ex_opts *o, const 
      * signal stops at once. */
     rc = evn_server_stop_on_signals(srv, EX_DRAIN_MS);
     /* SIGUSR2: upgrade (see ex_tick). */
+#ifndef _WIN32
     struct sigaction sa = {.sa_handler = on_usr2, .sa_flags = SA_RESTART}, oldsa;
     bool upgrader = rc == 0;
     if (upgrader)
         sigaction(SIGUSR2, &sa, &oldsa);
+#endif
     /* The listeners are bound (or inherited): connections queue from now. */
     if (rc == 0)
         notify_systemd("READY=1");
     if (rc == 0)
         rc = evn_server_run(srv);
+#ifndef _WIN32
     if (upgrader) {
         sigaction(SIGUSR2, &oldsa, NULL);
         if (up.started)
             pthread_join(up.thread, NULL);
         up.started = false;
     }
+#endif
     if (stopped)
         stopped(srv);
     evn_server_free(srv);

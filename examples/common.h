@@ -5,6 +5,7 @@
 #ifndef EVN_EXAMPLES_COMMON_H
 #define EVN_EXAMPLES_COMMON_H
 
+#include "compat.h"
 #include "evn.h"
 
 struct ex_opts {

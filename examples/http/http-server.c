@@ -1009,6 +1009,12 @@ static int set_stats_path(const char *v)
 
 static int set_root(const char *v)
 {
+#ifdef _WIN32
+    /* sf_open walks the path with openat() and O_NOFOLLOW, which Windows
+     * has not; serving files there would need a walk of its own. */
+    fprintf(stderr, "http-server: --root %s: not available on Windows\n", v);
+    return -1;
+#else
     int fd = open(v, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
         fprintf(stderr, "http-server: --root %s: %s\n", v, strerror(errno));
@@ -1018,6 +1024,7 @@ static int set_root(const char *v)
         close(root_fd);
     root_fd = fd;
     return 0;
+#endif
 }
 
 int main(int argc, char **argv)

@@ -8,7 +8,11 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef _WIN32
+#include "../compat.h"
+#endif
 
+#ifndef _WIN32
 static int errno_status(int err)
 {
     switch (err) {
@@ -147,6 +151,15 @@ fail:
     close(fd);
     return errno_status(err);
 }
+#else
+/* Windows has no openat() or O_NOFOLLOW to walk the path safely with, so
+ * the HTTP example refuses --root there and this is never reached. */
+int sf_open(int root_fd, const char *path, size_t len, int *fdp, struct stat *st, const char **type)
+{
+    (void)root_fd, (void)path, (void)len, (void)fdp, (void)st, (void)type;
+    return 404;
+}
+#endif
 
 static bool ieq(const char *s, size_t n, const char *lit)
 {

@@ -69,7 +69,9 @@
  */
 #include "common.h"
 
+#ifndef _WIN32
 #include <arpa/inet.h>
+#endif
 #include <ctype.h>
 #include <errno.h>
 #include <stdatomic.h>

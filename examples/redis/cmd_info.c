@@ -14,7 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _WIN32
+#include "../compat.h"
+#else
 #include <sys/utsname.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 #ifdef __GLIBC__

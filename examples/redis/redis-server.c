@@ -25,13 +25,17 @@
 #include "common.h"
 
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _WIN32
+#include "../compat.h"
+#else
+#include <netinet/in.h>
 #include <sys/random.h>
+#endif
 #include <unistd.h>
 
 /* Replies to one input event gather here before evn_write(). */

@@ -11,7 +11,11 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _WIN32
+#include "../compat.h"
+#else
 #include <sys/random.h>
+#endif
 #include <time.h>
 
 struct shard {
@@ -107,7 +111,11 @@ void store_free(struct store *s)
         shard_clear(&s->shards[i]);
         pthread_mutex_destroy(&s->shards[i].lock);
     }
+#ifdef _WIN32
+    _aligned_free(s);
+#else
     free(s);
+#endif
 }
 
 unsigned char *entry_new(unsigned flags, const void *k, size_t klen, int64_t expire_ms,

@@ -157,9 +157,11 @@ static int pool_start(int n)
 {
     /* The workers take no signals: ex_run reads SIGINT and SIGTERM on a
      * thread of its own, and a worker must not get them first. */
+#ifndef _WIN32
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
+#endif
     pool.threads = calloc((size_t)n, sizeof *pool.threads);
     int rc = pool.threads ? 0 : ENOMEM;
     for (int i = 0; i < n && rc == 0; i++) {
@@ -167,7 +169,9 @@ static int pool_start(int n)
         if (rc == 0)
             pool.nthreads++;
     }
+#ifndef _WIN32
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+#endif
     return rc;
 }
 
