@@ -1,20 +1,23 @@
 #include "harness.h"
 
-#include <arpa/inet.h>
 #include <dirent.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
-#include <unistd.h>
+
+#ifdef _WIN32
+#include <direct.h>
+#define TH_DEVNULL "NUL"
+#define TH_PATH_SEP ';'
+#else
+#define TH_DEVNULL "/dev/null"
+#define TH_PATH_SEP ':'
+#endif
 
 static pthread_mutex_t print_mu = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int nfail_total;
@@ -32,7 +35,7 @@ static pthread_cond_t dog_cv;
 static struct timespec dog_deadline;
 static bool dog_armed;
 
-static char tmpdir[64];
+static char tmpdir[128];
 static uint64_t seed_value;
 static bool seed_set;
 
@@ -160,7 +163,7 @@ static void *watchdog(void *arg)
         int rc = pthread_cond_timedwait(&dog_cv, &dog_mu, &dog_deadline);
         if (rc == ETIMEDOUT && dog_armed) {
             struct timespec now;
-            clock_gettime(CLOCK_MONOTONIC, &now);
+            clock_gettime(TH_COND_CLOCK, &now);
             if (now.tv_sec > dog_deadline.tv_sec ||
                 (now.tv_sec == dog_deadline.tv_sec && now.tv_nsec >= dog_deadline.tv_nsec)) {
                 fprintf(stderr, "[TIMEOUT] %s: still running after the watchdog's limit\n",
@@ -176,7 +179,7 @@ static void arm_watchdog(void)
 {
     int secs = env_int("EVN_TEST_TIMEOUT", 60);
     pthread_mutex_lock(&dog_mu);
-    clock_gettime(CLOCK_MONOTONIC, &dog_deadline);
+    clock_gettime(TH_COND_CLOCK, &dog_deadline);
     dog_deadline.tv_sec += secs;
     dog_armed = true;
     pthread_cond_signal(&dog_cv);
@@ -356,7 +359,18 @@ void th_init(int argc, char **argv)
         fprintf(stderr, "cannot install the test allocator\n");
         _exit(1);
     }
+#ifdef _WIN32
+    /* The C runtime has no line buffering (_IOLBF is full buffering there). */
+    setvbuf(stdout, NULL, _IONBF, 0);
+    /* A crash ends the process instead of waiting on a debugger or a
+     * dialog box (Wine would start winedbg). */
+    SetErrorMode(SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX);
+    /* Winsock opens handles of its own on first use: let that happen
+     * before the first handle count, not inside a subtest. */
+    close(socket(AF_INET, SOCK_STREAM, 0));
+#else
     setvbuf(stdout, NULL, _IOLBF, 0);
+#endif
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-t") == 0 && i + 1 < argc)
             only_test = argv[++i];
@@ -367,7 +381,7 @@ void th_init(int argc, char **argv)
     }
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_condattr_setclock(&ca, TH_COND_CLOCK);
     pthread_cond_init(&dog_cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_t t;
@@ -382,26 +396,141 @@ void th_init(int argc, char **argv)
             th_quick() ? ", quick" : "");
 }
 
+/*
+ * On Windows the count is of the process's handles (sockets, files,
+ * threads, events: whatever a subtest leaves open shows there), whose values
+ * are kept for the report, and the map is of the C runtime's fds; a socket
+ * is a handle, not a CRT fd, and so shows in the count and the handles only.
+ */
 typedef struct fd_snapshot {
     int count;
     unsigned char open[4096 / 8];
     char what[64][64]; /* readlink of the first fds, for the report */
+#ifdef _WIN32
+    uintptr_t handles[2048];
+    int nhandles;
+#endif
 } fd_snapshot;
+
+#ifdef _WIN32
+/* An entry of SystemExtendedHandleInformation, as ntdll fills it in. */
+typedef struct sys_handle {
+    ULONG_PTR object, pid, value;
+    ULONG access;
+    USHORT backtrace, type;
+    ULONG attributes, reserved;
+} sys_handle;
+
+typedef struct sys_handles {
+    ULONG_PTR n, reserved;
+    sys_handle h[1];
+} sys_handles;
+
+typedef LONG(NTAPI *query_system_fn)(ULONG, PVOID, ULONG, PULONG);
+
+/*
+ * The handles of this process, from the system's list of every process's
+ * handles: their number, and up to max of their values into out. -1 if the
+ * list cannot be had. (GetProcessHandleCount would do for the number, but
+ * Wine's always says 0.)
+ */
+static int own_handles(uintptr_t *out, int max)
+{
+    static query_system_fn query;
+    if (!query)
+        query = (query_system_fn)(void *)GetProcAddress(GetModuleHandleA("ntdll.dll"),
+                                                        "NtQuerySystemInformation");
+    if (!query)
+        return -1;
+    enum { SYSTEM_EXTENDED_HANDLE_INFORMATION = 64 };
+    const LONG too_small = (LONG)0xC0000004; /* STATUS_INFO_LENGTH_MISMATCH */
+    ULONG size = 1u << 16;
+    sys_handles *all = NULL;
+    LONG st;
+    do {
+        free(all);
+        size *= 2;
+        all = malloc(size);
+        if (!all)
+            return -1;
+        st = query(SYSTEM_EXTENDED_HANDLE_INFORMATION, all, size, NULL);
+    } while (st == too_small && size < (1u << 30));
+    int n = -1;
+    if (st == 0) {
+        ULONG_PTR me = GetCurrentProcessId();
+        n = 0;
+        for (ULONG_PTR i = 0; i < all->n; i++) {
+            if (all->h[i].pid != me)
+                continue;
+            if (n < max)
+                out[n] = all->h[i].value;
+            n++;
+        }
+    }
+    free(all);
+    return n;
+}
+
+static bool has_handle(const fd_snapshot *snap, uintptr_t h)
+{
+    for (int i = 0; i < snap->nhandles; i++)
+        if (snap->handles[i] == h)
+            return true;
+    return false;
+}
+
+static void report_handle_diff(const fd_snapshot *a, const fd_snapshot *b)
+{
+    for (int i = 0; i < b->nhandles; i++)
+        if (!has_handle(a, b->handles[i]))
+            fprintf(stderr, "    handle 0x%" PRIxPTR " was left open\n", b->handles[i]);
+    for (int i = 0; i < a->nhandles; i++)
+        if (!has_handle(b, a->handles[i]))
+            fprintf(stderr, "    handle 0x%" PRIxPTR " was closed by the test\n", a->handles[i]);
+}
+
+static bool fd_is_open(int fd)
+{
+    return fd < 2048 && _get_osfhandle(fd) != -1;
+}
+
+static void fd_describe(int fd, char *buf, size_t size)
+{
+    static const char *const types[] = {"unknown", "file", "char", "pipe"};
+    DWORD t = GetFileType((HANDLE)_get_osfhandle(fd)) & 3;
+    snprintf(buf, size, "%s", types[t]);
+}
+#else
+static bool fd_is_open(int fd)
+{
+    return fcntl(fd, F_GETFD) >= 0;
+}
+
+static void fd_describe(int fd, char *buf, size_t size)
+{
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, buf, size - 1);
+    buf[n > 0 ? n : 0] = '\0';
+}
+#endif
 
 static void take_snapshot(fd_snapshot *snap)
 {
     memset(snap, 0, sizeof *snap);
+#ifdef _WIN32
+    int max = (int)(sizeof snap->handles / sizeof snap->handles[0]);
+    snap->count = own_handles(snap->handles, max);
+    snap->nhandles = snap->count < max ? snap->count : max;
+#else
     snap->count = th_fd_count();
+#endif
     for (int fd = 0; fd < 4096; fd++) {
-        if (fcntl(fd, F_GETFD) < 0)
+        if (!fd_is_open(fd))
             continue;
         snap->open[fd / 8] |= (unsigned char)(1u << (fd % 8));
-        if (fd < 64) {
-            char link[64];
-            snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-            ssize_t n = readlink(link, snap->what[fd], sizeof snap->what[fd] - 1);
-            snap->what[fd][n > 0 ? n : 0] = '\0';
-        }
+        if (fd < 64)
+            fd_describe(fd, snap->what[fd], sizeof snap->what[fd]);
     }
 }
 
@@ -436,8 +565,8 @@ void th_run_(const char *name, void (*fn)(void))
     /* A subtest that closed stdin by mistake is reported once, not again by
      * every later subtest. */
     for (int fd = 0; fd < 3; fd++)
-        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF)
-            (void)!open("/dev/null", O_RDWR);
+        if (!fd_is_open(fd))
+            (void)!open(TH_DEVNULL, O_RDWR);
     fd_snapshot before, after;
     take_snapshot(&before);
     long blocks = th_alloc_live();
@@ -453,6 +582,9 @@ void th_run_(const char *name, void (*fn)(void))
         th_fail_(__FILE__, __LINE__, false, "fd leak: %d open fds before %s, %d after",
                  before.count, name, after.count);
         report_fd_diff(&before, &after);
+#ifdef _WIN32
+        report_handle_diff(&before, &after);
+#endif
     }
     if (th_failures() != fails) {
         nfailed++;
@@ -515,6 +647,12 @@ int th_finish(void)
     return 0;
 }
 
+#ifdef _WIN32
+int th_fd_count(void)
+{
+    return own_handles(NULL, 0);
+}
+#else
 int th_fd_count(void)
 {
     const char *dir = "/proc/self/fd";
@@ -534,6 +672,7 @@ int th_fd_count(void)
     /* The directory stream's own fd was counted. */
     return n - 1;
 }
+#endif
 
 uint64_t th_seed(void)
 {
@@ -791,7 +930,7 @@ int th_make_addr(const char *host, int port, struct sockaddr_storage *ss, sockle
 int th_connect_ip(const char *host, int port)
 {
     struct sockaddr_storage ss;
-    socklen_t len;
+    socklen_t len = 0;
     if (th_make_addr(host, port, &ss, &len) < 0)
         th_fail_(__FILE__, __LINE__, true, "bad address %s", host);
     return th_connect_addr((struct sockaddr *)&ss, len);
@@ -958,14 +1097,44 @@ int th_closed_port(void)
 
 /* ---- files ---- */
 
+#ifdef _WIN32
+/* Under the user's temporary directory, with forward slashes, which Windows
+ * takes as well and which read the same in a unix:// URL. */
+static bool make_tmpdir(void)
+{
+    char base[MAX_PATH];
+    DWORD n = GetTempPathA(sizeof base, base);
+    if (n == 0 || n >= sizeof base)
+        return false;
+    for (unsigned i = 0; i < 100; i++) {
+        snprintf(tmpdir, sizeof tmpdir, "%sevn-test-%lu-%u", base,
+                 (unsigned long)GetCurrentProcessId(), i);
+        for (char *p = tmpdir; *p; p++)
+            if (*p == '\\')
+                *p = '/';
+        if (_mkdir(tmpdir) == 0)
+            return true;
+        if (errno != EEXIST)
+            return false;
+    }
+    return false;
+}
+#else
+static bool make_tmpdir(void)
+{
+    /* Always under /tmp: TMPDIR may be too long for a unix socket path. */
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/evn-test-XXXXXX");
+    return mkdtemp(tmpdir) != NULL;
+}
+#endif
+
 const char *th_tmpdir(void)
 {
     if (!tmpdir[0]) {
-        /* Always under /tmp: TMPDIR may be too long for a unix socket path. */
-        snprintf(tmpdir, sizeof tmpdir, "/tmp/evn-test-XXXXXX");
-        if (!mkdtemp(tmpdir)) {
+        if (!make_tmpdir()) {
             tmpdir[0] = '\0';
-            th_fail_(__FILE__, __LINE__, true, "mkdtemp: %s", strerror(errno));
+            th_fail_(__FILE__, __LINE__, true, "cannot make a temporary directory: %s",
+                     strerror(errno));
         }
     }
     return tmpdir;
@@ -979,7 +1148,21 @@ void th_tmppath(char *buf, size_t size, const char *name)
 bool th_path_exists(const char *path)
 {
     struct stat st;
+#ifdef _WIN32
+    return stat(path, &st) == 0;
+#else
     return lstat(path, &st) == 0;
+#endif
+}
+
+bool th_is_socket_file(const char *path)
+{
+    struct stat st;
+#ifdef _WIN32
+    return stat(path, &st) == 0 && !S_ISDIR(st.st_mode);
+#else
+    return lstat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+#endif
 }
 
 bool th_have_command(const char *name)
@@ -988,14 +1171,22 @@ bool th_have_command(const char *name)
     if (!path || !*path)
         path = "/usr/bin:/bin";
     char buf[4096];
+    const char sep[] = {TH_PATH_SEP, '\0'};
     while (*path) {
-        size_t len = strcspn(path, ":");
+        size_t len = strcspn(path, sep);
         /* An empty PATH entry is the current directory. */
         snprintf(buf, sizeof buf, "%.*s/%s", len ? (int)len : 1, len ? path : ".", name);
+#ifdef _WIN32
+        size_t blen = strlen(buf);
+        snprintf(buf + blen, sizeof buf - blen, ".exe");
+        if (access(buf, F_OK) == 0)
+            return true;
+#else
         if (access(buf, X_OK) == 0)
             return true;
+#endif
         path += len;
-        if (*path == ':')
+        if (*path == TH_PATH_SEP)
             path++;
     }
     return false;
@@ -1042,4 +1233,15 @@ bool th_have_ipv6(void)
     bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
     close(fd);
     return ok;
+}
+
+bool th_have_unix_sockets(void)
+{
+#ifdef _WIN32
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0)
+        return false;
+    close(fd);
+#endif
+    return true;
 }

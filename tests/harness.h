@@ -20,8 +20,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/types.h>
+
+/* The socket API, and on Windows the POSIX calls over Winsock. */
+#include "compat.h"
 
 #include "evn.h"
 
@@ -30,8 +32,15 @@
 
 /* ---- assertions ---- */
 
+/* mingw-w64's printf checks (its C99 stdio, __USE_MINGW_ANSI_STDIO=1). */
+#ifdef __MINGW_PRINTF_FORMAT
+#define TH_PRINTF_FORMAT __MINGW_PRINTF_FORMAT
+#else
+#define TH_PRINTF_FORMAT printf
+#endif
+
 void th_fail_(const char *file, int line, bool fatal, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+    __attribute__((format(TH_PRINTF_FORMAT, 4, 5)));
 void th_cmp_int_(const char *file, int line, bool fatal, const char *ea, const char *op,
                  const char *eb, long long a, long long b, bool ok);
 void th_cmp_size_(const char *file, int line, bool fatal, const char *ea, const char *op,
@@ -122,7 +131,8 @@ int th_finish(void);
 /* Failures so far in this process. */
 int th_failures(void);
 
-/* Open fds of this process, counted in /proc/self/fd (or /dev/fd). */
+/* Open fds of this process, counted in /proc/self/fd (or /dev/fd); on
+ * Windows its open handles (sockets among them). */
 int th_fd_count(void);
 /* Seed for the random parts of a test: EVN_TEST_SEED or a fresh one, printed. */
 uint64_t th_seed(void);
@@ -261,7 +271,21 @@ const char *th_tmpdir(void);
 /* th_tmpdir()/name into buf. */
 void th_tmppath(char *buf, size_t size, const char *name);
 bool th_path_exists(const char *path);
+/* Whether path is a unix socket's file. Windows cannot tell it apart from
+ * other files through the C runtime: there, whether it is a file at all. */
+bool th_is_socket_file(const char *path);
 bool th_have_ipv6(void);
+/* Whether this system has unix sockets (AF_UNIX): always on Linux and the
+ * BSDs; on Windows since Windows 10 1803, never under Wine 8. A subtest that
+ * needs them skips without. */
+bool th_have_unix_sockets(void);
+#define TH_NEED_UNIX_SOCKETS()                                                                     \
+    do {                                                                                           \
+        if (!th_have_unix_sockets()) {                                                             \
+            th_skip("no unix sockets (AF_UNIX) on this system");                                   \
+            return;                                                                                \
+        }                                                                                          \
+    } while (0)
 
 /* ---- tools the tests run ---- */
 

@@ -11,8 +11,6 @@
 #include "harness.h"
 #include "internal.h"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

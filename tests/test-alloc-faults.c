@@ -274,6 +274,7 @@ static int run_once(void)
 
 static void test_each_allocation_fails(void)
 {
+    TH_NEED_UNIX_SOCKETS();
     int fd = open(file_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     ASSERT_GE_INT(fd, 0);
     static char data[FILEN];

@@ -21,7 +21,6 @@
  */
 #include "harness.h"
 
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>

@@ -10,7 +10,6 @@
 #include "harness.h"
 
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -147,6 +146,7 @@ static void test_connect_tcp6(void)
 
 static void test_connect_unix(void)
 {
+    TH_NEED_UNIX_SOCKETS();
     char path[128], listen[160];
     th_tmppath(path, sizeof path, "connect.sock");
     snprintf(listen, sizeof listen, "unix://%s", path);
@@ -270,6 +270,7 @@ static void test_bad_urls(void)
 
 static void test_unix_missing(void)
 {
+    TH_NEED_UNIX_SOCKETS();
     struct state s;
     init_state(&s);
     evn_events ev = events(&s);

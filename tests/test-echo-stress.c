@@ -8,7 +8,6 @@
 #include "harness.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -250,6 +249,7 @@ static void test_echo_tcp(void)
 
 static void test_echo_unix(void)
 {
+    TH_NEED_UNIX_SOCKETS();
     char path[128], url[160];
     th_tmppath(path, sizeof path, "stress.sock");
     snprintf(url, sizeof url, "unix://%s", path);

@@ -8,10 +8,8 @@
 #include "harness.h"
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -625,6 +623,7 @@ static void check_tcp_rec(const struct rec *r, int fd, int port)
 
 static void test_listener_and_addresses(void)
 {
+    TH_NEED_UNIX_SOCKETS();
     struct state *s = st_new();
     evn_events ev = base_events(s);
     char path[128], unixurl[160];

@@ -9,7 +9,6 @@
  */
 #include "harness.h"
 
-#include <netinet/in.h>
 #include <stdlib.h>
 #include <unistd.h>
 

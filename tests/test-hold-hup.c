@@ -12,7 +12,6 @@
  */
 #include "harness.h"
 
-#include <poll.h>
 #include <string.h>
 #include <unistd.h>
 

@@ -6,7 +6,6 @@
  */
 #include "harness.h"
 
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>

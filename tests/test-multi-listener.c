@@ -7,7 +7,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 struct state {
@@ -128,11 +127,13 @@ static void run(int nloops)
 
 static void test_one_loop(void)
 {
+    TH_NEED_UNIX_SOCKETS();
     run(1);
 }
 
 static void test_three_loops(void)
 {
+    TH_NEED_UNIX_SOCKETS();
     run(3);
 }
 

@@ -19,7 +19,6 @@
 #include "harness.h"
 #include "internal.h"
 
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>

@@ -23,9 +23,6 @@
 #include "harness.h"
 #include "internal.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,6 +293,7 @@ static int probe_conn(th_server *ts, size_t i)
  * peer, an unnamed unix socket, "". */
 static void test_unix_listener(void)
 {
+    TH_NEED_UNIX_SOCKETS();
     char path[256], url[300];
     th_tmppath(path, sizeof path, "proxy.sock");
     snprintf(url, sizeof url, "unix://%s?proxy=any", path);

@@ -14,11 +14,8 @@
 #include "harness.h"
 #include "proxyproto.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 /* A byte string that may hold NULs. */

@@ -18,10 +18,7 @@
 #include "harness.h"
 #include "internal.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>

@@ -22,14 +22,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
+#ifndef _WIN32
+#include <signal.h>
+#include <sys/time.h>
+#endif
 #ifdef EVN_HAVE_TLS
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -829,7 +830,9 @@ int main(int argc, char **argv)
 {
     th_init(argc, argv);
     /* A SIGPIPE must kill this test, not be ignored (test_epipe_no_sigpipe). */
+#ifndef _WIN32
     signal(SIGPIPE, SIG_DFL);
+#endif
     if (!make_file()) {
         fprintf(stderr, "cannot make the %u-byte test file: %s\n", FILE_SIZE, strerror(errno));
         return 1;

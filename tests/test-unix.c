@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 static th_counter closed = TH_COUNTER_INIT;
@@ -56,9 +55,8 @@ static void test_absolute_path(void)
     unix_url(url, sizeof url, path);
     th_server ts;
     start(&ts, url);
-    struct stat st;
-    ASSERT_EQ_INT(lstat(path, &st), 0);
-    EXPECT_TRUE(S_ISSOCK(st.st_mode));
+    ASSERT_TRUE(th_path_exists(path));
+    EXPECT_TRUE(th_is_socket_file(path));
     EXPECT_STREQ(evn_server_url(ts.srv, 0), url);
     EXPECT_EQ_INT(th_server_port(&ts, 0), 0);
     echo_via(&ts, "absolute");
@@ -237,6 +235,10 @@ static void test_longest_path(void)
 int main(int argc, char **argv)
 {
     th_init(argc, argv);
+    if (!th_have_unix_sockets()) {
+        th_skip("no unix sockets (AF_UNIX) on this system");
+        return th_finish();
+    }
     TH_RUN(test_absolute_path);
     TH_RUN(test_free_without_run_removes_file);
     TH_RUN(test_relative_path);

@@ -6,10 +6,8 @@
 #include "harness.h"
 #include "internal.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/un.h>
 
 struct good {
     const char *url;
