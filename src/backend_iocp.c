@@ -711,6 +711,14 @@ static void batch_done(struct evn_loop *loop, struct iocp *u)
 static bool reap_recv(struct evn_loop *loop, struct iocp *u, struct slot *s, LONG st)
 {
     struct evn__io *io = s->io;
+    /* The connection is broken (reset, aborted): said at once, even while
+     * receiving is off, since nothing else may tell (Wine leaves a send
+     * in flight on a reset socket pending). */
+    if (st != 0 && st != NT_CANCELLED && !(io->bstate & ST_CLOSED)) {
+        s->orecv.busy = false;
+        emit(loop, u, (struct evn__fired){.io = io, .ev = EVN__RECEIVED, .res = nt_errno(st)});
+        return true;
+    }
     if (st == NT_CANCELLED || (io->bstate & ST_CLOSED) || !(io->bstate & ST_RECV_WANT)) {
         s->orecv.busy = false;
         unref(loop, u, io);
