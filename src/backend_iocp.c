@@ -80,6 +80,9 @@ typedef LONG(NTAPI *nt_ioctl_fn)(HANDLE, HANDLE, PVOID, PVOID, PIO_STATUS_BLOCK,
 
 enum { OP_RECV = 1, OP_SEND, OP_POLL, OP_ACCEPT };
 
+/* The completion key of a wake (PostQueuedCompletionStatus); sockets' are 0. */
+#define WAKE_KEY 1
+
 /* io->bstate */
 enum {
     ST_RECV_WANT = 1,   /* receiving is on */
@@ -919,8 +922,13 @@ static int iocp_wait(struct evn_loop *loop, int timeout_ms)
     u->counts.completions += got;
     for (ULONG i = 0; i < got; i++) {
         struct op *op = (struct op *)(void *)u->entries[i].lpOverlapped;
-        if (!op)
+        if (!op) {
+            if (u->entries[i].lpCompletionKey == WAKE_KEY) {
+                loop->wake_io.refs++;
+                emit(loop, u, (struct evn__fired){.io = &loop->wake_io, .ev = EVN__READ});
+            }
             continue;
+        }
         op->ov.InternalHigh = u->entries[i].dwNumberOfBytesTransferred;
         op->err = 0;
         if (!reap(loop, u, op)) {
@@ -1018,6 +1026,14 @@ static void iocp_stop(struct evn_loop *loop)
     drain(loop, u);
 }
 
+/* Any thread: one wake, which the inbox takes as readability of its
+ * descriptor, without the descriptor. */
+static void iocp_wake(struct evn_loop *loop)
+{
+    struct iocp *u = loop->bdata;
+    PostQueuedCompletionStatus(u->port, 0, WAKE_KEY, NULL);
+}
+
 const struct evn__backend evn__backend_iocp = {
     .name = "iocp",
     .init = iocp_init,
@@ -1031,6 +1047,7 @@ const struct evn__backend evn__backend_iocp = {
     .accept = iocp_accept,
     .close = iocp_close,
     .stop = iocp_stop,
+    .wake = iocp_wake,
 };
 
 void evn__iocp_counts(struct evn_server *srv, struct evn__iocp_counts *out)

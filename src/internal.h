@@ -312,6 +312,9 @@ struct evn__backend {
     /* The loop is done (its thread, after its last callback): what it asked
      * for and did not wait for is done now. NULL: nothing to do. */
     void (*stop)(struct evn_loop *loop);
+    /* Wake the loop from its wait, from any thread, with an EVN__READ event
+     * for loop->wake_io. NULL: the loop waits on a wake descriptor. */
+    void (*wake)(struct evn_loop *loop);
 };
 
 EVN__HIDDEN extern const struct evn__backend evn__backend_poll;
