@@ -37,6 +37,15 @@
  * from a list of the backend's at the next wait. So a request costs one
  * receive completion; its reply's send usually none.
  *
+ * Wakes from other threads (evn_wake, evn_send, connections handed to the
+ * loop) are completions posted to the port (PostQueuedCompletionStatus):
+ * the inbox has no socket pair to poll and drain.
+ *
+ * Not done here yet: UDP, file regions and connects go by readiness as
+ * above (recvfrom and sendto, pread and send, a non-blocking connect
+ * waited for with a poll), not by WSARecvFrom/WSASendTo, TransmitFile and
+ * ConnectEx. Unix sockets are untried: Wine 8 has no AF_UNIX.
+ *
  * Per handle, the overlapped operations live in a slot (io->bslot), taken
  * from the loop's free list on first use and given back on release: after
  * the first connections, nothing is allocated per connection or request.
