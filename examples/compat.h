@@ -7,9 +7,13 @@
 #define EVN_EXAMPLES_COMPAT_H
 
 #ifdef _WIN32
+/* winsock2.h first: windows.h would bring the old winsock.h otherwise. */
 #include <winsock2.h>
+
 #include <ws2tcpip.h>
+
 #include <windows.h>
+
 #include <bcrypt.h>
 #include <malloc.h>
 #include <string.h>
@@ -19,9 +23,8 @@
 static inline ssize_t getrandom(void *buf, size_t n, unsigned flags)
 {
     (void)flags;
-    return BCryptGenRandom(NULL, buf, (ULONG)n, BCRYPT_USE_SYSTEM_PREFERRED_RNG) == 0
-               ? (ssize_t)n
-               : -1;
+    return BCryptGenRandom(NULL, buf, (ULONG)n, BCRYPT_USE_SYSTEM_PREFERRED_RNG) == 0 ? (ssize_t)n
+                                                                                      : -1;
 }
 
 static inline struct tm *gmtime_r(const time_t *t, struct tm *tm)
@@ -65,11 +68,14 @@ static inline long sysconf(int name)
     MEMORYSTATUSEX ms = {.dwLength = sizeof ms};
     GetSystemInfo(&si);
     switch (name) {
-    case _SC_NPROCESSORS_ONLN: return (long)si.dwNumberOfProcessors;
-    case _SC_PAGESIZE: return (long)si.dwPageSize;
+    case _SC_NPROCESSORS_ONLN:
+        return (long)si.dwNumberOfProcessors;
+    case _SC_PAGESIZE:
+        return (long)si.dwPageSize;
     case _SC_PHYS_PAGES:
         return GlobalMemoryStatusEx(&ms) ? (long)(ms.ullTotalPhys / si.dwPageSize) : -1;
-    default: return -1;
+    default:
+        return -1;
     }
 }
 #endif

@@ -14,6 +14,15 @@
  *
  * The library never prints, never exits or aborts on a runtime condition and
  * never raises SIGPIPE in the process.
+ *
+ * Windows (64-bit, built with mingw-w64; see README.md): the same API, on
+ * the poll backend (WSAPoll). Sockets are SOCKETs where this header hands
+ * one over (evn_socket_t), errors are the same negative errno values. Not
+ * there, each refused where it is asked for and said so below: splicing,
+ * the hand-off and systemd's sockets, reuseport, unix sockets where the
+ * system has no AF_UNIX (before Windows 10 1803, and under Wine), TLS unless
+ * evn was built against an OpenSSL for mingw, and c-ares (host names are
+ * resolved with getaddrinfo on threads).
  */
 #ifndef EVN_H
 #define EVN_H
@@ -135,7 +144,8 @@ typedef struct evn_events {
      * The event backend: "epoll", "io_uring", "kqueue", "poll" or "auto";
      * NULL picks the environment variable EVN_BACKEND if set, else the
      * platform's default (epoll on Linux, kqueue on BSD and macOS, poll
-     * elsewhere). Chosen once, when the server is made:
+     * elsewhere, and on Windows, where it is WSAPoll). Chosen once, when the
+     * server is made:
      *
      * - "io_uring" (Linux 6.1 or later, evn built with liburing): the
      *   kernel does the I/O (accepts, receives into a ring of buffers it
@@ -322,7 +332,10 @@ typedef struct evn_events {
  * string: reuseport=true|false (one socket per loop, bound with
  * SO_REUSEPORT), backlog=N (listen backlog, default 1024), fdname=NAME (the
  * socket systemd passed under that name, if any). A stale unix socket file
- * is replaced; evn_server_free() removes it. An address that matches a
+ * is replaced; evn_server_free() removes it. (Windows: reuseport=true
+ * fails with -ENOPROTOOPT, there being no SO_REUSEPORT; unix:// with
+ * -EAFNOSUPPORT where the system has no AF_UNIX, Wine among them, and a
+ * unix socket's file left from before is not replaced.) An address that matches a
  * socket the process inherited, from systemd or from a running evn process,
  * uses it instead of binding: see "Restarts that drop nothing" below.
  *
@@ -458,6 +471,9 @@ EVN_API int evn_server_draining(const evn_server *srv);
  * accept queue belongs to the socket, so as long as some process holds the
  * socket, the connection waits to be accepted: none is refused or reset.
  *
+ * Windows has neither: there every listener binds its own socket, and
+ * evn_server_handoff fails with -ENOTSUP.
+ *
  * From systemd (socket activation): evn_server_new reads LISTEN_PID,
  * LISTEN_FDS and LISTEN_FDNAMES (only when LISTEN_PID is this process) the
  * first time it finds them, sets the sockets close-on-exec and removes the
@@ -537,6 +553,12 @@ EVN_API int evn_server_handoff(evn_server *srv, int sock, int64_t drain_ms);
  * evn_shutdown_graceful(srv, drain_ms), a second stops at once. The signal
  * mask is restored when evn_server_run() returns. Returns 0 or a negative
  * errno.
+ *
+ * Windows has no such signals: there the console's Ctrl-C, Ctrl-Break and
+ * close (and log-off or shut-down) do the same, through a console control
+ * handler (SetConsoleCtrlHandler) that writes to a socket loop 0 reads.
+ * Windows ends a process whose console closes a few seconds after telling
+ * it, whatever the drain.
  */
 EVN_API int evn_server_stop_on_signals(evn_server *srv, int64_t drain_ms);
 
@@ -594,7 +616,9 @@ EVN_API int evn_send_owned(evn_server *srv, evn_id id, void *buf, size_t len,
  * than timeout_ms (0: no limit but the kernel's), closed fires instead, with
  * the error (-ECONNREFUSED, -ETIMEDOUT...). Output written before opened is
  * sent once connected. Options in the query string are for tls:// only;
- * listener options such as reuseport= are an error here.
+ * listener options such as reuseport= are an error here. (Windows: WSAPoll
+ * before Windows 10 2004 does not report a connect that fails, which then
+ * ends only with timeout_ms: give one there.)
  *
  * A host name never blocks the loop. The connection is made at once (its id
  * is valid, evn_send and evn_write queue output for it, evn_conn_fd() is -1
@@ -925,6 +949,10 @@ EVN_API int evn_write(evn_conn *c, const void *buf, size_t len);
  * connection with -EIO. Like splice(2), sendfile(2) raises SIGPIPE when the
  * peer is gone; evn blocks SIGPIPE on the loop's thread from the first such
  * call until the loop ends, as described at evn_conn_splice.
+ *
+ * Windows: fd is a C runtime descriptor (_open, with _O_BINARY), the
+ * region is read and sent piece by piece (no TransmitFile yet), and offset
+ * is 64 bits there whatever off_t is.
  */
 EVN_API int evn_sendfile(evn_conn *c, int fd, evn_off_t offset, size_t length);
 
@@ -1034,7 +1062,7 @@ EVN_API int evn_conn_read(evn_conn *c, int on);
  * Both must be open, plain (not TLS) stream connections of the same loop,
  * called on that loop's thread. Returns 0; -EINVAL for UDP, the same
  * connection twice or two loops; -ENOTSUP for TLS or a platform without
- * splice(2) (only Linux has it); -ENOTCONN while either is still connecting;
+ * splice(2) (only Linux has it: not BSD, macOS or Windows); -ENOTCONN while either is still connecting;
  * -EPIPE if from is closing or to is closing or shut down for writing;
  * -EBUSY if from is already spliced or to already receives a splice;
  * -EMFILE, -ENFILE or -ENOMEM (making the pipe), after which the two are as

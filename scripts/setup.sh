@@ -30,6 +30,10 @@
 #   bench     core + the comparison servers, load generators and plotting
 #   fuzz      core + clang and its libFuzzer runtime
 #   format    clang-format
+#   windows   core + the mingw-w64 cross-compiler for 64-bit Windows
+#             (gcc-mingw-w64-x86-64, whose -posix compiler has winpthreads)
+#             and Wine (wine64) to run the .exe files: make windows,
+#             make test-windows
 #
 # Idempotent: it asks dpkg which packages are missing (a tool that is on PATH
 # counts as there, however it was installed) and prints nothing when none is.
@@ -63,8 +67,9 @@ packages_for() {
         ;;
     fuzz) packages_for core; echo clang "$(clang_rt_package)" ;;
     format) echo clang-format ;;
+    windows) packages_for core; echo gcc-mingw-w64-x86-64 wine64 ;;
     *)
-        echo "$prog: unknown purpose '$1' (core test sanitize examples tls uring dns bench fuzz format)" >&2
+        echo "$prog: unknown purpose '$1' (core test sanitize examples tls uring dns bench fuzz format windows)" >&2
         return 2
         ;;
     esac
@@ -131,6 +136,7 @@ command_of() {
     nghttp2-client) echo h2load ;;
     gnuplot-nox) echo gnuplot ;;
     nginx-light) echo nginx ;;
+    gcc-mingw-w64-x86-64) echo x86_64-w64-mingw32-gcc-posix ;;
     esac
 }
 

@@ -222,7 +222,11 @@ static int open_socket(struct evn__listener *l, const char *url, char *err, size
     int fd = socket(l->addr.ss_family, type, 0);
     if (fd < 0) {
         int e = errno;
-        snprintf(err, errlen, "%s: socket: %s", url, strerror(e));
+        /* Windows before 10 (1803), and Wine, have no unix sockets. */
+        if (u->proto == EVN__UNIX && e == EAFNOSUPPORT)
+            snprintf(err, errlen, "%s: this system has no unix sockets (AF_UNIX)", url);
+        else
+            snprintf(err, errlen, "%s: socket: %s", url, strerror(e));
         return -e;
     }
     const char *what = NULL;

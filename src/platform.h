@@ -24,9 +24,14 @@
 #ifndef WIN32_LEAN_AND_MEAN
 #define WIN32_LEAN_AND_MEAN
 #endif
+/* In this order: winsock2.h before windows.h, which would bring the old
+ * winsock.h otherwise. */
 #include <winsock2.h>
+
 #include <ws2tcpip.h>
+
 #include <afunix.h>
+#include <mswsock.h>
 #include <windows.h>
 
 #include <errno.h>
@@ -195,6 +200,9 @@ const char *evn__win_strerror(int err);
 #else /* POSIX */
 
 #include <unistd.h>
+
+/* On POSIX systems these take any descriptor evn reads, writes or closes
+ * as it would a socket: the wake-up eventfd or pipe too. */
 
 static inline int evn__platform_init(void)
 {

@@ -168,6 +168,9 @@ int evn_server_new_sized(evn_server **srvp, const evn_events *user_ev, size_t ev
         return -EINVAL;
     }
     *srvp = NULL;
+    /* Windows: Winsock started before any name is looked up. */
+    if ((rc = evn__platform_init()) < 0)
+        return rc;
     if ((rc = copy_events(ev, user_ev, ev_size)) < 0)
         return rc;
     if (ev->flow != EVN_FLOW_AUTO && ev->flow != EVN_FLOW_MANUAL) {

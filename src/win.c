@@ -55,46 +55,80 @@ int evn__platform_init(void)
 static int wsa_errno(int e)
 {
     switch (e) {
-    case WSAEWOULDBLOCK: return EAGAIN;
-    case WSAEINPROGRESS: return EINPROGRESS;
-    case WSAEALREADY: return EALREADY;
-    case WSAEINTR: return EINTR;
+    case WSAEWOULDBLOCK:
+        return EAGAIN;
+    case WSAEINPROGRESS:
+        return EINPROGRESS;
+    case WSAEALREADY:
+        return EALREADY;
+    case WSAEINTR:
+        return EINTR;
     case WSAEBADF:
-    case WSAENOTSOCK: return EBADF;
-    case WSAEACCES: return EACCES;
-    case WSAEFAULT: return EFAULT;
-    case WSAEINVAL: return EINVAL;
-    case WSAEMFILE: return EMFILE;
-    case WSAEMSGSIZE: return EMSGSIZE;
-    case WSAEPROTOTYPE: return EPROTOTYPE;
-    case WSAENOPROTOOPT: return ENOPROTOOPT;
-    case WSAEPROTONOSUPPORT: return EPROTONOSUPPORT;
+    case WSAENOTSOCK:
+        return EBADF;
+    case WSAEACCES:
+        return EACCES;
+    case WSAEFAULT:
+        return EFAULT;
+    case WSAEINVAL:
+        return EINVAL;
+    case WSAEMFILE:
+        return EMFILE;
+    case WSAEMSGSIZE:
+        return EMSGSIZE;
+    case WSAEPROTOTYPE:
+        return EPROTOTYPE;
+    case WSAENOPROTOOPT:
+        return ENOPROTOOPT;
+    case WSAEPROTONOSUPPORT:
+        return EPROTONOSUPPORT;
     case WSAESOCKTNOSUPPORT:
-    case WSAEOPNOTSUPP: return EOPNOTSUPP;
+    case WSAEOPNOTSUPP:
+        return EOPNOTSUPP;
     case WSAEPFNOSUPPORT:
-    case WSAEAFNOSUPPORT: return EAFNOSUPPORT;
-    case WSAEADDRINUSE: return EADDRINUSE;
-    case WSAEADDRNOTAVAIL: return EADDRNOTAVAIL;
-    case WSAENETDOWN: return ENETDOWN;
-    case WSAENETUNREACH: return ENETUNREACH;
-    case WSAENETRESET: return ENETRESET;
-    case WSAECONNABORTED: return ECONNABORTED;
-    case WSAECONNRESET: return ECONNRESET;
-    case WSAENOBUFS: return ENOBUFS;
-    case WSAEISCONN: return EISCONN;
-    case WSAENOTCONN: return ENOTCONN;
+    case WSAEAFNOSUPPORT:
+        return EAFNOSUPPORT;
+    case WSAEADDRINUSE:
+        return EADDRINUSE;
+    case WSAEADDRNOTAVAIL:
+        return EADDRNOTAVAIL;
+    case WSAENETDOWN:
+        return ENETDOWN;
+    case WSAENETUNREACH:
+        return ENETUNREACH;
+    case WSAENETRESET:
+        return ENETRESET;
+    case WSAECONNABORTED:
+        return ECONNABORTED;
+    case WSAECONNRESET:
+        return ECONNRESET;
+    case WSAENOBUFS:
+        return ENOBUFS;
+    case WSAEISCONN:
+        return EISCONN;
+    case WSAENOTCONN:
+        return ENOTCONN;
     /* Sending after shutdown(SD_SEND), or on a connection the peer closed. */
     case WSAESHUTDOWN:
-    case WSAEDISCON: return EPIPE;
-    case WSAETIMEDOUT: return ETIMEDOUT;
-    case WSAECONNREFUSED: return ECONNREFUSED;
-    case WSAELOOP: return ELOOP;
-    case WSAENAMETOOLONG: return ENAMETOOLONG;
+    case WSAEDISCON:
+        return EPIPE;
+    case WSAETIMEDOUT:
+        return ETIMEDOUT;
+    case WSAECONNREFUSED:
+        return ECONNREFUSED;
+    case WSAELOOP:
+        return ELOOP;
+    case WSAENAMETOOLONG:
+        return ENAMETOOLONG;
     case WSAEHOSTDOWN:
-    case WSAEHOSTUNREACH: return EHOSTUNREACH;
-    case WSA_NOT_ENOUGH_MEMORY: return ENOMEM;
-    case WSANOTINITIALISED: return EINVAL;
-    default: return EIO;
+    case WSAEHOSTUNREACH:
+        return EHOSTUNREACH;
+    case WSA_NOT_ENOUGH_MEMORY:
+        return ENOMEM;
+    case WSANOTINITIALISED:
+        return EINVAL;
+    default:
+        return EIO;
     }
 }
 
@@ -131,8 +165,17 @@ int evn__w_socket(int domain, int type, int protocol)
     }
     /* Overlapped, so that a completion port can take it; not inherited by
      * child processes, as SOCK_CLOEXEC gives elsewhere. */
-    return sock_int(WSASocketW(domain, type, protocol, NULL, 0,
-                               WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT));
+    int fd = sock_int(WSASocketW(domain, type, protocol, NULL, 0,
+                                 WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT));
+    /* A UDP socket would otherwise fail its next receive with WSAECONNRESET
+     * after a datagram it sent met an ICMP port unreachable: POSIX systems
+     * report nothing on an unconnected socket. */
+    if (fd >= 0 && type == SOCK_DGRAM) {
+        BOOL off = FALSE;
+        DWORD got;
+        WSAIoctl((SOCKET)fd, SIO_UDP_CONNRESET, &off, sizeof off, NULL, 0, &got, NULL, NULL);
+    }
+    return fd;
 }
 
 int evn__w_accept(int fd, struct sockaddr *sa, socklen_t *len)
@@ -239,14 +282,14 @@ ssize_t evn__w_sendmsg(int fd, const struct msghdr *mh, int flags)
     int n = mh->msg_iovlen < EVN__IOV_MAX ? mh->msg_iovlen : EVN__IOV_MAX;
     for (int i = 0; i < n; i++) {
         bufs[i].buf = mh->msg_iov[i].iov_base;
-        bufs[i].len = (ULONG)(mh->msg_iov[i].iov_len > ULONG_MAX ? ULONG_MAX
-                                                                 : mh->msg_iov[i].iov_len);
+        bufs[i].len =
+            (ULONG)(mh->msg_iov[i].iov_len > ULONG_MAX ? ULONG_MAX : mh->msg_iov[i].iov_len);
     }
     DWORD sent = 0;
-    int rc = mh->msg_name ? WSASendTo((SOCKET)fd, bufs, (DWORD)n, &sent, (DWORD)flags,
-                                      (const struct sockaddr *)mh->msg_name, mh->msg_namelen,
-                                      NULL, NULL)
-                          : WSASend((SOCKET)fd, bufs, (DWORD)n, &sent, (DWORD)flags, NULL, NULL);
+    int rc = mh->msg_name
+                 ? WSASendTo((SOCKET)fd, bufs, (DWORD)n, &sent, (DWORD)flags,
+                             (const struct sockaddr *)mh->msg_name, mh->msg_namelen, NULL, NULL)
+                 : WSASend((SOCKET)fd, bufs, (DWORD)n, &sent, (DWORD)flags, NULL, NULL);
     return rc == 0 ? (ssize_t)sent : fail();
 }
 
@@ -263,19 +306,35 @@ int evn__w_poll(struct pollfd *pfds, nfds_t n, int timeout_ms)
 
 /*
  * The fcntl commands evn uses elsewhere than for a socket's mode
- * (evn__set_nonblock sets that itself). F_GETFL on a file says O_RDWR:
- * Windows does not tell a C library descriptor's access mode, so one not
- * open for reading fails when it is read. F_SETFD is a no-op: evn's
- * sockets are made not inheritable. F_DUPFD_CLOEXEC duplicates a file's
- * descriptor.
+ * (evn__set_nonblock sets that itself). F_GETFL tells a file's access mode
+ * by a read of no bytes, which Windows refuses on a handle not open for
+ * reading (O_WRONLY); it cannot tell O_RDONLY from O_RDWR, so says O_RDWR.
+ * F_SETFD is a no-op: evn's sockets are made not inheritable.
+ * F_DUPFD_CLOEXEC duplicates a file's descriptor.
  */
 int evn__w_fcntl(int fd, int cmd, ...)
 {
     switch (cmd) {
-    case F_GETFL: return O_RDWR;
-    case F_SETFD: return 0;
-    case F_DUPFD_CLOEXEC: return _dup(fd);
-    default: errno = EINVAL; return -1;
+    case F_GETFL: {
+        HANDLE h = (HANDLE)_get_osfhandle(fd);
+        if (h == INVALID_HANDLE_VALUE) {
+            errno = EBADF;
+            return -1;
+        }
+        /* At the current position, which a read of nothing leaves alone. */
+        char b;
+        DWORD got;
+        if (!ReadFile(h, &b, 0, &got, NULL) && GetLastError() == ERROR_ACCESS_DENIED)
+            return O_WRONLY;
+        return O_RDWR;
+    }
+    case F_SETFD:
+        return 0;
+    case F_DUPFD_CLOEXEC:
+        return _dup(fd);
+    default:
+        errno = EINVAL;
+        return -1;
     }
 }
 
@@ -409,36 +468,67 @@ int evn__console_stop_to(int wfd)
 const char *evn__win_strerror(int err)
 {
     switch (err) {
-    case EADDRINUSE: return "Address already in use";
-    case EADDRNOTAVAIL: return "Cannot assign requested address";
-    case EAFNOSUPPORT: return "Address family not supported by protocol";
-    case EALREADY: return "Operation already in progress";
-    case EBADMSG: return "Bad message";
-    case ECANCELED: return "Operation canceled";
-    case ECONNABORTED: return "Software caused connection abort";
-    case ECONNREFUSED: return "Connection refused";
-    case ECONNRESET: return "Connection reset by peer";
-    case EHOSTUNREACH: return "No route to host";
-    case EINPROGRESS: return "Operation now in progress";
-    case EISCONN: return "Transport endpoint is already connected";
-    case ELOOP: return "Too many levels of symbolic links";
-    case EMSGSIZE: return "Message too long";
-    case ENETDOWN: return "Network is down";
-    case ENETRESET: return "Network dropped connection on reset";
-    case ENETUNREACH: return "Network is unreachable";
-    case ENOBUFS: return "No buffer space available";
-    case ENOMSG: return "No message of desired type";
-    case ENOPROTOOPT: return "Protocol not available";
-    case ENOTCONN: return "Transport endpoint is not connected";
-    case ENOTSUP: return "Operation not supported";
-    case EOPNOTSUPP: return "Operation not supported on socket";
-    case EPROTO: return "Protocol error";
-    case EPROTONOSUPPORT: return "Protocol not supported";
-    case EPROTOTYPE: return "Protocol wrong type for socket";
-    case ETIME: return "Timer expired";
-    case ETIMEDOUT: return "Connection timed out";
-    case EWOULDBLOCK: return "Operation would block";
-    case ESHUTDOWN: return "Cannot send after transport endpoint shutdown";
-    default: return NULL;
+    case EADDRINUSE:
+        return "Address already in use";
+    case EADDRNOTAVAIL:
+        return "Cannot assign requested address";
+    case EAFNOSUPPORT:
+        return "Address family not supported by protocol";
+    case EALREADY:
+        return "Operation already in progress";
+    case EBADMSG:
+        return "Bad message";
+    case ECANCELED:
+        return "Operation canceled";
+    case ECONNABORTED:
+        return "Software caused connection abort";
+    case ECONNREFUSED:
+        return "Connection refused";
+    case ECONNRESET:
+        return "Connection reset by peer";
+    case EHOSTUNREACH:
+        return "No route to host";
+    case EINPROGRESS:
+        return "Operation now in progress";
+    case EISCONN:
+        return "Transport endpoint is already connected";
+    case ELOOP:
+        return "Too many levels of symbolic links";
+    case EMSGSIZE:
+        return "Message too long";
+    case ENETDOWN:
+        return "Network is down";
+    case ENETRESET:
+        return "Network dropped connection on reset";
+    case ENETUNREACH:
+        return "Network is unreachable";
+    case ENOBUFS:
+        return "No buffer space available";
+    case ENOMSG:
+        return "No message of desired type";
+    case ENOPROTOOPT:
+        return "Protocol not available";
+    case ENOTCONN:
+        return "Transport endpoint is not connected";
+    case ENOTSUP:
+        return "Operation not supported";
+    case EOPNOTSUPP:
+        return "Operation not supported on socket";
+    case EPROTO:
+        return "Protocol error";
+    case EPROTONOSUPPORT:
+        return "Protocol not supported";
+    case EPROTOTYPE:
+        return "Protocol wrong type for socket";
+    case ETIME:
+        return "Timer expired";
+    case ETIMEDOUT:
+        return "Connection timed out";
+    case EWOULDBLOCK:
+        return "Operation would block";
+    case ESHUTDOWN:
+        return "Cannot send after transport endpoint shutdown";
+    default:
+        return NULL;
     }
 }
