@@ -7,9 +7,9 @@
 #include "compat.h"
 
 #include <limits.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <sys/stat.h>
-#include <stdarg.h>
 
 static pthread_once_t wsa_once = PTHREAD_ONCE_INIT;
 
@@ -51,42 +51,78 @@ static void nb_set(int fd, bool on)
 static int errno_of_wsa(int w)
 {
     switch (w) {
-    case WSAEWOULDBLOCK: return EAGAIN;
-    case WSAEINPROGRESS: return EINPROGRESS;
-    case WSAEALREADY: return EALREADY;
-    case WSAENOTSOCK: return ENOTSOCK;
-    case WSAEDESTADDRREQ: return EDESTADDRREQ;
-    case WSAEMSGSIZE: return EMSGSIZE;
-    case WSAEPROTOTYPE: return EPROTOTYPE;
-    case WSAENOPROTOOPT: return ENOPROTOOPT;
-    case WSAEPROTONOSUPPORT: return EPROTONOSUPPORT;
-    case WSAESOCKTNOSUPPORT: return EPROTONOSUPPORT;
-    case WSAEOPNOTSUPP: return EOPNOTSUPP;
-    case WSAEPFNOSUPPORT: return EAFNOSUPPORT;
-    case WSAEAFNOSUPPORT: return EAFNOSUPPORT;
-    case WSAEADDRINUSE: return EADDRINUSE;
-    case WSAEADDRNOTAVAIL: return EADDRNOTAVAIL;
-    case WSAENETDOWN: return ENETDOWN;
-    case WSAENETUNREACH: return ENETUNREACH;
-    case WSAENETRESET: return ENETRESET;
-    case WSAECONNABORTED: return ECONNABORTED;
-    case WSAECONNRESET: return ECONNRESET;
-    case WSAENOBUFS: return ENOBUFS;
-    case WSAEISCONN: return EISCONN;
-    case WSAENOTCONN: return ENOTCONN;
-    case WSAESHUTDOWN: return EPIPE;
-    case WSAETIMEDOUT: return ETIMEDOUT;
-    case WSAECONNREFUSED: return ECONNREFUSED;
-    case WSAEHOSTUNREACH: return EHOSTUNREACH;
-    case WSAEHOSTDOWN: return EHOSTUNREACH;
-    case WSAEINTR: return EINTR;
-    case WSAEBADF: return EBADF;
-    case WSAEACCES: return EACCES;
-    case WSAEFAULT: return EFAULT;
-    case WSAEINVAL: return EINVAL;
-    case WSAEMFILE: return EMFILE;
-    case WSANOTINITIALISED: return ENOTSOCK;
-    default: return EIO;
+    case WSAEWOULDBLOCK:
+        return EAGAIN;
+    case WSAEINPROGRESS:
+        return EINPROGRESS;
+    case WSAEALREADY:
+        return EALREADY;
+    case WSAENOTSOCK:
+        return ENOTSOCK;
+    case WSAEDESTADDRREQ:
+        return EDESTADDRREQ;
+    case WSAEMSGSIZE:
+        return EMSGSIZE;
+    case WSAEPROTOTYPE:
+        return EPROTOTYPE;
+    case WSAENOPROTOOPT:
+        return ENOPROTOOPT;
+    case WSAEPROTONOSUPPORT:
+        return EPROTONOSUPPORT;
+    case WSAESOCKTNOSUPPORT:
+        return EPROTONOSUPPORT;
+    case WSAEOPNOTSUPP:
+        return EOPNOTSUPP;
+    case WSAEPFNOSUPPORT:
+        return EAFNOSUPPORT;
+    case WSAEAFNOSUPPORT:
+        return EAFNOSUPPORT;
+    case WSAEADDRINUSE:
+        return EADDRINUSE;
+    case WSAEADDRNOTAVAIL:
+        return EADDRNOTAVAIL;
+    case WSAENETDOWN:
+        return ENETDOWN;
+    case WSAENETUNREACH:
+        return ENETUNREACH;
+    case WSAENETRESET:
+        return ENETRESET;
+    case WSAECONNABORTED:
+        return ECONNABORTED;
+    case WSAECONNRESET:
+        return ECONNRESET;
+    case WSAENOBUFS:
+        return ENOBUFS;
+    case WSAEISCONN:
+        return EISCONN;
+    case WSAENOTCONN:
+        return ENOTCONN;
+    case WSAESHUTDOWN:
+        return EPIPE;
+    case WSAETIMEDOUT:
+        return ETIMEDOUT;
+    case WSAECONNREFUSED:
+        return ECONNREFUSED;
+    case WSAEHOSTUNREACH:
+        return EHOSTUNREACH;
+    case WSAEHOSTDOWN:
+        return EHOSTUNREACH;
+    case WSAEINTR:
+        return EINTR;
+    case WSAEBADF:
+        return EBADF;
+    case WSAEACCES:
+        return EACCES;
+    case WSAEFAULT:
+        return EFAULT;
+    case WSAEINVAL:
+        return EINVAL;
+    case WSAEMFILE:
+        return EMFILE;
+    case WSANOTINITIALISED:
+        return ENOTSOCK;
+    default:
+        return EIO;
     }
 }
 
@@ -200,8 +236,8 @@ ssize_t th_compat_recvfrom(int fd, void *buf, size_t len, int flags, struct sock
     return rc;
 }
 
-ssize_t th_compat_sendto(int fd, const void *buf, size_t len, int flags,
-                         const struct sockaddr *sa, socklen_t salen)
+ssize_t th_compat_sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa,
+                         socklen_t salen)
 {
     bool restore = dontwait_begin(fd, &flags);
     int n = sendto((SOCKET)fd, buf, clamp_len(len), flags, sa, salen);
@@ -400,47 +436,18 @@ int th_compat_pipe(int fds[2])
     return _pipe(fds, 65536, _O_BINARY | _O_NOINHERIT);
 }
 
-const char *th_compat_strerror(int e)
-{
-    switch (e) {
-    case EADDRINUSE: return "Address already in use";
-    case EADDRNOTAVAIL: return "Cannot assign requested address";
-    case EAFNOSUPPORT: return "Address family not supported by protocol";
-    case EALREADY: return "Operation already in progress";
-    case ECONNABORTED: return "Software caused connection abort";
-    case ECONNREFUSED: return "Connection refused";
-    case ECONNRESET: return "Connection reset by peer";
-    case EHOSTUNREACH: return "No route to host";
-    case EINPROGRESS: return "Operation now in progress";
-    case EISCONN: return "Transport endpoint is already connected";
-    case EMSGSIZE: return "Message too long";
-    case ENETDOWN: return "Network is down";
-    case ENETRESET: return "Network dropped connection on reset";
-    case ENETUNREACH: return "Network is unreachable";
-    case ENOBUFS: return "No buffer space available";
-    case ENOPROTOOPT: return "Protocol not available";
-    case ENOTCONN: return "Transport endpoint is not connected";
-    case ENOTSOCK: return "Socket operation on non-socket";
-    case ENOTSUP: return "Operation not supported";
-    case EOPNOTSUPP: return "Operation not supported on transport endpoint";
-    case EPROTONOSUPPORT: return "Protocol not supported";
-    case EPROTOTYPE: return "Protocol wrong type for socket";
-    case ETIMEDOUT: return "Connection timed out";
-    case EWOULDBLOCK: return "Operation would block";
-    case ECANCELED: return "Operation canceled";
-    case EOVERFLOW: return "Value too large for defined data type";
-    default: return strerror(e);
-    }
-}
-
 long th_compat_sysconf(int name)
 {
     SYSTEM_INFO si;
     GetSystemInfo(&si);
     switch (name) {
-    case _SC_PAGESIZE: return (long)si.dwPageSize;
-    case _SC_NPROCESSORS_ONLN: return (long)si.dwNumberOfProcessors;
-    default: errno = EINVAL; return -1;
+    case _SC_PAGESIZE:
+        return (long)si.dwPageSize;
+    case _SC_NPROCESSORS_ONLN:
+        return (long)si.dwNumberOfProcessors;
+    default:
+        errno = EINVAL;
+        return -1;
     }
 }
 
@@ -531,4 +538,12 @@ ssize_t th_compat_pread(int fd, void *buf, size_t len, off_t off)
         return -1;
     }
     return (ssize_t)got;
+}
+
+int th_compat_rename(const char *from, const char *to)
+{
+    if (MoveFileExA(from, to, MOVEFILE_REPLACE_EXISTING))
+        return 0;
+    errno = GetLastError() == ERROR_FILE_NOT_FOUND ? ENOENT : EACCES;
+    return -1;
 }

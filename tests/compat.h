@@ -12,7 +12,8 @@
  * wrapper takes the socket as the int the tests (and evn_conn_fd) use, and on
  * failure sets errno to the POSIX value (WSAEWOULDBLOCK as EAGAIN,
  * WSAECONNREFUSED as ECONNREFUSED ...), so a test checks the same errno
- * everywhere. Only function-like macros are used, so a struct member or
+ * everywhere; strerror is evn_strerror there, which knows the socket
+ * errors. Only function-like macros are used, so a struct member or
  * callback named read or close is left alone; every system header that
  * declares these names is included first. compat-win.c, which implements
  * them, defines TH_COMPAT_NO_MACROS.
@@ -38,24 +39,40 @@
 
 #else /* _WIN32 */
 
-#include <winsock2.h>
-#include <ws2tcpip.h>
-#include <afunix.h>
-#include <windows.h>
+/*
+ * evn's own platform layer gives Winsock and what Windows lacks of POSIX
+ * (struct iovec, SHUT_*, F_GETFL, ESHUTDOWN, sigset_t, strerror as
+ * evn_strerror ...), the same in the tests as in the library. Its wrappers
+ * are the library's internals, which the DLL test-abi links does not
+ * export, so its macros for the socket calls are replaced by the tests' own
+ * below; internal.h, included after this, finds platform.h done.
+ */
+#include "platform.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <io.h>
-#include <pthread.h>
-#include <stdbool.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/types.h>
-#include <time.h>
-#include <unistd.h>
+
+#undef socket
+#undef accept
+#undef bind
+#undef listen
+#undef connect
+#undef shutdown
+#undef setsockopt
+#undef getsockopt
+#undef getsockname
+#undef getpeername
+#undef recv
+#undef send
+#undef recvfrom
+#undef sendmsg
+#undef ioctl
+#undef poll
+#undef fcntl
+#undef pread
+#undef sysconf
+#undef MSG_DONTWAIT
 
 /* winpthreads refuses pthread_condattr_setclock(CLOCK_MONOTONIC) (EINVAL)
  * and measures a condition variable's deadline on the wall clock. */
@@ -68,21 +85,12 @@
 #define MSG_DONTWAIT 0x40000000
 #define SOCK_NONBLOCK 0x00000800
 #define SOCK_CLOEXEC 0x00080000
-#ifndef SHUT_RD
-#define SHUT_RD SD_RECEIVE
-#define SHUT_WR SD_SEND
-#define SHUT_RDWR SD_BOTH
-#endif
 
 /* fcntl: F_GETFD tells an open socket or CRT fd from a closed one;
  * F_GETFL/F_SETFL read and set O_NONBLOCK on a socket (Windows cannot read
  * a socket's mode back, so F_GETFL reports what the tests set through
  * F_SETFL, and blocking for the rest). */
 #define F_GETFD 1
-#define F_SETFD 2
-#define F_GETFL 3
-#define F_SETFL 4
-#define FD_CLOEXEC 1
 #ifndef O_NONBLOCK
 #define O_NONBLOCK 0x4000
 #endif
@@ -94,12 +102,14 @@
 int th_compat_open(const char *path, int flags, ...);
 /* pread: a read at an offset through the file's handle. */
 ssize_t th_compat_pread(int fd, void *buf, size_t len, off_t off);
-
-typedef unsigned long nfds_t;
+/* rename: replacing the target, as POSIX's does (the C runtime's refuses). */
+int th_compat_rename(const char *from, const char *to);
 
 /* sysconf: the page size and the number of CPUs. */
-#define _SC_PAGESIZE 1
-#define _SC_NPROCESSORS_ONLN 2
+#define _SC_PAGESIZE 30
+#ifndef _SC_NPROCESSORS_ONLN
+#define _SC_NPROCESSORS_ONLN 84
+#endif
 long th_compat_sysconf(int name);
 
 /* mmap: anonymous private memory only, and mprotect to make a guard page. */
@@ -121,8 +131,8 @@ ssize_t th_compat_recv(int fd, void *buf, size_t len, int flags);
 ssize_t th_compat_send(int fd, const void *buf, size_t len, int flags);
 ssize_t th_compat_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *sa,
                            socklen_t *salen);
-ssize_t th_compat_sendto(int fd, const void *buf, size_t len, int flags,
-                         const struct sockaddr *sa, socklen_t salen);
+ssize_t th_compat_sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa,
+                         socklen_t salen);
 int th_compat_connect(int fd, const struct sockaddr *sa, socklen_t len);
 int th_compat_bind(int fd, const struct sockaddr *sa, socklen_t len);
 int th_compat_listen(int fd, int backlog);
@@ -141,9 +151,6 @@ int th_compat_socketpair(int family, int type, int protocol, int sv[2]);
 int th_compat_pipe(int fds[2]);
 /* Whether fd is a socket (else it may be a CRT fd). */
 bool th_compat_is_socket(int fd);
-/* The message for an errno value, including the socket errors (ECONNRESET,
- * EAGAIN as Winsock's, ...) that the C runtime's strerror does not know. */
-const char *th_compat_strerror(int e);
 
 #ifndef TH_COMPAT_NO_MACROS
 #define socket(f, t, p) th_compat_socket((f), (t), (p))
@@ -167,12 +174,10 @@ const char *th_compat_strerror(int e);
 #define fcntl(...) th_compat_fcntl(__VA_ARGS__)
 #define socketpair(f, t, p, sv) th_compat_socketpair((f), (t), (p), (sv))
 #define pipe(fds) th_compat_pipe(fds)
-#define strerror(e) th_compat_strerror(e)
 #define sysconf(n) th_compat_sysconf(n)
 #define open(...) th_compat_open(__VA_ARGS__)
 #define pread(fd, b, n, o) th_compat_pread((fd), (b), (n), (o))
-/* The C runtime knows no symbolic links. */
-#define lstat(p, st) stat((p), (st))
+#define rename(from, to) th_compat_rename((from), (to))
 #define mmap(a, l, p, f, fd, o) th_compat_mmap((a), (l), (p), (f), (fd), (o))
 #define mprotect(a, l, p) th_compat_mprotect((a), (l), (p))
 #define munmap(a, l) th_compat_munmap((a), (l))

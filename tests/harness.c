@@ -12,6 +12,7 @@
 
 #ifdef _WIN32
 #include <direct.h>
+#include <winternl.h>
 #define TH_DEVNULL "NUL"
 #define TH_PATH_SEP ';'
 #else
@@ -428,11 +429,55 @@ typedef struct sys_handles {
 
 typedef LONG(NTAPI *query_system_fn)(ULONG, PVOID, ULONG, PULONG);
 
+typedef LONG(NTAPI *query_object_fn)(HANDLE, ULONG, PVOID, ULONG, PULONG);
+
+/* The kind of object a handle is (File, Thread, Event ...), into buf. */
+static void handle_type(uintptr_t h, char *buf, size_t size)
+{
+    static query_object_fn query;
+    if (!query)
+        query =
+            (query_object_fn)(void *)GetProcAddress(GetModuleHandleA("ntdll.dll"), "NtQueryObject");
+    enum { OBJECT_TYPE_INFORMATION = 2 };
+    union {
+        UNICODE_STRING name;
+        char space[1024];
+    } info;
+    snprintf(buf, size, "?");
+    if (query && query((HANDLE)h, OBJECT_TYPE_INFORMATION, &info, sizeof info, NULL) == 0)
+        snprintf(buf, size, "%.*ls", (int)(info.name.Length / sizeof(WCHAR)), info.name.Buffer);
+}
+
 /*
- * The handles of this process, from the system's list of every process's
- * handles: their number, and up to max of their values into out. -1 if the
- * list cannot be had. (GetProcessHandleCount would do for the number, but
- * Wine's always says 0.)
+ * Whether handles of this type index are counted: files (sockets, files,
+ * pipes, directories), threads, processes and completion ports, what a test
+ * or evn can leave open. Events, semaphores and the like are not: winpthreads
+ * makes them on a mutex's or condition variable's first use and keeps them.
+ */
+static bool counted_type(uintptr_t h, USHORT index)
+{
+    /* By type index: 0 unknown, 1 counted, 2 a thread, -1 not counted. */
+    static signed char kind[256];
+    if (kind[index & 255] == 0) {
+        char type[64];
+        handle_type(h, type, sizeof type);
+        bool yes = strcmp(type, "File") == 0 || strcmp(type, "Process") == 0 ||
+                   strcmp(type, "IoCompletion") == 0;
+        kind[index & 255] = strcmp(type, "Thread") == 0 ? 2 : yes ? 1 : -1;
+    }
+    /* A handle to the calling thread itself is no subtest's: winpthreads
+     * makes one, and keeps it, when a thread it did not start (main, seen
+     * by the DLL's own copy of winpthreads in test-abi) first asks who it is. */
+    if (kind[index & 255] == 2)
+        return GetThreadId((HANDLE)h) != GetCurrentThreadId();
+    return kind[index & 255] > 0;
+}
+
+/*
+ * The handles of this process that counted_type counts, from the system's
+ * list of every process's handles: their number, and up to max of their
+ * values into out. -1 if the list cannot be had. (GetProcessHandleCount
+ * counts all kinds, and Wine's always says 0.)
  */
 static int own_handles(uintptr_t *out, int max)
 {
@@ -460,7 +505,7 @@ static int own_handles(uintptr_t *out, int max)
         ULONG_PTR me = GetCurrentProcessId();
         n = 0;
         for (ULONG_PTR i = 0; i < all->n; i++) {
-            if (all->h[i].pid != me)
+            if (all->h[i].pid != me || !counted_type(all->h[i].value, all->h[i].type))
                 continue;
             if (n < max)
                 out[n] = all->h[i].value;
@@ -481,9 +526,13 @@ static bool has_handle(const fd_snapshot *snap, uintptr_t h)
 
 static void report_handle_diff(const fd_snapshot *a, const fd_snapshot *b)
 {
-    for (int i = 0; i < b->nhandles; i++)
-        if (!has_handle(a, b->handles[i]))
-            fprintf(stderr, "    handle 0x%" PRIxPTR " was left open\n", b->handles[i]);
+    char type[64];
+    for (int i = 0; i < b->nhandles; i++) {
+        if (!has_handle(a, b->handles[i])) {
+            handle_type(b->handles[i], type, sizeof type);
+            fprintf(stderr, "    handle 0x%" PRIxPTR " (%s) was left open\n", b->handles[i], type);
+        }
+    }
     for (int i = 0; i < a->nhandles; i++)
         if (!has_handle(b, a->handles[i]))
             fprintf(stderr, "    handle 0x%" PRIxPTR " was closed by the test\n", a->handles[i]);
@@ -1244,4 +1293,13 @@ bool th_have_unix_sockets(void)
     close(fd);
 #endif
     return true;
+}
+
+bool th_under_wine(void)
+{
+#ifdef _WIN32
+    return GetProcAddress(GetModuleHandleA("ntdll.dll"), "wine_get_version") != NULL;
+#else
+    return false;
+#endif
 }

@@ -287,6 +287,24 @@ bool th_have_unix_sockets(void);
         }                                                                                          \
     } while (0)
 
+/* Whether this is Windows emulated by Wine (which differs from Windows in
+ * places the tests name); false elsewhere. */
+bool th_under_wine(void);
+
+/* A subtest that needs SO_REUSEPORT (an address's ?reuseport=true) skips
+ * on Windows, which has no such option. */
+#ifdef _WIN32
+#define TH_NEED_REUSEPORT()                                                                        \
+    do {                                                                                           \
+        th_skip("Windows has no SO_REUSEPORT (reuseport=true)");                                   \
+        return;                                                                                    \
+    } while (0)
+#else
+#define TH_NEED_REUSEPORT()                                                                        \
+    do {                                                                                           \
+    } while (0)
+#endif
+
 /* ---- tools the tests run ---- */
 
 /* Whether an executable of that name is on PATH. */

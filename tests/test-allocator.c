@@ -88,6 +88,7 @@ static void test_partial_set_refused(void)
 /* Last: from here on evn's memory is the test's, not the harness's. */
 static void test_every_allocation_goes_through_it(void)
 {
+    TH_NEED_REUSEPORT();
     ASSERT_EQ_ERR(evn_set_allocator(my_malloc, my_realloc, my_calloc, my_free), 0);
     evn_events ev = {.data = on_data, .nloops = 2};
     const char *addrs[] = {"tcp://127.0.0.1:0", "tcp://127.0.0.1:0?reuseport=true"};

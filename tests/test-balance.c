@@ -268,6 +268,7 @@ static void test_random(void)
 
 static void test_reuseport(void)
 {
+    TH_NEED_REUSEPORT();
     struct state *s = state_new();
     th_server ts;
     start(&ts, s, EVN_BALANCE_ROUND_ROBIN, "tcp://127.0.0.1:0?reuseport=true");

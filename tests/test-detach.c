@@ -102,7 +102,7 @@ static void *owner_main(void *arg)
     return NULL;
 }
 
-static evn_action on_detached(evn_conn *c, int fd)
+static evn_action on_detached(evn_conn *c, evn_socket_t fd)
 {
     struct state *s = S(c);
     atomic_store(&s->fd, fd);
@@ -156,7 +156,11 @@ static void check_detached_fd(struct state *s)
 {
     EXPECT_GE_INT(atomic_load(&s->fd), 0);
     EXPECT_GE_INT(atomic_load(&s->flags), 0);
+#ifndef _WIN32
+    /* Windows cannot read a socket's mode back: there owner_main's plain
+     * blocking read is the check. */
     EXPECT_EQ_INT(atomic_load(&s->flags) & O_NONBLOCK, 0);
+#endif
     EXPECT_EQ_INT(atomic_load(&s->fd_matches), 1);
     ASSERT_TRUE(s->owner_started);
 }

@@ -129,6 +129,7 @@ static void test_run_twice(void)
 static void test_failed_new_leaves_nothing(void)
 {
     TH_NEED_UNIX_SOCKETS();
+    TH_NEED_REUSEPORT();
     int fds_before = th_fd_count();
     int port;
     int busy = own_listener(&port);
@@ -324,6 +325,12 @@ static evn_action rst_closed(evn_conn *c, int err)
 /* A reset from the peer is reported to closed as -ECONNRESET. */
 static void test_reset_reported(void)
 {
+    /* Wine 8's sockets show a reset as the end of the stream: recv gives 0,
+     * SO_ERROR 0 (Windows itself gives WSAECONNRESET). */
+    if (th_under_wine()) {
+        th_skip("Wine reports a peer's reset as end of file, not ECONNRESET");
+        return;
+    }
     struct rst_state s;
     memset(&s, 0, sizeof s);
     th_counter_init(&s.opened);

@@ -979,7 +979,7 @@ static void *owner_main(void *arg)
     return NULL;
 }
 
-static evn_action dt_detached(evn_conn *c, int fd)
+static evn_action dt_detached(evn_conn *c, evn_socket_t fd)
 {
     struct dt_state *s = DS(c);
     if (fcntl(fd, F_GETFL) & O_NONBLOCK)

@@ -97,6 +97,7 @@ static void test_start_stop_with_open_connections(void)
 static void test_new_free_without_run(void)
 {
     TH_NEED_UNIX_SOCKETS();
+    TH_NEED_REUSEPORT();
     int fds_at_start = th_fd_count();
     char path[128], unixurl[160];
     th_tmppath(path, sizeof path, "norun.sock");

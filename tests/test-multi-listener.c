@@ -128,12 +128,14 @@ static void run(int nloops)
 static void test_one_loop(void)
 {
     TH_NEED_UNIX_SOCKETS();
+    TH_NEED_REUSEPORT();
     run(1);
 }
 
 static void test_three_loops(void)
 {
     TH_NEED_UNIX_SOCKETS();
+    TH_NEED_REUSEPORT();
     run(3);
 }
 

@@ -17,7 +17,8 @@ struct state {
 
 static int getopt_int(int fd, int level, int name)
 {
-    int v = -1;
+    /* From 0: Windows writes a one-byte BOOLEAN for some options. */
+    int v = 0;
     socklen_t len = sizeof v;
     if (getsockopt(fd, level, name, &v, &len) < 0)
         return -errno;

@@ -208,6 +208,7 @@ static void test_udp_several_loops(void)
 
 static void test_udp_reuseport(void)
 {
+    TH_NEED_REUSEPORT();
     udp_several_loops("udp://127.0.0.1:0?reuseport=true");
 }
 
