@@ -147,13 +147,6 @@ int main(int argc, char **argv)
 {
     th_init(argc, argv);
 #ifdef _WIN32
-    /* The process's first server leaves three handles open for good (the
-     * same with the poll backend: Winsock's and the threads' own), which
-     * the subtest's handle check would count as its leak: one is run
-     * first, outside it. */
-    long allocs;
-    if (!th_backend() || strcmp(th_backend(), "iocp") == 0)
-        serve(0, &allocs);
     TH_RUN(test_cost_per_request);
 #else
     th_skip("Windows only");
