@@ -219,6 +219,10 @@ struct evn__io {
     uint16_t refs;
     uint8_t bstate;
     uint8_t bmask;
+#ifdef _WIN32
+    /* IOCP: the overlapped operations of the handle (backend_iocp.c). */
+    void *bslot;
+#endif
 };
 
 /*
@@ -308,6 +312,9 @@ struct evn__backend {
     /* The loop is done (its thread, after its last callback): what it asked
      * for and did not wait for is done now. NULL: nothing to do. */
     void (*stop)(struct evn_loop *loop);
+    /* Wake the loop from its wait, from any thread, with an EVN__READ event
+     * for loop->wake_io. NULL: the loop waits on a wake descriptor. */
+    void (*wake)(struct evn_loop *loop);
 };
 
 EVN__HIDDEN extern const struct evn__backend evn__backend_poll;
@@ -328,6 +335,24 @@ EVN__HIDDEN long evn__uring_nobufs(struct evn_server *srv);
 /* Test hook: the batch_us loop 0's ring waits with (0 where the kernel
  * has no minimum wait, or on another backend). */
 EVN__HIDDEN unsigned evn__uring_batch_us(struct evn_server *srv);
+#endif
+
+#ifdef _WIN32
+EVN__HIDDEN extern const struct evn__backend evn__backend_iocp;
+/* Test hook: what the server's IOCP loops have done, summed. Read once the
+ * loops are done. */
+struct evn__iocp_counts {
+    long waits;       /* GetQueuedCompletionStatusEx calls */
+    long completions; /* completions taken from the port */
+    long inline_done; /* operations that finished at once, with no completion */
+    long recv_posts;  /* zero-byte WSARecv calls */
+    long recvs;       /* recv calls into the loop's buffers */
+    long sends;       /* WSASend calls */
+    long polls;       /* readiness polls armed (AFD) */
+    long accepts;     /* AcceptEx calls */
+    long allocs;      /* allocations made by the backend after init */
+};
+EVN__HIDDEN void evn__iocp_counts(struct evn_server *srv, struct evn__iocp_counts *out);
 #endif
 
 /* Find a backend by name (NULL: EVN_BACKEND or the best). NULL if unknown. */

@@ -14,6 +14,9 @@
 
 /* The backends this build has, the default first. */
 static const struct evn__backend *const backends[] = {
+#ifdef _WIN32
+    &evn__backend_iocp,
+#endif
 #ifdef EVN_HAVE_EPOLL
     &evn__backend_epoll,
 #endif
@@ -53,11 +56,12 @@ const struct evn__backend *evn__backend_find(const char *name, int *err)
 #endif
         return backends[i];
     }
-    if (strcmp(name, "epoll") == 0 || strcmp(name, "kqueue") == 0 || strcmp(name, "io_uring") == 0) {
+    if (strcmp(name, "epoll") == 0 || strcmp(name, "kqueue") == 0 || strcmp(name, "io_uring") == 0 ||
+        strcmp(name, "iocp") == 0) {
         evn__set_errmsg("backend '%s' is not available in this build or on this platform", name);
         *err = -ENOTSUP;
     } else {
-        evn__set_errmsg("unknown backend '%s' (auto, epoll, io_uring, kqueue or poll)", name);
+        evn__set_errmsg("unknown backend '%s' (auto, epoll, io_uring, iocp, kqueue or poll)", name);
         *err = -EINVAL;
     }
     return NULL;

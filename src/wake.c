@@ -44,6 +44,8 @@ int evn__inbox_init(struct evn_loop *loop)
     pthread_mutex_init(&loop->inbox_lock, NULL);
     loop->wake_io.cb = inbox_ready;
     loop->wake_io.fd = loop->wake_wfd = -1;
+    if (loop->be->wake)
+        return 0;
     int rc = open_wakefd(loop);
     if (rc == 0)
         rc = evn__io_add(loop, &loop->wake_io, EVN__READ);
@@ -75,6 +77,10 @@ void evn__inbox_free(struct evn_loop *loop)
 
 void evn__loop_signal(struct evn_loop *loop)
 {
+    if (loop->be->wake) {
+        loop->be->wake(loop);
+        return;
+    }
 #ifdef EVN_HAVE_EVENTFD
     uint64_t one = 1;
     ssize_t r = evn__sock_write(loop->wake_wfd, &one, sizeof one);
@@ -89,6 +95,8 @@ void evn__loop_signal(struct evn_loop *loop)
 static void clear_wakefd(struct evn_loop *loop)
 {
     char buf[64];
+    if (loop->wake_io.fd < 0)
+        return;
 #ifdef EVN_HAVE_EVENTFD
     ssize_t r = evn__sock_read(loop->wake_io.fd, buf, sizeof(uint64_t));
     (void)r;

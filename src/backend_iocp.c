@@ -1,0 +1,1079 @@
+/*
+ * The IOCP backend (Windows): a completion backend, with one I/O completion
+ * port per loop, the default on Windows. It keeps the io_uring backend's
+ * contract, so that conn.c and listener.c drive both alike: receiving is
+ * turned on and off, one send is in flight per socket, the backend accepts
+ * on listening sockets, and a closed handle is released (EVN__RELEASED)
+ * once no operation and no event of the batch refers to it.
+ *
+ * Receiving: a zero-byte WSARecv, then a non-blocking recv into one of the
+ * loop's buffers. A WSARecv with a real buffer would save that recv, but
+ * each idle connection would hold its buffer for as long as it waits; the
+ * zero-byte receive holds nothing, so a connection costs no memory while
+ * idle, and the bytes are read only when they are there, into one of a
+ * few buffers the loop owns (lent to the event, taken back at the next
+ * wait). Under Wine, as on Windows, a zero-byte WSARecv stays pending
+ * until data or the end of input arrives.
+ *
+ * Sending: one WSASend of the pieces given (Winsock copies the WSABUF
+ * array when the call is made, so it lives on the stack).
+ *
+ * Accepting: AcceptEx, with ACCEPTS sockets made in advance per listening
+ * socket; an accepted one gets SO_UPDATE_ACCEPT_CONTEXT (or getpeername,
+ * shutdown and the rest fail on it) and is made non-blocking.
+ *
+ * Readiness, for what reads or writes its socket itself (a connecting
+ * socket, UDP, the inbox, the console's stop, a file region when the socket
+ * is full, a PROXY header): IOCTL_AFD_POLL on the socket, the poll WSAPoll
+ * itself is built on, whose end comes to the port like any other
+ * operation; level-triggered as evn expects, since it ends at once when the
+ * condition already holds, and armed again after each event while wanted.
+ *
+ * Every socket the backend uses is tied to the loop's port on first use
+ * (never at accept: listener.c may hand the socket to another loop), and
+ * set to FILE_SKIP_COMPLETION_PORT_ON_SUCCESS, which Wine honours as
+ * Windows does: an operation that finishes at once (a send on an idle
+ * socket, a receive with data waiting) posts no completion and is taken
+ * from a list of the backend's at the next wait. So a request costs one
+ * receive completion; its reply's send usually none.
+ *
+ * Wakes from other threads (evn_wake, evn_send, connections handed to the
+ * loop) are completions posted to the port (PostQueuedCompletionStatus):
+ * the inbox has no socket pair to poll and drain.
+ *
+ * Not done here yet: UDP, file regions and connects go by readiness as
+ * above (recvfrom and sendto, pread and send, a non-blocking connect
+ * waited for with a poll), not by WSARecvFrom/WSASendTo, TransmitFile and
+ * ConnectEx. Unix sockets are untried: Wine 8 has no AF_UNIX.
+ *
+ * Per handle, the overlapped operations live in a slot (io->bslot), taken
+ * from the loop's free list on first use and given back on release: after
+ * the first connections, nothing is allocated per connection or request.
+ * Closing cancels what is in flight (CancelIoEx), closes the socket, and
+ * waits for the cancelled operations to come back before the release.
+ */
+#include "internal.h"
+
+#include <mswsock.h>
+#include <stdio.h>
+#include <string.h>
+#include <winternl.h>
+
+#define IOCTL_AFD_POLL 0x00012024
+#define AFD_POLL_RECEIVE 0x0001
+#define AFD_POLL_SEND 0x0004
+#define AFD_POLL_DISCONNECT 0x0008
+#define AFD_POLL_ABORT 0x0010
+#define AFD_POLL_LOCAL_CLOSE 0x0020
+#define AFD_POLL_ACCEPT 0x0080
+#define AFD_POLL_CONNECT_FAIL 0x0100
+
+#define NT_PENDING 0x00000103L
+#define NT_CANCELLED ((LONG)0xC0000120L)
+
+typedef struct {
+    HANDLE handle;
+    ULONG events;
+    LONG status;
+} afd_poll_handle;
+
+typedef struct {
+    LARGE_INTEGER timeout;
+    ULONG nhandles;
+    ULONG exclusive;
+    afd_poll_handle h[1];
+} afd_poll_info;
+
+typedef LONG(NTAPI *nt_ioctl_fn)(HANDLE, HANDLE, PVOID, PVOID, PIO_STATUS_BLOCK, ULONG, PVOID,
+                                 ULONG, PVOID, ULONG);
+
+enum { OP_RECV = 1, OP_SEND, OP_POLL, OP_ACCEPT };
+
+/* The completion key of a wake (PostQueuedCompletionStatus); sockets' are 0. */
+#define WAKE_KEY 1
+
+/* io->bstate */
+enum {
+    ST_RECV_WANT = 1,   /* receiving is on */
+    ST_ACCEPT_WANT = 2, /* accepting is on */
+    ST_CLOSED = 4       /* closed: nothing is reported but EVN__RELEASED */
+};
+
+/* io->bmask: the readiness wanted (bits 0-1) and the poll in flight's
+ * (bits 4-5). */
+#define WANTED(io) ((io)->bmask & 3)
+#define ARMED(io) (((io)->bmask >> 4) & 3)
+
+/* Sizes: the loop's receive buffers, the accepts kept armed per listening
+ * socket, and the room for an address AcceptEx wants. */
+#define BUF_COUNT 64
+#define BUF_SIZE (16 * 1024)
+#define ACCEPTS 8
+#define ADDR_ROOM (sizeof(SOCKADDR_STORAGE) + 16)
+#define SLOTS_PER_BLOCK 64
+
+/*
+ * One overlapped operation. ov.Internal and ov.InternalHigh hold its status
+ * and bytes once it is over; err, a negative errno, when Winsock refused it
+ * at once.
+ */
+struct op {
+    OVERLAPPED ov;
+    struct op *next; /* on the list of operations over without a completion */
+    uint8_t kind;
+    bool busy;
+    int err;
+};
+
+struct acceptor;
+
+/* A handle's operations. */
+struct slot {
+    struct op orecv, osend, opoll;
+    struct evn__io *io; /* NULL: orphaned, its socket gone, waiting for its operations */
+    int fd;             /* the socket it was made for */
+    afd_poll_info pinfo;
+    struct acceptor *acc;
+    bool skip; /* the socket skips completions for what finishes at once */
+    struct slot *next; /* on the free list */
+};
+
+struct slot_block {
+    struct slot_block *next;
+    struct slot s[SLOTS_PER_BLOCK];
+};
+
+/* One AcceptEx: the socket made for it, and where it writes the addresses. */
+struct accept_slot {
+    struct op op;
+    struct acceptor *a;
+    SOCKET s;
+    char addrs[2 * ADDR_ROOM];
+};
+
+struct acceptor {
+    struct evn__io *io;
+    int family;
+    struct accept_slot slots[ACCEPTS];
+};
+
+struct iocp {
+    HANDLE port;
+    nt_ioctl_fn nt_ioctl;
+    LPFN_ACCEPTEX acceptex;
+    LPFN_GETACCEPTEXSOCKADDRS acceptex_addrs;
+    /* Operations over at once (no completion will come), in order. */
+    struct op *done_head, **done_tail;
+    struct slot *free_slots;
+    struct slot_block *blocks;
+    /* The receive buffers, and the free ones' indexes. */
+    char *bufs;
+    int free_bufs[BUF_COUNT];
+    int nfree_bufs;
+    /* Events of the last wait (loop->fired[0..n)), and the accepted peers. */
+    int n;
+    struct evn__peer peers[EVN__FIRED_MIN];
+    OVERLAPPED_ENTRY entries[EVN__FIRED_MIN / 2];
+    bool ready;  /* init done: allocations from now on are counted */
+    bool polled; /* the last wait asked the port */
+    struct evn__iocp_counts counts;
+};
+
+static int nt_errno(LONG st)
+{
+    switch ((unsigned long)st) {
+    case 0xC0000120: /* STATUS_CANCELLED */
+        return -ECANCELED;
+    case 0xC000020D: /* STATUS_CONNECTION_RESET */
+    case 0xC000013C: /* STATUS_REMOTE_DISCONNECT */
+        return -ECONNRESET;
+    case 0xC0000241: /* STATUS_CONNECTION_ABORTED */
+    case 0xC000013B: /* STATUS_LOCAL_DISCONNECT */
+        return -ECONNABORTED;
+    case 0xC0000207: /* STATUS_INVALID_ADDRESS_COMPONENT */
+    case 0xC000023A: /* STATUS_CONNECTION_INVALID */
+    case 0xC000023E: /* STATUS_NETWORK_UNREACHABLE */
+        return -ENOTCONN;
+    case 0xC000009A: /* STATUS_INSUFFICIENT_RESOURCES */
+    case 0xC0000017: /* STATUS_NO_MEMORY */
+        return -ENOBUFS;
+    case 0xC00000B5: /* STATUS_IO_TIMEOUT */
+        return -ETIMEDOUT;
+    default:
+        return -EIO;
+    }
+}
+
+static int wsa_err(int e)
+{
+    switch (e) {
+    case WSAECONNRESET:
+    case WSAENETRESET:
+        return -ECONNRESET;
+    case WSAECONNABORTED:
+        return -ECONNABORTED;
+    case WSAENOTCONN:
+    case WSAESHUTDOWN:
+        return -EPIPE;
+    case WSAENOBUFS:
+        return -ENOBUFS;
+    case WSAEMFILE:
+        return -EMFILE;
+    case WSA_OPERATION_ABORTED:
+        return -ECANCELED;
+    case WSAEWOULDBLOCK:
+        return -EAGAIN;
+    default:
+        return -EIO;
+    }
+}
+
+/* ---- slots ---- */
+
+static struct slot *slot_new(struct iocp *u)
+{
+    if (!u->free_slots) {
+        struct slot_block *b = evn__calloc(1, sizeof *b);
+        if (!b)
+            return NULL;
+        if (u->ready)
+            u->counts.allocs++;
+        b->next = u->blocks;
+        u->blocks = b;
+        for (int i = SLOTS_PER_BLOCK - 1; i >= 0; i--) {
+            b->s[i].next = u->free_slots;
+            u->free_slots = &b->s[i];
+        }
+    }
+    struct slot *s = u->free_slots;
+    u->free_slots = s->next;
+    memset(s, 0, sizeof *s);
+    s->orecv.kind = OP_RECV;
+    s->osend.kind = OP_SEND;
+    s->opoll.kind = OP_POLL;
+    return s;
+}
+
+static int busy_ops(const struct slot *s)
+{
+    return s->orecv.busy + s->osend.busy + s->opoll.busy;
+}
+
+static void slot_free(struct iocp *u, struct slot *s)
+{
+    evn__free(s->acc);
+    s->acc = NULL;
+    s->io = NULL;
+    s->next = u->free_slots;
+    u->free_slots = s;
+}
+
+/* The handle lets go of its slot: at once if nothing is in flight, else
+ * when the last operation comes back. */
+static void slot_detach(struct iocp *u, struct evn__io *io)
+{
+    struct slot *s = io->bslot;
+    if (!s)
+        return;
+    io->bslot = NULL;
+    int busy = busy_ops(s);
+    if (s->acc)
+        for (int i = 0; i < ACCEPTS; i++)
+            busy += s->acc->slots[i].op.busy;
+    if (!busy) {
+        slot_free(u, s);
+        return;
+    }
+    io->refs = (uint16_t)(io->refs - busy);
+    s->io = NULL;
+}
+
+/*
+ * io's slot, made (and its socket tied to the port) on first use, or made
+ * anew when io has a new socket since (a connect trying its next address),
+ * the old one left to its operations. NULL with *err set on failure.
+ */
+static struct slot *slot_of(struct iocp *u, struct evn__io *io, int *err)
+{
+    struct slot *s = io->bslot;
+    if (s && s->fd == io->fd)
+        return s;
+    if (s)
+        slot_detach(u, io);
+    if (!(s = slot_new(u))) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    s->io = io;
+    s->fd = io->fd;
+    /* A socket is tied to one port for its life: a second tie fails, and
+     * means it is tied already (released by one handle, used by the next). */
+    if (!CreateIoCompletionPort((HANDLE)(intptr_t)io->fd, u->port, 0, 0) &&
+        GetLastError() != ERROR_INVALID_PARAMETER) {
+        *err = -EBADF;
+        slot_free(u, s);
+        return NULL;
+    }
+    s->skip = SetFileCompletionNotificationModes((HANDLE)(intptr_t)io->fd,
+                                                 FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
+                                                     FILE_SKIP_SET_EVENT_ON_HANDLE);
+    io->bslot = s;
+    return s;
+}
+
+static struct slot *slot_of_op(struct op *op)
+{
+    switch (op->kind) {
+    case OP_RECV:
+        return evn__container_of(op, struct slot, orecv);
+    case OP_SEND:
+        return evn__container_of(op, struct slot, osend);
+    default:
+        return evn__container_of(op, struct slot, opoll);
+    }
+}
+
+/* ---- operations ---- */
+
+static void op_start(struct evn__io *io, struct op *op)
+{
+    memset(&op->ov, 0, sizeof op->ov);
+    op->err = 0;
+    op->busy = true;
+    if (io)
+        io->refs++;
+}
+
+/* An operation is over without a completion: queue it for the next wait. */
+static void op_done_now(struct iocp *u, struct op *op, LONG status, size_t bytes, int err)
+{
+    op->ov.Internal = (ULONG_PTR)status;
+    op->ov.InternalHigh = bytes;
+    op->err = err;
+    op->next = NULL;
+    *u->done_tail = op;
+    u->done_tail = &op->next;
+    u->counts.inline_done++;
+}
+
+static char zero_byte;
+
+static void arm_recv(struct iocp *u, struct evn__io *io, struct slot *s)
+{
+    WSABUF b = {0, &zero_byte};
+    DWORD got = 0, flags = 0;
+    op_start(io, &s->orecv);
+    u->counts.recv_posts++;
+    if (WSARecv((SOCKET)(intptr_t)io->fd, &b, 1, &got, &flags, &s->orecv.ov, NULL) == 0) {
+        if (s->skip)
+            op_done_now(u, &s->orecv, 0, 0, 0);
+        return;
+    }
+    int e = WSAGetLastError();
+    if (e != WSA_IO_PENDING)
+        op_done_now(u, &s->orecv, 0, 0, wsa_err(e));
+}
+
+static int afd_events(int mask)
+{
+    int ev = AFD_POLL_ABORT | AFD_POLL_LOCAL_CLOSE | AFD_POLL_CONNECT_FAIL;
+    if (mask & EVN__READ)
+        ev |= AFD_POLL_RECEIVE | AFD_POLL_ACCEPT | AFD_POLL_DISCONNECT;
+    if (mask & EVN__WRITE)
+        ev |= AFD_POLL_SEND;
+    return ev;
+}
+
+static void set_masks(struct evn__io *io, int want, int arm)
+{
+    io->bmask = (uint8_t)(want | arm << 4);
+}
+
+static void arm_poll(struct iocp *u, struct evn__io *io, struct slot *s)
+{
+    HANDLE h = (HANDLE)(intptr_t)io->fd;
+    s->pinfo = (afd_poll_info){.nhandles = 1};
+    s->pinfo.timeout.QuadPart = INT64_MAX;
+    s->pinfo.h[0].handle = h;
+    s->pinfo.h[0].events = (ULONG)afd_events(WANTED(io));
+    op_start(io, &s->opoll);
+    set_masks(io, WANTED(io), WANTED(io));
+    u->counts.polls++;
+    LONG st = u->nt_ioctl(h, NULL, NULL, &s->opoll.ov, (PIO_STATUS_BLOCK)&s->opoll.ov.Internal,
+                          IOCTL_AFD_POLL, &s->pinfo, sizeof s->pinfo, &s->pinfo, sizeof s->pinfo);
+    /* Over at once: with success, no completion comes if the socket skips
+     * them; with an error, none ever does. */
+    if (st == NT_PENDING || (st == 0 && !s->skip))
+        return;
+    op_done_now(u, &s->opoll, st, 0, 0);
+}
+
+/* ---- set-up ---- */
+
+static void drain(struct evn_loop *loop, struct iocp *u);
+
+static void iocp_destroy(struct evn_loop *loop)
+{
+    struct iocp *u = loop->bdata;
+    if (!u)
+        return;
+    drain(loop, u);
+    if (u->port)
+        CloseHandle(u->port);
+    while (u->blocks) {
+        struct slot_block *b = u->blocks;
+        u->blocks = b->next;
+        for (int i = 0; i < SLOTS_PER_BLOCK; i++)
+            if (b->s[i].acc)
+                evn__free(b->s[i].acc);
+        evn__free(b);
+    }
+    evn__free(u->bufs);
+    evn__free(u);
+    loop->bdata = NULL;
+}
+
+/* AcceptEx and its address parser are Winsock extensions, found through a
+ * socket. */
+static int find_extensions(struct iocp *u)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -errno;
+    GUID g1 = WSAID_ACCEPTEX, g2 = WSAID_GETACCEPTEXSOCKADDRS;
+    DWORD n;
+    int rc = 0;
+    if (WSAIoctl((SOCKET)(intptr_t)fd, SIO_GET_EXTENSION_FUNCTION_POINTER, &g1, sizeof g1,
+                 &u->acceptex, sizeof u->acceptex, &n, NULL, NULL) != 0 ||
+        WSAIoctl((SOCKET)(intptr_t)fd, SIO_GET_EXTENSION_FUNCTION_POINTER, &g2, sizeof g2,
+                 &u->acceptex_addrs, sizeof u->acceptex_addrs, &n, NULL, NULL) != 0)
+        rc = -ENOTSUP;
+    evn__sock_close(fd);
+    return rc;
+}
+
+static int iocp_init(struct evn_loop *loop)
+{
+    int rc = evn__platform_init();
+    if (rc < 0)
+        return rc;
+    struct iocp *u = evn__calloc(1, sizeof *u);
+    if (!u)
+        return -ENOMEM;
+    loop->bdata = u;
+    u->done_tail = &u->done_head;
+    u->nt_ioctl =
+        (nt_ioctl_fn)(void (*)(void))GetProcAddress(GetModuleHandleA("ntdll.dll"),
+                                                   "NtDeviceIoControlFile");
+    if (!u->nt_ioctl) {
+        evn__set_errmsg("backend 'iocp' is not available: no NtDeviceIoControlFile");
+        rc = -ENOTSUP;
+        goto fail;
+    }
+    if ((rc = find_extensions(u)) < 0) {
+        evn__set_errmsg("backend 'iocp' is not available: no AcceptEx");
+        goto fail;
+    }
+    if (!(u->port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 1))) {
+        u->port = NULL;
+        rc = -ENOMEM;
+        goto fail;
+    }
+    if (!(u->bufs = evn__malloc((size_t)BUF_COUNT * BUF_SIZE))) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    for (int i = 0; i < BUF_COUNT; i++)
+        u->free_bufs[i] = BUF_COUNT - 1 - i;
+    u->nfree_bufs = BUF_COUNT;
+    u->ready = true;
+    return 0;
+fail:
+    iocp_destroy(loop);
+    return rc;
+}
+
+/* ---- readiness ---- */
+
+static int iocp_add(struct evn_loop *loop, struct evn__io *io, int mask)
+{
+    struct iocp *u = loop->bdata;
+    int err = 0;
+    struct slot *s = slot_of(u, io, &err);
+    if (!s)
+        return err;
+    io->bstate &= (uint8_t)~ST_CLOSED;
+    set_masks(io, mask, ARMED(io));
+    if (s->opoll.busy) {
+        /* Armed for less than is wanted now: cancel, and it is armed
+         * again for the whole when the cancel comes back. */
+        if (mask & ~ARMED(io))
+            CancelIoEx((HANDLE)(intptr_t)io->fd, &s->opoll.ov);
+        return 0;
+    }
+    if (mask)
+        arm_poll(u, io, s);
+    return 0;
+}
+
+static int iocp_mod(struct evn_loop *loop, struct evn__io *io, int oldmask, int newmask)
+{
+    return iocp_add(loop, io, newmask);
+}
+
+static int iocp_del(struct evn_loop *loop, struct evn__io *io, int oldmask, bool closing)
+{
+    struct slot *s = io->bslot;
+    set_masks(io, 0, ARMED(io));
+    /* A poll that comes back wanted by no one is dropped; one whose socket
+     * is closed next must not wait for that. */
+    if (s && s->fd == io->fd && s->opoll.busy && closing)
+        CancelIoEx((HANDLE)(intptr_t)io->fd, &s->opoll.ov);
+    return 0;
+}
+
+/* ---- completion I/O ---- */
+
+static void iocp_recv(struct evn_loop *loop, struct evn__io *io, bool on)
+{
+    struct iocp *u = loop->bdata;
+    if (!on) {
+        /* A zero-byte receive in flight holds nothing: it is left, and
+         * dropped if it comes back while receiving is off. */
+        io->bstate &= (uint8_t)~ST_RECV_WANT;
+        return;
+    }
+    io->bstate |= ST_RECV_WANT;
+    int err = 0;
+    struct slot *s = slot_of(u, io, &err);
+    if (s && !s->orecv.busy)
+        arm_recv(u, io, s);
+}
+
+static int iocp_send(struct evn_loop *loop, struct evn__io *io, const struct iovec *iov, int n)
+{
+    struct iocp *u = loop->bdata;
+    int err = 0;
+    struct slot *s = slot_of(u, io, &err);
+    if (!s)
+        return err;
+    WSABUF b[EVN__IOV_MAX];
+    for (int i = 0; i < n; i++) {
+        b[i].buf = iov[i].iov_base;
+        b[i].len = (ULONG)(iov[i].iov_len > 0x40000000 ? 0x40000000 : iov[i].iov_len);
+    }
+    DWORD sent = 0;
+    op_start(io, &s->osend);
+    u->counts.sends++;
+    if (WSASend((SOCKET)(intptr_t)io->fd, b, (DWORD)n, &sent, 0, &s->osend.ov, NULL) == 0) {
+        if (s->skip)
+            op_done_now(u, &s->osend, 0, sent, 0);
+        return 0;
+    }
+    int e = WSAGetLastError();
+    if (e != WSA_IO_PENDING)
+        op_done_now(u, &s->osend, 0, 0, wsa_err(e));
+    return 0;
+}
+
+/* Arm one AcceptEx: 0, or -errno. */
+static int arm_accept(struct iocp *u, struct evn__io *io, struct accept_slot *as)
+{
+    const struct slot *ls = io->bslot;
+    int fd = socket(as->a->family, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -errno;
+    as->s = (SOCKET)(intptr_t)fd;
+    DWORD n = 0;
+    op_start(io, &as->op);
+    u->counts.accepts++;
+    if (u->acceptex((SOCKET)(intptr_t)io->fd, as->s, as->addrs, 0, ADDR_ROOM, ADDR_ROOM, &n,
+                    &as->op.ov)) {
+        if (ls->skip)
+            op_done_now(u, &as->op, 0, 0, 0);
+        return 0;
+    }
+    int e = WSAGetLastError();
+    if (e == WSA_IO_PENDING)
+        return 0;
+    /* Refused at once: nothing will come for it. */
+    as->op.busy = false;
+    io->refs--;
+    closesocket(as->s);
+    as->s = INVALID_SOCKET;
+    return wsa_err(e);
+}
+
+static int iocp_accept(struct evn_loop *loop, struct evn__io *io, bool on)
+{
+    struct iocp *u = loop->bdata;
+    int err = 0;
+    struct slot *s = slot_of(u, io, &err);
+    if (!s)
+        return err;
+    struct acceptor *a = s->acc;
+    if (!on) {
+        io->bstate &= (uint8_t)~ST_ACCEPT_WANT;
+        if (a)
+            for (int i = 0; i < ACCEPTS; i++)
+                if (a->slots[i].op.busy)
+                    CancelIoEx((HANDLE)(intptr_t)io->fd, &a->slots[i].op.ov);
+        return 0;
+    }
+    if (!a) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        if (getsockname(io->fd, (struct sockaddr *)&ss, &len) < 0)
+            return -errno;
+        if (!(a = evn__calloc(1, sizeof *a)))
+            return -ENOMEM;
+        if (u->ready)
+            u->counts.allocs++;
+        a->io = io;
+        a->family = ss.ss_family;
+        for (int i = 0; i < ACCEPTS; i++) {
+            a->slots[i].a = a;
+            a->slots[i].op.kind = OP_ACCEPT;
+            a->slots[i].s = INVALID_SOCKET;
+        }
+        s->acc = a;
+    }
+    io->bstate |= ST_ACCEPT_WANT;
+    int rc = 0;
+    for (int i = 0; i < ACCEPTS && rc == 0; i++)
+        if (!a->slots[i].op.busy)
+            rc = arm_accept(u, io, &a->slots[i]);
+    /* Some armed is enough to go on; none is the caller's to handle. */
+    for (int i = 0; i < ACCEPTS; i++)
+        if (a->slots[i].op.busy)
+            return 0;
+    return rc;
+}
+
+static int iocp_close(struct evn_loop *loop, struct evn__io *io, bool keep_fd)
+{
+    struct iocp *u = loop->bdata;
+    io->bstate = (uint8_t)((io->bstate & ~(ST_RECV_WANT | ST_ACCEPT_WANT)) | ST_CLOSED);
+    io->bmask = 0;
+    struct slot *s = io->bslot;
+    if (s && s->fd != io->fd)
+        slot_detach(u, io);
+    else if (s && io->refs)
+        CancelIoEx((HANDLE)(intptr_t)io->fd, NULL);
+    if (!keep_fd)
+        evn__sock_close(io->fd);
+    if (io->refs == 0)
+        slot_detach(u, io);
+    return io->refs > 0;
+}
+
+/* ---- waiting, and what came ---- */
+
+static void emit(struct evn_loop *loop, struct iocp *u, struct evn__fired f)
+{
+    loop->fired[u->n++] = f;
+}
+
+/* A reference to io is dropped: a closed handle nothing refers to any more
+ * is released, and its slot goes back to the free list. */
+static void unref(struct evn_loop *loop, struct iocp *u, struct evn__io *io)
+{
+    if (--io->refs == 0 && (io->bstate & ST_CLOSED)) {
+        slot_detach(u, io);
+        emit(loop, u, (struct evn__fired){.io = io, .ev = EVN__RELEASED});
+    }
+}
+
+/*
+ * The events of the last wait have been handled: take their buffers back,
+ * arm again the receives and polls still wanted, and drop their
+ * references, which may release closed handles (whose EVN__RELEASED events
+ * start the next batch, written over the old one as the io_uring backend
+ * does: each old event is read before anything is written at its place).
+ */
+static void batch_done(struct evn_loop *loop, struct iocp *u)
+{
+    int old = u->n;
+    u->n = 0;
+    for (int i = 0; i < old; i++) {
+        struct evn__fired f = loop->fired[i];
+        if (f.ev == EVN__RELEASED || f.ev == EVN__ACCEPTED) {
+            if (f.ev == EVN__ACCEPTED)
+                unref(loop, u, f.io);
+            continue;
+        }
+        struct evn__io *io = f.io;
+        struct slot *s = io->bslot;
+        bool live = s && s->fd == io->fd && !(io->bstate & ST_CLOSED);
+        if (f.ev == EVN__RECEIVED) {
+            if (f.res > 0) {
+                u->free_bufs[u->nfree_bufs++] = (int)(((char *)f.buf - u->bufs) / BUF_SIZE);
+                if (live && (io->bstate & ST_RECV_WANT) && !s->orecv.busy)
+                    arm_recv(u, io, s);
+            }
+        } else if ((f.ev & (EVN__READ | EVN__WRITE)) && live && WANTED(io) && !s->opoll.busy) {
+            arm_poll(u, io, s);
+        }
+        unref(loop, u, io);
+    }
+}
+
+/* A zero-byte receive is over: read what came, or the end, or the error.
+ * false: no buffer is free this turn; the receive waits for the next. */
+static bool reap_recv(struct evn_loop *loop, struct iocp *u, struct slot *s, LONG st)
+{
+    struct evn__io *io = s->io;
+    /* The connection is broken (reset, aborted): said at once, even while
+     * receiving is off, since nothing else may tell (Wine leaves a send
+     * in flight on a reset socket pending). */
+    if (st != 0 && st != NT_CANCELLED && !(io->bstate & ST_CLOSED)) {
+        s->orecv.busy = false;
+        emit(loop, u, (struct evn__fired){.io = io, .ev = EVN__RECEIVED, .res = nt_errno(st)});
+        return true;
+    }
+    if (st == NT_CANCELLED || (io->bstate & ST_CLOSED) || !(io->bstate & ST_RECV_WANT)) {
+        s->orecv.busy = false;
+        unref(loop, u, io);
+        return true;
+    }
+    if (u->nfree_bufs == 0)
+        return false;
+    s->orecv.busy = false;
+    int b = u->free_bufs[u->nfree_bufs - 1];
+    char *buf = u->bufs + (size_t)b * BUF_SIZE;
+    u->counts.recvs++;
+    ssize_t n = recv(io->fd, buf, BUF_SIZE, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        /* Nothing after all: wait again. */
+        arm_recv(u, io, s);
+        unref(loop, u, io);
+        return true;
+    }
+    struct evn__fired f = {.io = io, .ev = EVN__RECEIVED, .res = n < 0 ? -errno : (int)n};
+    if (n > 0) {
+        u->nfree_bufs--;
+        f.buf = buf;
+    }
+    /* The event keeps the operation's reference; the receive is armed
+     * again after it, if still wanted. */
+    emit(loop, u, f);
+    return true;
+}
+
+static void reap_accept(struct evn_loop *loop, struct iocp *u, struct accept_slot *as, LONG st,
+                        int err)
+{
+    struct evn__io *io = as->a->io;
+    SOCKET s = as->s;
+    as->s = INVALID_SOCKET;
+    as->op.busy = false;
+    if (st == 0 && !err && !(io->bstate & ST_CLOSED)) {
+        SOCKET l = (SOCKET)(intptr_t)io->fd;
+        u_long on = 1;
+        setsockopt((int)s, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, (const char *)&l, sizeof l);
+        ioctlsocket(s, FIONBIO, &on);
+        struct sockaddr *local, *remote;
+        int llen = 0, rlen = 0;
+        u->acceptex_addrs(as->addrs, 0, ADDR_ROOM, ADDR_ROOM, &local, &llen, &remote, &rlen);
+        struct evn__peer *peer = &u->peers[u->n];
+        memset(peer, 0, sizeof *peer);
+        if (remote && rlen > 0) {
+            size_t k = (size_t)rlen < sizeof peer->addr ? (size_t)rlen : sizeof peer->addr;
+            memcpy(&peer->addr, remote, k);
+            peer->len = (socklen_t)k;
+        }
+        emit(loop, u,
+             (struct evn__fired){.io = io, .ev = EVN__ACCEPTED, .res = (int)s, .buf = peer});
+        /* The event keeps this accept's reference; the slot is armed anew. */
+        if (io->bstate & ST_ACCEPT_WANT) {
+            int rc = arm_accept(u, io, as);
+            if (rc < 0 && u->n + 2 <= loop->nfired_cap)
+                emit(loop, u,
+                     (struct evn__fired){.io = io, .ev = EVN__ACCEPTED, .res = rc,
+                                         .buf = &u->peers[u->n]});
+            if (rc < 0)
+                io->refs++; /* the failure's event holds one too */
+        }
+        return;
+    }
+    if (s != INVALID_SOCKET)
+        closesocket(s);
+    int rc = err ? err : nt_errno(st);
+    /* A peer gone before its accept was taken: arm again, quietly. */
+    if ((io->bstate & (ST_ACCEPT_WANT | ST_CLOSED)) == ST_ACCEPT_WANT && rc != -ECANCELED &&
+        arm_accept(u, io, as) == 0) {
+        unref(loop, u, io);
+        return;
+    }
+    unref(loop, u, io);
+}
+
+/* Turn one finished operation into an event, or see to it here. false: it
+ * must wait for the next turn. */
+static bool reap(struct evn_loop *loop, struct iocp *u, struct op *op)
+{
+    LONG st = (LONG)op->ov.Internal;
+    if (op->kind == OP_ACCEPT) {
+        reap_accept(loop, u, (struct accept_slot *)(void *)op, st, op->err);
+        return true;
+    }
+    struct slot *s = slot_of_op(op);
+    if (!s->io) {
+        /* Orphaned: its handle has another socket, or none. */
+        op->busy = false;
+        if (!busy_ops(s))
+            slot_free(u, s);
+        return true;
+    }
+    struct evn__io *io = s->io;
+    switch (op->kind) {
+    case OP_RECV:
+        return reap_recv(loop, u, s, st);
+    case OP_SEND:
+        op->busy = false;
+        if (io->bstate & ST_CLOSED)
+            break;
+        emit(loop, u,
+             (struct evn__fired){.io = io,
+                                 .ev = EVN__SENT,
+                                 .res = op->err ? op->err
+                                        : st    ? nt_errno(st)
+                                                : (int)op->ov.InternalHigh});
+        return true;
+    case OP_POLL: {
+        op->busy = false;
+        set_masks(io, WANTED(io), 0);
+        if (io->bstate & ST_CLOSED)
+            break;
+        int want = WANTED(io), ev = 0;
+        ULONG got = s->pinfo.h[0].events;
+        if (st == 0) {
+            if ((got & (AFD_POLL_RECEIVE | AFD_POLL_ACCEPT | AFD_POLL_DISCONNECT)) &&
+                (want & EVN__READ))
+                ev |= EVN__READ;
+            if ((got & AFD_POLL_SEND) && (want & EVN__WRITE))
+                ev |= EVN__WRITE;
+            /* Errors come as readability, as from poll(2), and wake a
+             * writer too (a connect that failed). */
+            if (got & (AFD_POLL_ABORT | AFD_POLL_CONNECT_FAIL | AFD_POLL_LOCAL_CLOSE))
+                ev |= EVN__READ | (want & EVN__WRITE);
+        } else if (st != NT_CANCELLED) {
+            ev = EVN__READ | (want & EVN__WRITE);
+        }
+        if (!ev || !want) {
+            /* Cancelled to be widened, or wanted by no one any more. */
+            if (want)
+                arm_poll(u, io, s);
+            break;
+        }
+        emit(loop, u, (struct evn__fired){.io = io, .ev = ev});
+        return true;
+    }
+    }
+    unref(loop, u, io);
+    return true;
+}
+
+static int iocp_wait(struct evn_loop *loop, int timeout_ms)
+{
+    struct iocp *u = loop->bdata;
+    batch_done(loop, u);
+    if (u->n || u->done_head)
+        timeout_ms = 0;
+    /* What finished at once, first: then what the port has. */
+    struct op *list = u->done_head;
+    u->done_head = NULL;
+    u->done_tail = &u->done_head;
+    struct op *later = NULL, **later_tail = &later;
+    while (list) {
+        struct op *op = list;
+        list = op->next;
+        op->next = NULL;
+        if (u->n + 2 > loop->nfired_cap || !reap(loop, u, op)) {
+            *later_tail = op;
+            later_tail = &op->next;
+        }
+    }
+    /* What could not be taken goes first next time, before what this turn
+     * queues. */
+    if (later) {
+        *later_tail = u->done_head;
+        if (!u->done_head)
+            u->done_tail = later_tail;
+        u->done_head = later;
+        timeout_ms = 0;
+    }
+    /* With events at hand (a send that finished at once, say), asking the
+     * port would cost a call that finds nothing as often as not: it is
+     * asked every other turn, so that what it holds waits one turn at
+     * most. */
+    if (u->n && u->polled) {
+        u->polled = false;
+        return u->n;
+    }
+    if (u->n)
+        timeout_ms = 0;
+    ULONG room = (ULONG)((loop->nfired_cap - u->n) / 2);
+    if (room > sizeof u->entries / sizeof u->entries[0])
+        room = sizeof u->entries / sizeof u->entries[0];
+    if (room == 0)
+        return u->n;
+    u->polled = true;
+    ULONG got = 0;
+    u->counts.waits++;
+    if (!GetQueuedCompletionStatusEx(u->port, u->entries, room, &got,
+                                     timeout_ms < 0 ? INFINITE : (DWORD)timeout_ms, FALSE)) {
+        DWORD e = GetLastError();
+        if (e != WAIT_TIMEOUT && e != WAIT_IO_COMPLETION)
+            return -EIO;
+        got = 0;
+    }
+    u->counts.completions += got;
+    for (ULONG i = 0; i < got; i++) {
+        struct op *op = (struct op *)(void *)u->entries[i].lpOverlapped;
+        if (!op) {
+            if (u->entries[i].lpCompletionKey == WAKE_KEY) {
+                loop->wake_io.refs++;
+                emit(loop, u, (struct evn__fired){.io = &loop->wake_io, .ev = EVN__READ});
+            }
+            continue;
+        }
+        op->ov.InternalHigh = u->entries[i].dwNumberOfBytesTransferred;
+        op->err = 0;
+        if (!reap(loop, u, op)) {
+            op->next = NULL;
+            *u->done_tail = op;
+            u->done_tail = &op->next;
+        }
+    }
+    return u->n;
+}
+
+/*
+ * Wait until no operation of the loop's is in flight any more: cancel
+ * them all, close the sockets accepts were armed with, and take the
+ * completions, which nobody reports any more. The memory the system writes
+ * their results into may be freed only then.
+ */
+static void drain(struct evn_loop *loop, struct iocp *u)
+{
+    if (!u->port)
+        return;
+    for (int round = 0; round < 200; round++) {
+        int busy = 0;
+        for (struct slot_block *b = u->blocks; b; b = b->next) {
+            for (int i = 0; i < SLOTS_PER_BLOCK; i++) {
+                struct slot *s = &b->s[i];
+                int n = busy_ops(s);
+                if (s->acc)
+                    for (int k = 0; k < ACCEPTS; k++)
+                        if (s->acc->slots[k].op.busy) {
+                            n++;
+                            if (round == 0 && s->acc->slots[k].s != INVALID_SOCKET)
+                                CancelIoEx((HANDLE)(intptr_t)s->fd, &s->acc->slots[k].op.ov);
+                        }
+                if (n && round == 0)
+                    CancelIoEx((HANDLE)(intptr_t)s->fd, NULL);
+                busy += n;
+            }
+        }
+        /* Over at once: nothing of the system's refers to them. */
+        for (struct op *op = u->done_head; op; op = op->next) {
+            op->busy = false;
+            if (op->kind == OP_ACCEPT) {
+                struct accept_slot *as = (struct accept_slot *)(void *)op;
+                if (as->s != INVALID_SOCKET)
+                    closesocket(as->s);
+                as->s = INVALID_SOCKET;
+            }
+        }
+        u->done_head = NULL;
+        u->done_tail = &u->done_head;
+        if (!busy)
+            return;
+        ULONG got = 0;
+        if (!GetQueuedCompletionStatusEx(u->port, u->entries,
+                                         sizeof u->entries / sizeof u->entries[0], &got, 10,
+                                         FALSE))
+            got = 0;
+        for (ULONG i = 0; i < got; i++) {
+            struct op *op = (struct op *)(void *)u->entries[i].lpOverlapped;
+            if (!op)
+                continue;
+            op->busy = false;
+            if (op->kind == OP_ACCEPT) {
+                struct accept_slot *as = (struct accept_slot *)(void *)op;
+                if (as->s != INVALID_SOCKET)
+                    closesocket(as->s);
+                as->s = INVALID_SOCKET;
+            }
+        }
+    }
+}
+
+/*
+ * The loop is done: no more accepts, and a socket one took meanwhile is
+ * closed; what else is in flight is cancelled and waited for, so that the
+ * peers see their sockets close now. What comes back is reported to no
+ * one.
+ */
+static void iocp_stop(struct evn_loop *loop)
+{
+    struct iocp *u = loop->bdata;
+    for (struct slot_block *b = u->blocks; b; b = b->next) {
+        for (int i = 0; i < SLOTS_PER_BLOCK; i++) {
+            struct slot *s = &b->s[i];
+            if (!s->acc)
+                continue;
+            if (s->io)
+                s->io->bstate &= (uint8_t)~ST_ACCEPT_WANT;
+            for (int k = 0; k < ACCEPTS; k++)
+                if (s->acc->slots[k].op.busy)
+                    CancelIoEx((HANDLE)(intptr_t)s->fd, &s->acc->slots[k].op.ov);
+        }
+    }
+    drain(loop, u);
+}
+
+/* Any thread: one wake, which the inbox takes as readability of its
+ * descriptor, without the descriptor. */
+static void iocp_wake(struct evn_loop *loop)
+{
+    struct iocp *u = loop->bdata;
+    PostQueuedCompletionStatus(u->port, 0, WAKE_KEY, NULL);
+}
+
+const struct evn__backend evn__backend_iocp = {
+    .name = "iocp",
+    .init = iocp_init,
+    .destroy = iocp_destroy,
+    .add = iocp_add,
+    .mod = iocp_mod,
+    .del = iocp_del,
+    .wait = iocp_wait,
+    .recv = iocp_recv,
+    .send = iocp_send,
+    .accept = iocp_accept,
+    .close = iocp_close,
+    .stop = iocp_stop,
+    .wake = iocp_wake,
+};
+
+void evn__iocp_counts(struct evn_server *srv, struct evn__iocp_counts *out)
+{
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < srv->nloops; i++) {
+        if (srv->loops[i].be != &evn__backend_iocp || !srv->loops[i].bdata)
+            continue;
+        const struct evn__iocp_counts *c = &((struct iocp *)srv->loops[i].bdata)->counts;
+        out->waits += c->waits;
+        out->completions += c->completions;
+        out->inline_done += c->inline_done;
+        out->recv_posts += c->recv_posts;
+        out->recvs += c->recvs;
+        out->sends += c->sends;
+        out->polls += c->polls;
+        out->accepts += c->accepts;
+        out->allocs += c->allocs;
+    }
+}
