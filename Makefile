@@ -149,11 +149,12 @@ test-kqueue:
 
 # Windows (cmake/mingw-w64-x86_64.cmake): ctest runs each .exe through Wine.
 windows:
-	@$(SETUP) windows
+	@$(SETUP) windows-build
 	$(call configure,$(WIN_DIR),-DCMAKE_TOOLCHAIN_FILE=cmake/mingw-w64-x86_64.cmake -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DEVN_BUILD_BENCH=OFF)
 	@$(CMAKE) --build $(WIN_DIR) -j $(JOBS)
 
 test-windows: windows
+	@$(SETUP) windows
 	@mkdir -p $(WINEPREFIX)
 	cd $(WIN_DIR) && $(WIN_ENV) $(CTEST) --output-on-failure --no-tests=error -j $(JOBS)
 

@@ -30,9 +30,10 @@
 #   bench     core + the comparison servers, load generators and plotting
 #   fuzz      core + clang and its libFuzzer runtime
 #   format    clang-format
-#   windows   core + the mingw-w64 cross-compiler for 64-bit Windows
-#             (gcc-mingw-w64-x86-64, whose -posix compiler has winpthreads)
-#             and Wine (wine64) to run the .exe files: make windows,
+#   windows-build  core + the mingw-w64 cross-compiler for 64-bit Windows
+#             (gcc-mingw-w64-x86-64, whose -posix compiler has winpthreads):
+#             make windows
+#   windows   windows-build + Wine (wine64) to run the .exe files:
 #             make test-windows
 #
 # Idempotent: it asks dpkg which packages are missing (a tool that is on PATH
@@ -67,9 +68,10 @@ packages_for() {
         ;;
     fuzz) packages_for core; echo clang "$(clang_rt_package)" ;;
     format) echo clang-format ;;
-    windows) packages_for core; echo gcc-mingw-w64-x86-64 wine64 ;;
+    windows-build) packages_for core; echo gcc-mingw-w64-x86-64 ;;
+    windows) packages_for windows-build; echo wine64 ;;
     *)
-        echo "$prog: unknown purpose '$1' (core test sanitize examples tls uring dns bench fuzz format windows)" >&2
+        echo "$prog: unknown purpose '$1' (core test sanitize examples tls uring dns bench fuzz format windows-build windows)" >&2
         return 2
         ;;
     esac
