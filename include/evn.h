@@ -16,7 +16,8 @@
  * never raises SIGPIPE in the process.
  *
  * Windows (64-bit, built with mingw-w64; see README.md): the same API, on
- * the poll backend (WSAPoll). Sockets are SOCKETs where this header hands
+ * the iocp backend (I/O completion ports, the default there) or the poll
+ * backend (WSAPoll). Sockets are SOCKETs where this header hands
  * one over (evn_socket_t), errors are the same negative errno values. Not
  * there, each refused where it is asked for and said so below: splicing,
  * the hand-off and systemd's sockets, reuseport, unix sockets where the
@@ -141,11 +142,11 @@ typedef struct evn_events {
      */
     evn_balance balance;
     /*
-     * The event backend: "epoll", "io_uring", "kqueue", "poll" or "auto";
-     * NULL picks the environment variable EVN_BACKEND if set, else the
-     * platform's default (epoll on Linux, kqueue on BSD and macOS, poll
-     * elsewhere, and on Windows, where it is WSAPoll). Chosen once, when the
-     * server is made:
+     * The event backend: "epoll", "io_uring", "kqueue", "iocp", "poll" or
+     * "auto"; NULL picks the environment variable EVN_BACKEND if set, else
+     * the platform's default (epoll on Linux, kqueue on BSD and macOS, iocp
+     * on Windows, poll elsewhere; poll is WSAPoll on Windows). Chosen once,
+     * when the server is made:
      *
      * - "io_uring" (Linux 6.1 or later, evn built with liburing): the
      *   kernel does the I/O (accepts, receives into a ring of buffers it
