@@ -44,7 +44,7 @@ static void usage(FILE *f, const char *name, int allow_udp, const struct ex_opti
             "  --reuseport       one listening socket per loop (SO_REUSEPORT)\n"
             "  --tcp-options Q   URL options for the TCP and TLS listeners, such as\n"
             "                    'deferaccept=1&fastopen=64&keepalive=60' (see evn.h)\n"
-            "  --backend NAME    auto, epoll, io_uring, kqueue or poll\n"
+            "  --backend NAME    auto, epoll, io_uring, kqueue, iocp or poll\n"
             "  --batch-us US     io_uring: collect completions for up to US microseconds\n"
             "                    a wake-up (less CPU, longer round trips; default 0)\n"
             "  --tls-cert FILE   also serve TLS (1.2 or later) on --tls-port with this\n"
