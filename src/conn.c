@@ -458,9 +458,11 @@ struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint16_t listener,
     struct evn_conn *c = slot_get(&loop->conns);
     int rc = c ? 0 : -ENOMEM;
 #ifndef __linux__
-    /* Linux copies TCP_NODELAY from the listener; elsewhere set it here. */
+    /* Linux copies TCP_NODELAY from the listener; elsewhere set it here,
+     * as the listener's nodelay= asks (an accepted socket starts without). */
     int one = 1;
-    if (c && listener != EVN__LISTENER_OUTBOUND && srv->listeners[listener].url.proto == EVN__TCP)
+    if (c && listener != EVN__LISTENER_OUTBOUND && srv->listeners[listener].url.proto == EVN__TCP &&
+        srv->listeners[listener].url.nodelay)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 #ifdef SO_NOSIGPIPE
     setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
