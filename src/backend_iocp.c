@@ -53,6 +53,7 @@
  * waits for the cancelled operations to come back before the release.
  */
 #include "internal.h"
+#include "win_errno.h"
 
 #include <mswsock.h>
 #include <stdio.h>
@@ -204,28 +205,15 @@ static int nt_errno(LONG st)
     }
 }
 
+/* A failed operation's error: a send on a connection that is gone is
+ * EPIPE, as a POSIX send says; the rest as everywhere in evn. */
 static int wsa_err(int e)
 {
-    switch (e) {
-    case WSAECONNRESET:
-    case WSAENETRESET:
-        return -ECONNRESET;
-    case WSAECONNABORTED:
-        return -ECONNABORTED;
-    case WSAENOTCONN:
-    case WSAESHUTDOWN:
+    if (e == WSAENOTCONN || e == WSAESHUTDOWN)
         return -EPIPE;
-    case WSAENOBUFS:
-        return -ENOBUFS;
-    case WSAEMFILE:
-        return -EMFILE;
-    case WSA_OPERATION_ABORTED:
-        return -ECANCELED;
-    case WSAEWOULDBLOCK:
-        return -EAGAIN;
-    default:
-        return -EIO;
-    }
+    if (e == WSAENETRESET)
+        return -ECONNRESET;
+    return -evn__errno_of_wsa(e);
 }
 
 /* ---- slots ---- */

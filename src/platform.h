@@ -133,13 +133,14 @@ static inline int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 /* unistd.h */
 #define _SC_NPROCESSORS_ONLN 84
 long evn__w_sysconf(int name);
-#define sysconf evn__w_sysconf
 
 /*
  * The wrappers (win.c): POSIX signatures and errno, Winsock underneath.
  * Object-like macros, so that a struct member of the same name (a backend's
  * send, a transport's shutdown) is renamed alike in every file and stays
- * what it was.
+ * what it was. A file that means Winsock's own functions by these names
+ * (win.c) or has wrappers of its own (the tests' compat.h) defines
+ * EVN_PLATFORM_NO_RENAMES before including this.
  */
 int evn__w_socket(int domain, int type, int protocol);
 int evn__w_accept(int fd, struct sockaddr *sa, socklen_t *len);
@@ -160,6 +161,7 @@ int evn__w_ioctl(int fd, long cmd, void *arg);
 int evn__w_poll(struct pollfd *pfds, nfds_t n, int timeout_ms);
 int evn__w_fcntl(int fd, int cmd, ...);
 ssize_t evn__w_pread(int fd, void *buf, size_t n, off_t pos);
+#ifndef EVN_PLATFORM_NO_RENAMES
 #define socket evn__w_socket
 #define accept evn__w_accept
 #define bind evn__w_bind
@@ -178,6 +180,8 @@ ssize_t evn__w_pread(int fd, void *buf, size_t n, off_t pos);
 #define poll evn__w_poll
 #define fcntl evn__w_fcntl
 #define pread evn__w_pread
+#define sysconf evn__w_sysconf
+#endif
 /* The C library's strerror knows none of the socket errors (ECONNRESET
  * and the rest are above its table); evn_strerror does. */
 #define strerror(e) evn_strerror(e)

@@ -6,31 +6,14 @@
  * rest of evn, and every error it returns, is the same as on POSIX systems:
  * a negative errno that evn_strerror names.
  */
+/* Here the POSIX names mean Winsock's own functions. */
+#define EVN_PLATFORM_NO_RENAMES
 #include "internal.h"
+#include "win_errno.h"
 
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
-
-/* Here the names mean Winsock's own functions. */
-#undef socket
-#undef accept
-#undef bind
-#undef listen
-#undef connect
-#undef shutdown
-#undef setsockopt
-#undef getsockopt
-#undef getsockname
-#undef getpeername
-#undef recv
-#undef send
-#undef recvfrom
-#undef sendmsg
-#undef ioctl
-#undef poll
-#undef fcntl
-#undef pread
 
 static INIT_ONCE wsa_once = INIT_ONCE_STATIC_INIT;
 static int wsa_status;
@@ -51,91 +34,10 @@ int evn__platform_init(void)
     return wsa_status;
 }
 
-/* The POSIX errno for a Winsock error. */
-static int wsa_errno(int e)
-{
-    switch (e) {
-    case WSAEWOULDBLOCK:
-        return EAGAIN;
-    case WSAEINPROGRESS:
-        return EINPROGRESS;
-    case WSAEALREADY:
-        return EALREADY;
-    case WSAEINTR:
-        return EINTR;
-    case WSAEBADF:
-    case WSAENOTSOCK:
-        return EBADF;
-    case WSAEACCES:
-        return EACCES;
-    case WSAEFAULT:
-        return EFAULT;
-    case WSAEINVAL:
-        return EINVAL;
-    case WSAEMFILE:
-        return EMFILE;
-    case WSAEMSGSIZE:
-        return EMSGSIZE;
-    case WSAEPROTOTYPE:
-        return EPROTOTYPE;
-    case WSAENOPROTOOPT:
-        return ENOPROTOOPT;
-    case WSAEPROTONOSUPPORT:
-        return EPROTONOSUPPORT;
-    case WSAESOCKTNOSUPPORT:
-    case WSAEOPNOTSUPP:
-        return EOPNOTSUPP;
-    case WSAEPFNOSUPPORT:
-    case WSAEAFNOSUPPORT:
-        return EAFNOSUPPORT;
-    case WSAEADDRINUSE:
-        return EADDRINUSE;
-    case WSAEADDRNOTAVAIL:
-        return EADDRNOTAVAIL;
-    case WSAENETDOWN:
-        return ENETDOWN;
-    case WSAENETUNREACH:
-        return ENETUNREACH;
-    case WSAENETRESET:
-        return ENETRESET;
-    case WSAECONNABORTED:
-        return ECONNABORTED;
-    case WSAECONNRESET:
-        return ECONNRESET;
-    case WSAENOBUFS:
-        return ENOBUFS;
-    case WSAEISCONN:
-        return EISCONN;
-    case WSAENOTCONN:
-        return ENOTCONN;
-    /* Sending after shutdown(SD_SEND), or on a connection the peer closed. */
-    case WSAESHUTDOWN:
-    case WSAEDISCON:
-        return EPIPE;
-    case WSAETIMEDOUT:
-        return ETIMEDOUT;
-    case WSAECONNREFUSED:
-        return ECONNREFUSED;
-    case WSAELOOP:
-        return ELOOP;
-    case WSAENAMETOOLONG:
-        return ENAMETOOLONG;
-    case WSAEHOSTDOWN:
-    case WSAEHOSTUNREACH:
-        return EHOSTUNREACH;
-    case WSA_NOT_ENOUGH_MEMORY:
-        return ENOMEM;
-    case WSANOTINITIALISED:
-        return EINVAL;
-    default:
-        return EIO;
-    }
-}
-
 /* -1 with errno set from the thread's last Winsock error. */
 static int fail(void)
 {
-    errno = wsa_errno(WSAGetLastError());
+    errno = evn__errno_of_wsa(WSAGetLastError());
     return -1;
 }
 
@@ -199,7 +101,7 @@ int evn__w_connect(int fd, const struct sockaddr *sa, socklen_t len)
         return 0;
     /* A non-blocking connect under way is WSAEWOULDBLOCK here. */
     int e = WSAGetLastError();
-    errno = e == WSAEWOULDBLOCK ? EINPROGRESS : wsa_errno(e);
+    errno = e == WSAEWOULDBLOCK ? EINPROGRESS : evn__errno_of_wsa(e);
     return -1;
 }
 
@@ -229,7 +131,7 @@ int evn__w_getsockopt(int fd, int level, int name, void *val, socklen_t *len)
     /* SO_ERROR holds a Winsock error: give its errno, as callers expect. */
     if (level == SOL_SOCKET && name == SO_ERROR && *len >= (socklen_t)sizeof(int) &&
         *(int *)val != 0)
-        *(int *)val = wsa_errno(*(int *)val);
+        *(int *)val = evn__errno_of_wsa(*(int *)val);
     return 0;
 }
 
@@ -510,6 +412,10 @@ const char *evn__win_strerror(int err)
         return "Protocol not available";
     case ENOTCONN:
         return "Transport endpoint is not connected";
+    case ENOTSOCK:
+        return "Socket operation on non-socket";
+    case EDESTADDRREQ:
+        return "Destination address required";
     case ENOTSUP:
         return "Operation not supported";
     case EOPNOTSUPP:

@@ -5,6 +5,7 @@
  */
 #define TH_COMPAT_NO_MACROS
 #include "compat.h"
+#include "win_errno.h"
 
 #include <limits.h>
 #include <stdarg.h>
@@ -48,87 +49,9 @@ static void nb_set(int fd, bool on)
     pthread_mutex_unlock(&nb_mu);
 }
 
-static int errno_of_wsa(int w)
-{
-    switch (w) {
-    case WSAEWOULDBLOCK:
-        return EAGAIN;
-    case WSAEINPROGRESS:
-        return EINPROGRESS;
-    case WSAEALREADY:
-        return EALREADY;
-    case WSAENOTSOCK:
-        return ENOTSOCK;
-    case WSAEDESTADDRREQ:
-        return EDESTADDRREQ;
-    case WSAEMSGSIZE:
-        return EMSGSIZE;
-    case WSAEPROTOTYPE:
-        return EPROTOTYPE;
-    case WSAENOPROTOOPT:
-        return ENOPROTOOPT;
-    case WSAEPROTONOSUPPORT:
-        return EPROTONOSUPPORT;
-    case WSAESOCKTNOSUPPORT:
-        return EPROTONOSUPPORT;
-    case WSAEOPNOTSUPP:
-        return EOPNOTSUPP;
-    case WSAEPFNOSUPPORT:
-        return EAFNOSUPPORT;
-    case WSAEAFNOSUPPORT:
-        return EAFNOSUPPORT;
-    case WSAEADDRINUSE:
-        return EADDRINUSE;
-    case WSAEADDRNOTAVAIL:
-        return EADDRNOTAVAIL;
-    case WSAENETDOWN:
-        return ENETDOWN;
-    case WSAENETUNREACH:
-        return ENETUNREACH;
-    case WSAENETRESET:
-        return ENETRESET;
-    case WSAECONNABORTED:
-        return ECONNABORTED;
-    case WSAECONNRESET:
-        return ECONNRESET;
-    case WSAENOBUFS:
-        return ENOBUFS;
-    case WSAEISCONN:
-        return EISCONN;
-    case WSAENOTCONN:
-        return ENOTCONN;
-    case WSAESHUTDOWN:
-        return EPIPE;
-    case WSAETIMEDOUT:
-        return ETIMEDOUT;
-    case WSAECONNREFUSED:
-        return ECONNREFUSED;
-    case WSAEHOSTUNREACH:
-        return EHOSTUNREACH;
-    case WSAEHOSTDOWN:
-        return EHOSTUNREACH;
-    case WSAEINTR:
-        return EINTR;
-    case WSAEBADF:
-        return EBADF;
-    case WSAEACCES:
-        return EACCES;
-    case WSAEFAULT:
-        return EFAULT;
-    case WSAEINVAL:
-        return EINVAL;
-    case WSAEMFILE:
-        return EMFILE;
-    case WSANOTINITIALISED:
-        return ENOTSOCK;
-    default:
-        return EIO;
-    }
-}
-
 static int fail_wsa(void)
 {
-    errno = errno_of_wsa(WSAGetLastError());
+    errno = evn__errno_of_wsa(WSAGetLastError());
     return -1;
 }
 
@@ -266,7 +189,7 @@ int th_compat_connect(int fd, const struct sockaddr *sa, socklen_t len)
         return 0;
     int w = WSAGetLastError();
     /* A non-blocking connect under way is EINPROGRESS, as on POSIX. */
-    errno = w == WSAEWOULDBLOCK ? EINPROGRESS : errno_of_wsa(w);
+    errno = w == WSAEWOULDBLOCK ? EINPROGRESS : evn__errno_of_wsa(w);
     return -1;
 }
 

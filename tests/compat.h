@@ -44,34 +44,17 @@
  * (struct iovec, SHUT_*, F_GETFL, ESHUTDOWN, sigset_t, strerror as
  * evn_strerror ...), the same in the tests as in the library. Its wrappers
  * are the library's internals, which the DLL test-abi links does not
- * export, so its macros for the socket calls are replaced by the tests' own
- * below; internal.h, included after this, finds platform.h done.
+ * export, so the tests have socket wrappers of their own below, and ask
+ * platform.h for none of its renames; internal.h, included after this,
+ * finds platform.h done.
  */
+#define EVN_PLATFORM_NO_RENAMES
 #include "platform.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#undef socket
-#undef accept
-#undef bind
-#undef listen
-#undef connect
-#undef shutdown
-#undef setsockopt
-#undef getsockopt
-#undef getsockname
-#undef getpeername
-#undef recv
-#undef send
-#undef recvfrom
-#undef sendmsg
-#undef ioctl
-#undef poll
-#undef fcntl
-#undef pread
-#undef sysconf
 #undef MSG_DONTWAIT
 
 /* winpthreads refuses pthread_condattr_setclock(CLOCK_MONOTONIC) (EINVAL)
