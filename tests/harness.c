@@ -338,6 +338,16 @@ int th_alloc_sites(void **out, long *counts, int max)
     return n;
 }
 
+long th_alloc_recorded(void)
+{
+    long total = 0;
+    pthread_mutex_lock(&sites_mu);
+    for (int i = 0; i < nsites; i++)
+        total += site_count[i];
+    pthread_mutex_unlock(&sites_mu);
+    return total;
+}
+
 void th_alloc_fail_at(void *site, long nth)
 {
     pthread_mutex_lock(&sites_mu);

@@ -173,6 +173,8 @@ void *th_alloc_failed_site(void);
  * th_alloc_sites copies up to max of them and their counts. */
 void th_alloc_record_sites(bool on);
 int th_alloc_sites(void **out, long *counts, int max);
+/* The allocations recorded since th_alloc_record_sites(true), all places. */
+long th_alloc_recorded(void);
 /* Make the nth allocation from this place fail (NULL: none), and tell
  * whether that is still to come. */
 void th_alloc_fail_at(void *site, long nth);

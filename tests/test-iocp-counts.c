@@ -5,18 +5,12 @@
  * or at once), and no allocation, neither in the backend nor anywhere in
  * evn. Counted as the difference between two servers that serve the same
  * connections, one with ROUNDS more requests than the other, so that
- * setting up and closing cancel out. Windows only, with the iocp backend.
+ * setting up and closing cancel out. Windows only (registered there alone),
+ * with the iocp backend.
  */
 #include "harness.h"
 
-#ifdef _WIN32
-/* The backend's test hook, as src/internal.h declares it (internal.h itself
- * wants src/win/ on the include path, which the harness does not give). */
-struct evn__iocp_counts {
-    long waits, completions, inline_done, recv_posts, recvs, sends, polls, accepts, allocs;
-};
-void evn__iocp_counts(evn_server *srv, struct evn__iocp_counts *out);
-#endif
+#include "internal.h"
 
 #include <string.h>
 
@@ -24,7 +18,6 @@ void evn__iocp_counts(evn_server *srv, struct evn__iocp_counts *out);
 #define WARM 4
 #define ROUNDS 200
 
-#ifdef _WIN32
 struct state {
     th_counter opened, closed;
 };
@@ -50,16 +43,6 @@ static evn_action on_closed(evn_conn *c, int err)
     struct state *s = evn_server_udata(evn_conn_server(c));
     th_counter_add(&s->closed, 1);
     return EVN_NONE;
-}
-
-static long allocations(void)
-{
-    void *sites[256];
-    long counts[256], total = 0;
-    int n = th_alloc_sites(sites, counts, 256);
-    for (int i = 0; i < n; i++)
-        total += counts[i];
-    return total;
 }
 
 /* Serve CONNS connections WARM requests each, then `more` more, one at a
@@ -99,7 +82,7 @@ static struct evn__iocp_counts serve(int more, long *allocs)
         }
     }
     th_alloc_record_sites(false);
-    *allocs = allocations();
+    *allocs = th_alloc_recorded();
     for (int i = 0; i < CONNS; i++)
         close(fds[i]);
     TH_WAIT_COUNTER(&s.closed, CONNS);
@@ -141,15 +124,10 @@ static void test_cost_per_request(void)
      * than the loop's next turn. */
     EXPECT_LE_INT(z.waits - a.waits, n + n / 10);
 }
-#endif
 
 int main(int argc, char **argv)
 {
     th_init(argc, argv);
-#ifdef _WIN32
     TH_RUN(test_cost_per_request);
-#else
-    th_skip("Windows only");
-#endif
     return th_finish();
 }
