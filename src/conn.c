@@ -1706,16 +1706,15 @@ static void output_failed(struct evn_conn *c, uint32_t flag)
 }
 
 /*
- * The rest of evn_write, for more than a chunk's worth: p[0..n) copied into
- * new chunks, the last n of len bytes written. Pool-sized chunks up to
- * EVN__CHUNK_SPLIT_MAX, so that they go back to the pool when sent; beyond,
- * one chunk of its own.
+ * More than a chunk's worth of evn_write: p[0..n) copied into new chunks
+ * linked at the tail of c's output (counted by the caller); 0, or -ENOMEM
+ * with nothing linked. Pool-sized chunks up to EVN__CHUNK_SPLIT_MAX, so
+ * that they go back to the pool when sent; beyond, one chunk of its own.
  */
-static int write_chunks(struct evn_conn *c, const char *p, size_t n, size_t len)
+static int link_chunks(struct evn_conn *c, const char *p, size_t n)
 {
     struct evn__chunk *head = NULL, **link = &head, *ch = NULL;
-    size_t left = n;
-    while (left) {
+    for (size_t left = n; left > 0;) {
         size_t k = left > EVN__CHUNK_SIZE && n <= EVN__CHUNK_SPLIT_MAX ? EVN__CHUNK_SIZE : left;
         if (!(ch = chunk_get(c->loop, k))) {
             while (head) {
@@ -1723,8 +1722,6 @@ static int write_chunks(struct evn_conn *c, const char *p, size_t n, size_t len)
                 evn__chunk_release(c->loop, head, 0);
                 head = next;
             }
-            c->out_bytes += len - n;
-            output_failed(c, EVN__C_NOMEM);
             return -ENOMEM;
         }
         memcpy(ch->buf, p, k);
@@ -1734,10 +1731,8 @@ static int write_chunks(struct evn_conn *c, const char *p, size_t n, size_t len)
         *link = ch;
         link = &ch->next;
     }
-    out_append(c, head, len);
+    out_append(c, head, 0);
     c->out_tail = ch;
-    if (c != c->loop->conns.cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW | EVN__C_UDP)))
-        return mark_dirty(c);
     return 0;
 }
 
@@ -1763,14 +1758,12 @@ int evn_write(evn_conn *c, const void *buf, size_t len)
         left -= n;
     }
     struct evn__chunk *ch = NULL;
-    if (left > EVN__CHUNK_SIZE)
-        return write_chunks(c, p, left, len);
-    if (left) {
-        if (!(ch = chunk_get(c->loop, left))) {
-            c->out_bytes += len - left;
-            output_failed(c, EVN__C_NOMEM);
-            return -ENOMEM;
-        }
+    if (left > EVN__CHUNK_SIZE) {
+        if (link_chunks(c, p, left) < 0)
+            goto nomem;
+    } else if (left) {
+        if (!(ch = chunk_get(c->loop, left)))
+            goto nomem;
         memcpy(ch->buf, p, left);
         ch->len = left;
     }
@@ -1778,6 +1771,10 @@ int evn_write(evn_conn *c, const void *buf, size_t len)
     if (c != c->loop->conns.cur && !(c->flags & (EVN__C_DIRTY | EVN__C_WANTW | EVN__C_UDP)))
         return mark_dirty(c);
     return 0;
+nomem:
+    c->out_bytes += len - left;
+    output_failed(c, EVN__C_NOMEM);
+    return -ENOMEM;
 }
 
 /* evn_sendfile and evn_sendfile_owned: with owned, fd is evn's from the
