@@ -10,6 +10,7 @@ round/result lines of bench/cpu-per-msg.sh and mem/memresult lines of
 bench/idle-memory.sh, each prefixed with the case they belong to.
 """
 import math
+import re
 import os
 import shutil
 import statistics
@@ -29,12 +30,21 @@ REDIS_MAX_VS_FLOOR = 1.3
 REDIS_TESTS = ["ping_inline", "ping_mbulk", "set", "get", "incr", "lpush", "rpush", "lpop", "rpop",
                "sadd", "hset", "spop", "zadd", "zpopmin", "lrange_100", "lrange_300", "lrange_500",
                "lrange_600", "mset"]
-REDIS_DEPTHS = [1, 16]
 IDLE_MAX_BYTES = 256
 NEW_CONN_MAX_VS_FLOOR = 0.85
-# evn on io_uring: median and p99 round trip of echo at depth 1 within this
-# factor of evn's on epoll.
+# evn on io_uring (the io_uring issue's table): median and p99 round trip of
+# echo at depth 1 within this factor of evn's on epoll; CPU per request
+# against the epoll floor and the io_uring floor; the Redis example's
+# geometric mean against redis-server's at each depth the run has a target
+# for; idle memory per connection of the echo and Redis examples on both
+# backends.
 URING_LATENCY_MAX_VS_EPOLL = 1.05
+URING_ECHO_MAX_VS_FLOOR = 0.90
+URING_MAX_VS_URING_FLOOR = 1.03
+URING_HTTP_MAX_VS_FLOOR = 0.92
+URING_NEW_CONN_MAX_VS_FLOOR = 0.85
+URING_REDIS_MAX_GEOMEAN = {8: 0.65, 16: 0.55}
+URING_IDLE_MAX_BYTES = 128
 
 SECTION_TITLES = {
     "echo": "Echo",
@@ -266,7 +276,7 @@ def uring_summary(cases, order, memres):
         else:
             row += " — |"
         out.append(row)
-    for p in REDIS_DEPTHS:
+    for p in redis_depths(cases):
         vs_evn, vs_floor, n = [], [], 0
         for t in REDIS_TESTS:
             c = cases.get(f"redis-{t}-P{p}")
@@ -326,6 +336,8 @@ COLORS = {"evn": "#d62728", "evn-1loop": "#d62728", "evn-2loops": "#ff7f0e", "ev
           "evn-proxy-uring": "#ff9896", "floor-uring": "#c7c7c7", "nginx": "#2ca02c",
           "h2o": "#9467bd", "haproxy": "#8c564b", "redis": "#1f77b4", "libuv": "#17becf",
           "libevent": "#bcbd22"}
+# The per-test ratio bars, one colour a depth.
+RATIO_COLORS = ["#ff7f0e", "#9467bd", "#d62728", "#2ca02c"]
 OTHER_COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#bcbd22"]
 
 
@@ -413,20 +425,35 @@ def chart_memory(memres, order, conns, path, tmpdir, palette):
     return gnuplot("\n".join(s) + "\n", path)
 
 
-def redis_suite(cases):
-    """The redis section's default-list cases that ran with both servers:
+def redis_depths(cases):
+    """The -P depths the redis section ran (REDIS_PIPELINES), in order."""
+    ds = set()
+    for cid in cases:
+        m = re.fullmatch(r"redis-(.+)-P(\d+)", cid)
+        if m and m.group(1) in REDIS_TESTS:
+            ds.add(int(m.group(2)))
+    return sorted(ds)
+
+
+def redis_suite(cases, evn="evn"):
+    """The redis section's default-list cases that ran with both evn (the
+    server named evn) and redis-server:
     {(test, depth): {"evn": µs, "redis": µs, "ratio": (median, min, max)}}."""
     out = {}
-    for p in REDIS_DEPTHS:
+    for p in redis_depths(cases):
         for t in REDIS_TESTS:
             c = cases.get(f"redis-{t}-P{p}")
-            if not c or c.failed or "evn" not in c.results or "redis" not in c.results:
+            if not c or c.failed or evn not in c.results or "redis" not in c.results:
                 continue
-            r = ratio(c, "evn", "redis")
+            r = ratio(c, evn, "redis")
             if r:
-                out[(t, p)] = {"evn": c.results["evn"]["cpu_us_per_msg"][0],
+                out[(t, p)] = {"evn": c.results[evn]["cpu_us_per_msg"][0],
                                "redis": c.results["redis"]["cpu_us_per_msg"][0], "ratio": r}
     return out
+
+
+def suite_depths(suite):
+    return sorted({p for (_, p) in suite})
 
 
 def redis_geomean(suite, depth):
@@ -441,17 +468,18 @@ def redis_geomean(suite, depth):
 def redis_summary(suite):
     """One table for the default list: each test's CPU per request at both
     depths, and the geometric means of the ratios."""
-    out = ["| test | -P 1: evn µs/req | redis µs/req | evn ÷ redis | -P 16: evn µs/req | redis µs/req | "
-           "evn ÷ redis |", "|---|---:|---:|---:|---:|---:|---:|"]
+    depths = suite_depths(suite)
+    out = ["| test |" + "".join(f" -P {p}: evn µs/req | redis µs/req | evn ÷ redis |" for p in depths),
+           "|---|" + "---:|---:|---:|" * len(depths)]
     for t in REDIS_TESTS:
         row = f"| {t} |"
-        for p in REDIS_DEPTHS:
+        for p in depths:
             v = suite.get((t, p))
             row += (f" {fmt_us(v['evn'])} | {fmt_us(v['redis'])} | {fmt_ratio(v['ratio'])} |" if v
                     else " — | — | — |")
         out.append(row)
     row = "| **geometric mean** |"
-    for p in REDIS_DEPTHS:
+    for p in depths:
         gm = redis_geomean(suite, p)
         row += f" | | **{gm[0]:.2f}** |" if gm else " | | — |"
     out += [row, ""]
@@ -459,24 +487,25 @@ def redis_summary(suite):
 
 
 def chart_redis(suite, path, tmpdir):
-    """The default list: CPU µs per request of evn and Redis per test at -P 1
-    and -P 16 (log scale), and evn ÷ Redis per test with the targets."""
+    """The default list: CPU µs per request of evn and Redis per test at each
+    depth the run has (log scale), and evn ÷ Redis per test with the targets."""
     if not suite:
         return False
+    depths = suite_depths(suite)
     dat = os.path.join(tmpdir, "redis-suite.dat")
     with open(dat, "w") as f:
         for t in REDIS_TESTS:
             cols = []
-            for p in REDIS_DEPTHS:
+            for p in depths:
                 v = suite.get((t, p))
                 cols += [v["evn"], v["redis"]] if v else ["NaN", "NaN"]
-            for p in REDIS_DEPTHS:
+            for p in depths:
                 v = suite.get((t, p))
                 cols.append(v["ratio"][0] if v else "NaN")
             f.write(f'"{t}" ' + " ".join(str(c) for c in cols) + "\n")
-    gm = {p: redis_geomean(suite, p) for p in REDIS_DEPTHS}
-    title = ", ".join(f"-P {p}: {gm[p][0]:.2f}" for p in REDIS_DEPTHS if gm[p])
-    s = ["set terminal pngcairo size 1400,1150 font 'DejaVu Sans,10' noenhanced",
+    gm = {p: redis_geomean(suite, p) for p in depths}
+    title = ", ".join(f"-P {p}: {gm[p][0]:.2f}" for p in depths if gm[p])
+    s = ["set terminal pngcairo size 1400,%d font 'DejaVu Sans,10' noenhanced" % (380 * (len(depths) + 1)),
          f"set output '{path}'",
          "set style data histograms",
          "set style histogram clustered gap 1",
@@ -487,15 +516,18 @@ def chart_redis(suite, path, tmpdir):
          "set ytics nomirror",
          "set border 3",
          "set key top left",
-         "set multiplot layout 3,1 title 'Redis protocol: redis-benchmark 7.0 default list, -c 50, "
-         "server CPU per request' font ',13'"]
-    for i, p in enumerate(REDIS_DEPTHS):
+         f"set multiplot layout {len(depths) + 1},1 title 'Redis protocol: redis-benchmark 7.0 default list, "
+         "-c 50, server CPU per request' font ',13'"]
+    for i, p in enumerate(depths):
         s += ["set logscale y", "set ylabel 'server CPU µs per request (log)'",
               f"set title '-P {p}' font ',11'", "set yrange [*:*]",
               f"plot '{dat}' using {2 + 2 * i}:xtic(1) title 'evn' lc rgb '{COLORS['evn']}', "
               f"'' using {3 + 2 * i} title 'redis-server' lc rgb '{COLORS['redis']}'",
               "unset logscale y"]
     n = len(REDIS_TESTS)
+    bars = ", ".join(f"'{dat if i == 0 else ''}' using {2 + 2 * len(depths) + i}" + (":xtic(1)" if i == 0 else "")
+                     + f" title '-P {p}' lc rgb '{RATIO_COLORS[i % len(RATIO_COLORS)]}'"
+                     for i, p in enumerate(depths))
     s += ["set ylabel 'evn CPU ÷ redis-server CPU'",
           f"set title 'evn ÷ Redis per test (geometric mean {title}); dashed: 1.0 (every test) and "
           f"{REDIS_MAX_GEOMEAN_P16} (the -P 16 mean)' font ',11'",
@@ -503,8 +535,7 @@ def chart_redis(suite, path, tmpdir):
           f"set arrow 1 from -0.5, first 1 to {n - 0.5}, first 1 nohead dt 2 lc rgb '#555555' front",
           f"set arrow 2 from -0.5, first {REDIS_MAX_GEOMEAN_P16} to {n - 0.5}, first "
           f"{REDIS_MAX_GEOMEAN_P16} nohead dt 2 lc rgb '#d62728' front",
-          f"plot '{dat}' using {2 + 2 * len(REDIS_DEPTHS)}:xtic(1) title '-P 1' lc rgb '#ff7f0e', "
-          f"'' using {3 + 2 * len(REDIS_DEPTHS)} title '-P 16' lc rgb '#d62728'",
+          f"plot {bars}",
           "unset multiplot"]
     return gnuplot("\n".join(s) + "\n", path)
 
@@ -551,7 +582,7 @@ def main():
                 f"evn/floor {fmt_ratio(r, 3)}, of the medians {ratio_of_medians(c, 'evn', 'floor')}; "
                 f"evn {fmt_us(c.results['evn']['cpu_us_per_msg'][0])} µs, floor {fmt_us(c.results['floor']['cpu_us_per_msg'][0])} µs", r[0] <= ECHO_HTTP_MAX_VS_FLOOR)
     suite = redis_suite(cases)
-    for p in REDIS_DEPTHS:
+    for p in (1, 16):
         for t in REDIS_TESTS:
             if (t, p) not in suite:
                 continue
@@ -615,6 +646,36 @@ def main():
                 add(f"echo depth 1, evn on io_uring: {what} round trip ≤ {URING_LATENCY_MAX_VS_EPOLL}× evn's on epoll",
                     f"evn-uring/evn {fmt_ratio(r, 3)}; evn-uring {c.results['evn-uring'][key][0]:.0f} µs, "
                     f"evn {c.results['evn'][key][0]:.0f} µs", r[0] <= URING_LATENCY_MAX_VS_EPOLL)
+    for cid, label, vs_floor in (("echo-d1", "echo depth 1", URING_ECHO_MAX_VS_FLOOR),
+                                 ("echo-d8", "echo depth 8", URING_ECHO_MAX_VS_FLOOR),
+                                 ("http-keepalive", "HTTP keep-alive", URING_HTTP_MAX_VS_FLOOR),
+                                 ("http-close", "HTTP new connection per request", URING_NEW_CONN_MAX_VS_FLOOR)):
+        c = cases.get(cid)
+        if not c or c.failed or "evn-uring" not in c.results:
+            continue
+        u = fmt_us(c.results["evn-uring"]["cpu_us_per_msg"][0])
+        for floor, limit in (("floor", vs_floor), ("floor-uring", URING_MAX_VS_URING_FLOOR)):
+            if floor not in c.results or (floor == "floor-uring" and not cid.startswith("echo-")):
+                continue
+            r = ratio(c, "evn-uring", floor)
+            what = "the epoll floor" if floor == "floor" else "the io_uring floor"
+            add(f"{label}, evn on io_uring: CPU/req ≤ {limit}× {what}",
+                f"evn-uring/{floor} {fmt_ratio(r, 3)}; evn-uring {u} µs, "
+                f"{floor} {fmt_us(c.results[floor]['cpu_us_per_msg'][0])} µs", r[0] <= limit)
+    usuite = redis_suite(cases, evn="evn-uring")
+    for p, limit in URING_REDIS_MAX_GEOMEAN.items():
+        gm = redis_geomean(usuite, p)
+        if gm:
+            add(f"Redis, evn on io_uring, geometric mean of the {gm[1]} tests at -P {p}: CPU/req ≤ {limit}× "
+                "redis-server's", f"{gm[0]:.3f}" + ("" if gm[1] == len(REDIS_TESTS) else
+                                                   f" ({len(REDIS_TESTS) - gm[1]} tests missing)"),
+                gm[0] <= limit and gm[1] == len(REDIS_TESTS))
+    for kind in ("echo", "redis"):
+        for n in (f"evn-{kind}", f"evn-{kind}-uring"):
+            if n in memres:
+                add(f"idle connections ({n}): ≤ {URING_IDLE_MAX_BYTES} bytes each, both backends",
+                    f"{memres[n][0]:.0f} B ({memres[n][1]:.0f}–{memres[n][2]:.0f})",
+                    memres[n][0] <= URING_IDLE_MAX_BYTES)
     for n in ("evn-http", "evn-echo", "evn-redis"):
         if n in memres:
             add(f"idle connections ({n}): < {IDLE_MAX_BYTES} bytes each",
