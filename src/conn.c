@@ -234,6 +234,19 @@ void evn__conns_free(struct evn_loop *loop)
     memset(cs, 0, sizeof *cs);
 }
 
+int evn__conn_set_tp(struct evn_conn *c, const struct evn__transport *tp)
+{
+    if (tp == &evn__plain_transport) {
+        c->flags &= ~(uint32_t)EVN__C_XTP;
+        return 0;
+    }
+    if (!evn__conn_ext(c))
+        return -ENOMEM;
+    c->x->tp = tp;
+    c->flags |= EVN__C_XTP;
+    return 0;
+}
+
 struct evn__conn_ext *evn__conn_ext(struct evn_conn *c)
 {
     if (!c->x) {
@@ -390,7 +403,7 @@ static int apply(struct evn_conn *c, struct reg before)
     bool reads = (after.poll & EVN__READ) || after.recv;
     bool read = (before.poll & EVN__READ) || before.recv;
     if (reads && !read && !(c->flags & EVN__C_OPENING) &&
-        ((c->tp->pending && c->tp->pending(c)) ||
+        ((evn__conn_tp(c)->pending && evn__conn_tp(c)->pending(c)) ||
          ((c->flags & EVN__C_CQ) && (in_len(c) || (c->flags & EVN__C_INEND)))))
         queue_reread(c);
     return rc;
@@ -472,7 +485,6 @@ struct evn_conn *evn__conn_new(struct evn_loop *loop, int fd, uint16_t listener,
         c->io.cb = conn_io;
         c->io.fd = fd;
         c->loop = loop;
-        c->tp = &evn__plain_transport;
         c->listener = listener;
         if ((size_t)peerlen <= sizeof c->peer && (size_t)peerlen > sizeof(sa_family_t) &&
             peer->sa.sa_family != AF_UNIX) {
@@ -738,8 +750,8 @@ static bool linger(struct evn_conn *c)
     evn__stat_publish(&c->loop->stats);
     fire_closed(c, 0);
     /* TLS ends here: close_notify, then the rest is discarded unread. */
-    c->tp->release(c, true);
-    c->tp = &evn__plain_transport;
+    evn__conn_tp(c)->release(c, true);
+    evn__conn_set_tp(c, &evn__plain_transport);
     shutdown(c->io.fd, SHUT_WR);
     set_flags(c, EVN__C_LINGER,
               EVN__C_RDOFF | EVN__C_PAUSED | EVN__C_HOLD | EVN__C_WANTW | EVN__C_RESUMABLE |
@@ -762,7 +774,7 @@ void evn__conn_close(struct evn_conn *c, int err)
     /* An accepted TLS connection whose handshake failed or timed out (not
      * one closed by a stop, which gives no error). */
     if (silent && err && !(c->flags & EVN__C_LINGER) && evn__conn_tls(c) &&
-        c->tp != &evn__proxy_transport)
+        evn__conn_tp(c) != &evn__proxy_transport)
         evn__stat_add(&loop->stats.refused_tls, 1);
     struct reg r = reg_of(c);
     if (r.poll && !loop->be->close)
@@ -773,7 +785,7 @@ void evn__conn_close(struct evn_conn *c, int err)
      * this socket, not another that reused its number. */
     if (!silent)
         fire_closed(c, err);
-    c->tp->release(c, true);
+    evn__conn_tp(c)->release(c, true);
     conn_put(c, conn_unhook(c, false));
 }
 
@@ -941,7 +953,9 @@ static ssize_t send_head(struct evn_conn *c, size_t *want)
         return evn__file_send(c, ch, EVN__WRITE_PER_TURN, want);
     struct iovec iov[EVN__IOV_MAX];
     int k = out_iov(c, iov);
-    return c->tp->writev(c, iov, k, want);
+    /* The plain socket's called directly: the common case, and no pointer. */
+    return (c->flags & EVN__C_XTP) ? c->x->tp->writev(c, iov, k, want)
+                                   : plain_writev(c, iov, k, want);
 }
 
 /* n bytes went: advance the queue past them. (Its callers count them in the
@@ -987,8 +1001,8 @@ static bool out_empty(struct evn_conn *c)
         return false;
     }
     if ((c->flags & (EVN__C_WSHUT | EVN__C_WSHUT_DONE)) == EVN__C_WSHUT) {
-        if (c->tp->shutdown)
-            c->tp->shutdown(c);
+        if (evn__conn_tp(c)->shutdown)
+            evn__conn_tp(c)->shutdown(c);
         shutdown(c->io.fd, SHUT_WR);
         c->flags |= EVN__C_WSHUT_DONE;
     }
@@ -1062,7 +1076,7 @@ static bool flush(struct evn_conn *c)
         size_t want;
         ssize_t n;
         struct evn__chunk *ch = c->out_head;
-        if (!ch->next && ch->buf && c->tp == &evn__plain_transport) {
+        if (!ch->next && ch->buf && !(c->flags & EVN__C_XTP)) {
             /* The usual case, a reply in one chunk on a plain socket. */
             want = ch->len - ch->off;
             n = send(c->io.fd, ch->buf + ch->off, want, MSG_NOSIGNAL);
@@ -1118,7 +1132,7 @@ static inline bool act(struct evn_conn *c, evn_action a)
     case EVN_DETACH:
         /* A transport's state (a TLS session) cannot go with the socket, and
          * the socket alone is no use to anyone: refuse, loudly. */
-        if (c->tp != &evn__plain_transport) {
+        if (c->flags & EVN__C_XTP) {
             evn__conn_close(c, -EPROTONOSUPPORT);
             return false;
         }
@@ -1304,7 +1318,7 @@ static void read_ready(struct evn_conn *c)
         evn__conn_close(c, err);
         return;
     }
-    ssize_t n = c->tp->read(c, buf, room);
+    ssize_t n = (c->flags & EVN__C_XTP) ? c->x->tp->read(c, buf, room) : plain_read(c, buf, room);
     if (c->x)
         c->x->last_active = loop->now_ms;
     if (n > 0) {
@@ -1450,7 +1464,7 @@ static void ready(struct evn_conn *c, int mask)
         if (c->flags & EVN__C_CONNECTING)
             finish_connect(c);
         else
-            c->tp->ready(c, mask);
+            evn__conn_tp(c)->ready(c, mask);
         return;
     }
     if ((mask & EVN__WRITE) && (c->flags & EVN__C_WANTW) && !flush(c))
@@ -1641,7 +1655,7 @@ static void conn_timer(struct evn_loop *loop, struct evn__timer *t)
     }
     if (idle || !srv->ev.timeout || (c->flags & (EVN__C_CONNECTING | EVN__C_OPENING))) {
         /* A PROXY header not complete in time counts as a bad one. */
-        if (c->tp == &evn__proxy_transport)
+        if (evn__conn_tp(c) == &evn__proxy_transport)
             evn__stat_add(&loop->stats.refused_proxy, 1);
         if (!idle && evn__conn_dial(c) && evn__dial_timeout(c))
             return;

@@ -538,6 +538,7 @@ enum {
     EVN__C_WSHUT = 1u << 15,      /* shut down our sending side once drained */
     EVN__C_WSHUT_DONE = 1u << 16, /* ... and it is done */
     EVN__C_LINGER = 1u << 17,     /* closed for the application; draining input */
+    EVN__C_XTP = 1u << 18,        /* the transport is x->tp, not the plain socket's */
     EVN__C_OPENING = 1u << 19,    /* the transport is not established: not opened yet */
     EVN__C_TPWAIT = 1u << 20,     /* the transport waits for tpmask, not the application */
     EVN__C_REREAD = 1u << 21,     /* on the resume list to read again (input in the transport) */
@@ -581,6 +582,7 @@ struct evn__conn_ext {
     uint32_t out_high, out_low; /* 0: the server's */
     struct evn__tls *tls;
     struct evn__splice *splice;
+    const struct evn__transport *tp; /* with EVN__C_XTP */
 };
 
 /* Kept input stops growing here: the connection is closed with -ENOBUFS. */
@@ -595,7 +597,6 @@ struct evn_conn {
     void *udata;
     struct evn__chunk *out_head, *out_tail;
     size_t out_bytes;
-    const struct evn__transport *tp;
     struct evn__conn_ext *x; /* NULL until needed (evn__conn_ext) */
     uint32_t slot;           /* place in the loop's pool, in the id */
     uint16_t listener;       /* index of the listener, or EVN__LISTENER_OUTBOUND */
@@ -609,8 +610,21 @@ struct evn_conn {
 #define EVN__LISTENER_OUTBOUND UINT16_MAX
 #define EVN__MAX_LISTENERS (UINT16_MAX - 1)
 
+/* Every connection of a loop is one of these, so each byte counts: an
+ * idle connection's memory is this and its share of the slot table. */
+_Static_assert(sizeof(struct evn_conn) <= 112, "struct evn_conn grew");
+
 /* c's rare state, made on first use: NULL when out of memory. */
 EVN__HIDDEN struct evn__conn_ext *evn__conn_ext(struct evn_conn *c);
+
+/* c's transport: the plain socket's unless another was set (kept in c's
+ * ext, so that the common case costs a connection no pointer). */
+static inline const struct evn__transport *evn__conn_tp(const struct evn_conn *c)
+{
+    return (c->flags & EVN__C_XTP) ? c->x->tp : &evn__plain_transport;
+}
+/* Make tp c's transport: 0, or -ENOMEM if c's ext could not be made. */
+EVN__HIDDEN int evn__conn_set_tp(struct evn_conn *c, const struct evn__transport *tp);
 
 /* The connections of one loop (conn.c's, kept in the loop). */
 struct evn__conns {

@@ -103,7 +103,7 @@ static void stage_done(struct evn_conn *c, const struct evn__proxy_hdr *h, bool 
         c->peerlen = (uint8_t)n;
     }
     evn__conn_drop_input(c);
-    c->tp = &evn__plain_transport;
+    evn__conn_set_tp(c, &evn__plain_transport);
     evn__conn_deadline(c, 0);
 #ifdef EVN_HAVE_TLS
     if (l->tls) {
@@ -200,7 +200,11 @@ void evn__proxy_accept(struct evn_conn *c, struct evn__listener *l)
 {
     int ms = l->url.proxy_timeout > 0 ? l->url.proxy_timeout : EVN__PROXY_TIMEOUT_MS;
     c->flags |= EVN__C_OPENING;
-    c->tp = &evn__proxy_transport;
+    /* The header's transport lives in the ext, as the deadline below does. */
+    if (evn__conn_set_tp(c, &evn__proxy_transport) < 0) {
+        evn__conn_close(c, -ENOMEM);
+        return;
+    }
     evn__conn_tpwait(c, EVN__READ);
     /* Only the balancers may name a client; anyone else could pose as any
      * address. The list is for TCP listeners, whose peers are kept. */
@@ -209,7 +213,7 @@ void evn__proxy_accept(struct evn_conn *c, struct evn__listener *l)
         refuse(c);
         return;
     }
-    if (!evn__conn_ext(c) || evn__conn_deadline(c, ms) < 0) {
+    if (evn__conn_deadline(c, ms) < 0) {
         evn__conn_close(c, -ENOMEM);
         return;
     }
@@ -218,7 +222,7 @@ void evn__proxy_accept(struct evn_conn *c, struct evn__listener *l)
     /* The header usually comes with the connection: try at once, and only
      * then, if it is still awaited, put the socket on the poller. */
     take_header(c);
-    if ((c = evn__conn_lookup(loop, id)) && c->tp == &evn__proxy_transport)
+    if ((c = evn__conn_lookup(loop, id)) && evn__conn_tp(c) == &evn__proxy_transport)
         evn__conn_set_flags(c, 0, EVN__C_UNREG);
 }
 

@@ -130,7 +130,7 @@ ssize_t evn__file_send(struct evn_conn *c, struct evn__chunk *ch, size_t max, si
     off_t pos = f.base + (off_t)ch->off;
     size_t n = ch->len - ch->off;
     char *buf = c->loop->conns.rbuf;
-    if (c->tp != &evn__plain_transport) {
+    if (c->flags & EVN__C_XTP) {
         /* A retry after the socket was full must offer the same bytes again,
          * at least as many: the same piece is read again (max plays no part,
          * so that it cannot shrink). */
@@ -138,7 +138,7 @@ ssize_t evn__file_send(struct evn_conn *c, struct evn__chunk *ch, size_t max, si
         if (r < 0)
             return -1;
         struct iovec iov = {buf, (size_t)r};
-        return c->tp->writev(c, &iov, 1, want);
+        return evn__conn_tp(c)->writev(c, &iov, 1, want);
     }
     if (n > max)
         n = max;
@@ -157,6 +157,6 @@ ssize_t evn__file_send(struct evn_conn *c, struct evn__chunk *ch, size_t max, si
     if (r < 0)
         return -1;
     struct iovec iov = {buf, (size_t)r};
-    return c->tp->writev(c, &iov, 1, want);
+    return evn__conn_tp(c)->writev(c, &iov, 1, want);
 #endif
 }

@@ -83,8 +83,7 @@ int evn_conn_splice(evn_conn *from, evn_conn *to)
     if (!from || !to || from == to || from->loop != to->loop ||
         ((from->flags | to->flags) & EVN__C_UDP))
         return -EINVAL;
-    if (from->tp != &evn__plain_transport || to->tp != &evn__plain_transport ||
-        ((from->flags | to->flags) & EVN__C_OPENING))
+    if ((from->flags | to->flags) & (EVN__C_XTP | EVN__C_OPENING))
         return -ENOTSUP;
     if ((from->flags | to->flags) & EVN__C_CONNECTING)
         return -ENOTCONN;

@@ -399,7 +399,8 @@ static int tls_new(struct evn_conn *c, struct evn__listener *l)
 void evn__tls_attach(struct evn_conn *c, struct evn__tls *t)
 {
     c->x->tls = t;
-    c->tp = &tls_transport;
+    c->x->tp = &tls_transport;
+    c->flags |= EVN__C_XTP;
 }
 
 /*
@@ -641,7 +642,7 @@ static void tls_release(struct evn_conn *c, bool notify)
     SSL_free(tls_of(c)->ssl);
     evn__free(c->x->tls);
     c->x->tls = NULL;
-    c->tp = &evn__plain_transport;
+    evn__conn_set_tp(c, &evn__plain_transport);
 }
 
 static const struct evn__transport tls_transport = {

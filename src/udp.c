@@ -24,7 +24,6 @@ struct evn_conn *evn__udp_conn_new(struct evn_loop *loop, struct evn__lsock *ls)
         return NULL;
     c->flags = EVN__C_UDP;
     c->loop = loop;
-    c->tp = &evn__plain_transport;
     c->listener = (uint16_t)ls->l->index;
     c->io.fd = ls->io.fd;
     return c;
