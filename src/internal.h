@@ -386,6 +386,10 @@ struct evn__iocp_counts {
     long polls;       /* readiness polls armed (AFD) */
     long accepts;     /* AcceptEx calls */
     long allocs;      /* allocations made by the backend after init */
+    long connects;    /* ConnectEx calls */
+    long files;       /* TransmitFile calls */
+    long dgram_recvs; /* WSARecvFrom calls */
+    long dgram_sends; /* WSASendTo calls */
 };
 EVN__HIDDEN void evn__iocp_counts(struct evn_server *srv, struct evn__iocp_counts *out);
 #endif
