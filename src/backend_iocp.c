@@ -785,8 +785,11 @@ static int iocp_connect_to(struct evn_loop *loop, struct evn__io *io, const stru
     any.ss_family = sa->sa_family;
     socklen_t alen =
         sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    if (bind(io->fd, (struct sockaddr *)&any, alen) < 0)
-        return -errno;
+    if (bind(io->fd, (struct sockaddr *)&any, alen) < 0) {
+        err = -errno;
+        slot_detach(u, io);
+        return err;
+    }
     struct op *op = &s->osend;
     DWORD sent = 0;
     op_start(io, op);
@@ -800,10 +803,12 @@ static int iocp_connect_to(struct evn_loop *loop, struct evn__io *io, const stru
     int e = WSAGetLastError();
     if (e == WSA_IO_PENDING)
         return 0;
-    /* Refused at once: nothing will come for it. */
+    /* Refused at once: nothing will come for it, and the caller closes
+     * the socket, so the slot must not stay with its number. */
     op->busy = false;
     op->kind = OP_SEND;
     io->refs--;
+    slot_detach(u, io);
     return -evn__errno_of_wsa(e);
 }
 
