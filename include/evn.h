@@ -156,6 +156,13 @@ typedef struct evn_events {
      *   -ENOTSUP ...) and evn_errmsg() says why.
      * - "auto": io_uring where it can be set up, else the default; never
      *   fails for io_uring's sake. evn_server_backend() says which runs.
+     * - "iocp" (Windows' default): the system does the I/O and reports
+     *   completions to a port per loop: accepts (AcceptEx), connects
+     *   (ConnectEx), receives and sends, UDP datagrams (WSARecvFrom,
+     *   WSASendTo) and file regions on plain TCP connections
+     *   (TransmitFile). TLS and PROXY headers go by readiness, a poll that
+     *   completes to the same port. It costs 1 MiB of receive buffers a
+     *   loop, and 128 KiB for each UDP socket.
      *
      * Everything evn does works the same on every backend. What io_uring
      * costs besides: 4 MiB of receive buffers a loop (256 of 16 KiB, in
@@ -631,9 +638,10 @@ EVN_API int evn_send_owned(evn_server *srv, evn_id id, void *buf, size_t len,
  * than timeout_ms (0: no limit but the kernel's), closed fires instead, with
  * the error (-ECONNREFUSED, -ETIMEDOUT...). Output written before opened is
  * sent once connected. Options in the query string are for tls:// only;
- * listener options such as reuseport= are an error here. (Windows: WSAPoll
- * before Windows 10 2004 does not report a connect that fails, which then
- * ends only with timeout_ms: give one there.)
+ * listener options such as reuseport= are an error here. (Windows: the
+ * iocp backend connects with ConnectEx, which reports a failure at once;
+ * on the poll backend, WSAPoll before Windows 10 2004 does not report a
+ * connect that fails, which then ends only with timeout_ms: give one there.)
  *
  * A host name never blocks the loop. The connection is made at once (its id
  * is valid, evn_send and evn_write queue output for it, evn_conn_fd() is -1
@@ -965,9 +973,11 @@ EVN_API int evn_write(evn_conn *c, const void *buf, size_t len);
  * peer is gone; evn blocks SIGPIPE on the loop's thread from the first such
  * call until the loop ends, as described at evn_conn_splice.
  *
- * Windows: fd is a C runtime descriptor (_open, with _O_BINARY), the
- * region is read and sent piece by piece (no TransmitFile yet), and offset
- * is 64 bits there whatever off_t is.
+ * Windows: fd is a C runtime descriptor (_open, with _O_BINARY), and offset
+ * is 64 bits there whatever off_t is. On the iocp backend a plain TCP
+ * connection's region goes with TransmitFile (up to 1 GiB a call), from
+ * the system's file cache; otherwise (TLS, a unix socket, the poll
+ * backend) it is read and sent piece by piece.
  */
 EVN_API int evn_sendfile(evn_conn *c, int fd, evn_off_t offset, size_t length);
 

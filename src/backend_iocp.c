@@ -22,9 +22,22 @@
  * socket; an accepted one gets SO_UPDATE_ACCEPT_CONTEXT (or getpeername,
  * shutdown and the rest fail on it) and is made non-blocking.
  *
- * Readiness, for what reads or writes its socket itself (a connecting
- * socket, UDP, the inbox, the console's stop, a file region when the socket
- * is full, a PROXY header): IOCTL_AFD_POLL on the socket, the poll WSAPoll
+ * Connecting: ConnectEx on the socket bound to any address first, and
+ * SO_UPDATE_CONNECT_CONTEXT once connected; its end is an EVN__CONNECTED
+ * event. A connect's timeout, or a close, cancels it (CancelIoEx).
+ *
+ * File regions (evn_sendfile) on a plain connection: TransmitFile, the
+ * region's offset in the OVERLAPPED, up to a GiB a call, as the one send in
+ * flight; its completion says how much went, and conn.c goes on from
+ * there with the rest of the queue, in order.
+ *
+ * UDP: WSARecvFrom into a buffer the socket keeps for its life, handed to
+ * the datagram's event, and received into again once that is handled; a
+ * reply is copied to a second one and sent with WSASendTo.
+ *
+ * Readiness, for what reads or writes its socket itself (TLS, the inbox,
+ * the console's stop, a PROXY header, a unix socket's file region, a
+ * connect to a unix socket): IOCTL_AFD_POLL on the socket, the poll WSAPoll
  * itself is built on, whose end comes to the port like any other
  * operation; level-triggered as evn expects, since it ends at once when the
  * condition already holds, and armed again after each event while wanted.
@@ -41,10 +54,7 @@
  * loop) are completions posted to the port (PostQueuedCompletionStatus):
  * the inbox has no socket pair to poll and drain.
  *
- * Not done here yet: UDP, file regions and connects go by readiness as
- * above (recvfrom and sendto, pread and send, a non-blocking connect
- * waited for with a poll), not by WSARecvFrom/WSASendTo, TransmitFile and
- * ConnectEx. Unix sockets are untried: Wine 8 has no AF_UNIX.
+ * Unix sockets are untried: Wine 8 has no AF_UNIX.
  *
  * Per handle, the overlapped operations live in a slot (io->bslot), taken
  * from the loop's free list on first use and given back on release: after
@@ -88,7 +98,19 @@ typedef struct {
 typedef LONG(NTAPI *nt_ioctl_fn)(HANDLE, HANDLE, PVOID, PVOID, PIO_STATUS_BLOCK, ULONG, PVOID,
                                  ULONG, PVOID, ULONG);
 
-enum { OP_RECV = 1, OP_SEND, OP_POLL, OP_ACCEPT };
+/* A slot's receive operation is an OP_RECV, or an OP_DGRAM_RECV on a UDP
+ * socket; its send operation an OP_SEND, or for the while it runs an
+ * OP_CONNECT or OP_FILE, or an OP_DGRAM_SEND on a UDP socket. */
+enum {
+    OP_RECV = 1,
+    OP_SEND,
+    OP_POLL,
+    OP_ACCEPT,
+    OP_CONNECT,
+    OP_FILE,
+    OP_DGRAM_RECV,
+    OP_DGRAM_SEND
+};
 
 /* The completion key of a wake (PostQueuedCompletionStatus); sockets' are 0. */
 #define WAKE_KEY 1
@@ -127,6 +149,7 @@ struct op {
 };
 
 struct acceptor;
+struct dgram;
 
 /* A handle's operations. */
 struct slot {
@@ -135,7 +158,8 @@ struct slot {
     int fd;             /* the socket it was made for */
     afd_poll_info pinfo;
     struct acceptor *acc;
-    bool skip; /* the socket skips completions for what finishes at once */
+    struct dgram *dg;  /* a UDP socket's buffers */
+    bool skip;         /* the socket skips completions for what finishes at once */
     struct slot *next; /* on the free list */
 };
 
@@ -163,6 +187,8 @@ struct iocp {
     nt_ioctl_fn nt_ioctl;
     LPFN_ACCEPTEX acceptex;
     LPFN_GETACCEPTEXSOCKADDRS acceptex_addrs;
+    LPFN_CONNECTEX connectex;
+    LPFN_TRANSMITFILE transmitfile;
     /* Operations over at once (no completion will come), in order. */
     struct op *done_head, **done_tail;
     struct slot *free_slots;
@@ -251,6 +277,8 @@ static void slot_free(struct iocp *u, struct slot *s)
 {
     evn__free(s->acc);
     s->acc = NULL;
+    evn__free(s->dg);
+    s->dg = NULL;
     s->io = NULL;
     s->next = u->free_slots;
     u->free_slots = s;
@@ -313,8 +341,12 @@ static struct slot *slot_of_op(struct op *op)
 {
     switch (op->kind) {
     case OP_RECV:
+    case OP_DGRAM_RECV:
         return evn__container_of(op, struct slot, orecv);
     case OP_SEND:
+    case OP_CONNECT:
+    case OP_FILE:
+    case OP_DGRAM_SEND:
         return evn__container_of(op, struct slot, osend);
     default:
         return evn__container_of(op, struct slot, opoll);
@@ -411,9 +443,10 @@ static void iocp_destroy(struct evn_loop *loop)
     while (u->blocks) {
         struct slot_block *b = u->blocks;
         u->blocks = b->next;
-        for (int i = 0; i < SLOTS_PER_BLOCK; i++)
-            if (b->s[i].acc)
-                evn__free(b->s[i].acc);
+        for (int i = 0; i < SLOTS_PER_BLOCK; i++) {
+            evn__free(b->s[i].acc);
+            evn__free(b->s[i].dg);
+        }
         evn__free(b);
     }
     evn__free(u->bufs);
@@ -440,6 +473,24 @@ static int find_extensions(struct iocp *u)
     return rc;
 }
 
+/* ConnectEx and TransmitFile, found as AcceptEx is. */
+static int find_more_extensions(struct iocp *u)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -errno;
+    GUID g1 = WSAID_CONNECTEX, g2 = WSAID_TRANSMITFILE;
+    DWORD n;
+    int rc = 0;
+    if (WSAIoctl((SOCKET)(intptr_t)fd, SIO_GET_EXTENSION_FUNCTION_POINTER, &g1, sizeof g1,
+                 &u->connectex, sizeof u->connectex, &n, NULL, NULL) != 0 ||
+        WSAIoctl((SOCKET)(intptr_t)fd, SIO_GET_EXTENSION_FUNCTION_POINTER, &g2, sizeof g2,
+                 &u->transmitfile, sizeof u->transmitfile, &n, NULL, NULL) != 0)
+        rc = -ENOTSUP;
+    evn__sock_close(fd);
+    return rc;
+}
+
 static int iocp_init(struct evn_loop *loop)
 {
     int rc = evn__platform_init();
@@ -460,6 +511,10 @@ static int iocp_init(struct evn_loop *loop)
     }
     if ((rc = find_extensions(u)) < 0) {
         evn__set_errmsg("backend 'iocp' is not available: no AcceptEx");
+        goto fail;
+    }
+    if ((rc = find_more_extensions(u)) < 0) {
+        evn__set_errmsg("backend 'iocp' is not available: no ConnectEx or TransmitFile");
         goto fail;
     }
     if (!(u->port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 1))) {
@@ -655,6 +710,243 @@ static int iocp_close(struct evn_loop *loop, struct evn__io *io, bool keep_fd)
     return io->refs > 0;
 }
 
+/* ---- connects, files and datagrams ---- */
+
+/* The most one TransmitFile is given (it counts in a DWORD): a larger
+ * region goes in pieces, each completion starting the next. */
+#define FILE_PIECE (1u << 30)
+/* Room for the largest datagram, received or sent. */
+#define DGRAM_SIZE 65536
+
+#ifndef SIO_UDP_CONNRESET
+#define SIO_UDP_CONNRESET _WSAIOW(IOC_VENDOR, 12)
+#endif
+#define NT_ACCESS_DENIED ((LONG)0xC0000022L)
+#define NT_INVALID_HANDLE ((LONG)0xC0000008L)
+
+/*
+ * A UDP socket's buffers, made when it starts receiving and kept for its
+ * life: the datagram being received (lent to its event, and received into
+ * again once the event is handled), its sender, and the reply in flight,
+ * copied here so that the caller's memory is free at once. Nothing is
+ * allocated per datagram.
+ */
+struct dgram {
+    struct evn__dgram ev;
+    SOCKADDR_STORAGE from, to;
+    INT fromlen;
+    DWORD flags;
+    char in[DGRAM_SIZE];
+    char out[DGRAM_SIZE];
+};
+
+/* The Winsock error of an operation the system ended with a failure:
+ * Winsock's own reading of its status. */
+static int op_wsa_code(const struct slot *s, struct op *op)
+{
+    DWORD n = 0, flags = 0;
+    if (WSAGetOverlappedResult((SOCKET)(intptr_t)s->fd, &op->ov, &n, FALSE, &flags))
+        return 0;
+    return WSAGetLastError();
+}
+
+/* A file that cannot be read (not open for reading, or not open at all)
+ * is EBADF, as sendfile(2) says; the socket's errors as a send's. */
+static int file_err(int e)
+{
+    if (e == WSAEACCES || e == ERROR_ACCESS_DENIED || e == ERROR_INVALID_HANDLE)
+        return -EBADF;
+    return wsa_err(e);
+}
+
+/*
+ * ConnectEx, which wants the socket bound first (to any address of its
+ * family). A connect always has a new socket, whose number may be an
+ * earlier one's (a dial's next address): it gets a slot of its own, tied to
+ * the port anew, the old one left to what it still has in flight.
+ */
+static int iocp_connect_to(struct evn_loop *loop, struct evn__io *io, const struct sockaddr *sa,
+                           socklen_t len)
+{
+    struct iocp *u = loop->bdata;
+    struct slot *s = io->bslot;
+    if (!sa) {
+        if (s && s->fd == io->fd && s->osend.busy && s->osend.kind == OP_CONNECT)
+            CancelIoEx((HANDLE)(intptr_t)io->fd, &s->osend.ov);
+        return 0;
+    }
+    if (s)
+        slot_detach(u, io);
+    int err = 0;
+    if (!(s = slot_of(u, io, &err)))
+        return err;
+    struct sockaddr_storage any;
+    memset(&any, 0, sizeof any);
+    any.ss_family = sa->sa_family;
+    socklen_t alen =
+        sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (bind(io->fd, (struct sockaddr *)&any, alen) < 0) {
+        err = -errno;
+        slot_detach(u, io);
+        return err;
+    }
+    struct op *op = &s->osend;
+    DWORD sent = 0;
+    op_start(io, op);
+    op->kind = OP_CONNECT;
+    u->counts.connects++;
+    if (u->connectex((SOCKET)(intptr_t)io->fd, sa, (int)len, NULL, 0, &sent, &op->ov)) {
+        if (s->skip)
+            op_done_now(u, op, 0, 0, 0);
+        return 0;
+    }
+    int e = WSAGetLastError();
+    if (e == WSA_IO_PENDING)
+        return 0;
+    /* Refused at once: nothing will come for it, and the caller closes
+     * the socket, so the slot must not stay with its number. */
+    op->busy = false;
+    op->kind = OP_SEND;
+    io->refs--;
+    slot_detach(u, io);
+    return -evn__errno_of_wsa(e);
+}
+
+/* TransmitFile of up to FILE_PIECE bytes from offset, the file's place
+ * given in the OVERLAPPED as the system reads it for a file. A file that
+ * cannot be read is refused at once. */
+static int iocp_send_file(struct evn_loop *loop, struct evn__io *io, int fd, int64_t offset,
+                          size_t len)
+{
+    struct iocp *u = loop->bdata;
+    int err = 0;
+    struct slot *s = slot_of(u, io, &err);
+    if (!s)
+        return err;
+    HANDLE h = (HANDLE)_get_osfhandle(fd);
+    if (h == INVALID_HANDLE_VALUE)
+        return -EBADF;
+    /* Wine's TransmitFile reads a file opened for writing only, which
+     * Windows refuses: asked here, so that both say EBADF. */
+    int mode = fcntl(fd, F_GETFL);
+    if (mode < 0 || (mode & O_ACCMODE) == O_WRONLY)
+        return -EBADF;
+    DWORD n = (DWORD)(len > FILE_PIECE ? FILE_PIECE : len);
+    struct op *op = &s->osend;
+    op_start(io, op);
+    op->kind = OP_FILE;
+    op->ov.Offset = (DWORD)((uint64_t)offset & 0xffffffffu);
+    op->ov.OffsetHigh = (DWORD)((uint64_t)offset >> 32);
+    u->counts.files++;
+    if (u->transmitfile((SOCKET)(intptr_t)io->fd, h, n, 0, &op->ov, NULL, 0)) {
+        if (s->skip)
+            op_done_now(u, op, 0, op->ov.InternalHigh, 0);
+        return 0;
+    }
+    int e = WSAGetLastError();
+    if (e != WSA_IO_PENDING)
+        op_done_now(u, op, 0, 0, file_err(e));
+    return 0;
+}
+
+/* WSARecvFrom into the socket's datagram buffer. */
+static void arm_dgram_recv(struct iocp *u, struct evn__io *io, struct slot *s)
+{
+    struct dgram *d = s->dg;
+    WSABUF b = {DGRAM_SIZE, d->in};
+    DWORD got = 0;
+    d->flags = 0;
+    d->fromlen = (INT)sizeof d->from;
+    op_start(io, &s->orecv);
+    u->counts.dgram_recvs++;
+    if (WSARecvFrom((SOCKET)(intptr_t)io->fd, &b, 1, &got, &d->flags, (struct sockaddr *)&d->from,
+                    &d->fromlen, &s->orecv.ov, NULL) == 0) {
+        if (s->skip)
+            op_done_now(u, &s->orecv, 0, got, 0);
+        return;
+    }
+    int e = WSAGetLastError();
+    if (e != WSA_IO_PENDING)
+        op_done_now(u, &s->orecv, 0, 0, -evn__errno_of_wsa(e));
+}
+
+/*
+ * Receive datagrams on a UDP socket. Windows reports an ICMP port
+ * unreachable, which a reply to a client gone may bring, as a reset of
+ * the next receive; a server has nothing to do with it, so it is turned
+ * off (Wine may not know the option: nothing is lost then).
+ */
+static int iocp_recv_dgram(struct evn_loop *loop, struct evn__io *io, bool on)
+{
+    struct iocp *u = loop->bdata;
+    struct slot *s = io->bslot;
+    if (!on) {
+        /* A receive in flight would take a datagram for no one. */
+        io->bstate &= (uint8_t)~ST_RECV_WANT;
+        if (s && s->fd == io->fd && s->orecv.busy)
+            CancelIoEx((HANDLE)(intptr_t)io->fd, &s->orecv.ov);
+        return 0;
+    }
+    int err = 0;
+    if (!(s = slot_of(u, io, &err)))
+        return err;
+    if (!s->dg) {
+        if (!(s->dg = evn__malloc(sizeof *s->dg)))
+            return -ENOMEM;
+        if (u->ready)
+            u->counts.allocs++;
+        s->orecv.kind = OP_DGRAM_RECV;
+        s->osend.kind = OP_DGRAM_SEND;
+        BOOL off = FALSE;
+        DWORD n = 0;
+        WSAIoctl((SOCKET)(intptr_t)io->fd, SIO_UDP_CONNRESET, &off, sizeof off, NULL, 0, &n, NULL,
+                 NULL);
+    }
+    io->bstate |= ST_RECV_WANT;
+    if (!s->orecv.busy)
+        arm_dgram_recv(u, io, s);
+    return 0;
+}
+
+/* WSASendTo of one datagram, copied first; one send in flight at a time. */
+static int iocp_send_dgram(struct evn_loop *loop, struct evn__io *io, const struct iovec *iov,
+                           int n, const struct sockaddr *to, socklen_t tolen)
+{
+    struct iocp *u = loop->bdata;
+    struct slot *s = io->bslot;
+    if (!s || s->fd != io->fd || !s->dg)
+        return -ENOTCONN;
+    if (s->osend.busy)
+        return -EAGAIN;
+    struct dgram *d = s->dg;
+    size_t len = 0;
+    for (int i = 0; i < n; i++) {
+        if (iov[i].iov_len > DGRAM_SIZE - len)
+            return -EMSGSIZE;
+        memcpy(d->out + len, iov[i].iov_base, iov[i].iov_len);
+        len += iov[i].iov_len;
+    }
+    if ((size_t)tolen > sizeof d->to)
+        return -EINVAL;
+    memcpy(&d->to, to, (size_t)tolen);
+    WSABUF b = {(ULONG)len, d->out};
+    DWORD sent = 0;
+    op_start(io, &s->osend);
+    u->counts.dgram_sends++;
+    if (WSASendTo((SOCKET)(intptr_t)io->fd, &b, 1, &sent, 0, (struct sockaddr *)&d->to, (int)tolen,
+                  &s->osend.ov, NULL) == 0) {
+        if (s->skip)
+            op_done_now(u, &s->osend, 0, sent, 0);
+        return (int)len;
+    }
+    int e = WSAGetLastError();
+    if (e == WSA_IO_PENDING)
+        return (int)len;
+    s->osend.busy = false;
+    io->refs--;
+    return -evn__errno_of_wsa(e);
+}
+
 /* ---- waiting, and what came ---- */
 
 static void emit(struct evn_loop *loop, struct iocp *u, struct evn__fired f)
@@ -701,6 +993,8 @@ static void batch_done(struct evn_loop *loop, struct iocp *u)
             }
         } else if ((f.ev & (EVN__READ | EVN__WRITE)) && live && WANTED(io) && !s->opoll.busy) {
             arm_poll(u, io, s);
+        } else if (f.ev == EVN__DATAGRAM && live && (io->bstate & ST_RECV_WANT) && !s->orecv.busy) {
+            arm_dgram_recv(u, io, s);
         }
         unref(loop, u, io);
     }
@@ -796,6 +1090,67 @@ static void reap_accept(struct evn_loop *loop, struct iocp *u, struct accept_slo
     unref(loop, u, io);
 }
 
+/*
+ * A connect or a file's piece is over. A connect that succeeded gets
+ * SO_UPDATE_CONNECT_CONTEXT (or getpeername, shutdown and the rest fail
+ * on it); a piece that sent nothing met the end of the file (it was cut
+ * short since): an error, as a pread finding nothing is.
+ */
+static void reap_send_other(struct evn_loop *loop, struct iocp *u, struct slot *s, LONG st)
+{
+    struct evn__io *io = s->io;
+    struct op *op = &s->osend;
+    int kind = op->kind;
+    op->busy = false;
+    op->kind = OP_SEND;
+    if (io->bstate & ST_CLOSED) {
+        unref(loop, u, io);
+        return;
+    }
+    int res;
+    if (kind == OP_CONNECT) {
+        res = op->err ? op->err : st ? -evn__errno_of_wsa(op_wsa_code(s, op)) : 0;
+        if (res == 0 && setsockopt(io->fd, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, NULL, 0) < 0)
+            res = -errno;
+        emit(loop, u, (struct evn__fired){.io = io, .ev = EVN__CONNECTED, .res = res});
+        return;
+    }
+    if (op->err)
+        res = op->err;
+    else if (st == NT_ACCESS_DENIED || st == NT_INVALID_HANDLE)
+        res = -EBADF;
+    else if (st)
+        res = file_err(op_wsa_code(s, op));
+    else
+        res = op->ov.InternalHigh ? (int)op->ov.InternalHigh : -EIO;
+    emit(loop, u, (struct evn__fired){.io = io, .ev = EVN__SENT, .res = res});
+}
+
+/* A datagram came (or the receive failed), or a reply's send is over
+ * (nothing to tell: UDP says nothing of a datagram lost either). */
+static void reap_dgram(struct evn_loop *loop, struct iocp *u, struct slot *s, struct op *op,
+                       LONG st)
+{
+    struct evn__io *io = s->io;
+    op->busy = false;
+    if (op->kind == OP_DGRAM_SEND || (io->bstate & ST_CLOSED) || st == NT_CANCELLED ||
+        !(io->bstate & ST_RECV_WANT)) {
+        unref(loop, u, io);
+        return;
+    }
+    struct dgram *d = s->dg;
+    int res = op->err ? op->err
+              : st    ? -evn__errno_of_wsa(op_wsa_code(s, op))
+                      : (int)op->ov.InternalHigh;
+    size_t k =
+        d->fromlen > 0 && (size_t)d->fromlen <= sizeof d->ev.from.addr ? (size_t)d->fromlen : 0;
+    memcpy(&d->ev.from.addr, &d->from, k);
+    d->ev.from.len = (socklen_t)k;
+    d->ev.data = d->in;
+    /* The event keeps the receive's reference; it is armed again after. */
+    emit(loop, u, (struct evn__fired){.io = io, .ev = EVN__DATAGRAM, .res = res, .buf = &d->ev});
+}
+
 /* Turn one finished operation into an event, or see to it here. false: it
  * must wait for the next turn. */
 static bool reap(struct evn_loop *loop, struct iocp *u, struct op *op)
@@ -817,6 +1172,14 @@ static bool reap(struct evn_loop *loop, struct iocp *u, struct op *op)
     switch (op->kind) {
     case OP_RECV:
         return reap_recv(loop, u, s, st);
+    case OP_CONNECT:
+    case OP_FILE:
+        reap_send_other(loop, u, s, st);
+        return true;
+    case OP_DGRAM_RECV:
+    case OP_DGRAM_SEND:
+        reap_dgram(loop, u, s, op, st);
+        return true;
     case OP_SEND:
         op->busy = false;
         if (io->bstate & ST_CLOSED)
@@ -1045,6 +1408,10 @@ const struct evn__backend evn__backend_iocp = {
     .close = iocp_close,
     .stop = iocp_stop,
     .wake = iocp_wake,
+    .connect_to = iocp_connect_to,
+    .send_file = iocp_send_file,
+    .recv_dgram = iocp_recv_dgram,
+    .send_dgram = iocp_send_dgram,
 };
 
 void evn__iocp_counts(struct evn_server *srv, struct evn__iocp_counts *out)
@@ -1063,5 +1430,9 @@ void evn__iocp_counts(struct evn_server *srv, struct evn__iocp_counts *out)
         out->polls += c->polls;
         out->accepts += c->accepts;
         out->allocs += c->allocs;
+        out->connects += c->connects;
+        out->files += c->files;
+        out->dgram_recvs += c->dgram_recvs;
+        out->dgram_sends += c->dgram_sends;
     }
 }

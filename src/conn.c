@@ -595,14 +595,14 @@ int evn__conn_accepted(struct evn_loop *loop, int fd, uint16_t listener,
     return 0;
 }
 
-/* An outbound connection's socket became writable (or failed). */
-static void finish_connect(struct evn_conn *c)
+/*
+ * An outbound connection's connect is over, with err (0 or -errno): told
+ * by the poller (finish_connect) or by a backend that connects itself
+ * (EVN__CONNECTED), whose connection waits unregistered (EVN__C_UNREG)
+ * until then.
+ */
+static void connected(struct evn_conn *c, int err)
 {
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-        err = errno;
-    err = -err;
     /* A host name's: on to its next address, if this one failed. */
     if (evn__conn_dial(c) && evn__dial_connected(c, &err))
         return;
@@ -615,15 +615,28 @@ static void finish_connect(struct evn_conn *c)
         return;
 #ifdef EVN_HAVE_TLS
     if (evn__conn_tls(c)) {
-        /* tls://: the handshake comes next, under the same deadline. */
+        /* tls://: the handshake comes next, under the same deadline, by
+         * readiness. */
+        if (c->flags & EVN__C_UNREG)
+            set_flags(c, 0, EVN__C_UNREG);
         evn__tls_connected(c);
         return;
     }
 #endif
     evn__conn_deadline(c, 0);
     /* Connected: a backend that does the I/O takes over from here. */
-    set_flags(c, evn__loop_completes(c->loop) ? EVN__C_CQ : 0, EVN__C_CONNECTING);
+    set_flags(c, evn__loop_completes(c->loop) ? EVN__C_CQ : 0, EVN__C_CONNECTING | EVN__C_UNREG);
     evn__conn_opened(c);
+}
+
+/* An outbound connection's socket became writable (or failed). */
+static void finish_connect(struct evn_conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    connected(c, -err);
 }
 
 /* ---- closing and detaching ---- */
@@ -1014,18 +1027,37 @@ static bool out_empty(struct evn_conn *c)
     return true;
 }
 
+/* The send just handed to the backend is in flight: nothing more goes
+ * until it is over (sent). */
+static void sending(struct evn_conn *c)
+{
+    c->flags |= EVN__C_SENDING;
+    if (c->flags & EVN__C_WANTW)
+        set_flags(c, 0, EVN__C_WANTW);
+}
+
 /*
  * Send queued output on a completion backend: one send at a time, of the
  * memory chunks at the head of the queue (the chunks stay until it is
- * over, see sent); a file region goes with sendfile(2) as on a readiness
- * backend, waiting for writability when the socket is full. Returns false
- * if c is gone.
+ * over, see sent). A file region goes as the backend sends files, if it
+ * does, on an IP connection (not a unix socket's, whose peer is not kept);
+ * else with sendfile(2) as on a readiness backend, waiting for writability
+ * when the socket is full. Returns false if c is gone.
  */
 static bool flush_cq(struct evn_conn *c)
 {
     if (c->flags & EVN__C_SENDING)
         return true;
     while (c->out_head && !c->out_head->buf) {
+        if (c->loop->be->send_file && c->peerlen) {
+            int rc = evn__file_send_by_backend(c, c->out_head);
+            if (rc < 0) {
+                evn__conn_close(c, rc);
+                return false;
+            }
+            sending(c);
+            return true;
+        }
         size_t want;
         ssize_t n = evn__file_send(c, c->out_head, EVN__WRITE_PER_TURN, &want);
         if (n < 0) {
@@ -1050,9 +1082,7 @@ static bool flush_cq(struct evn_conn *c)
         evn__conn_close(c, rc);
         return false;
     }
-    c->flags |= EVN__C_SENDING;
-    if (c->flags & EVN__C_WANTW)
-        set_flags(c, 0, EVN__C_WANTW);
+    sending(c);
     return true;
 }
 
@@ -1484,6 +1514,10 @@ static void conn_io(struct evn_loop *loop, struct evn__io *io, const struct evn_
         break;
     case EVN__SENT:
         sent(c, f->res);
+        break;
+    case EVN__CONNECTED:
+        if (c->flags & EVN__C_CONNECTING)
+            connected(c, f->res);
         break;
     default:
         ready(c, f->ev);

@@ -1,7 +1,9 @@
 /*
  * Outbound connections. A numeric address (or a unix path) is connected to
  * at once; the connect is non-blocking and finishes when the socket turns
- * writable (conn.c, finish_connect). A host name is a dial: the connection
+ * writable (conn.c, finish_connect), or, on a backend that connects itself
+ * (connect_to: ConnectEx on iocp), when it says so (EVN__CONNECTED), the
+ * connection unregistered until then. A host name is a dial: the connection
  * is made at once, without a socket, and waits for the name's addresses
  * (resolve.c), then tries them in order, each with a socket of its own,
  * until one connects; only then is it as a numeric connect would be. A
@@ -153,12 +155,19 @@ static void try_next(struct evn_conn *c, struct evn__dial *d)
             note(d, &a, err = fd);
             continue;
         }
-        if (connect(fd, &a.sa, len) < 0 && errno != EINPROGRESS) {
+        bool by_backend = c->loop->be->connect_to != NULL;
+        if (!by_backend && connect(fd, &a.sa, len) < 0 && errno != EINPROGRESS) {
             note(d, &a, err = -errno);
             evn__sock_close(fd);
             continue;
         }
         c->io.fd = fd;
+        if (by_backend && (err = c->loop->be->connect_to(c->loop, &c->io, &a.sa, len)) < 0) {
+            note(d, &a, err);
+            evn__sock_close(fd);
+            c->io.fd = -1;
+            continue;
+        }
         memcpy(&c->peer, &a, len);
         c->peerlen = (uint8_t)len;
 #ifdef EVN_HAVE_TLS
@@ -167,7 +176,7 @@ static void try_next(struct evn_conn *c, struct evn__dial *d)
 #endif
         d->timed_out = false;
         if ((d->timeout_ms > 0 && evn__conn_deadline(c, d->timeout_ms) < 0) ||
-            (err = evn__conn_set_flags(c, 0, EVN__C_UNREG)) < 0) {
+            (!by_backend && (err = evn__conn_set_flags(c, 0, EVN__C_UNREG)) < 0)) {
             note(d, &a, err = err < 0 ? err : -ENOMEM);
             dial_fail(c, d, err);
             return;
@@ -233,11 +242,15 @@ bool evn__dial_timeout(struct evn_conn *c)
      * On to the next address, through the socket's own event: shutting down
      * a connect in progress ends it, and the poller reports that (a
      * completion backend's poll included, which must end before the
-     * connection's handle can wait on another socket). The deadline is a
+     * connection's handle can wait on another socket); a backend's own
+     * connect is cancelled, and ends with its event. The deadline is a
      * guard should that event not come.
      */
     d->timed_out = true;
-    shutdown(c->io.fd, SHUT_RDWR);
+    if (c->loop->be->connect_to)
+        c->loop->be->connect_to(c->loop, &c->io, NULL, 0);
+    else
+        shutdown(c->io.fd, SHUT_RDWR);
     evn__conn_deadline(c, d->timeout_ms);
     return true;
 }
@@ -363,7 +376,9 @@ int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udat
         return rc;
     }
 #endif
-    if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) {
+    /* A backend that connects itself starts once the connection exists. */
+    bool by_backend = loop->be->connect_to && u.proto == EVN__TCP;
+    if (!by_backend && connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) {
         rc = -errno;
         evn__set_errmsg("%s: connect: %s", url, evn_strerror(rc));
 #ifdef EVN_HAVE_TLS
@@ -375,8 +390,9 @@ int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udat
     }
     atomic_fetch_add_explicit(&loop->nconns, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&srv->total_conns, 1, memory_order_relaxed);
-    struct evn_conn *c = evn__conn_new(loop, fd, EVN__LISTENER_OUTBOUND,
-                                       (const union evn__ip_addr *)&ss, len, EVN__C_CONNECTING);
+    struct evn_conn *c =
+        evn__conn_new(loop, fd, EVN__LISTENER_OUTBOUND, (const union evn__ip_addr *)&ss, len,
+                      EVN__C_CONNECTING | (by_backend ? EVN__C_UNREG : 0));
     if (c)
         c->udata = udata;
     if (c && tls) {
@@ -405,6 +421,11 @@ int evn_connect(evn_server *srv, const char *url, int64_t timeout_ms, void *udat
 #endif
         evn__set_errmsg("%s: out of memory", url);
         return -ENOMEM;
+    }
+    if (by_backend && (rc = loop->be->connect_to(loop, &c->io, (struct sockaddr *)&ss, len)) < 0) {
+        evn__set_errmsg("%s: connect: %s", url, evn_strerror(rc));
+        evn__conn_discard(c);
+        return rc;
     }
     if (id)
         *id = evn_conn_id(c);

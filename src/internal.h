@@ -187,7 +187,9 @@ enum {
     EVN__RECEIVED = 4, /* res bytes at buf (valid during the callback), 0: end of input, or -errno */
     EVN__SENT = 8,     /* the send in flight took res bytes, or failed with -errno */
     EVN__ACCEPTED = 16, /* a new connection, res its fd (or -errno), buf its struct evn__peer */
-    EVN__RELEASED = 32  /* the backend holds nothing of the handle any more (see close) */
+    EVN__RELEASED = 32, /* the backend holds nothing of the handle any more (see close) */
+    EVN__CONNECTED = 64, /* the backend's connect is over: res 0 or -errno */
+    EVN__DATAGRAM = 128  /* res bytes (or -errno) in the struct evn__dgram at buf */
 };
 
 struct evn__fired {
@@ -201,6 +203,13 @@ struct evn__fired {
 struct evn__peer {
     union evn__ip_addr addr;
     socklen_t len;
+};
+
+/* A datagram a backend received, as an EVN__DATAGRAM event gives it: its
+ * bytes and its sender, valid during the callback. */
+struct evn__dgram {
+    struct evn__peer from;
+    char *data;
 };
 
 /*
@@ -315,6 +324,32 @@ struct evn__backend {
     /* Wake the loop from its wait, from any thread, with an EVN__READ event
      * for loop->wake_io. NULL: the loop waits on a wake descriptor. */
     void (*wake)(struct evn_loop *loop);
+    /*
+     * More completion I/O, each NULL where the backend leaves it to
+     * readiness (a non-blocking connect, recvfrom and sendmsg, sendfile(2)
+     * or pread and send).
+     *
+     * connect_to: connect io's new socket (not bound yet) to sa; 0, its end
+     * coming as EVN__CONNECTED, or -errno if it failed at once (then nothing
+     * comes). With sa NULL: end the connect in flight, whose EVN__CONNECTED
+     * then comes with -ECANCELED.
+     *
+     * send_file: send len bytes (or fewer) of the file descriptor fd from
+     * offset on io's connected stream socket, as the one send in flight;
+     * 0, its end coming as EVN__SENT, or -errno.
+     *
+     * recv_dgram: receive datagrams on io's UDP socket (on) or not: each
+     * comes as an EVN__DATAGRAM event. send_dgram: send one datagram of
+     * the pieces to `to`, taken at once (the caller's memory is free on
+     * return): its bytes, or -errno (-EAGAIN: the one before is still in
+     * flight; the datagram is dropped, as a full socket would).
+     */
+    int (*connect_to)(struct evn_loop *loop, struct evn__io *io, const struct sockaddr *sa,
+                      socklen_t len);
+    int (*send_file)(struct evn_loop *loop, struct evn__io *io, int fd, int64_t offset, size_t len);
+    int (*recv_dgram)(struct evn_loop *loop, struct evn__io *io, bool on);
+    int (*send_dgram)(struct evn_loop *loop, struct evn__io *io, const struct iovec *iov, int n,
+                      const struct sockaddr *to, socklen_t tolen);
 };
 
 EVN__HIDDEN extern const struct evn__backend evn__backend_poll;
@@ -351,6 +386,10 @@ struct evn__iocp_counts {
     long polls;       /* readiness polls armed (AFD) */
     long accepts;     /* AcceptEx calls */
     long allocs;      /* allocations made by the backend after init */
+    long connects;    /* ConnectEx calls */
+    long files;       /* TransmitFile calls */
+    long dgram_recvs; /* WSARecvFrom calls */
+    long dgram_sends; /* WSASendTo calls */
 };
 EVN__HIDDEN void evn__iocp_counts(struct evn_server *srv, struct evn__iocp_counts *out);
 #endif
@@ -1173,6 +1212,10 @@ EVN__HIDDEN int evn__file_chunk(int fd, off_t offset, size_t *length, bool owned
  */
 EVN__HIDDEN ssize_t evn__file_send(struct evn_conn *c, struct evn__chunk *ch, size_t max,
                                    size_t *want);
+/* Hand the file region at the head of c's output to the backend's own
+ * file sending (its send_file): 0, the bytes sent coming as EVN__SENT, or
+ * -errno. */
+EVN__HIDDEN int evn__file_send_by_backend(struct evn_conn *c, struct evn__chunk *ch);
 
 /* ---- splicing (splice.c) ---- */
 

@@ -643,6 +643,8 @@ static int lsock_start(struct evn_loop *loop, struct evn__listener *l, int slot,
         ls->io.cb = evn__udp_ready;
         if (!(ls->udp = evn__udp_conn_new(loop, ls)))
             return -ENOMEM;
+        if (loop->be->recv_dgram)
+            return loop->be->recv_dgram(loop, &ls->io, true);
         return evn__io_add(loop, &ls->io, EVN__READ);
     }
     ls->io.cb = accept_ready;

@@ -8,6 +8,9 @@
  * cache without a copy through user memory; over TLS (and elsewhere) it is
  * read piece by piece into the loop's read buffer, which no input needs
  * while output is being flushed, and given to the connection's transport.
+ * A completion backend that sends files itself (iocp's TransmitFile) is
+ * handed the region instead, on a plain connection, and its completion
+ * says how much went.
  */
 #include "internal.h"
 
@@ -159,4 +162,12 @@ ssize_t evn__file_send(struct evn_conn *c, struct evn__chunk *ch, size_t max, si
     struct iovec iov = {buf, (size_t)r};
     return evn__conn_tp(c)->writev(c, &iov, 1, want);
 #endif
+}
+
+int evn__file_send_by_backend(struct evn_conn *c, struct evn__chunk *ch)
+{
+    struct evn__file f;
+    memcpy(&f, ch->data, sizeof f);
+    return c->loop->be->send_file(c->loop, &c->io, f.fd, (int64_t)f.base + (int64_t)ch->off,
+                                  ch->len - ch->off);
 }

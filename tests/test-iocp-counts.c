@@ -5,14 +5,21 @@
  * or at once), and no allocation, neither in the backend nor anywhere in
  * evn. Counted as the difference between two servers that serve the same
  * connections, one with ROUNDS more requests than the other, so that
- * setting up and closing cancel out. Windows only (registered there alone),
- * with the iocp backend.
+ * setting up and closing cancel out.
+ *
+ * And the operations that go by completion besides, each with no readiness
+ * poll at all: an evn_connect is one ConnectEx; a UDP echo is one
+ * WSARecvFrom and one WSASendTo per datagram; file regions between writes
+ * go by TransmitFile and arrive byte-exact and in order. Windows only
+ * (registered there alone), with the iocp backend.
  */
 #include "harness.h"
 
 #include "internal.h"
 
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #define CONNS 4
 #define WARM 4
@@ -43,6 +50,16 @@ static evn_action on_closed(evn_conn *c, int err)
     struct state *s = evn_server_udata(evn_conn_server(c));
     th_counter_add(&s->closed, 1);
     return EVN_NONE;
+}
+
+static bool not_iocp(void)
+{
+    const char *b = th_backend();
+    if (b && strcmp(b, "iocp") != 0) {
+        th_skip("counts the iocp backend");
+        return true;
+    }
+    return false;
 }
 
 /* Serve CONNS connections WARM requests each, then `more` more, one at a
@@ -98,11 +115,8 @@ static struct evn__iocp_counts serve(int more, long *allocs)
 
 static void test_cost_per_request(void)
 {
-    const char *b = th_backend();
-    if (b && strcmp(b, "iocp") != 0) {
-        th_skip("counts the iocp backend");
+    if (not_iocp())
         return;
-    }
     long allocs0, allocs1;
     struct evn__iocp_counts a = serve(0, &allocs0), z = serve(ROUNDS, &allocs1);
     long n = (long)ROUNDS * CONNS;
@@ -125,9 +139,243 @@ static void test_cost_per_request(void)
     EXPECT_LE_INT(z.waits - a.waits, n + n / 10);
 }
 
+/* ---- a connect: ConnectEx ---- */
+
+struct link {
+    char target[64];
+    int marker;
+    atomic_int connect_rc, out_err;
+    th_counter replied, closed;
+};
+
+static evn_action link_serving(evn_server *srv)
+{
+    struct link *k = evn_server_udata(srv);
+    atomic_store(&k->connect_rc, evn_connect(srv, k->target, 2000, &k->marker, NULL));
+    return EVN_NONE;
+}
+
+/* The outbound connection asks, the accepted one answers. */
+static evn_action link_opened(evn_conn *c)
+{
+    struct link *k = evn_server_udata(evn_conn_server(c));
+    if (evn_conn_udata(c) == &k->marker)
+        EXPECT_EQ_ERR(evn_write(c, "ping\n", 5), 0);
+    return EVN_NONE;
+}
+
+static evn_action link_data(evn_conn *c, const char *in, size_t len)
+{
+    struct link *k = evn_server_udata(evn_conn_server(c));
+    if (!in)
+        return EVN_NONE;
+    if (evn_conn_udata(c) != &k->marker) {
+        EXPECT_EQ_ERR(evn_write(c, "pong\n", 5), 0);
+        return EVN_NONE;
+    }
+    if (len == 5 && memcmp(in, "pong\n", 5) == 0)
+        th_counter_add(&k->replied, 1);
+    return EVN_CLOSE;
+}
+
+static evn_action link_closed(evn_conn *c, int err)
+{
+    struct link *k = evn_server_udata(evn_conn_server(c));
+    if (evn_conn_udata(c) == &k->marker)
+        atomic_store(&k->out_err, err);
+    th_counter_add(&k->closed, 1);
+    return EVN_NONE;
+}
+
+static void test_connect_by_connectex(void)
+{
+    if (not_iocp())
+        return;
+    struct link k;
+    memset(&k, 0, sizeof k);
+    th_counter_init(&k.replied);
+    th_counter_init(&k.closed);
+    evn_events ev = {0};
+    ev.udata = &k;
+    ev.nloops = 1;
+    ev.serving = link_serving;
+    ev.opened = link_opened;
+    ev.data = link_data;
+    ev.closed = link_closed;
+    const char *addr = "tcp://127.0.0.1:0";
+    th_server ts;
+    th_server_new(&ts, &ev, &addr, 1);
+    snprintf(k.target, sizeof k.target, "tcp://127.0.0.1:%d", th_server_port(&ts, 0));
+    th_server_run(&ts);
+    TH_WAIT_COUNTER(&k.replied, 1);
+    TH_WAIT_COUNTER(&k.closed, 2);
+    evn_shutdown(ts.srv);
+    th_server_join(&ts);
+    struct evn__iocp_counts n;
+    evn__iocp_counts(ts.srv, &n);
+    th_server_free(&ts);
+    fprintf(stderr, "  a connect and its exchange: %ld ConnectEx, %ld polls, %ld sends\n",
+            n.connects, n.polls, n.sends);
+    EXPECT_EQ_INT(atomic_load(&k.connect_rc), 0);
+    EXPECT_EQ_ERR(atomic_load(&k.out_err), 0);
+    EXPECT_EQ_INT(n.connects, 1);
+    EXPECT_EQ_INT(n.polls, 0);
+    EXPECT_EQ_INT(n.sends, 2);
+    th_counter_destroy(&k.replied);
+    th_counter_destroy(&k.closed);
+}
+
+/* ---- UDP: WSARecvFrom and WSASendTo ---- */
+
+#define DATAGRAMS 20
+
+static evn_action echo_datagram(evn_conn *c, const char *in, size_t len)
+{
+    EXPECT_EQ_ERR(evn_write(c, in, len), 0);
+    return EVN_NONE;
+}
+
+static void test_udp_by_wsarecvfrom(void)
+{
+    if (not_iocp())
+        return;
+    evn_events ev = {0};
+    ev.nloops = 1;
+    ev.data = echo_datagram;
+    const char *addr = "udp://127.0.0.1:0";
+    th_server ts;
+    th_server_start(&ts, &ev, &addr, 1);
+    struct sockaddr_storage to;
+    socklen_t tolen;
+    ASSERT_EQ_INT(th_make_addr("127.0.0.1", th_server_port(&ts, 0), &to, &tolen), 0);
+    int fd = th_udp_socket(AF_INET);
+    char out[64], in[64];
+    for (int i = 0; i < DATAGRAMS; i++) {
+        int len = snprintf(out, sizeof out, "datagram %d", i);
+        ASSERT_EQ_INT(sendto(fd, out, (size_t)len, 0, (struct sockaddr *)&to, tolen), len);
+        ASSERT_EQ_INT(th_wait_readable(fd, th_io_timeout_ms()), 1);
+        ssize_t n = recv(fd, in, sizeof in, 0);
+        ASSERT_EQ_INT(n, len);
+        EXPECT_MEMEQ(in, out, (size_t)len);
+    }
+    close(fd);
+    evn_shutdown(ts.srv);
+    th_server_join(&ts);
+    struct evn__iocp_counts n;
+    evn__iocp_counts(ts.srv, &n);
+    th_server_free(&ts);
+    fprintf(stderr, "  %d datagrams echoed: %ld WSARecvFrom, %ld WSASendTo, %ld polls\n", DATAGRAMS,
+            n.dgram_recvs, n.dgram_sends, n.polls);
+    EXPECT_EQ_INT(n.dgram_sends, DATAGRAMS);
+    /* One per datagram, and the one still waiting at the end. */
+    EXPECT_EQ_INT(n.dgram_recvs, DATAGRAMS + 1);
+    EXPECT_EQ_INT(n.polls, 0);
+}
+
+/* ---- file regions: TransmitFile ---- */
+
+#define FILE_LEN (3 << 20)
+#define PART_OFF 12345
+#define PART_LEN 100000
+
+static char file_path[256];
+static int file_fd = -1;
+
+static char file_byte(size_t i)
+{
+    return (char)(i * 31 + i / 251);
+}
+
+static evn_action file_data(evn_conn *c, const char *in, size_t len)
+{
+    if (!in)
+        return EVN_NONE;
+    EXPECT_EQ_ERR(evn_write(c, "HDR", 3), 0);
+    EXPECT_EQ_ERR(evn_sendfile(c, file_fd, 0, FILE_LEN), 0);
+    EXPECT_EQ_ERR(evn_write(c, "MID", 3), 0);
+    EXPECT_EQ_ERR(evn_sendfile(c, file_fd, PART_OFF, PART_LEN), 0);
+    EXPECT_EQ_ERR(evn_write(c, "TRL", 3), 0);
+    return EVN_CLOSE;
+}
+
+/* Read len bytes and compare them with the file's from off. */
+static void expect_file(int fd, size_t off, size_t len)
+{
+    static char got[1 << 16];
+    for (size_t pos = 0; pos < len;) {
+        size_t n = len - pos < sizeof got ? len - pos : sizeof got;
+        ASSERT_EQ_INT(th_read_exact(fd, got, n), (ssize_t)n);
+        for (size_t i = 0; i < n; i++)
+            if (got[i] != file_byte(off + pos + i)) {
+                EXPECT_EQ_INT((long long)(pos + i), -1);
+                return;
+            }
+        pos += n;
+    }
+}
+
+static void expect_str(int fd, const char *s)
+{
+    char got[8];
+    size_t n = strlen(s);
+    ASSERT_EQ_INT(th_read_exact(fd, got, n), (ssize_t)n);
+    EXPECT_MEMEQ(got, s, n);
+}
+
+static void test_sendfile_by_transmitfile(void)
+{
+    if (not_iocp())
+        return;
+    th_tmppath(file_path, sizeof file_path, "region.bin");
+    int w = open(file_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ASSERT_TRUE(w >= 0);
+    static char block[1 << 16];
+    for (size_t done = 0; done < FILE_LEN; done += sizeof block) {
+        for (size_t i = 0; i < sizeof block; i++)
+            block[i] = file_byte(done + i);
+        ASSERT_EQ_INT(write(w, block, sizeof block), (ssize_t)sizeof block);
+    }
+    close(w);
+    file_fd = open(file_path, O_RDONLY);
+    ASSERT_TRUE(file_fd >= 0);
+    evn_events ev = {0};
+    ev.nloops = 1;
+    ev.data = file_data;
+    const char *addr = "tcp://127.0.0.1:0";
+    th_server ts;
+    th_server_start(&ts, &ev, &addr, 1);
+    int fd = th_connect_srv(&ts, 0);
+    th_write_str(fd, "go");
+    expect_str(fd, "HDR");
+    expect_file(fd, 0, FILE_LEN);
+    expect_str(fd, "MID");
+    expect_file(fd, PART_OFF, PART_LEN);
+    expect_str(fd, "TRL");
+    char c;
+    EXPECT_EQ_INT(th_read_exact(fd, &c, 1), 0);
+    close(fd);
+    evn_shutdown(ts.srv);
+    th_server_join(&ts);
+    struct evn__iocp_counts n;
+    evn__iocp_counts(ts.srv, &n);
+    th_server_free(&ts);
+    close(file_fd);
+    unlink(file_path);
+    fprintf(stderr,
+            "  two file regions between three writes: %ld TransmitFile, %ld sends, "
+            "%ld polls\n",
+            n.files, n.sends, n.polls);
+    EXPECT_EQ_INT(n.files, 2);
+    EXPECT_EQ_INT(n.sends, 3);
+    EXPECT_EQ_INT(n.polls, 0);
+}
+
 int main(int argc, char **argv)
 {
     th_init(argc, argv);
     TH_RUN(test_cost_per_request);
+    TH_RUN(test_connect_by_connectex);
+    TH_RUN(test_udp_by_wsarecvfrom);
+    TH_RUN(test_sendfile_by_transmitfile);
     return th_finish();
 }
