@@ -1508,21 +1508,15 @@ static void ready(struct evn_conn *c, int mask)
 static void conn_io(struct evn_loop *loop, struct evn__io *io, const struct evn__fired *f)
 {
     struct evn_conn *c = evn__container_of(io, struct evn_conn, io);
-    switch (f->ev) {
-    case EVN__RECEIVED:
-        received(c, f->buf, f->res);
-        break;
-    case EVN__SENT:
-        sent(c, f->res);
-        break;
-    case EVN__CONNECTED:
-        if (c->flags & EVN__C_CONNECTING)
-            connected(c, f->res);
-        break;
-    default:
+    /* Readiness first: a readiness backend's only kind, tested once. */
+    if (f->ev <= (EVN__READ | EVN__WRITE))
         ready(c, f->ev);
-        break;
-    }
+    else if (f->ev == EVN__RECEIVED)
+        received(c, f->buf, f->res);
+    else if (f->ev == EVN__SENT)
+        sent(c, f->res);
+    else if (f->ev == EVN__CONNECTED && (c->flags & EVN__C_CONNECTING))
+        connected(c, f->res);
 }
 
 void evn__conn_ready(struct evn_conn *c, int mask)
