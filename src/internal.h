@@ -375,7 +375,7 @@ EVN__HIDDEN unsigned evn__uring_batch_us(struct evn_server *srv);
 #ifdef _WIN32
 EVN__HIDDEN extern const struct evn__backend evn__backend_iocp;
 /* Test hook: what the server's IOCP loops have done, summed. Read once the
- * loops are done. */
+ * loops are done, or on the thread of the one loop that may count. */
 struct evn__iocp_counts {
     long waits;       /* GetQueuedCompletionStatusEx calls */
     long completions; /* completions taken from the port */

@@ -3,9 +3,11 @@
  * take one zero-byte receive, one recv, one send and one wait of the loop,
  * two operations finished (the receive's and the send's, by a completion
  * or at once), and no allocation, neither in the backend nor anywhere in
- * evn. Counted as the difference between two servers that serve the same
- * connections, one with ROUNDS more requests than the other, so that
- * setting up and closing cancel out.
+ * evn. Counted between two snapshots the loop takes on its own thread
+ * when woken (evn_wake) with every connection idle, so that neither
+ * setting up nor closing nor stopping, whose cost depends on the timing of
+ * the threads, is in the difference: only the requests and the second
+ * snapshot's own wake.
  *
  * And the operations that go by completion besides, each with no readiness
  * poll at all: an evn_connect is one ConnectEx; a UDP echo is one
@@ -26,19 +28,32 @@
 #define ROUNDS 200
 
 struct state {
-    th_counter opened, closed;
+    th_counter opened, closed, snapped;
+    evn_id first; /* the connection the snapshots are asked of */
+    struct evn__iocp_counts snap[2];
+    int nsnaps;
 };
 
 static evn_action on_opened(evn_conn *c)
 {
     struct state *s = evn_server_udata(evn_conn_server(c));
+    if (th_counter_get(&s->opened) == 0)
+        s->first = evn_conn_id(c);
     th_counter_add(&s->opened, 1);
     return EVN_NONE;
 }
 
-/* Each "ping\n" gets "pong\n" (the client sends one at a time). */
+/* Each "ping\n" gets "pong\n" (the client sends one at a time); a wake
+ * takes a snapshot of the counts, here on the loop's thread. */
 static evn_action on_data(evn_conn *c, const char *in, size_t len)
 {
+    struct state *s = evn_server_udata(evn_conn_server(c));
+    if (!in) {
+        if (s->nsnaps < 2)
+            evn__iocp_counts(evn_conn_server(c), &s->snap[s->nsnaps++]);
+        th_counter_add(&s->snapped, 1);
+        return EVN_NONE;
+    }
     for (size_t i = 0; i < len; i++)
         if (in[i] == '\n')
             EXPECT_EQ_ERR(evn_write(c, "pong\n", 5), 0);
@@ -62,14 +77,35 @@ static bool not_iocp(void)
     return false;
 }
 
-/* Serve CONNS connections WARM requests each, then `more` more, one at a
- * time, and return what the backend counted; *allocs: evn's allocations
- * during the `more`. */
-static struct evn__iocp_counts serve(int more, long *allocs)
+/* One request on each connection, each answered before the next. */
+static void ping_all(const int *fds)
 {
+    char buf[8];
+    for (int i = 0; i < CONNS; i++) {
+        th_write_str(fds[i], "ping\n");
+        ASSERT_EQ_INT(th_read_exact(fds[i], buf, 5), 5);
+        EXPECT_MEMEQ(buf, "pong\n", 5);
+    }
+}
+
+/* Wake the loop and wait for the snapshot it takes: the connections are
+ * all idle, each answer read by the client. */
+static void snapshot(evn_server *srv, struct state *s)
+{
+    long n = th_counter_get(&s->snapped);
+    EXPECT_EQ_ERR(evn_wake(srv, s->first), 0);
+    TH_WAIT_COUNTER(&s->snapped, n + 1);
+}
+
+static void test_cost_per_request(void)
+{
+    if (not_iocp())
+        return;
     struct state s;
+    memset(&s, 0, sizeof s);
     th_counter_init(&s.opened);
     th_counter_init(&s.closed);
+    th_counter_init(&s.snapped);
     evn_events ev = {0};
     ev.udata = &s;
     ev.nloops = 1;
@@ -80,63 +116,48 @@ static struct evn__iocp_counts serve(int more, long *allocs)
     th_server ts;
     th_server_start(&ts, &ev, addrs, 1);
     int fds[CONNS];
-    char buf[8];
     for (int i = 0; i < CONNS; i++)
         fds[i] = th_connect_srv(&ts, 0);
     TH_WAIT_COUNTER(&s.opened, CONNS);
-    for (int r = 0; r < WARM; r++) {
-        for (int i = 0; i < CONNS; i++) {
-            th_write_str(fds[i], "ping\n");
-            ASSERT_EQ_INT(th_read_exact(fds[i], buf, 5), 5);
-        }
-    }
+    for (int r = 0; r < WARM; r++)
+        ping_all(fds);
+    snapshot(ts.srv, &s);
     th_alloc_record_sites(true);
-    for (int r = 0; r < more; r++) {
-        for (int i = 0; i < CONNS; i++) {
-            th_write_str(fds[i], "ping\n");
-            ASSERT_EQ_INT(th_read_exact(fds[i], buf, 5), 5);
-            EXPECT_MEMEQ(buf, "pong\n", 5);
-        }
-    }
+    for (int r = 0; r < ROUNDS; r++)
+        ping_all(fds);
     th_alloc_record_sites(false);
-    *allocs = th_alloc_recorded();
+    long allocs = th_alloc_recorded();
+    snapshot(ts.srv, &s);
     for (int i = 0; i < CONNS; i++)
         close(fds[i]);
     TH_WAIT_COUNTER(&s.closed, CONNS);
     evn_shutdown(ts.srv);
     th_server_join(&ts);
-    struct evn__iocp_counts n;
-    evn__iocp_counts(ts.srv, &n);
     th_server_free(&ts);
-    th_counter_destroy(&s.opened);
-    th_counter_destroy(&s.closed);
-    return n;
-}
-
-static void test_cost_per_request(void)
-{
-    if (not_iocp())
-        return;
-    long allocs0, allocs1;
-    struct evn__iocp_counts a = serve(0, &allocs0), z = serve(ROUNDS, &allocs1);
+    ASSERT_EQ_INT(s.nsnaps, 2);
+    const struct evn__iocp_counts *a = &s.snap[0], *z = &s.snap[1];
     long n = (long)ROUNDS * CONNS;
     fprintf(stderr,
             "  per %ld requests: %ld waits, %ld completions, %ld finished at once, "
             "%ld zero-byte receives, %ld recvs, %ld sends, %ld polls, %ld allocations\n",
-            n, z.waits - a.waits, z.completions - a.completions, z.inline_done - a.inline_done,
-            z.recv_posts - a.recv_posts, z.recvs - a.recvs, z.sends - a.sends,
-            z.polls - a.polls, z.allocs - a.allocs);
-    EXPECT_EQ_INT(allocs1, 0);
-    EXPECT_EQ_INT(z.allocs - a.allocs, 0);
-    EXPECT_EQ_INT(z.sends - a.sends, n);
-    EXPECT_EQ_INT(z.recv_posts - a.recv_posts, n);
-    EXPECT_EQ_INT(z.recvs - a.recvs, n);
-    EXPECT_EQ_INT(z.polls - a.polls, 0);
-    /* The receive's and the send's: no other operation per request. */
-    EXPECT_EQ_INT((z.completions + z.inline_done) - (a.completions + a.inline_done), 2 * n);
+            n, z->waits - a->waits, z->completions - a->completions,
+            z->inline_done - a->inline_done, z->recv_posts - a->recv_posts, z->recvs - a->recvs,
+            z->sends - a->sends, z->polls - a->polls, z->allocs - a->allocs);
+    EXPECT_EQ_INT(allocs, 0);
+    EXPECT_EQ_INT(z->allocs - a->allocs, 0);
+    EXPECT_EQ_INT(z->sends - a->sends, n);
+    EXPECT_EQ_INT(z->recv_posts - a->recv_posts, n);
+    EXPECT_EQ_INT(z->recvs - a->recvs, n);
+    EXPECT_EQ_INT(z->polls - a->polls, 0);
+    /* The receive's and the send's: no other operation per request; and
+     * the second snapshot's wake, one completion of its own. */
+    EXPECT_EQ_INT((z->completions + z->inline_done) - (a->completions + a->inline_done), 2 * n + 1);
     /* One wait per request; a little more where the client was quicker
      * than the loop's next turn. */
-    EXPECT_LE_INT(z.waits - a.waits, n + n / 10);
+    EXPECT_LE_INT(z->waits - a->waits, n + n / 10);
+    th_counter_destroy(&s.opened);
+    th_counter_destroy(&s.closed);
+    th_counter_destroy(&s.snapped);
 }
 
 /* ---- a connect: ConnectEx ---- */
@@ -229,8 +250,22 @@ static void test_connect_by_connectex(void)
 
 #define DATAGRAMS 20
 
+struct echo {
+    th_counter snapped;
+    struct evn__iocp_counts snap;
+};
+
+/* Echo each datagram; "count" takes a snapshot of the counts instead, on
+ * the loop's thread, before the loop can stop (a receive is armed again
+ * only at the loop's next turn, which a loop told to stop may not take). */
 static evn_action echo_datagram(evn_conn *c, const char *in, size_t len)
 {
+    struct echo *e = evn_server_udata(evn_conn_server(c));
+    if (len == 5 && memcmp(in, "count", 5) == 0) {
+        evn__iocp_counts(evn_conn_server(c), &e->snap);
+        th_counter_add(&e->snapped, 1);
+        return EVN_NONE;
+    }
     EXPECT_EQ_ERR(evn_write(c, in, len), 0);
     return EVN_NONE;
 }
@@ -239,7 +274,11 @@ static void test_udp_by_wsarecvfrom(void)
 {
     if (not_iocp())
         return;
+    struct echo e;
+    memset(&e, 0, sizeof e);
+    th_counter_init(&e.snapped);
     evn_events ev = {0};
+    ev.udata = &e;
     ev.nloops = 1;
     ev.data = echo_datagram;
     const char *addr = "udp://127.0.0.1:0";
@@ -258,18 +297,20 @@ static void test_udp_by_wsarecvfrom(void)
         ASSERT_EQ_INT(n, len);
         EXPECT_MEMEQ(in, out, (size_t)len);
     }
+    ASSERT_EQ_INT(sendto(fd, "count", 5, 0, (struct sockaddr *)&to, tolen), 5);
+    TH_WAIT_COUNTER(&e.snapped, 1);
     close(fd);
     evn_shutdown(ts.srv);
     th_server_join(&ts);
-    struct evn__iocp_counts n;
-    evn__iocp_counts(ts.srv, &n);
     th_server_free(&ts);
+    const struct evn__iocp_counts *n = &e.snap;
     fprintf(stderr, "  %d datagrams echoed: %ld WSARecvFrom, %ld WSASendTo, %ld polls\n", DATAGRAMS,
-            n.dgram_recvs, n.dgram_sends, n.polls);
-    EXPECT_EQ_INT(n.dgram_sends, DATAGRAMS);
-    /* One per datagram, and the one still waiting at the end. */
-    EXPECT_EQ_INT(n.dgram_recvs, DATAGRAMS + 1);
-    EXPECT_EQ_INT(n.polls, 0);
+            n->dgram_recvs, n->dgram_sends, n->polls);
+    EXPECT_EQ_INT(n->dgram_sends, DATAGRAMS);
+    /* One per datagram echoed, and the one that brought "count". */
+    EXPECT_EQ_INT(n->dgram_recvs, DATAGRAMS + 1);
+    EXPECT_EQ_INT(n->polls, 0);
+    th_counter_destroy(&e.snapped);
 }
 
 /* ---- file regions: TransmitFile ---- */
