@@ -204,15 +204,24 @@ bool evn__dial_connected(struct evn_conn *c, int *err)
     if (d->timed_out)
         *err = -ETIMEDOUT;
     note(d, &c->peer, *err);
-    /* Off the poller, and the socket closed: the next address has its own. */
+    /*
+     * Off the poller, and the socket closed: the next address has its own,
+     * made while this one is still open. Otherwise the new socket could have
+     * the old one's number (Windows hands a closed socket's handle value out
+     * again at once), and the iocp backend, which tells a handle's new
+     * socket from its old one by that number, would take it for the old
+     * one, never tied to its completion port.
+     */
+    int old = c->io.fd;
     evn__conn_set_flags(c, EVN__C_UNREG, 0);
-    evn__sock_close(c->io.fd);
     c->io.fd = -1;
     c->peerlen = 0;
     if (d->tried < d->addrs->n) {
         try_next(c, d);
+        evn__sock_close(old);
         return true;
     }
+    evn__sock_close(old);
     evn__set_errmsg("%s: %s", d->url, d->why);
     return false;
 }
