@@ -238,6 +238,21 @@ bool evn__dial_timeout(struct evn_conn *c)
         evn__set_errmsg("%s: %s", d->url, d->why);
         return false;
     }
+#ifdef _WIN32
+    /*
+     * Winsock's shutdown does not end a connect in progress (it fails with
+     * WSAENOTCONN and the connect goes on), so no event would come and the
+     * guard below would end the whole dial. The socket leaves the poller
+     * as one about to be closed, which cancels the iocp backend's poll on
+     * it (closing the socket does not end that poll under Wine, and the
+     * loop would wait for it when it stops), and the next address is tried
+     * now, as after a failed connect.
+     */
+    int err = -ETIMEDOUT;
+    d->timed_out = true;
+    evn__io_del(c->loop, &c->io, evn__conn_interest(c), true);
+    return evn__dial_connected(c, &err);
+#else
     /*
      * On to the next address, through the socket's own event: shutting down
      * a connect in progress ends it, and the poller reports that (a
@@ -249,6 +264,7 @@ bool evn__dial_timeout(struct evn_conn *c)
     shutdown(c->io.fd, SHUT_RDWR);
     evn__conn_deadline(c, d->timeout_ms);
     return true;
+#endif
 }
 
 void evn__dial_free(struct evn_conn *c)
