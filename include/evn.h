@@ -192,7 +192,10 @@ typedef struct evn_events {
      * its failures fire closed, see evn_connect.) On a listener with proxy=
      * it fires once the PROXY header has been read (and, for tls://, the
      * handshake that follows it has completed); a connection whose header
-     * is refused is closed without any event too.
+     * is refused is closed without any event too. A connection its client
+     * resets before the server accepts it is opened on Linux (and then
+     * closed with ECONNRESET), but Windows drops it at accept: no event
+     * fires for it there.
      */
     evn_action (*opened)(evn_conn *c);
     /*

@@ -219,6 +219,7 @@ static int nt_errno(LONG st)
         return -ECONNABORTED;
     case 0xC0000207: /* STATUS_INVALID_ADDRESS_COMPONENT */
     case 0xC000023A: /* STATUS_CONNECTION_INVALID */
+    case 0xC0000140: /* STATUS_INVALID_CONNECTION: Wine's, for an accept whose peer reset */
     case 0xC000023E: /* STATUS_NETWORK_UNREACHABLE */
         return -ENOTCONN;
     case 0xC000009A: /* STATUS_INSUFFICIENT_RESOURCES */
@@ -639,6 +640,13 @@ static int arm_accept(struct iocp *u, struct evn__io *io, struct accept_slot *as
     int e = WSAGetLastError();
     if (e == WSA_IO_PENDING)
         return 0;
+    /* A connection reset while it waited, which this accept took at once:
+     * it comes to reap_accept at the next wait, as from the port, and the
+     * accept is armed again there. */
+    if (e == WSAECONNRESET || e == WSAENOTCONN || e == WSAECONNABORTED) {
+        op_done_now(u, &as->op, 0, 0, -evn__errno_of_wsa(e));
+        return 0;
+    }
     /* Refused at once: nothing will come for it. */
     as->op.busy = false;
     io->refs--;
@@ -1042,6 +1050,20 @@ static bool reap_recv(struct evn_loop *loop, struct iocp *u, struct slot *s, LON
     return true;
 }
 
+/* Arm as again after its accept came back. A failure (no descriptor left)
+ * is told to the listener, which pauses accepting, by an event that holds
+ * a reference of its own: reap has room for two events. */
+static void rearm_accept(struct evn_loop *loop, struct iocp *u, struct evn__io *io,
+                         struct accept_slot *as)
+{
+    int rc = arm_accept(u, io, as);
+    if (rc < 0 && u->n + 1 <= loop->nfired_cap) {
+        emit(loop, u,
+             (struct evn__fired){.io = io, .ev = EVN__ACCEPTED, .res = rc, .buf = &u->peers[u->n]});
+        io->refs++;
+    }
+}
+
 static void reap_accept(struct evn_loop *loop, struct iocp *u, struct accept_slot *as, LONG st,
                         int err)
 {
@@ -1067,27 +1089,22 @@ static void reap_accept(struct evn_loop *loop, struct iocp *u, struct accept_slo
         emit(loop, u,
              (struct evn__fired){.io = io, .ev = EVN__ACCEPTED, .res = (int)s, .buf = peer});
         /* The event keeps this accept's reference; the slot is armed anew. */
-        if (io->bstate & ST_ACCEPT_WANT) {
-            int rc = arm_accept(u, io, as);
-            if (rc < 0 && u->n + 2 <= loop->nfired_cap)
-                emit(loop, u,
-                     (struct evn__fired){.io = io, .ev = EVN__ACCEPTED, .res = rc,
-                                         .buf = &u->peers[u->n]});
-            if (rc < 0)
-                io->refs++; /* the failure's event holds one too */
-        }
+        if (io->bstate & ST_ACCEPT_WANT)
+            rearm_accept(loop, u, io, as);
         return;
     }
     if (s != INVALID_SOCKET)
         closesocket(s);
     int rc = err ? err : nt_errno(st);
-    /* A peer gone before its accept was taken: arm again, quietly. */
-    if ((io->bstate & (ST_ACCEPT_WANT | ST_CLOSED)) == ST_ACCEPT_WANT && rc != -ECANCELED &&
-        arm_accept(u, io, as) == 0) {
+    if ((io->bstate & (ST_ACCEPT_WANT | ST_CLOSED)) != ST_ACCEPT_WANT || rc == -ECANCELED) {
         unref(loop, u, io);
         return;
     }
-    unref(loop, u, io);
+    /* Most often a peer gone before its accept was taken: the listener is
+     * told, with this accept's reference, and the accept armed again. */
+    emit(loop, u,
+         (struct evn__fired){.io = io, .ev = EVN__ACCEPTED, .res = rc, .buf = &u->peers[u->n]});
+    rearm_accept(loop, u, io, as);
 }
 
 /*

@@ -213,15 +213,24 @@ bool evn__dial_connected(struct evn_conn *c, int *err)
     if (d->timed_out)
         *err = -ETIMEDOUT;
     note(d, &c->peer, *err);
-    /* Off the poller, and the socket closed: the next address has its own. */
+    /*
+     * Off the poller, and the socket closed: the next address has its own,
+     * made while this one is still open. Otherwise the new socket could have
+     * the old one's number (Windows hands a closed socket's handle value out
+     * again at once), and the iocp backend, which tells a handle's new
+     * socket from its old one by that number, would take it for the old
+     * one, never tied to its completion port.
+     */
+    int old = c->io.fd;
     evn__conn_set_flags(c, EVN__C_UNREG, 0);
-    evn__sock_close(c->io.fd);
     c->io.fd = -1;
     c->peerlen = 0;
     if (d->tried < d->addrs->n) {
         try_next(c, d);
+        evn__sock_close(old);
         return true;
     }
+    evn__sock_close(old);
     evn__set_errmsg("%s: %s", d->url, d->why);
     return false;
 }
@@ -238,6 +247,21 @@ bool evn__dial_timeout(struct evn_conn *c)
         evn__set_errmsg("%s: %s", d->url, d->why);
         return false;
     }
+#ifdef _WIN32
+    /*
+     * Winsock's shutdown does not end a connect in progress (it fails with
+     * WSAENOTCONN and the connect goes on), so no event would come and the
+     * guard below would end the whole dial. The socket leaves the poller
+     * as one about to be closed, which cancels the iocp backend's poll on
+     * it (closing the socket does not end that poll under Wine, and the
+     * loop would wait for it when it stops), and the next address is tried
+     * now, as after a failed connect.
+     */
+    int err = -ETIMEDOUT;
+    d->timed_out = true;
+    evn__io_del(c->loop, &c->io, evn__conn_interest(c), true);
+    return evn__dial_connected(c, &err);
+#else
     /*
      * On to the next address, through the socket's own event: shutting down
      * a connect in progress ends it, and the poller reports that (a
@@ -253,6 +277,7 @@ bool evn__dial_timeout(struct evn_conn *c)
         shutdown(c->io.fd, SHUT_RDWR);
     evn__conn_deadline(c, d->timeout_ms);
     return true;
+#endif
 }
 
 void evn__dial_free(struct evn_conn *c)

@@ -471,6 +471,10 @@ EVN__HIDDEN void evn__accept_resume(struct evn_loop *loop);
 /* For the tests: accepts of srv's loops that failed for want of
  * descriptors or memory, so far. Any thread. */
 EVN__HIDDEN long evn__accept_failures(struct evn_server *srv);
+/* For the tests: connections srv's loops found gone at accept (the peer
+ * reset them while they waited; see accept_gone in listener.c), so far.
+ * Any thread. */
+EVN__HIDDEN long evn__accept_gone(struct evn_server *srv);
 EVN__HIDDEN int evn__set_nonblock(int fd, bool on);
 /* A pipe with both ends non-blocking and close-on-exec; -errno on failure. */
 EVN__HIDDEN int evn__pipe_nb(int p[2]);
@@ -869,6 +873,9 @@ struct evn_loop {
     /* Accepts that failed for want of descriptors or memory (written by
      * this loop only; read by any thread). */
     atomic_long accept_failures;
+    /* Connections the system reported at accept as gone, without a socket
+     * (written by this loop only; read by any thread). */
+    atomic_long accept_gone;
 
     /* Cross-thread inbox: a mutex-guarded queue plus a wake-up fd. */
     struct evn__io wake_io;

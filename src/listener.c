@@ -573,12 +573,35 @@ static void take(struct evn_loop *loop, struct evn__lsock *ls, int fd,
     }
 }
 
-/* An accept failed: for want of descriptors or memory, stop for a while. */
+/*
+ * A connection the peer reset while it waited to be accepted. Linux hands
+ * it to accept like any other (it is opened, then closes with ECONNRESET);
+ * other systems report it at accept, without a socket, and no event fires
+ * for it: ECONNABORTED on BSD and macOS, WSAECONNRESET on Windows (from
+ * AcceptEx, the reset's status), WSAENOTCONN under Wine.
+ */
+static bool accept_gone(int err)
+{
+    return err == ECONNABORTED || err == ECONNRESET || err == ENOTCONN;
+}
+
+/* One more on a counter only this loop writes (others read it). */
+static void count_one(atomic_long *n)
+{
+    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* An accept failed: the connection was gone (counted), or for want of
+ * descriptors or memory (counted, and accepting stops for a while). */
 static void accept_failed(struct evn_loop *loop, int err)
 {
+    if (accept_gone(err)) {
+        count_one(&loop->accept_gone);
+        return;
+    }
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-        long n = atomic_load_explicit(&loop->accept_failures, memory_order_relaxed);
-        atomic_store_explicit(&loop->accept_failures, n + 1, memory_order_relaxed);
+        count_one(&loop->accept_failures);
         accept_pause(loop);
     }
 }
@@ -588,6 +611,14 @@ long evn__accept_failures(struct evn_server *srv)
     long n = 0;
     for (int i = 0; i < srv->nloops; i++)
         n += atomic_load_explicit(&srv->loops[i].accept_failures, memory_order_relaxed);
+    return n;
+}
+
+long evn__accept_gone(struct evn_server *srv)
+{
+    long n = 0;
+    for (int i = 0; i < srv->nloops; i++)
+        n += atomic_load_explicit(&srv->loops[i].accept_gone, memory_order_relaxed);
     return n;
 }
 
@@ -623,9 +654,10 @@ static void accept_ready(struct evn_loop *loop, struct evn__io *io, const struct
         }
 #endif
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
+            int err = errno;
+            accept_failed(loop, err);
+            if (err == EINTR || accept_gone(err))
                 continue;
-            accept_failed(loop, errno);
             return;
         }
         take(loop, ls, fd, &peer, plen);

@@ -64,6 +64,14 @@
 static const uint8_t v2_sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
                                    0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
 
+/*
+ * The longest IPv6 address text inet_pton reads (eight groups with a dotted
+ * IPv4 tail), without its NUL. Not INET6_ADDRSTRLEN - 1: that is 45 on
+ * POSIX systems but 64 on Windows, where it has room for a zone and a port,
+ * and a too-long address must be refused the same way everywhere.
+ */
+#define V6_TEXT_MAX 45
+
 /* What a step of the parse found. */
 enum { BAD = -1, MORE = 0, OK = 1 };
 
@@ -165,8 +173,8 @@ static bool number_text(const char *t, unsigned max, unsigned *out)
 /* One address of a TCP4 or TCP6 line, into sa with port 0. */
 static int v1_addr(struct scan *s, bool v6, struct sockaddr_storage *ss)
 {
-    char t[46];
-    int r = v6 ? token(s, "0123456789abcdefABCDEF:.", 45, "v1: bad IPv6 address", t)
+    char t[V6_TEXT_MAX + 1];
+    int r = v6 ? token(s, "0123456789abcdefABCDEF:.", V6_TEXT_MAX, "v1: bad IPv6 address", t)
                : token(s, "0123456789.", 15, "v1: bad IPv4 address", t);
     if (r != OK)
         return r;
@@ -608,7 +616,7 @@ static int cidr_fail(char *err, size_t errlen, const char *what, const char *e, 
 static int cidr_entry(const char *e, size_t n, unsigned index, struct evn__proxy_cidr *c, char *err,
                       size_t errlen)
 {
-    char a[INET6_ADDRSTRLEN], b[4];
+    char a[V6_TEXT_MAX + 1], b[4];
     const char *slash = memchr(e, '/', n);
     size_t alen = slash ? (size_t)(slash - e) : n, blen = slash ? n - alen - 1 : 0;
     unsigned bits;
