@@ -16,6 +16,7 @@ __file__. Nothing here waits by sleeping: each step waits for the bytes or
 the exit it expects, and the time-outs only turn a hang into a failure.
 """
 
+import atexit
 import os
 import queue
 import re
@@ -58,13 +59,50 @@ WHY_NO_SIGTERM = ("Windows has no SIGTERM: Ctrl-C (SIGINT under Wine) is its "
                   "graceful stop, tested instead")
 WHY_NO_USR2 = ("Windows has no SIGUSR2 and evn cannot hand sockets to a new "
                "process there: no upgrade")
+WHY_NO_TLS = ("the Windows build has no TLS: no OpenSSL for mingw-w64 was "
+              "given (-DOPENSSL_ROOT_DIR)")
 WHY_NO_FDS = ("the server's descriptors: a Windows process's handles are "
               "Wine's, not Linux descriptors that /proc could count")
 
 
+# Wine's first process in a prefix starts the wineserver and Wine's own
+# services (services.exe, winedevice.exe ...), and they keep that process's
+# stderr until the session ends: a server started first would never show
+# the end of its output, and every check that reads to the end would wait.
+# So the session is started by a program with no output at all, and kept
+# up by another, find.exe reading a pipe of ours, until this script ends
+# (its stdin closes then, even if the script dies): each Wine process after
+# that starts in a fraction of a second instead of two, and ends cleanly.
+_wine_keeper = None
+
+
+def _start_wine_session():
+    global _wine_keeper
+    if _wine_keeper is not None:
+        return
+    quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                 env=child_env())
+    subprocess.run(EMULATOR + ["cmd.exe", "/c", "exit"], timeout=TOOL_TIMEOUT, **quiet)
+    quiet["stdin"] = subprocess.PIPE
+    _wine_keeper = subprocess.Popen(EMULATOR + ["C:\\windows\\system32\\find.exe", "x"],
+                                    **quiet)
+    atexit.register(_end_wine_session)
+
+
+def _end_wine_session():
+    _wine_keeper.stdin.close()
+    try:
+        _wine_keeper.wait(timeout=IO_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        _wine_keeper.kill()
+        _wine_keeper.wait()
+
+
 def command(binary, *args):
     """The argv that runs binary with args: through the emulator (Wine) in
-    a Windows build."""
+    a Windows build, whose session it starts first if need be."""
+    if UNDER_WINE:
+        _start_wine_session()
     return EMULATOR + [binary, *args]
 
 
