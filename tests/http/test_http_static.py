@@ -529,7 +529,8 @@ def main():
         usage = subprocess.run([args.server, "--help"], capture_output=True,
                                timeout=TOOL_TIMEOUT).stdout
         if args.tls == "off":
-            skip("test_tls: evn built without TLS")
+            skip("test_tls: " + (evnserver.WHY_NO_TLS if evnserver.WINDOWS else
+                                 "evn built without TLS"))
         elif b"--tls-cert" not in usage:
             record("test_tls", check, False, "a build with TLS has no --tls-cert in --help")
         elif not shutil.which("openssl"):
