@@ -223,8 +223,8 @@ static inline int openat(int dirfd, const char *name, int flags)
         CompareStringOrdinal(got, -1, path, -1, TRUE) != CSTR_EQUAL)
         goto fail;
     if (!(fi.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY)) {
-        HANDLE again = ReOpenFile(h, GENERIC_READ,
-                                  FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, 0);
+        HANDLE again =
+            ReOpenFile(h, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, 0);
         if (again != INVALID_HANDLE_VALUE) {
             CloseHandle(h);
             h = again;
