@@ -9,6 +9,10 @@
 # Exit status 77 (SKIP_RETURN_CODE, unless another is given) is reported as
 # skipped: evnserver.finish() returns it when every check was skipped.
 #
+# In a Windows build the scripts still run on this machine's python3 and
+# start the .exe servers through the emulator ctest runs the C tests with
+# (Wine): EVN_TEST_WINDOWS=1 and EVN_TEST_EMULATOR tell tests/evnserver.py.
+#
 # Per backend b (by default EVN_TEST_BACKENDS, every one this build has)
 # the test NAME.b runs "python3 SCRIPT ARGS" with EVN_BACKEND=b; "@BACKEND@"
 # in ARGS and LABELS stands for b. With NO_BACKENDS: one test, NAME, without
@@ -42,6 +46,12 @@ function(evn_python_test name script)
   # No __pycache__ in the source tree: nothing ignores it there, and one
   # was committed once.
   set(env PYTHONDONTWRITEBYTECODE=1)
+  if(WIN32)
+    # One variable, its words split by spaces as a shell would (the
+    # emulator may be a list: a program and its arguments).
+    string(REPLACE ";" " " emulator "${CMAKE_CROSSCOMPILING_EMULATOR}")
+    list(APPEND env EVN_TEST_WINDOWS=1 "EVN_TEST_EMULATOR=${emulator}")
+  endif()
   set(cmd ${EVN_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/${script} ${T_ARGS})
   if(T_NO_BACKENDS)
     add_test(NAME ${name} COMMAND ${cmd})

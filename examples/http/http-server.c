@@ -1010,12 +1010,10 @@ static int set_stats_path(const char *v)
 static int set_root(const char *v)
 {
 #ifdef _WIN32
-    /* sf_open walks the path with openat() and O_NOFOLLOW, which Windows
-     * has not; serving files there would need a walk of its own. */
-    fprintf(stderr, "http-server: --root %s: not available on Windows\n", v);
-    return -1;
+    int fd = ex_open_dir(v);
 #else
     int fd = open(v, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+#endif
     if (fd < 0) {
         fprintf(stderr, "http-server: --root %s: %s\n", v, strerror(errno));
         return -1;
@@ -1024,7 +1022,6 @@ static int set_root(const char *v)
         close(root_fd);
     root_fd = fd;
     return 0;
-#endif
 }
 
 int main(int argc, char **argv)

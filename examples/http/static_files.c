@@ -12,7 +12,6 @@
 #include "../compat.h"
 #endif
 
-#ifndef _WIN32
 static int errno_status(int err)
 {
     switch (err) {
@@ -43,9 +42,14 @@ static int errno_status(int err)
  * component being opened; as every component is opened on its own, relative
  * to the one before, no link is ever followed. O_NONBLOCK makes opening a
  * FIFO (or a device) return at once instead of waiting for a writer; on a
- * regular file or a directory it changes nothing.
+ * regular file or a directory it changes nothing. On Windows, compat.h's
+ * openat does all of that by itself (and refuses pipes and devices).
  */
+#ifdef _WIN32
+#define SF_OPEN_FLAGS O_RDONLY
+#else
 #define SF_OPEN_FLAGS (O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+#endif
 
 /*
  * Why a component walk rather than realpath(): the path is decoded first, so
@@ -151,15 +155,6 @@ fail:
     close(fd);
     return errno_status(err);
 }
-#else
-/* Windows has no openat() or O_NOFOLLOW to walk the path safely with, so
- * the HTTP example refuses --root there and this is never reached. */
-int sf_open(int root_fd, const char *path, size_t len, int *fdp, struct stat *st, const char **type)
-{
-    (void)root_fd, (void)path, (void)len, (void)fdp, (void)st, (void)type;
-    return 404;
-}
-#endif
 
 static bool ieq(const char *s, size_t n, const char *lit)
 {

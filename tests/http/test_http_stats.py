@@ -26,7 +26,7 @@ import urllib.request
 
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import evnserver  # noqa: E402
-from evnserver import (IO_TIMEOUT, connect, finish, main_guard, make_cert,  # noqa: E402
+from evnserver import (IO_TIMEOUT, command, connect, finish, main_guard, make_cert,  # noqa: E402
                        missing, read_until_eof, record, require as check, require_eq as eq,
                        run_tool, skip, tls_connect, tmpdir)
 
@@ -45,7 +45,8 @@ class Server(evnserver.Server):
         check(self.port, f"no 'listening on tcp://[::]:PORT' line in {self.urls!r}")
 
     def stop(self):
-        eq(super().stop(), 0, "exit status after SIGTERM")
+        eq(super().stop(), 0,
+           f"exit status after {evnserver.signal_name(evnserver.STOP_SIGNAL)}")
 
 
 def read_response(s, head=False):
@@ -186,7 +187,7 @@ def test_stats_path(binary, backend):
             eq(read_response(s)[0], 404, "GET /stats with --stats-path ''")
     finally:
         srv.stop()
-    r = run_tool([binary, "--port", "0", "--stats-path", "metrics"])
+    r = run_tool(command(binary, "--port", "0", "--stats-path", "metrics"))
     eq(r.returncode, 2, "--stats-path without a leading / is a usage error")
 
 
@@ -248,7 +249,8 @@ def main():
         record("stop", srv.stop)
     record("test_stats_path", test_stats_path, args.server, args.backend)
     if args.tls == "off":
-        skip("test_tls: evn built without TLS")
+        skip("test_tls: " + (evnserver.WHY_NO_TLS if evnserver.WINDOWS else
+                             "evn built without TLS"))
     elif not shutil.which("openssl"):
         missing("openssl", "openssl")
     else:
