@@ -455,39 +455,34 @@ static void iocp_destroy(struct evn_loop *loop)
     loop->bdata = NULL;
 }
 
-/* AcceptEx and its address parser are Winsock extensions, found through a
- * socket. */
+/* The Winsock extensions the backend uses, found through one socket;
+ * -ENOTSUP naming the first one missing. */
 static int find_extensions(struct iocp *u)
 {
+    struct {
+        GUID id;
+        void *fn;
+        DWORD size;
+        const char *name;
+    } ext[] = {
+        {WSAID_ACCEPTEX, &u->acceptex, sizeof u->acceptex, "AcceptEx"},
+        {WSAID_GETACCEPTEXSOCKADDRS, &u->acceptex_addrs, sizeof u->acceptex_addrs,
+         "GetAcceptExSockaddrs"},
+        {WSAID_CONNECTEX, &u->connectex, sizeof u->connectex, "ConnectEx"},
+        {WSAID_TRANSMITFILE, &u->transmitfile, sizeof u->transmitfile, "TransmitFile"},
+    };
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         return -errno;
-    GUID g1 = WSAID_ACCEPTEX, g2 = WSAID_GETACCEPTEXSOCKADDRS;
-    DWORD n;
     int rc = 0;
-    if (WSAIoctl((SOCKET)(intptr_t)fd, SIO_GET_EXTENSION_FUNCTION_POINTER, &g1, sizeof g1,
-                 &u->acceptex, sizeof u->acceptex, &n, NULL, NULL) != 0 ||
-        WSAIoctl((SOCKET)(intptr_t)fd, SIO_GET_EXTENSION_FUNCTION_POINTER, &g2, sizeof g2,
-                 &u->acceptex_addrs, sizeof u->acceptex_addrs, &n, NULL, NULL) != 0)
-        rc = -ENOTSUP;
-    evn__sock_close(fd);
-    return rc;
-}
-
-/* ConnectEx and TransmitFile, found as AcceptEx is. */
-static int find_more_extensions(struct iocp *u)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -errno;
-    GUID g1 = WSAID_CONNECTEX, g2 = WSAID_TRANSMITFILE;
-    DWORD n;
-    int rc = 0;
-    if (WSAIoctl((SOCKET)(intptr_t)fd, SIO_GET_EXTENSION_FUNCTION_POINTER, &g1, sizeof g1,
-                 &u->connectex, sizeof u->connectex, &n, NULL, NULL) != 0 ||
-        WSAIoctl((SOCKET)(intptr_t)fd, SIO_GET_EXTENSION_FUNCTION_POINTER, &g2, sizeof g2,
-                 &u->transmitfile, sizeof u->transmitfile, &n, NULL, NULL) != 0)
-        rc = -ENOTSUP;
+    for (size_t i = 0; i < sizeof ext / sizeof ext[0] && rc == 0; i++) {
+        DWORD n;
+        if (WSAIoctl((SOCKET)(intptr_t)fd, SIO_GET_EXTENSION_FUNCTION_POINTER, &ext[i].id,
+                     sizeof ext[i].id, ext[i].fn, ext[i].size, &n, NULL, NULL) != 0) {
+            evn__set_errmsg("backend 'iocp' is not available: no %s", ext[i].name);
+            rc = -ENOTSUP;
+        }
+    }
     evn__sock_close(fd);
     return rc;
 }
@@ -510,14 +505,8 @@ static int iocp_init(struct evn_loop *loop)
         rc = -ENOTSUP;
         goto fail;
     }
-    if ((rc = find_extensions(u)) < 0) {
-        evn__set_errmsg("backend 'iocp' is not available: no AcceptEx");
+    if ((rc = find_extensions(u)) < 0)
         goto fail;
-    }
-    if ((rc = find_more_extensions(u)) < 0) {
-        evn__set_errmsg("backend 'iocp' is not available: no ConnectEx or TransmitFile");
-        goto fail;
-    }
     if (!(u->port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 1))) {
         u->port = NULL;
         rc = -ENOMEM;
