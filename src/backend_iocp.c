@@ -767,11 +767,6 @@ static int iocp_connect_to(struct evn_loop *loop, struct evn__io *io, const stru
 {
     struct iocp *u = loop->bdata;
     struct slot *s = io->bslot;
-    if (!sa) {
-        if (s && s->fd == io->fd && s->osend.busy && s->osend.kind == OP_CONNECT)
-            CancelIoEx((HANDLE)(intptr_t)io->fd, &s->osend.ov);
-        return 0;
-    }
     if (s)
         slot_detach(u, io);
     int err = 0;

@@ -266,15 +266,12 @@ bool evn__dial_timeout(struct evn_conn *c)
      * On to the next address, through the socket's own event: shutting down
      * a connect in progress ends it, and the poller reports that (a
      * completion backend's poll included, which must end before the
-     * connection's handle can wait on another socket); a backend's own
-     * connect is cancelled, and ends with its event. The deadline is a
-     * guard should that event not come.
+     * connection's handle can wait on another socket). The deadline is a
+     * guard should that event not come. (Only Windows has a backend that
+     * connects itself, connect_to, and it takes the branch above.)
      */
     d->timed_out = true;
-    if (c->loop->be->connect_to)
-        c->loop->be->connect_to(c->loop, &c->io, NULL, 0);
-    else
-        shutdown(c->io.fd, SHUT_RDWR);
+    shutdown(c->io.fd, SHUT_RDWR);
     evn__conn_deadline(c, d->timeout_ms);
     return true;
 #endif

@@ -331,8 +331,7 @@ struct evn__backend {
      *
      * connect_to: connect io's new socket (not bound yet) to sa; 0, its end
      * coming as EVN__CONNECTED, or -errno if it failed at once (then nothing
-     * comes). With sa NULL: end the connect in flight, whose EVN__CONNECTED
-     * then comes with -ECANCELED.
+     * comes). Closing the socket ends a connect in flight.
      *
      * send_file: send len bytes (or fewer) of the file descriptor fd from
      * offset on io's connected stream socket, as the one send in flight;
