@@ -16,6 +16,10 @@
  * out_cap), checked both on the number right after the call and by the
  * runner's fd leak check; one not open for reading closes the connection
  * with -EBADF when its turn comes.
+ *
+ * Sizes and offsets past 32 bits: a region of more than 1 GiB (two
+ * TransmitFile calls on iocp, counted) and one at an offset past 4 GiB
+ * arrive byte-exact, from a sparse file.
  */
 #include "harness.h"
 #include "internal.h"
@@ -65,7 +69,17 @@ static bool make_file(void)
 
 /* ---- the server: runs a plan of writes and file regions on first input ---- */
 
-enum { P_WRITE, P_FILE, P_FILE_OWN_FD, P_FILE_OWNED, P_FILE_OWNED_WONLY };
+enum { P_WRITE, P_FILE, P_FILE_OWN_FD, P_FILE_OWNED, P_FILE_OWNED_WONLY, P_FILE_BIG };
+
+/* A sparse file of big_size bytes (test_big_regions), zeros but for
+ * BIG_MARK random bytes at each of big_at[]. */
+#define BIG_MARK 4096
+static char big_path[256];
+static int big_fd = -1;
+static evn_off_t big_size;
+static evn_off_t big_at[4];
+static unsigned char big_mark[4][BIG_MARK];
+static int big_nat;
 
 struct piece {
     int type;
@@ -92,6 +106,7 @@ struct state {
     int owned[8]; /* descriptors handed to evn by run_plan */
     int nowned;
     atomic_int owned_open; /* of those, still open once all was read; -1 before */
+    atomic_long files;     /* iocp: TransmitFile calls when the connection closed */
 };
 
 /* Whether descriptor fd is open, right after it was handed to evn (no other
@@ -140,6 +155,8 @@ static int run_plan(evn_conn *c, struct state *s)
             rc = evn_write(c, p->str, p->slen);
         } else if (p->type == P_FILE) {
             rc = evn_sendfile(c, file_fd, p->off, p->len);
+        } else if (p->type == P_FILE_BIG) {
+            rc = evn_sendfile(c, big_fd, p->off, p->len);
         } else if (p->type == P_FILE_OWN_FD) {
             /* evn keeps its own descriptor: ours may go at once. */
             int fd = open(file_path, O_RDONLY | O_CLOEXEC);
@@ -208,6 +225,12 @@ static evn_action on_closed(evn_conn *c, int err)
     struct state *s = S(c);
     if (c == s->first)
         s->first = NULL;
+#ifdef _WIN32
+    /* The server has one loop, this one, which may count on its thread. */
+    struct evn__iocp_counts n;
+    evn__iocp_counts(evn_conn_server(c), &n);
+    atomic_store(&s->files, n.files);
+#endif
     atomic_store(&s->close_err, err);
     th_counter_add(&s->closed, 1);
     return EVN_NONE;
@@ -753,6 +776,129 @@ static void test_epipe_no_sigpipe(void)
     stop(&ts, &s);
 }
 
+/* Make the sparse file of test_big_regions: size bytes, zeros but for the
+ * random markers at each offset in at[] (each 4096-aligned at most, so the
+ * markers do not overlap). */
+static bool make_big_file(evn_off_t size, const evn_off_t *at, int nat)
+{
+    th_tmppath(big_path, sizeof big_path, "big.bin");
+    int fd = open(big_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return false;
+    th_rng rng;
+    th_rng_init(&rng, th_seed());
+    big_nat = nat;
+    big_size = size;
+    for (int i = 0; i < nat; i++) {
+        big_at[i] = at[i];
+        for (size_t k = 0; k < BIG_MARK; k++)
+            big_mark[i][k] = (unsigned char)th_rng_next(&rng);
+        if (lseek(fd, at[i], SEEK_SET) != at[i] ||
+            write(fd, big_mark[i], BIG_MARK) != BIG_MARK) {
+            close(fd);
+            unlink(big_path);
+            return false;
+        }
+    }
+    big_fd = fd;
+    return lseek(fd, 0, SEEK_END) == size;
+}
+
+/* What the big file holds at [off, off + n). */
+static void big_expect(unsigned char *want, evn_off_t off, size_t n)
+{
+    memset(want, 0, n);
+    for (int i = 0; i < big_nat; i++) {
+        evn_off_t lo = off > big_at[i] ? off : big_at[i];
+        evn_off_t hi = off + (evn_off_t)n < big_at[i] + BIG_MARK ? off + (evn_off_t)n
+                                                                 : big_at[i] + BIG_MARK;
+        if (lo < hi)
+            memcpy(want + (lo - off), big_mark[i] + (lo - big_at[i]), (size_t)(hi - lo));
+    }
+}
+
+/* Read "HDR", the big file's [off, off + len) and "TRL", checking each byte,
+ * then the end of the stream. */
+static void expect_big(int fd, evn_off_t off, size_t len)
+{
+    static unsigned char got[1 << 20], want[1 << 20];
+    EXPECT_READ_STR(fd, "HDR");
+    for (size_t pos = 0; pos < len;) {
+        size_t n = len - pos < sizeof got ? len - pos : sizeof got;
+        ssize_t r = th_read_exact(fd, got, n);
+        if (r != (ssize_t)n) {
+            th_fail_(__FILE__, __LINE__, false, "read %zd of %zu at file offset %lld", r, n,
+                     (long long)(off + (evn_off_t)pos));
+            return;
+        }
+        big_expect(want, off + (evn_off_t)pos, n);
+        if (memcmp(got, want, n) != 0) {
+            size_t k = 0;
+            while (got[k] == want[k])
+                k++;
+            th_fail_(__FILE__, __LINE__, false, "wrong byte at file offset %lld",
+                     (long long)(off + (evn_off_t)(pos + k)));
+            return;
+        }
+        pos += n;
+    }
+    EXPECT_READ_STR(fd, "TRL");
+    expect_eof(fd);
+}
+
+/* Serve "HDR", the big file's region [off, off + len) and "TRL" to one
+ * client and check what it reads; the TransmitFile calls it took on iocp. */
+static long big_region(evn_off_t off, size_t len)
+{
+    struct state s;
+    state_init(&s);
+    add_write(&s, "HDR", 3);
+    add_file(&s, P_FILE_BIG, (off_t)off, len);
+    add_write(&s, "TRL", 3);
+    evn_events ev = {0};
+    th_server ts;
+    int fd = start_go(&ts, &s, &ev);
+    expect_big(fd, off, len);
+    TH_WAIT_COUNTER(&s.closed, 1);
+    EXPECT_EQ_INT(atomic_load(&s.plan_rc), 0);
+    EXPECT_EQ_ERR(atomic_load(&s.close_err), 0);
+    close(fd);
+    long files = atomic_load(&s.files);
+    stop(&ts, &s);
+    return files;
+}
+
+/*
+ * Regions where sizes and offsets pass 32 bits' worth: one region of more
+ * than 1 GiB, which on iocp goes out in two TransmitFile calls (one takes at
+ * most 1 GiB), and a short one at an offset past 4 GiB, where an offset
+ * that lost its high half would read the wrong place. The file is sparse:
+ * zeros, with random markers at the start, across the 1 GiB mark, at the
+ * region's end and past 4 GiB.
+ */
+static void test_big_regions(void)
+{
+    const evn_off_t gib = (evn_off_t)1 << 30;
+    const evn_off_t at[] = {0, gib - BIG_MARK / 2, gib + (1 << 20), 4 * gib + 8192};
+    if (!make_big_file(at[3] + BIG_MARK, at, 4)) {
+        th_fail_(__FILE__, __LINE__, true, "cannot make the sparse test file: %s",
+                 strerror(errno));
+        return;
+    }
+    /* From byte 1 to the end of the third marker: 1 GiB + 1 MiB + 4095. */
+    size_t len = (size_t)(at[2] + BIG_MARK - 1);
+    long files = big_region(1, len);
+    if (strcmp(th_backend(), "iocp") == 0)
+        EXPECT_EQ_INT(files, 2);
+    /* Past 4 GiB: the last marker and the zeros just before it. */
+    files = big_region(at[3] - 100, BIG_MARK + 100);
+    if (strcmp(th_backend(), "iocp") == 0)
+        EXPECT_EQ_INT(files, 1);
+    close(big_fd);
+    big_fd = -1;
+    unlink(big_path);
+}
+
 #ifdef EVN_HAVE_TLS
 struct tls_io {
     SSL *ssl;
@@ -849,6 +995,7 @@ int main(int argc, char **argv)
     TH_RUN(test_out_cap);
     TH_RUN(test_peer_gone);
     TH_RUN(test_epipe_no_sigpipe);
+    TH_RUN(test_big_regions);
     TH_RUN(test_tls);
     close(file_fd);
     return th_finish();
