@@ -793,8 +793,7 @@ static bool make_big_file(evn_off_t size, const evn_off_t *at, int nat)
         big_at[i] = at[i];
         for (size_t k = 0; k < BIG_MARK; k++)
             big_mark[i][k] = (unsigned char)th_rng_next(&rng);
-        if (lseek(fd, at[i], SEEK_SET) != at[i] ||
-            write(fd, big_mark[i], BIG_MARK) != BIG_MARK) {
+        if (lseek(fd, at[i], SEEK_SET) != at[i] || write(fd, big_mark[i], BIG_MARK) != BIG_MARK) {
             close(fd);
             unlink(big_path);
             return false;
@@ -810,8 +809,8 @@ static void big_expect(unsigned char *want, evn_off_t off, size_t n)
     memset(want, 0, n);
     for (int i = 0; i < big_nat; i++) {
         evn_off_t lo = off > big_at[i] ? off : big_at[i];
-        evn_off_t hi = off + (evn_off_t)n < big_at[i] + BIG_MARK ? off + (evn_off_t)n
-                                                                 : big_at[i] + BIG_MARK;
+        evn_off_t hi =
+            off + (evn_off_t)n < big_at[i] + BIG_MARK ? off + (evn_off_t)n : big_at[i] + BIG_MARK;
         if (lo < hi)
             memcpy(want + (lo - off), big_mark[i] + (lo - big_at[i]), (size_t)(hi - lo));
     }
@@ -881,8 +880,7 @@ static void test_big_regions(void)
     const evn_off_t gib = (evn_off_t)1 << 30;
     const evn_off_t at[] = {0, gib - BIG_MARK / 2, gib + (1 << 20), 4 * gib + 8192};
     if (!make_big_file(at[3] + BIG_MARK, at, 4)) {
-        th_fail_(__FILE__, __LINE__, true, "cannot make the sparse test file: %s",
-                 strerror(errno));
+        th_fail_(__FILE__, __LINE__, true, "cannot make the sparse test file: %s", strerror(errno));
         return;
     }
     /* From byte 1 to the end of the third marker: 1 GiB + 1 MiB + 4095. */
