@@ -852,6 +852,19 @@ typedef struct evn_stats {
      * turn's work is counted when the turn ends, and a wait when it ends. */
     uint64_t wait_ns;
     uint64_t work_ns;
+    /* Connections the system reported gone at accept, without a socket: the
+     * peer reset them while they waited in the listen backlog. No event fires
+     * for them, and they are not in conns_accepted. Linux hands such a
+     * connection to accept like any other (it opens, then closes with
+     * -ECONNRESET), so there this stays 0; BSD, macOS and Windows report it
+     * at accept. Counted by the loop that accepted. */
+    uint64_t accept_gone;
+    /* Accepts that failed for want of descriptors (EMFILE, ENFILE) or
+     * kernel memory (ENOBUFS, ENOMEM). Each stops that loop's accepting
+     * until one of its connections closes or 100 ms pass; the clients wait
+     * in the backlog meanwhile, none is dropped. Counted by the loop that
+     * accepted. */
+    uint64_t accept_failed;
 } evn_stats;
 
 /* evn_server_stats' loop for the whole server. */

@@ -467,13 +467,6 @@ EVN__HIDDEN int evn__lsocks_start(struct evn_loop *loop);
 EVN__HIDDEN void evn__lsocks_close(struct evn_loop *loop);
 EVN__HIDDEN void evn__lsocks_free(struct evn_loop *loop);
 EVN__HIDDEN void evn__accept_resume(struct evn_loop *loop);
-/* For the tests: accepts of srv's loops that failed for want of
- * descriptors or memory, so far. Any thread. */
-EVN__HIDDEN long evn__accept_failures(struct evn_server *srv);
-/* For the tests: connections srv's loops found gone at accept (the peer
- * reset them while they waited; see accept_gone in listener.c), so far.
- * Any thread. */
-EVN__HIDDEN long evn__accept_gone(struct evn_server *srv);
 EVN__HIDDEN int evn__set_nonblock(int fd, bool on);
 /* A pipe with both ends non-blocking and close-on-exec; -errno on failure. */
 EVN__HIDDEN int evn__pipe_nb(int p[2]);
@@ -829,6 +822,9 @@ struct evn__stats {
     /* Connections of proxy= listeners closed for their PROXY header: bad,
      * too long, missing, late, or from outside proxy_from (proxyconn.c). */
     _Atomic uint64_t refused_proxy;
+    /* Accepts that found the connection gone, or failed for want of
+     * descriptors or memory (listener.c). */
+    _Atomic uint64_t accept_gone, accept_failed;
 };
 
 /* Add n to one of the calling loop's atomic counters (only its thread may). */
@@ -869,12 +865,6 @@ struct evn_loop {
      * connection of this loop closes or the retry timer fires. */
     bool accept_paused;
     struct evn__timer accept_retry;
-    /* Accepts that failed for want of descriptors or memory (written by
-     * this loop only; read by any thread). */
-    atomic_long accept_failures;
-    /* Connections the system reported at accept as gone, without a socket
-     * (written by this loop only; read by any thread). */
-    atomic_long accept_gone;
 
     /* Cross-thread inbox: a mutex-guarded queue plus a wake-up fd. */
     struct evn__io wake_io;

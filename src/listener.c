@@ -437,7 +437,7 @@ void evn__listener_close(struct evn__listener *l)
 /* ---- accepting ---- */
 
 #define EVN__ACCEPT_BATCH 64
-#define EVN__ACCEPT_RETRY_MS 100
+#define EVN__ACCEPT_RETRY_MS 100 /* evn.h says so, at evn_stats.accept_failed */
 
 static uint32_t xorshift(atomic_uint *state)
 {
@@ -585,41 +585,18 @@ static bool accept_gone(int err)
     return err == ECONNABORTED || err == ECONNRESET || err == ENOTCONN;
 }
 
-/* One more on a counter only this loop writes (others read it). */
-static void count_one(atomic_long *n)
-{
-    atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-}
-
 /* An accept failed: the connection was gone (counted), or for want of
  * descriptors or memory (counted, and accepting stops for a while). */
 static void accept_failed(struct evn_loop *loop, int err)
 {
     if (accept_gone(err)) {
-        count_one(&loop->accept_gone);
+        evn__stat_add(&loop->stats.accept_gone, 1);
         return;
     }
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-        count_one(&loop->accept_failures);
+        evn__stat_add(&loop->stats.accept_failed, 1);
         accept_pause(loop);
     }
-}
-
-long evn__accept_failures(struct evn_server *srv)
-{
-    long n = 0;
-    for (int i = 0; i < srv->nloops; i++)
-        n += atomic_load_explicit(&srv->loops[i].accept_failures, memory_order_relaxed);
-    return n;
-}
-
-long evn__accept_gone(struct evn_server *srv)
-{
-    long n = 0;
-    for (int i = 0; i < srv->nloops; i++)
-        n += atomic_load_explicit(&srv->loops[i].accept_gone, memory_order_relaxed);
-    return n;
 }
 
 /*

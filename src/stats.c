@@ -31,6 +31,8 @@ static void add_loop(evn_stats *s, const struct evn_loop *loop)
     s->events += READ(events);
     s->wait_ns += READ(wait_ns);
     s->work_ns += READ(work_ns);
+    s->accept_gone += READ(accept_gone);
+    s->accept_failed += READ(accept_failed);
 #undef READ
 }
 

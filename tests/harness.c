@@ -899,6 +899,14 @@ void th_server_stop(th_server *ts)
     th_server_free(ts);
 }
 
+evn_stats th_server_stats(const th_server *ts)
+{
+    evn_stats st;
+    memset(&st, 0, sizeof st);
+    EXPECT_EQ_ERR(evn_server_stats(ts->srv, EVN_STATS_ALL, &st), 0);
+    return st;
+}
+
 void th_server_free(th_server *ts)
 {
     th_server_join(ts);

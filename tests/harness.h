@@ -221,6 +221,9 @@ void th_server_join(th_server *ts);
 void th_server_stop(th_server *ts);
 /* join (if running) and evn_server_free. */
 void th_server_free(th_server *ts);
+/* evn_server_stats of the whole server (all zero, and a failed check, if
+ * the call fails). */
+evn_stats th_server_stats(const th_server *ts);
 /* The port of the i-th bound address (0 for unix). */
 int th_server_port(const th_server *ts, size_t i);
 

@@ -131,6 +131,8 @@ static void expect_no_refusals(const evn_stats *s)
     EXPECT_EQ_SIZE(s->refused_max_conns, 0);
     EXPECT_EQ_SIZE(s->refused_tls, 0);
     EXPECT_EQ_SIZE(s->refused_proxy, 0);
+    EXPECT_EQ_SIZE(s->accept_gone, 0);
+    EXPECT_EQ_SIZE(s->accept_failed, 0);
 }
 
 /* ---- the call itself ---- */

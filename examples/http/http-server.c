@@ -375,18 +375,20 @@ static int put_stats(char *p, size_t room, const evn_stats *s)
                     "\"conns_open\":%llu,\"conns_accepted\":%llu,\"conns_outbound\":%llu,"
                     "\"conns_closed\":%llu,\"refused_max_conns\":%llu,\"refused_tls\":%llu,"
                     "\"refused_proxy\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,"
-                    "\"turns\":%llu,\"events\":%llu,\"wait_ns\":%llu,\"work_ns\":%llu",
+                    "\"turns\":%llu,\"events\":%llu,\"wait_ns\":%llu,\"work_ns\":%llu,"
+                    "\"accept_gone\":%llu,\"accept_failed\":%llu",
                     (unsigned long long)s->conns_open, (unsigned long long)s->conns_accepted,
                     (unsigned long long)s->conns_outbound, (unsigned long long)s->conns_closed,
                     (unsigned long long)s->refused_max_conns, (unsigned long long)s->refused_tls,
                     (unsigned long long)s->refused_proxy, (unsigned long long)s->bytes_in,
                     (unsigned long long)s->bytes_out, (unsigned long long)s->turns,
                     (unsigned long long)s->events, (unsigned long long)s->wait_ns,
-                    (unsigned long long)s->work_ns);
+                    (unsigned long long)s->work_ns, (unsigned long long)s->accept_gone,
+                    (unsigned long long)s->accept_failed);
 }
 
-/* Room for one object of put_stats: 13 members, each name and 20 digits. */
-#define STATS_OBJ_MAX 640
+/* Room for one object of put_stats: 15 members, each name and 20 digits. */
+#define STATS_OBJ_MAX 720
 
 /*
  * GET /stats: the server's counters and each loop's, as evn_server_stats

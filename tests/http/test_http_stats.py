@@ -32,7 +32,7 @@ from evnserver import (IO_TIMEOUT, command, connect, finish, main_guard, make_ce
 
 FIELDS = ("conns_open", "conns_accepted", "conns_outbound", "conns_closed", "refused_max_conns",
           "refused_tls", "refused_proxy", "bytes_in", "bytes_out", "turns", "events", "wait_ns",
-          "work_ns")
+          "work_ns", "accept_gone", "accept_failed")
 # Counters that only grow.
 GROWING = tuple(f for f in FIELDS if f != "conns_open")
 STATS_REQ = b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -110,6 +110,8 @@ def test_json(srv, backend):
     check(t["conns_open"] >= 1 and t["conns_accepted"] >= 1, f"this connection counts: {t}")
     check(t["bytes_in"] > 0 and t["turns"] > 0 and t["events"] > 0, f"its request counts: {t}")
     eq(t["refused_proxy"], 0, "refused_proxy")
+    eq(t["accept_gone"], 0, "accept_gone")
+    eq(t["accept_failed"], 0, "accept_failed")
 
 
 def test_counters_move(srv):
