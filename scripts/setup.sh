@@ -33,8 +33,8 @@
 #   windows-build  core + the mingw-w64 cross-compiler for 64-bit Windows
 #             (gcc-mingw-w64-x86-64, whose -posix compiler has winpthreads):
 #             make windows
-#   windows   windows-build + Wine (wine64) to run the .exe files:
-#             make test-windows
+#   windows   windows-build + test + Wine (wine64) to run the .exe files and
+#             the examples' Python tests against them: make test-windows
 #
 # Idempotent: it asks dpkg which packages are missing (a tool that is on PATH
 # counts as there, however it was installed) and prints nothing when none is.
@@ -69,7 +69,7 @@ packages_for() {
     fuzz) packages_for core; echo clang "$(clang_rt_package)" ;;
     format) echo clang-format ;;
     windows-build) packages_for core; echo gcc-mingw-w64-x86-64 ;;
-    windows) packages_for windows-build; echo wine64 ;;
+    windows) packages_for windows-build; packages_for test; echo wine64 ;;
     *)
         echo "$prog: unknown purpose '$1' (core test sanitize examples tls uring dns bench fuzz format windows-build windows)" >&2
         return 2
