@@ -873,6 +873,9 @@ struct evn_loop {
     size_t ninbox, inbox_cap, spare_cap;
     atomic_bool inbox_signalled;
     int wake_wfd; /* the same fd as wake_io.fd for an eventfd */
+#ifdef _WIN32
+    pthread_mutex_t wake_lock; /* one send at a time to wake_wfd (wake.c) */
+#endif
 
     atomic_long nconns; /* read by the acceptor for least-connections */
 

@@ -42,6 +42,9 @@ int evn__inbox_init(struct evn_loop *loop)
 {
     atomic_init(&loop->inbox_signalled, false);
     pthread_mutex_init(&loop->inbox_lock, NULL);
+#ifdef _WIN32
+    pthread_mutex_init(&loop->wake_lock, NULL);
+#endif
     loop->wake_io.cb = inbox_ready;
     loop->wake_io.fd = loop->wake_wfd = -1;
     if (loop->be->wake)
@@ -71,6 +74,9 @@ void evn__inbox_free(struct evn_loop *loop)
         evn__sock_close(loop->wake_wfd);
     loop->wake_io.fd = loop->wake_wfd = -1;
     pthread_mutex_destroy(&loop->inbox_lock);
+#ifdef _WIN32
+    pthread_mutex_destroy(&loop->wake_lock);
+#endif
     evn__free(loop->inbox);
     evn__free(loop->inbox_spare);
 }
@@ -84,6 +90,20 @@ void evn__loop_signal(struct evn_loop *loop)
 #ifdef EVN_HAVE_EVENTFD
     uint64_t one = 1;
     ssize_t r = evn__sock_write(loop->wake_wfd, &one, sizeof one);
+#elif defined(_WIN32)
+    /*
+     * The pipe is a socket pair here, and Wine fails a non-blocking send
+     * with WSAEWOULDBLOCK while another thread's send to the same socket is
+     * under way, however empty the socket (scripts/wine-send-race.c). The
+     * byte lost so was the loop's only wake-up: inbox_signalled stays set,
+     * no later post sends another, and the loop sleeps on its inbox for
+     * good. One send at a time leaves a failure only to a socket truly
+     * full, which has bytes to wake the loop.
+     */
+    char one = 1;
+    pthread_mutex_lock(&loop->wake_lock);
+    ssize_t r = evn__sock_write(loop->wake_wfd, &one, 1);
+    pthread_mutex_unlock(&loop->wake_lock);
 #else
     char one = 1;
     ssize_t r = evn__sock_write(loop->wake_wfd, &one, 1);
