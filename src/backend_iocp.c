@@ -274,6 +274,17 @@ static int busy_ops(const struct slot *s)
     return s->orecv.busy + s->osend.busy + s->opoll.busy;
 }
 
+/*
+ * The slot's socket is still open and still its handle's. A closed one's
+ * number is free for the next socket or file the process opens, on any
+ * thread (a client's, in a test), and CancelIoEx on that number would
+ * cancel that one's I/O: closing cancelled the closed socket's already.
+ */
+static bool slot_open(const struct slot *s)
+{
+    return s->io && s->io->fd == s->fd && !(s->io->bstate & ST_CLOSED);
+}
+
 static void slot_free(struct iocp *u, struct slot *s)
 {
     evn__free(s->acc);
@@ -1319,12 +1330,8 @@ static void drain(struct evn_loop *loop, struct iocp *u)
                 int n = busy_ops(s);
                 if (s->acc)
                     for (int k = 0; k < ACCEPTS; k++)
-                        if (s->acc->slots[k].op.busy) {
-                            n++;
-                            if (round == 0 && s->acc->slots[k].s != INVALID_SOCKET)
-                                CancelIoEx((HANDLE)(intptr_t)s->fd, &s->acc->slots[k].op.ov);
-                        }
-                if (n && round == 0)
+                        n += s->acc->slots[k].op.busy;
+                if (n && round == 0 && slot_open(s))
                     CancelIoEx((HANDLE)(intptr_t)s->fd, NULL);
                 busy += n;
             }
@@ -1375,10 +1382,9 @@ static void iocp_stop(struct evn_loop *loop)
     for (struct slot_block *b = u->blocks; b; b = b->next) {
         for (int i = 0; i < SLOTS_PER_BLOCK; i++) {
             struct slot *s = &b->s[i];
-            if (!s->acc)
+            if (!s->acc || !slot_open(s))
                 continue;
-            if (s->io)
-                s->io->bstate &= (uint8_t)~ST_ACCEPT_WANT;
+            s->io->bstate &= (uint8_t)~ST_ACCEPT_WANT;
             for (int k = 0; k < ACCEPTS; k++)
                 if (s->acc->slots[k].op.busy)
                     CancelIoEx((HANDLE)(intptr_t)s->fd, &s->acc->slots[k].op.ov);
