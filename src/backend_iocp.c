@@ -16,7 +16,10 @@
  * until data or the end of input arrives.
  *
  * Sending: one WSASend of the pieces given (Winsock copies the WSABUF
- * array when the call is made, so it lives on the stack).
+ * array when the call is made, so it lives on the stack). Wine leaves a
+ * send pending for ever on a connection its peer has reset: while no
+ * receive is in flight to see the reset, a poll watches for it
+ * (watch_reset).
  *
  * Accepting: AcceptEx, with ACCEPTS sockets made in advance per listening
  * socket; an accepted one gets SO_UPDATE_ACCEPT_CONTEXT (or getpeername,
@@ -119,7 +122,8 @@ enum {
 enum {
     ST_RECV_WANT = 1,   /* receiving is on */
     ST_ACCEPT_WANT = 2, /* accepting is on */
-    ST_CLOSED = 4       /* closed: nothing is reported but EVN__RELEASED */
+    ST_CLOSED = 4,      /* closed: nothing is reported but EVN__RELEASED */
+    ST_WATCH = 8        /* the poll in flight watches for a reset (watch_reset) */
 };
 
 /* io->bmask: the readiness wanted (bits 0-1) and the poll in flight's
@@ -429,6 +433,7 @@ static void arm_poll(struct iocp *u, struct evn__io *io, struct slot *s)
     s->pinfo.h[0].handle = h;
     s->pinfo.h[0].events = (ULONG)afd_events(WANTED(io));
     op_start(io, &s->opoll);
+    io->bstate &= (uint8_t)~ST_WATCH;
     set_masks(io, WANTED(io), WANTED(io));
     u->counts.polls++;
     LONG st = u->nt_ioctl(h, NULL, NULL, &s->opoll.ov, (PIO_STATUS_BLOCK)&s->opoll.ov.Internal,
@@ -438,6 +443,24 @@ static void arm_poll(struct iocp *u, struct evn__io *io, struct slot *s)
     if (st == NT_PENDING || (st == 0 && !s->skip))
         return;
     op_done_now(u, &s->opoll, st, 0, 0);
+}
+
+/*
+ * Under Wine, a send in flight on a connection its peer has reset stays
+ * pending for ever (Windows ends it with an error): something else must
+ * notice the reset. The zero-byte receive does while one is in flight. When
+ * none is (receiving is off: the connection is closing, paused, or has had
+ * the end of its input) and a send waits, a poll for the reset alone stands
+ * in for it, and its end is reported as the receive's error would be.
+ * Nothing is armed while the receive or a readiness poll is.
+ */
+static void watch_reset(struct iocp *u, struct evn__io *io, struct slot *s)
+{
+    if (!s->osend.busy || (s->osend.kind != OP_SEND && s->osend.kind != OP_FILE) || s->orecv.busy ||
+        s->opoll.busy || WANTED(io) || (io->bstate & (ST_RECV_WANT | ST_CLOSED)) || s->acc)
+        return;
+    arm_poll(u, io, s);
+    io->bstate |= ST_WATCH;
 }
 
 /* ---- set-up ---- */
@@ -617,6 +640,8 @@ static int iocp_send(struct evn_loop *loop, struct evn__io *io, const struct iov
     int e = WSAGetLastError();
     if (e != WSA_IO_PENDING)
         op_done_now(u, &s->osend, 0, 0, wsa_err(e));
+    else
+        watch_reset(u, io, s);
     return 0;
 }
 
@@ -849,6 +874,8 @@ static int iocp_send_file(struct evn_loop *loop, struct evn__io *io, int fd, int
     int e = WSAGetLastError();
     if (e != WSA_IO_PENDING)
         op_done_now(u, op, 0, 0, file_err(e));
+    else
+        watch_reset(u, io, s);
     return 0;
 }
 
@@ -993,6 +1020,9 @@ static void batch_done(struct evn_loop *loop, struct iocp *u)
                 u->free_bufs[u->nfree_bufs++] = (int)(((char *)f.buf - u->bufs) / BUF_SIZE);
                 if (live && (io->bstate & ST_RECV_WANT) && !s->orecv.busy)
                     arm_recv(u, io, s);
+            } else if (f.res == 0 && live) {
+                /* The end of input: no receive is armed again. */
+                watch_reset(u, io, s);
             }
         } else if ((f.ev & (EVN__READ | EVN__WRITE)) && live && WANTED(io) && !s->opoll.busy) {
             arm_poll(u, io, s);
@@ -1018,6 +1048,8 @@ static bool reap_recv(struct evn_loop *loop, struct iocp *u, struct slot *s, LON
     }
     if (st == NT_CANCELLED || (io->bstate & ST_CLOSED) || !(io->bstate & ST_RECV_WANT)) {
         s->orecv.busy = false;
+        if (st == 0)
+            watch_reset(u, io, s);
         unref(loop, u, io);
         return true;
     }
@@ -1206,10 +1238,17 @@ static bool reap(struct evn_loop *loop, struct iocp *u, struct op *op)
     case OP_POLL: {
         op->busy = false;
         set_masks(io, WANTED(io), 0);
+        bool watch = io->bstate & ST_WATCH;
+        io->bstate &= (uint8_t)~ST_WATCH;
         if (io->bstate & ST_CLOSED)
             break;
         int want = WANTED(io), ev = 0;
         ULONG got = s->pinfo.h[0].events;
+        if (watch && !want && st == 0 && (got & AFD_POLL_ABORT)) {
+            /* The event keeps the poll's reference. */
+            emit(loop, u, (struct evn__fired){.io = io, .ev = EVN__RECEIVED, .res = -ECONNRESET});
+            return true;
+        }
         if (st == 0) {
             if ((got & (AFD_POLL_RECEIVE | AFD_POLL_ACCEPT | AFD_POLL_DISCONNECT)) &&
                 (want & EVN__READ))
