@@ -1036,14 +1036,15 @@ static void batch_done(struct evn_loop *loop, struct iocp *u)
         struct slot *s = io->bslot;
         bool live = s && s->fd == io->fd && !(io->bstate & ST_CLOSED);
         if (f.ev == EVN__RECEIVED) {
-            if (f.res > 0) {
+            if (f.res > 0)
                 u->free_bufs[u->nfree_bufs++] = (int)(((char *)f.buf - u->bufs) / BUF_SIZE);
-                if (live && (io->bstate & ST_RECV_WANT) && !s->orecv.busy)
-                    arm_recv(u, io, s);
-            } else if (f.res == 0 && live) {
-                /* The end of input: no receive is armed again. */
+            /* After the end of input, or with receiving turned off by the
+             * event (output above high water, a close), no receive is armed
+             * again. */
+            if (f.res > 0 && live && (io->bstate & ST_RECV_WANT) && !s->orecv.busy)
+                arm_recv(u, io, s);
+            else if (f.res >= 0 && live)
                 watch_reset(u, io, s);
-            }
         } else if ((f.ev & (EVN__READ | EVN__WRITE)) && live && WANTED(io) && !s->opoll.busy) {
             arm_poll(u, io, s);
         } else if (f.ev == EVN__DATAGRAM && live && (io->bstate & ST_RECV_WANT) && !s->orecv.busy) {
