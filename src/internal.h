@@ -391,6 +391,9 @@ struct evn__iocp_counts {
     long dgram_sends; /* WSASendTo calls */
 };
 EVN__HIDDEN void evn__iocp_counts(struct evn_server *srv, struct evn__iocp_counts *out);
+/* Operations the process's iocp loops gave up waiting for when they ended
+ * (their memory left allocated, on purpose): 0 unless something is wrong. */
+EVN__HIDDEN long evn__iocp_abandoned(void);
 #endif
 
 /* Find a backend by name (NULL: EVN_BACKEND or the best). NULL if unknown. */

@@ -11,6 +11,10 @@
 #include <time.h>
 
 #ifdef _WIN32
+#ifdef TH_EVN_INTERNALS
+/* evn__iocp_abandoned, checked after each subtest. */
+#include "internal.h"
+#endif
 #include <direct.h>
 #include <winternl.h>
 #define TH_DEVNULL "NUL"
@@ -629,8 +633,20 @@ void th_run_(const char *name, void (*fn)(void))
     fd_snapshot before, after;
     take_snapshot(&before);
     long blocks = th_alloc_live();
+#if defined(_WIN32) && defined(TH_EVN_INTERNALS)
+    long abandoned = evn__iocp_abandoned();
+#endif
     fn();
     take_snapshot(&after);
+#if defined(_WIN32) && defined(TH_EVN_INTERNALS)
+    /* The iocp backend gave up waiting for operations when a loop ended:
+     * their memory is left allocated (so the memory check fails too). */
+    if (evn__iocp_abandoned() != abandoned)
+        th_fail_(__FILE__, __LINE__, false,
+                 "iocp: %ld operations were still in flight when a loop ended, and were "
+                 "abandoned (their memory left allocated)",
+                 evn__iocp_abandoned() - abandoned);
+#endif
     /* Every server the subtest made is freed by now, and with it all of
      * evn's memory. */
     if (th_alloc_live() != blocks)

@@ -12,7 +12,8 @@
  * And the operations that go by completion besides, each with no readiness
  * poll at all: an evn_connect is one ConnectEx; a UDP echo is one
  * WSARecvFrom and one WSASendTo per datagram; file regions between writes
- * go by TransmitFile and arrive byte-exact and in order. Windows only
+ * go by TransmitFile and arrive byte-exact and in order (with one poll that
+ * watches for a reset while the closing connection receives nothing). Windows only
  * (registered there alone), with the iocp backend.
  */
 #include "harness.h"
@@ -408,7 +409,11 @@ static void test_sendfile_by_transmitfile(void)
             n.files, n.sends, n.polls);
     EXPECT_EQ_INT(n.files, 2);
     EXPECT_EQ_INT(n.sends, 3);
-    EXPECT_EQ_INT(n.polls, 0);
+    /* One poll, not for readiness: the answer ends in EVN_CLOSE, so nothing
+     * receives while the first region (larger than the socket takes at once)
+     * is in flight, and a poll watches for the peer's reset instead, which
+     * Wine would not report through the pending TransmitFile. */
+    EXPECT_EQ_INT(n.polls, 1);
 }
 
 int main(int argc, char **argv)
