@@ -174,7 +174,8 @@ test-windows:
 
 test-windows-run:
 	@mkdir -p $(WINEPREFIX)
-	@$(WIN_ENV) $(WINESERVER) -p </dev/null >/dev/null 2>&1
+	@# (A session already up for this prefix is used as it is.)
+	@$(WIN_ENV) $(WINESERVER) -p </dev/null >/dev/null 2>&1 || true
 	@$(WIN_ENV) $(WINE) wineboot </dev/null >/dev/null 2>&1
 	@rc=0; cd $(WIN_DIR) && $(WIN_ENV) $(CTEST) --output-on-failure --no-tests=error -j $(JOBS) || rc=$$?; \
 	$(WIN_ENV) $(WINESERVER) -k || true; exit $$rc
