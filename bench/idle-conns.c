@@ -133,7 +133,8 @@ int main(int argc, char **argv)
                 return 1;
             }
             if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
-                fprintf(stderr, "idle-conns: connect (connection %ld): %s\n", opened, strerror(errno));
+                fprintf(stderr, "idle-conns: connect (connection %ld): %s\n", opened,
+                        strerror(errno));
                 return 1;
             }
             struct epoll_event ev = {.events = EPOLLOUT, .data.u64 = (uint64_t)opened};

@@ -115,9 +115,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "libevent-echo: could not open an event base\n");
         return 1;
     }
-    struct evconnlistener *listener =
-        evconnlistener_new_bind(base, accept_conn_cb, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
-                                -1, (struct sockaddr *)&ss, (int)len);
+    struct evconnlistener *listener = evconnlistener_new_bind(
+        base, accept_conn_cb, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, -1,
+        (struct sockaddr *)&ss, (int)len);
     if (!listener) {
         perror("libevent-echo: could not create the listener");
         return 1;

@@ -5,11 +5,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stddef.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -399,8 +399,7 @@ static bool upgrade(const char *name, evn_server *srv)
     }
     pid_t pid = spawn_copy(&ch, why, sizeof why);
     if (pid < 0) {
-        fprintf(stderr, "%s: upgrade failed: %s; pid %d keeps serving\n", name, why,
-                (int)getpid());
+        fprintf(stderr, "%s: upgrade failed: %s; pid %d keeps serving\n", name, why, (int)getpid());
         return false;
     }
     atomic_store(&ex_upgrading_flag, 1);

@@ -17,7 +17,7 @@ static void check_request(const char *buf, size_t len)
     struct http_request req = {.headers = hdrs, .num_headers = 32};
     ssize_t n = http_parse_request(buf, len, &req);
     FUZZ_CHECK(n == HTTP_BAD || n == HTTP_INCOMPLETE || n == HTTP_TOO_MANY_HEADERS ||
-           (n > 0 && (size_t)n <= len));
+               (n > 0 && (size_t)n <= len));
     if (n <= 0)
         return;
     FUZZ_CHECK(req.method >= buf && req.method + req.method_len <= buf + n);

@@ -115,10 +115,10 @@ static ssize_t round_trip(int v, const struct sockaddr_storage *src,
     /* The smallest buffer that fits is enough, one byte less is not. */
     uint8_t again[EVN__PROXY_ENCODE_MAX];
     FUZZ_CHECK(evn__proxy_encode(again, (size_t)n, v, false, (const struct sockaddr *)src,
-                            (const struct sockaddr *)dst) == n);
+                                 (const struct sockaddr *)dst) == n);
     FUZZ_CHECK(memcmp(again, out, (size_t)n) == 0);
     FUZZ_CHECK(evn__proxy_encode(again, (size_t)n - 1, v, false, (const struct sockaddr *)src,
-                            (const struct sockaddr *)dst) == -ENOBUFS);
+                                 (const struct sockaddr *)dst) == -ENOBUFS);
     return n;
 }
 
@@ -134,7 +134,7 @@ static void check_header(const uint8_t *data, size_t size, int versions, ssize_t
     if (h->version == EVN__PROXY_V1) {
         FUZZ_CHECK(h->command == EVN__PROXY_CMD_PROXY);
         FUZZ_CHECK(h->family == EVN__PROXY_TCP4 || h->family == EVN__PROXY_TCP6 ||
-              h->family == EVN__PROXY_UNKNOWN);
+                   h->family == EVN__PROXY_UNKNOWN);
         FUZZ_CHECK(data[rc - 2] == '\r' && data[rc - 1] == '\n');
     }
     if (h->command == EVN__PROXY_CMD_LOCAL)

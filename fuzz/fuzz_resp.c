@@ -38,7 +38,8 @@ static size_t run(const char *buf, size_t len, size_t avail, size_t *lens, int *
             const char *a = p.argv[i].ptr;
             /* Quoted inline arguments live in the parser's scratch buffer. */
             bool in_input = a >= buf + off && a + p.argv[i].len <= buf + off + used;
-            bool in_scratch = p.scratch && a >= p.scratch && a + p.argv[i].len <= p.scratch + p.scratch_cap;
+            bool in_scratch =
+                p.scratch && a >= p.scratch && a + p.argv[i].len <= p.scratch + p.scratch_cap;
             FUZZ_CHECK(in_input || in_scratch || p.argv[i].len == 0);
         }
         lens[n++] = used;

@@ -42,7 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* A client certificate comes with its key; a unix socket has no
          * address to check a certificate against without sni=. */
         FUZZ_CHECK(!u.cert[0] == !u.key[0]);
-        FUZZ_CHECK(!(u.tls && u.proto == EVN__UNIX && u.verify == EVN__VERIFY_REQUIRE && !u.sni[0]));
+        FUZZ_CHECK(
+            !(u.tls && u.proto == EVN__UNIX && u.verify == EVN__VERIFY_REQUIRE && !u.sni[0]));
     } else {
         FUZZ_CHECK(rc == -EINVAL);
         FUZZ_CHECK(err[0] != '\0');

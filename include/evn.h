@@ -446,7 +446,7 @@ typedef struct evn_events {
  */
 EVN_API int evn_server_new_sized(evn_server **srvp, const evn_events *ev, size_t ev_size,
                                  const char *const *addrs, size_t naddrs);
-#define evn_server_new(srvp, ev, addrs, naddrs)                                                   \
+#define evn_server_new(srvp, ev, addrs, naddrs)                                                    \
     evn_server_new_sized((srvp), (ev), sizeof *(ev), (addrs), (naddrs))
 
 /*
@@ -1103,11 +1103,10 @@ EVN_API int evn_conn_read(evn_conn *c, int on);
  * Both must be open, plain (not TLS) stream connections of the same loop,
  * called on that loop's thread. Returns 0; -EINVAL for UDP, the same
  * connection twice or two loops; -ENOTSUP for TLS or a platform without
- * splice(2) (only Linux has it: not BSD, macOS or Windows); -ENOTCONN while either is still connecting;
- * -EPIPE if from is closing or to is closing or shut down for writing;
- * -EBUSY if from is already spliced or to already receives a splice;
- * -EMFILE, -ENFILE or -ENOMEM (making the pipe), after which the two are as
- * they were and can still be relayed by hand.
+ * splice(2) (only Linux has it: not BSD, macOS or Windows); -ENOTCONN while either is still
+ * connecting; -EPIPE if from is closing or to is closing or shut down for writing; -EBUSY if from
+ * is already spliced or to already receives a splice; -EMFILE, -ENFILE or -ENOMEM (making the
+ * pipe), after which the two are as they were and can still be relayed by hand.
  */
 EVN_API int evn_conn_splice(evn_conn *from, evn_conn *to);
 

@@ -82,7 +82,7 @@ static int ep_wait(struct evn_loop *loop, int timeout_ms)
         uint32_t e = d->events[i].events;
         loop->fired[i].io = d->events[i].data.ptr;
         loop->fired[i].ev = (e & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP) ? EVN__READ : 0) |
-                              (e & EPOLLOUT ? EVN__WRITE : 0);
+                            (e & EPOLLOUT ? EVN__WRITE : 0);
     }
     return n;
 }

@@ -551,9 +551,8 @@ static int iocp_init(struct evn_loop *loop)
         return -ENOMEM;
     loop->bdata = u;
     u->done_tail = &u->done_head;
-    u->nt_ioctl =
-        (nt_ioctl_fn)(void (*)(void))GetProcAddress(GetModuleHandleA("ntdll.dll"),
-                                                   "NtDeviceIoControlFile");
+    u->nt_ioctl = (nt_ioctl_fn)(void (*)(void))GetProcAddress(GetModuleHandleA("ntdll.dll"),
+                                                              "NtDeviceIoControlFile");
     if (!u->nt_ioctl) {
         evn__set_errmsg("backend 'iocp' is not available: no NtDeviceIoControlFile");
         rc = -ENOTSUP;
@@ -1414,8 +1413,7 @@ static int drain(struct evn_loop *loop, struct iocp *u)
             return busy;
         ULONG got = 0;
         if (!GetQueuedCompletionStatusEx(u->port, u->entries,
-                                         sizeof u->entries / sizeof u->entries[0], &got, 10,
-                                         FALSE))
+                                         sizeof u->entries / sizeof u->entries[0], &got, 10, FALSE))
             got = 0;
         for (ULONG i = 0; i < got; i++) {
             struct op *op = (struct op *)(void *)u->entries[i].lpOverlapped;

@@ -52,8 +52,7 @@ static int kq_apply(struct evn_loop *loop, struct evn__io *io, int oldmask, int 
     if ((oldmask ^ newmask) & EVN__READ)
         EV_SET(&ch[n++], io->fd, EVFILT_READ, newmask & EVN__READ ? EV_ADD : EV_DELETE, 0, 0, io);
     if ((oldmask ^ newmask) & EVN__WRITE)
-        EV_SET(&ch[n++], io->fd, EVFILT_WRITE, newmask & EVN__WRITE ? EV_ADD : EV_DELETE, 0, 0,
-               io);
+        EV_SET(&ch[n++], io->fd, EVFILT_WRITE, newmask & EVN__WRITE ? EV_ADD : EV_DELETE, 0, 0, io);
     if (n && kevent(d->kq, ch, n, NULL, 0, NULL) < 0)
         return -errno;
     return 0;

@@ -126,7 +126,7 @@ static int pl_wait(struct evn_loop *loop, int timeout_ms)
             continue;
         loop->fired[k].io = d->ios[i];
         loop->fired[k].ev = (re & (POLLIN | POLLERR | POLLHUP | POLLNVAL) ? EVN__READ : 0) |
-                              (re & POLLOUT ? EVN__WRITE : 0);
+                            (re & POLLOUT ? EVN__WRITE : 0);
         k++;
     }
     return k;

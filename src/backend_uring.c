@@ -44,12 +44,12 @@ enum { OP_POLL = 1, OP_RECV, OP_SEND, OP_ACCEPT, OP_NONE };
 
 /* io->bstate */
 enum {
-    ST_POLL = 1,        /* a poll is armed, for the mask in the high half of bmask */
-    ST_RECV = 2,        /* a receive is armed */
-    ST_RECV_WANT = 4,   /* ... and wanted: armed again when it ends */
-    ST_SEND = 8,        /* a send is in flight */
+    ST_POLL = 1,         /* a poll is armed, for the mask in the high half of bmask */
+    ST_RECV = 2,         /* a receive is armed */
+    ST_RECV_WANT = 4,    /* ... and wanted: armed again when it ends */
+    ST_SEND = 8,         /* a send is in flight */
     ST_ACCEPT_WANT = 16, /* accepting */
-    ST_CLOSED = 32      /* closed: nothing is reported but EVN__RELEASED */
+    ST_CLOSED = 32       /* closed: nothing is reported but EVN__RELEASED */
 };
 
 /*
@@ -145,7 +145,7 @@ static void probe(void)
     if (rc < 0) {
         probe_rc = rc;
         snprintf(probe_why, sizeof probe_why, "io_uring_setup: %s%s", evn_strerror(rc),
-                 rc == -EPERM   ? " (kernel.io_uring_disabled, or a seccomp filter?)"
+                 rc == -EPERM    ? " (kernel.io_uring_disabled, or a seccomp filter?)"
                  : rc == -ENOSYS ? " (a kernel without io_uring, or a seccomp filter)"
                  : rc == -EINVAL ? " (a kernel older than 6.1)"
                                  : "");
@@ -652,7 +652,7 @@ static void batch_done(struct evn_loop *loop, struct ur *u)
             continue;
         if (f.ev == EVN__RECEIVED && f.res > 0) {
             buf_return(u, f.buf, &returned);
-            f.io->bmask &= (uint8_t)~(BM_RECVS | BM_THROTTLED);
+            f.io->bmask &= (uint8_t) ~(BM_RECVS | BM_THROTTLED);
         }
         if ((f.ev & (EVN__READ | EVN__WRITE)) && !(f.io->bstate & (ST_POLL | ST_CLOSED)) &&
             wanted(f.io))
@@ -714,8 +714,8 @@ static void reap(struct evn_loop *loop, struct ur *u, const struct io_uring_cqe 
         io->bstate &= (uint8_t)~ST_POLL;
         if (res < 0 || (io->bstate & ST_CLOSED))
             break;
-        f.ev = (res & (POLLIN | POLLERR | POLLHUP) ? EVN__READ : 0) |
-               (res & POLLOUT ? EVN__WRITE : 0);
+        f.ev =
+            (res & (POLLIN | POLLERR | POLLHUP) ? EVN__READ : 0) | (res & POLLOUT ? EVN__WRITE : 0);
         if (!f.ev) {
             /* Something asked for by no one (POLLRDHUP, say): wait on. */
             if (wanted(io))

@@ -1197,8 +1197,7 @@ bool evn__conn_act(struct evn_conn *c, evn_action a)
 /* ---- input ---- */
 
 /* Keep the last keep bytes of in[0..len) for the next data event. */
-static bool keep_input(struct evn_conn *c, const char *in, size_t len, size_t keep,
-                       bool from_stash)
+static bool keep_input(struct evn_conn *c, const char *in, size_t len, size_t keep, bool from_stash)
 {
     if (from_stash) {
         if (keep != len)

@@ -28,7 +28,7 @@
 #define BATCH 64
 
 struct hdr {
-    char magic[8]; /* "EVNHOFF1": the protocol and its version */
+    char magic[8];  /* "EVNHOFF1": the protocol and its version */
     uint32_t count; /* descriptors attached */
     uint32_t last;  /* 1 on the final batch */
 };
@@ -233,8 +233,8 @@ static int recv_batch(struct evn_server *srv, int ch)
         char buf[CMSG_SPACE(sizeof(int) * BATCH)];
     } ctl;
     struct iovec iov = {.iov_base = &h, .iov_len = sizeof h};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-                        .msg_controllen = sizeof ctl.buf};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof ctl.buf};
     int flags = MSG_WAITALL;
 #ifdef MSG_CMSG_CLOEXEC
     flags |= MSG_CMSG_CLOEXEC;

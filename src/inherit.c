@@ -93,8 +93,7 @@ static void sd_load(void)
         const char *names = getenv("LISTEN_FDNAMES");
         /* The C library's memory: the list may outlive every server, and
          * evn_set_allocator may change evn's meanwhile. */
-        struct evn__inherited *more =
-            realloc(sd_socks, (sd_nsocks + (size_t)n) * sizeof *sd_socks);
+        struct evn__inherited *more = realloc(sd_socks, (sd_nsocks + (size_t)n) * sizeof *sd_socks);
         if (!more)
             return; /* the variables stay: a later server may try again */
         sd_socks = more;
@@ -139,9 +138,8 @@ static bool is_wildcard(const struct sockaddr_storage *a)
 {
     if (a->ss_family == AF_INET)
         return ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_ANY);
-    return a->ss_family == AF_INET6 &&
-           memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr, &in6addr_any,
-                  sizeof in6addr_any) == 0;
+    return a->ss_family == AF_INET6 && memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                                              &in6addr_any, sizeof in6addr_any) == 0;
 }
 
 /*

@@ -100,7 +100,7 @@ struct evn__url {
     int tls;
     int verify; /* EVN__VERIFY_* */
     char cert[256], key[256], ca[256], alpn[128];
-    char sni[256]; /* evn_connect: the server name to send and check */
+    char sni[256];   /* evn_connect: the server name to send and check */
     char fdname[64]; /* listener: the inherited socket of this LISTEN_FDNAMES name */
     /* With proxy=: headers are taken only from peers in these networks, if
      * the list is not empty. */
@@ -184,10 +184,10 @@ static inline char *evn__strdup(const char *s)
 enum {
     EVN__READ = 1,
     EVN__WRITE = 2,
-    EVN__RECEIVED = 4, /* res bytes at buf (valid during the callback), 0: end of input, or -errno */
-    EVN__SENT = 8,     /* the send in flight took res bytes, or failed with -errno */
-    EVN__ACCEPTED = 16, /* a new connection, res its fd (or -errno), buf its struct evn__peer */
-    EVN__RELEASED = 32, /* the backend holds nothing of the handle any more (see close) */
+    EVN__RECEIVED = 4,   /* res bytes at buf (valid in the callback), 0: end of input, or -errno */
+    EVN__SENT = 8,       /* the send in flight took res bytes, or failed with -errno */
+    EVN__ACCEPTED = 16,  /* a new connection, res its fd (or -errno), buf its struct evn__peer */
+    EVN__RELEASED = 32,  /* the backend holds nothing of the handle any more (see close) */
     EVN__CONNECTED = 64, /* the backend's connect is over: res 0 or -errno */
     EVN__DATAGRAM = 128  /* res bytes (or -errno) in the struct evn__dgram at buf */
 };
@@ -461,8 +461,8 @@ struct evn__lsock {
     struct evn_conn *udp; /* UDP: the pseudo-connection used for datagrams */
 };
 
-EVN__HIDDEN int evn__listener_open(struct evn_server *srv, struct evn__listener *l,
-                                   const char *url, int nloops, char *err, size_t errlen);
+EVN__HIDDEN int evn__listener_open(struct evn_server *srv, struct evn__listener *l, const char *url,
+                                   int nloops, char *err, size_t errlen);
 EVN__HIDDEN void evn__listener_close(struct evn__listener *l);
 /* Register the listening and UDP sockets loop polls; stop polling them (and
  * close them: a drain) ; resume accepting after a pause for want of fds. */
@@ -498,8 +498,8 @@ EVN__HIDDEN bool evn__inherited_describe(int fd, int origin, struct evn__inherit
  * now l's, and returns how many (0: bind as usual), with *first set to the
  * description of fds[0].
  */
-EVN__HIDDEN int evn__inherit_claim(struct evn_server *srv, const struct evn__listener *l,
-                                   int *fds, int max, struct evn__inherited *first);
+EVN__HIDDEN int evn__inherit_claim(struct evn_server *srv, const struct evn__listener *l, int *fds,
+                                   int max, struct evn__inherited *first);
 /* Close the handed-over sockets no listener took. */
 EVN__HIDDEN void evn__inherit_release(struct evn_server *srv);
 
@@ -563,13 +563,13 @@ enum {
     EVN__C_WANTW = 1u << 2,     /* waiting for writability */
     EVN__C_DIRTY = 1u << 3,     /* on the loop's flush list */
     EVN__C_UDP = 1u << 4,
-    EVN__C_RDOFF = 1u << 5,      /* read interest removed */
-    EVN__C_WOKEN = 1u << 6,      /* a wake is pending in this inbox batch */
-    EVN__C_PAUSED = 1u << 7,     /* output above high water: not reading */
-    EVN__C_NOMEM = 1u << 8,      /* an allocation failed: close with -ENOMEM */
-    EVN__C_NOBUFS = 1u << 9,     /* out_cap passed: close with -ENOBUFS */
-    EVN__C_RESUME = 1u << 10,    /* on the loop's resume list (drained) */
-    EVN__C_RESUMABLE = 1u << 11, /* passed high water: drained is owed */
+    EVN__C_RDOFF = 1u << 5,       /* read interest removed */
+    EVN__C_WOKEN = 1u << 6,       /* a wake is pending in this inbox batch */
+    EVN__C_PAUSED = 1u << 7,      /* output above high water: not reading */
+    EVN__C_NOMEM = 1u << 8,       /* an allocation failed: close with -ENOMEM */
+    EVN__C_NOBUFS = 1u << 9,      /* out_cap passed: close with -ENOBUFS */
+    EVN__C_RESUME = 1u << 10,     /* on the loop's resume list (drained) */
+    EVN__C_RESUMABLE = 1u << 11,  /* passed high water: drained is owed */
     EVN__C_CONNECTING = 1u << 12, /* evn_connect in progress */
     EVN__C_HOLD = 1u << 13,       /* the application paused reading */
     EVN__C_EOF = 1u << 14,        /* the peer shut down its sending side */
@@ -780,7 +780,7 @@ EVN__HIDDEN void evn__udp_ready(struct evn_loop *loop, struct evn__io *io,
 struct evn__msg {
     int type; /* EVN__M_* */
     int fd;
-    uint64_t arg; /* wake, write: the id; conn: the listener index; resolved: the job */
+    uint64_t arg;            /* wake, write: the id; conn: the listener index; resolved: the job */
     union evn__ip_addr peer; /* conn: the remote address */
     uint8_t peerlen;
     struct evn__chunk *chunk; /* write: the bytes */

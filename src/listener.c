@@ -340,8 +340,8 @@ static int adopt(struct evn__listener *l, const char *url, const int *fds, int k
 /* The most inherited sockets one listener takes. */
 #define EVN__INHERIT_MAX (EVN__MAX_LOOPS + 1)
 
-int evn__listener_open(struct evn_server *srv, struct evn__listener *l, const char *url,
-                       int nloops, char *err, size_t errlen)
+int evn__listener_open(struct evn_server *srv, struct evn__listener *l, const char *url, int nloops,
+                       char *err, size_t errlen)
 {
     int rc = evn__url_parse(url, &l->url, err, errlen);
     if (rc < 0)

@@ -208,8 +208,8 @@ void evn__proxy_accept(struct evn_conn *c, struct evn__listener *l)
     evn__conn_tpwait(c, EVN__READ);
     /* Only the balancers may name a client; anyone else could pose as any
      * address. The list is for TCP listeners, whose peers are kept. */
-    if (l->url.proxy_from.n && (!c->peerlen || !evn__proxy_cidrs_match(&l->url.proxy_from,
-                                                                       &c->peer.sa))) {
+    if (l->url.proxy_from.n &&
+        (!c->peerlen || !evn__proxy_cidrs_match(&l->url.proxy_from, &c->peer.sa))) {
         refuse(c);
         return;
     }

@@ -56,8 +56,8 @@ const struct evn__backend *evn__backend_find(const char *name, int *err)
 #endif
         return backends[i];
     }
-    if (strcmp(name, "epoll") == 0 || strcmp(name, "kqueue") == 0 || strcmp(name, "io_uring") == 0 ||
-        strcmp(name, "iocp") == 0) {
+    if (strcmp(name, "epoll") == 0 || strcmp(name, "kqueue") == 0 ||
+        strcmp(name, "io_uring") == 0 || strcmp(name, "iocp") == 0) {
         evn__set_errmsg("backend '%s' is not available in this build or on this platform", name);
         *err = -ENOTSUP;
     } else {
@@ -85,9 +85,9 @@ static void server_destroy(struct evn_server *srv)
      * that offered them, which is told why (once evn_server_new failed, the
      * reason is this thread's evn_errmsg()). */
     if (srv->handoff_fd >= 0)
-        evn__handoff_answer(srv, srv->ran ? "the server stopped at serving"
-                                 : *evn_errmsg()    ? evn_errmsg()
-                                                    : "the server was freed without running");
+        evn__handoff_answer(srv, srv->ran        ? "the server stopped at serving"
+                                 : *evn_errmsg() ? evn_errmsg()
+                                                 : "the server was freed without running");
     evn__inherit_release(srv);
     /* Only loops that evn__loop_init touched: a zeroed one holds fd 0. */
     if (srv->loops)
@@ -247,8 +247,8 @@ int evn_server_new_sized(evn_server **srvp, const evn_events *user_ev, size_t ev
             snprintf(err, sizeof err, "address %zu is NULL", i);
             rc = -EINVAL;
         } else {
-            rc = evn__listener_open(srv, &srv->listeners[i], addrs[i], srv->nloops, err,
-                                    sizeof err);
+            rc =
+                evn__listener_open(srv, &srv->listeners[i], addrs[i], srv->nloops, err, sizeof err);
         }
         if (rc < 0) {
             evn__set_errmsg("%s", err);
@@ -426,8 +426,7 @@ EVN_API int evn_server_new(evn_server **srvp, const evn_events *ev, const char *
                            size_t naddrs);
 EVN_API int evn_serve(const evn_events *ev, const char *const *addrs, size_t naddrs);
 
-int evn_server_new(evn_server **srvp, const evn_events *ev, const char *const *addrs,
-                   size_t naddrs)
+int evn_server_new(evn_server **srvp, const evn_events *ev, const char *const *addrs, size_t naddrs)
 {
     return evn_server_new_sized(srvp, ev, EVENTS_0_1_SIZE, addrs, naddrs);
 }

@@ -58,8 +58,7 @@ static void tell_draining(struct evn_conn *c)
  * (evn__conn_opened_draining). */
 static void tell_if_open(struct evn_conn *c, void *arg)
 {
-    if (!(c->flags &
-          (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_OPENING | EVN__C_CONNECTING)))
+    if (!(c->flags & (EVN__C_CLOSING | EVN__C_DETACHING | EVN__C_OPENING | EVN__C_CONNECTING)))
         tell_draining(c);
 }
 
@@ -69,8 +68,7 @@ void evn__loop_drain_start(struct evn_loop *loop)
     loop->drain_started = true;
     evn__lsocks_close(loop);
     /* Wake up at the deadline, whatever else the loop waits for. */
-    evn__timer_start(loop, &loop->drain_timer,
-                     (int64_t)atomic_load(&srv->drain_deadline_ms));
+    evn__timer_start(loop, &loop->drain_timer, (int64_t)atomic_load(&srv->drain_deadline_ms));
     /* Loop 0 accepts for the shared listeners and hands connections over:
      * until it has closed them, another loop with no connections left may
      * still be sent one, so it must not end yet. Now it may: tell them. */

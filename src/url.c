@@ -16,11 +16,10 @@ static const struct {
     const char *name;
     int proto, family;
 } schemes[] = {
-    {"tcp", EVN__TCP, AF_UNSPEC},  {"tcp4", EVN__TCP, AF_INET}, {"tcp6", EVN__TCP, AF_INET6},
-    {"udp", EVN__UDP, AF_UNSPEC},  {"udp4", EVN__UDP, AF_INET}, {"udp6", EVN__UDP, AF_INET6},
-    {"unix", EVN__UNIX, AF_UNIX},
-    {"tls", EVN__TCP, AF_UNSPEC},  {"tls4", EVN__TCP, AF_INET}, {"tls6", EVN__TCP, AF_INET6},
-    {"tls+unix", EVN__UNIX, AF_UNIX},
+    {"tcp", EVN__TCP, AF_UNSPEC}, {"tcp4", EVN__TCP, AF_INET},      {"tcp6", EVN__TCP, AF_INET6},
+    {"udp", EVN__UDP, AF_UNSPEC}, {"udp4", EVN__UDP, AF_INET},      {"udp6", EVN__UDP, AF_INET6},
+    {"unix", EVN__UNIX, AF_UNIX}, {"tls", EVN__TCP, AF_UNSPEC},     {"tls4", EVN__TCP, AF_INET},
+    {"tls6", EVN__TCP, AF_INET6}, {"tls+unix", EVN__UNIX, AF_UNIX},
 };
 
 static int fail(char *err, size_t errlen, const char *url, const char *what, const char *part,
@@ -69,7 +68,7 @@ enum { OPT_BOOL, OPT_INT, OPT_PATH, OPT_VERIFY, OPT_PROXY, OPT_CIDRS };
 #define P_UDP (1u << EVN__UDP)
 #define P_UNIX (1u << EVN__UNIX)
 #define P_TLS (1u << 8)
-#define P_OUT (1u << 9) /* allowed on an evn_connect URL (tls:// ones only) */
+#define P_OUT (1u << 9)     /* allowed on an evn_connect URL (tls:// ones only) */
 #define P_LISTEN (1u << 10) /* allowed on a listener's URL */
 
 /* Every option a URL may carry, what it takes and where it applies. */
@@ -135,8 +134,7 @@ static int set_option(const char *url, const struct option *o, const char *v, si
         else if (vlen == 7 && strncmp(v, "require", 7) == 0)
             *(int *)field = EVN__VERIFY_REQUIRE;
         else
-            return fail(err, errlen, url, "verify must be none, optional or require, not", v,
-                        vlen);
+            return fail(err, errlen, url, "verify must be none, optional or require, not", v, vlen);
         return 0;
     case OPT_PROXY:
         if (vlen == 2 && strncmp(v, "v1", 2) == 0)
@@ -160,8 +158,7 @@ static int set_option(const char *url, const struct option *o, const char *v, si
     }
     default:
         if (vlen == 0 || vlen >= o->size)
-            return fail(err, errlen, url, "empty or too long value for", o->name,
-                        strlen(o->name));
+            return fail(err, errlen, url, "empty or too long value for", o->name, strlen(o->name));
         memcpy(field, v, vlen);
         field[vlen] = '\0';
         return 0;
@@ -201,7 +198,7 @@ static int parse_options(const char *url, const char *q, struct evn__url *out, c
         if (!(o->where & here & ~(P_OUT | P_LISTEN)))
             return fail(err, errlen, url,
                         (o->where & P_TLS) ? "option only for tls:// URLs:"
-                                          : "option does not apply to this kind of socket:",
+                                           : "option does not apply to this kind of socket:",
                         q, klen);
         int rc = set_option(url, o, eq + 1, vlen, out, err, errlen);
         if (rc < 0)

@@ -68,8 +68,8 @@ static evn_action on_data(evn_conn *c, const char *in, size_t len)
 static void *page_end(size_t size, void **map)
 {
     long page = sysconf(_SC_PAGESIZE);
-    char *m = mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
+    char *m =
+        mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     ASSERT_TRUE(m != MAP_FAILED);
     ASSERT_EQ_INT(mprotect(m + page, (size_t)page, PROT_NONE), 0);
     *map = m;

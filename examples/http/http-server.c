@@ -92,8 +92,8 @@ static void format_dates(struct date_cache *dc, int64_t sec)
 {
     char date[SF_DATE_LEN];
     sf_format_date(date, sec);
-    int n = snprintf(dc->lines, sizeof dc->lines, "Server: evn\r\nDate: %.*s\r\n", SF_DATE_LEN,
-                     date);
+    int n =
+        snprintf(dc->lines, sizeof dc->lines, "Server: evn\r\nDate: %.*s\r\n", SF_DATE_LEN, date);
     dc->lines_len = (size_t)n;
     n = snprintf(dc->hello, sizeof dc->hello,
                  "HTTP/1.1 200 OK\r\n%sContent-Type: text/plain\r\nContent-Length: %zu\r\n\r\n%s",
@@ -120,7 +120,16 @@ static evn_action on_tick(evn_server *srv, int64_t *delay_ms)
     return EVN_NONE;
 }
 
-enum route { R_HELLO, R_IP, R_ECHO, R_FILE, R_STATS, R_NOT_FOUND, R_NOT_ALLOWED, R_NOT_IMPLEMENTED };
+enum route {
+    R_HELLO,
+    R_IP,
+    R_ECHO,
+    R_FILE,
+    R_STATS,
+    R_NOT_FOUND,
+    R_NOT_ALLOWED,
+    R_NOT_IMPLEMENTED
+};
 
 /* A file to answer with (route R_FILE), opened when the head arrived. */
 struct file_reply {

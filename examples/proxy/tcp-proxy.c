@@ -376,8 +376,8 @@ static const char *poller;
 
 static int add_backend(const char *v)
 {
-    if (strcmp(v, "auto") == 0 || strcmp(v, "epoll") == 0 || strcmp(v, "io_uring") == 0 || strcmp(v, "kqueue") == 0 ||
-        strcmp(v, "poll") == 0) {
+    if (strcmp(v, "auto") == 0 || strcmp(v, "epoll") == 0 || strcmp(v, "io_uring") == 0 ||
+        strcmp(v, "kqueue") == 0 || strcmp(v, "poll") == 0) {
         poller = v;
         return 0;
     }

@@ -193,7 +193,7 @@ static int parse_multibulk(struct resp_parser *p, const char *buf, size_t len, s
             return RESP_INCOMPLETE;
         if (!resp_strtoll(buf + 1, (size_t)(cr - buf - 1), &n) || n > INT_MAX)
             return fail(p, "Protocol error: invalid multibulk length");
-    counted:
+counted:
         p->argc = 0;
         if (n <= 0)
             return complete(p, used, (size_t)(cr + 2 - buf));
@@ -204,7 +204,8 @@ static int parse_multibulk(struct resp_parser *p, const char *buf, size_t len, s
         const char *h = buf + p->pos;
         long long n;
         const char *cr = NULL;
-        if (h < end && *h == '$' && (cr = quick_count(h, end, &n)) && (unsigned long long)n <= p->max_bulk)
+        if (h < end && *h == '$' && (cr = quick_count(h, end, &n)) &&
+            (unsigned long long)n <= p->max_bulk)
             goto counted_bulk;
         cr = find_char(h, end, '\r');
         if (!cr)
@@ -218,7 +219,7 @@ static int parse_multibulk(struct resp_parser *p, const char *buf, size_t len, s
         if (!resp_strtoll(h + 1, (size_t)(cr - h - 1), &n) || n < 0 ||
             (unsigned long long)n > p->max_bulk)
             return fail(p, "Protocol error: invalid bulk length");
-    counted_bulk:;
+counted_bulk:;
         const char *data = cr + 2;
         /* The bulk and the two bytes after it, which Redis skips unchecked. */
         if ((size_t)(end - data) < (size_t)n + 2)
