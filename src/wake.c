@@ -94,7 +94,7 @@ void evn__loop_signal(struct evn_loop *loop)
     /*
      * The pipe is a socket pair here, and Wine fails a non-blocking send
      * with WSAEWOULDBLOCK while another thread's send to the same socket is
-     * under way, however empty the socket (scripts/wine-send-race.c). The
+     * under way, however empty the socket (tests/wine/send-race.c). The
      * byte lost so was the loop's only wake-up: inbox_signalled stays set,
      * no later post sends another, and the loop sleeps on its inbox for
      * good. One send at a time leaves a failure only to a socket truly

@@ -11,8 +11,8 @@
  * WSAEWOULDBLOCK is one that should not be. Three rounds: one sender; three
  * at once; three with a lock around each send.
  *
- *   x86_64-w64-mingw32-gcc -O2 -o wine-send-race.exe scripts/wine-send-race.c -lws2_32
- *   wine64 wine-send-race.exe
+ *   x86_64-w64-mingw32-gcc -O2 -o send-race.exe tests/wine/send-race.c -lws2_32
+ *   wine64 send-race.exe
  *
  * Exit status 1 when the defect shows (failures with three unlocked senders
  * only), 0 when it does not, 2 if the sockets could not be set up.
