@@ -23,7 +23,8 @@
 #   make install       install from build/ under PREFIX (default /usr/local; DESTDIR works)
 #   make clean         remove the build directories
 #
-# Variables: BUILD_TYPE, CMAKE_ARGS (extra -D options), JOBS, PREFIX, QUICK.
+# Variables: BUILD_TYPE, CMAKE_ARGS (extra -D options), JOBS, PREFIX, QUICK,
+# SAN_CTEST_ARGS and WIN_CTEST_ARGS (more ctest arguments for those runs).
 
 SHELL := /bin/bash
 MAKEFLAGS += --no-print-directory
@@ -59,6 +60,9 @@ SAN_ARGS := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEVN_BUILD_BENCH=OFF
 # More ctest arguments for the sanitizer runs, e.g. SAN_CTEST_ARGS='-LE ^poll' (a
 # regular expression: 'poll' alone would match epoll too).
 SAN_CTEST_ARGS ?=
+
+# More ctest arguments for make test-windows, e.g. WIN_CTEST_ARGS='-L iocp'.
+WIN_CTEST_ARGS ?=
 
 # die_after_fork=0: tests fork a child that runs a server (test-graceful's
 # signals), whose io_uring ring is made on a thread of its own; TSan refuses
@@ -177,7 +181,7 @@ test-windows-run:
 	@# (A session already up for this prefix is used as it is.)
 	@$(WIN_ENV) $(WINESERVER) -p </dev/null >/dev/null 2>&1 || true
 	@$(WIN_ENV) $(WINE) wineboot </dev/null >/dev/null 2>&1
-	@rc=0; cd $(WIN_DIR) && $(WIN_ENV) $(CTEST) --output-on-failure --no-tests=error -j $(JOBS) || rc=$$?; \
+	@rc=0; cd $(WIN_DIR) && $(WIN_ENV) $(CTEST) --output-on-failure --no-tests=error -j $(JOBS) $(WIN_CTEST_ARGS) || rc=$$?; \
 	$(WIN_ENV) $(WINESERVER) -k || true; exit $$rc
 
 bench:
