@@ -71,12 +71,11 @@ static bool make_file(void)
 
 enum { P_WRITE, P_FILE, P_FILE_OWN_FD, P_FILE_OWNED, P_FILE_OWNED_WONLY, P_FILE_BIG };
 
-/* A sparse file of big_size bytes (test_big_regions), zeros but for
+/* The sparse file of test_big_regions, zeros but for
  * BIG_MARK random bytes at each of big_at[]. */
 #define BIG_MARK 4096
 static char big_path[256];
 static int big_fd = -1;
-static evn_off_t big_size;
 static evn_off_t big_at[4];
 static unsigned char big_mark[4][BIG_MARK];
 static int big_nat;
@@ -788,7 +787,6 @@ static bool make_big_file(evn_off_t size, const evn_off_t *at, int nat)
     th_rng rng;
     th_rng_init(&rng, th_seed());
     big_nat = nat;
-    big_size = size;
     for (int i = 0; i < nat; i++) {
         big_at[i] = at[i];
         for (size_t k = 0; k < BIG_MARK; k++)
