@@ -344,6 +344,10 @@ fail:
  * close event Windows ends it anyway some seconds later).
  */
 static volatile LONG ctrl_wfd = -1;
+/* Each event comes on a thread of its own, and two at one instant would
+ * send at once, which Wine may fail for one of them (see evn__loop_signal):
+ * they take turns. */
+static SRWLOCK ctrl_lock = SRWLOCK_INIT;
 
 static BOOL WINAPI on_ctrl(DWORD type)
 {
@@ -351,7 +355,9 @@ static BOOL WINAPI on_ctrl(DWORD type)
     if (fd < 0)
         return FALSE;
     char b = (char)type;
+    AcquireSRWLockExclusive(&ctrl_lock);
     send((SOCKET)fd, &b, 1, 0);
+    ReleaseSRWLockExclusive(&ctrl_lock);
     return TRUE;
 }
 
