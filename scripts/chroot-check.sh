@@ -251,9 +251,11 @@ failed_step() {
 
 # The tests ctest lists after "The following tests FAILED:" (FAILED) or
 # "...did not run:" (SKIPPED), one a line ("<tab> 12 - name (Failed)"), each
-# with the build directory of its ctest run (make echoes "cd DIR && ctest").
+# with the build directory of its ctest run (make echoes "cd DIR && ctest";
+# a step whose make does not, such as make test-windows, names none).
 ctest_list() {
     awk -v want="$2" '
+        /^== / { d = "" }
         /^cd [^ ]+ && / { d = $2 }
         /^The following tests FAILED:/ { inb = (want == "FAILED"); next }
         /^The following tests did not run:/ { inb = (want == "SKIPPED"); next }
