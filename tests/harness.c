@@ -506,8 +506,8 @@ static bool counted_handle(uintptr_t h)
  * Each question is a round trip to the Wine server (about 30 us), so the
  * gap is kept small. Not from the system's list of every process's handles
  * (NtQuerySystemInformation, SystemExtendedHandleInformation): Wine 8's
- * server crashes now and then while it makes that list, when another
- * process is exiting, and every Wine process of the session hangs with it.
+ * server crashes now and then while it makes that list (its log ends with
+ * get_system_handles), and every Wine process of the session hangs with it.
  * Nor from GetProcessHandleCount, which counts all kinds, and which Wine
  * says is always 0.
  */
