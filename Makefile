@@ -154,9 +154,11 @@ test-kqueue:
 	cd $(KQUEUE_DIR) && $(CTEST) --output-on-failure --no-tests=error -j $(JOBS) -L kqueue
 
 # Windows (cmake/mingw-w64-x86_64.cmake): ctest runs each .exe through Wine.
+WIN_CMAKE = -DCMAKE_TOOLCHAIN_FILE=cmake/mingw-w64-x86_64.cmake -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) \
+	-DEVN_BUILD_BENCH=OFF
 windows:
 	@$(SETUP) windows-build
-	$(call configure,$(WIN_DIR),-DCMAKE_TOOLCHAIN_FILE=cmake/mingw-w64-x86_64.cmake -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DEVN_BUILD_BENCH=OFF)
+	$(call configure,$(WIN_DIR),$(WIN_CMAKE))
 	@$(CMAKE) --build $(WIN_DIR) -j $(JOBS)
 
 # One Wine server and its services for the whole run, started here with no
@@ -170,9 +172,7 @@ windows:
 # the Wine just installed.
 test-windows:
 	@$(SETUP) windows
-	@$(CMAKE) -S . -B $(WIN_DIR) -DCMAKE_TOOLCHAIN_FILE=cmake/mingw-w64-x86_64.cmake \
-		-DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DEVN_BUILD_BENCH=OFF -DCMAKE_INSTALL_PREFIX=$(PREFIX) \
-		$(CMAKE_ARGS) >/dev/null
+	@$(CMAKE) -S . -B $(WIN_DIR) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(WIN_CMAKE) $(CMAKE_ARGS) >/dev/null
 	@$(CMAKE) --build $(WIN_DIR) -j $(JOBS)
 	@$(MAKE) test-windows-run
 

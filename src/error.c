@@ -28,9 +28,9 @@ const char *evn_strerror(int err)
         err = -err;
     if (err == 0)
         return "success";
-        /* strerror() is not required to be thread-safe; strerrordesc_np is, but
-         * is glibc-only, so fall back to strerror elsewhere. */
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+    /* strerror() is not required to be thread-safe; strerrordesc_np is, but
+     * is glibc-only, so fall back to strerror elsewhere. */
     const char *s = strerrordesc_np(err);
     return s ? s : "unknown error";
 #elif defined(_WIN32)
