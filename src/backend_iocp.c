@@ -6,14 +6,21 @@
  * on listening sockets, and a closed handle is released (EVN__RELEASED)
  * once no operation and no event of the batch refers to it.
  *
- * Receiving: a zero-byte WSARecv, then a non-blocking recv into one of the
- * loop's buffers. A WSARecv with a real buffer would save that recv, but
- * each idle connection would hold its buffer for as long as it waits; the
- * zero-byte receive holds nothing, so a connection costs no memory while
- * idle, and the bytes are read only when they are there, into one of a
- * few buffers the loop owns (lent to the event, taken back at the next
- * wait). Under Wine, as on Windows, a zero-byte WSARecv stays pending
- * until data or the end of input arrives.
+ * Receiving: a WSARecv into one of the loop's buffers while the loop has
+ * one to spare, else a zero-byte WSARecv. The loop owns BUF_COUNT buffers
+ * of 16 KiB; a receive in flight takes one of its own only while more
+ * than BUF_SPARE are free, so that up to EVN__IOCP_RECV_BUFS connections
+ * receive straight into a buffer (a request costs that one receive), and
+ * the rest, however many, wait with a zero-byte receive, which holds no
+ * memory, and then read what came with a non-blocking recv into one of
+ * the spare buffers (one call more per request, none per idle
+ * connection). Either way the buffer is lent to the event and taken back
+ * at the next wait, and the next receive takes one again if one is still
+ * to spare: buffers go to whichever connections arm first, and come back
+ * when a connection closes. Under Wine, as on Windows, a zero-byte
+ * WSARecv stays pending until data or the end of input arrives. Data that
+ * comes while receiving is off (a receive already in flight then) is
+ * reported all the same: conn.c keeps it, as it does io_uring's.
  *
  * Sending: one WSASend of the pieces given (Winsock copies the WSABUF
  * array when the call is made, so it lives on the stack). Wine leaves a
@@ -131,9 +138,11 @@ enum {
 #define WANTED(io) ((io)->bmask & 3)
 #define ARMED(io) (((io)->bmask >> 4) & 3)
 
-/* Sizes: the loop's receive buffers, the accepts kept armed per listening
- * socket, and the room for an address AcceptEx wants. */
-#define BUF_COUNT 64
+/* Sizes: the loop's receive buffers (and how many of them are kept for the
+ * zero-byte receives' reads: see Receiving above), the accepts kept armed
+ * per listening socket, and the room for an address AcceptEx wants. */
+#define BUF_SPARE 32
+#define BUF_COUNT (EVN__IOCP_RECV_BUFS + BUF_SPARE)
 #define BUF_SIZE (16 * 1024)
 #define ACCEPTS 8
 #define ADDR_ROOM (sizeof(SOCKADDR_STORAGE) + 16)
@@ -161,6 +170,7 @@ struct slot {
     struct evn__io *io; /* NULL: orphaned, its socket gone, waiting for its operations */
     int fd;             /* the socket it was made for */
     afd_poll_info pinfo;
+    int rbuf; /* 1 + the loop's buffer the receive in flight holds; 0: none (zero-byte) */
     struct acceptor *acc;
     struct dgram *dg;  /* a UDP socket's buffers */
     bool skip;         /* the socket skips completions for what finishes at once */
@@ -394,15 +404,41 @@ static void op_done_now(struct iocp *u, struct op *op, LONG status, size_t bytes
 
 static char zero_byte;
 
+static char *buf_at(struct iocp *u, int b)
+{
+    return u->bufs + (size_t)b * BUF_SIZE;
+}
+
+static void buf_put(struct iocp *u, int b)
+{
+    u->free_bufs[u->nfree_bufs++] = b;
+}
+
+/* The buffer the slot's receive held goes back to the loop. */
+static void recv_buf_put(struct iocp *u, struct slot *s)
+{
+    if (s->rbuf) {
+        buf_put(u, s->rbuf - 1);
+        s->rbuf = 0;
+    }
+}
+
 static void arm_recv(struct iocp *u, struct evn__io *io, struct slot *s)
 {
     WSABUF b = {0, &zero_byte};
+    if (u->nfree_bufs > BUF_SPARE) {
+        int i = u->free_bufs[--u->nfree_bufs];
+        s->rbuf = i + 1;
+        b = (WSABUF){BUF_SIZE, buf_at(u, i)};
+    } else {
+        u->counts.recv_zero++;
+    }
     DWORD got = 0, flags = 0;
     op_start(io, &s->orecv);
     u->counts.recv_posts++;
     if (WSARecv((SOCKET)(intptr_t)io->fd, &b, 1, &got, &flags, &s->orecv.ov, NULL) == 0) {
         if (s->skip)
-            op_done_now(u, &s->orecv, 0, 0, 0);
+            op_done_now(u, &s->orecv, 0, got, 0);
         return;
     }
     int e = WSAGetLastError();
@@ -1036,7 +1072,7 @@ static void batch_done(struct evn_loop *loop, struct iocp *u)
         bool live = s && s->fd == io->fd && !(io->bstate & ST_CLOSED);
         if (f.ev == EVN__RECEIVED) {
             if (f.res > 0)
-                u->free_bufs[u->nfree_bufs++] = (int)(((char *)f.buf - u->bufs) / BUF_SIZE);
+                buf_put(u, (int)(((char *)f.buf - u->bufs) / BUF_SIZE));
             /* After the end of input, or with receiving turned off by the
              * event (output above high water, a close), no receive is armed
              * again. */
@@ -1053,11 +1089,40 @@ static void batch_done(struct evn_loop *loop, struct iocp *u)
     }
 }
 
+/* A receive into a buffer is over: what came, the end or the error is the
+ * event's, even while receiving is off (conn.c keeps what comes then). */
+static void reap_recv_buf(struct evn_loop *loop, struct iocp *u, struct slot *s, LONG st)
+{
+    struct evn__io *io = s->io;
+    char *buf = buf_at(u, s->rbuf - 1);
+    s->orecv.busy = false;
+    if (st == NT_CANCELLED || (io->bstate & ST_CLOSED)) {
+        recv_buf_put(u, s);
+        unref(loop, u, io);
+        return;
+    }
+    int res = s->orecv.err ? s->orecv.err : st ? nt_errno(st) : (int)s->orecv.ov.InternalHigh;
+    struct evn__fired f = {.io = io, .ev = EVN__RECEIVED, .res = res};
+    if (res > 0) {
+        /* Lent to the event: batch_done takes it back. */
+        s->rbuf = 0;
+        f.buf = buf;
+    } else {
+        recv_buf_put(u, s);
+    }
+    /* The event keeps the operation's reference. */
+    emit(loop, u, f);
+}
+
 /* A zero-byte receive is over: read what came, or the end, or the error.
  * false: no buffer is free this turn; the receive waits for the next. */
 static bool reap_recv(struct evn_loop *loop, struct iocp *u, struct slot *s, LONG st)
 {
     struct evn__io *io = s->io;
+    if (s->rbuf) {
+        reap_recv_buf(loop, u, s, st);
+        return true;
+    }
     /* The connection is broken (reset, aborted): said at once, even while
      * receiving is off, since nothing else may tell (Wine leaves a send
      * in flight on a reset socket pending). */
@@ -1076,8 +1141,7 @@ static bool reap_recv(struct evn_loop *loop, struct iocp *u, struct slot *s, LON
     if (u->nfree_bufs == 0)
         return false;
     s->orecv.busy = false;
-    int b = u->free_bufs[u->nfree_bufs - 1];
-    char *buf = u->bufs + (size_t)b * BUF_SIZE;
+    char *buf = buf_at(u, u->free_bufs[u->nfree_bufs - 1]);
     u->counts.recvs++;
     ssize_t n = recv(io->fd, buf, BUF_SIZE, 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
@@ -1228,6 +1292,8 @@ static bool reap(struct evn_loop *loop, struct iocp *u, struct op *op)
     if (!s->io) {
         /* Orphaned: its handle has another socket, or none. */
         op->busy = false;
+        if (op == &s->orecv)
+            recv_buf_put(u, s);
         if (!busy_ops(s))
             slot_free(u, s);
         return true;
@@ -1492,6 +1558,7 @@ void evn__iocp_counts(struct evn_server *srv, struct evn__iocp_counts *out)
         out->completions += c->completions;
         out->inline_done += c->inline_done;
         out->recv_posts += c->recv_posts;
+        out->recv_zero += c->recv_zero;
         out->recvs += c->recvs;
         out->sends += c->sends;
         out->polls += c->polls;
@@ -1502,4 +1569,25 @@ void evn__iocp_counts(struct evn_server *srv, struct evn__iocp_counts *out)
         out->dgram_recvs += c->dgram_recvs;
         out->dgram_sends += c->dgram_sends;
     }
+}
+
+typedef LONG(NTAPI *nt_query_completion_fn)(HANDLE, int, PVOID, ULONG, PULONG);
+
+long evn__iocp_queued(struct evn_server *srv)
+{
+    nt_query_completion_fn query = (nt_query_completion_fn)(void (*)(void))GetProcAddress(
+        GetModuleHandleA("ntdll.dll"), "NtQueryIoCompletion");
+    if (!query)
+        return -1;
+    long total = 0;
+    for (int i = 0; i < srv->nloops; i++) {
+        const struct iocp *u = srv->loops[i].bdata;
+        if (srv->loops[i].be != &evn__backend_iocp || !u || !u->port)
+            continue;
+        LONG depth = 0; /* IO_COMPLETION_BASIC_INFORMATION (class 0) */
+        if (query(u->port, 0, &depth, sizeof depth, NULL) != 0)
+            return -1;
+        total += depth;
+    }
+    return total;
 }

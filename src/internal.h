@@ -373,14 +373,18 @@ EVN__HIDDEN unsigned evn__uring_batch_us(struct evn_server *srv);
 
 #ifdef _WIN32
 EVN__HIDDEN extern const struct evn__backend evn__backend_iocp;
+/* How many receives in flight on an IOCP loop may hold a buffer of their
+ * own; the loop's other connections wait with a zero-byte receive. */
+#define EVN__IOCP_RECV_BUFS 64
 /* Test hook: what the server's IOCP loops have done, summed. Read once the
  * loops are done, or on the thread of the one loop that may count. */
 struct evn__iocp_counts {
     long waits;       /* GetQueuedCompletionStatusEx calls */
     long completions; /* completions taken from the port */
     long inline_done; /* operations that finished at once, with no completion */
-    long recv_posts;  /* zero-byte WSARecv calls */
-    long recvs;       /* recv calls into the loop's buffers */
+    long recv_posts;  /* WSARecv calls, into a buffer or zero-byte */
+    long recv_zero;   /* of those, zero-byte ones */
+    long recvs;       /* recv calls after a zero-byte receive */
     long sends;       /* WSASend calls */
     long polls;       /* readiness polls armed (AFD) */
     long accepts;     /* AcceptEx calls */
@@ -391,6 +395,9 @@ struct evn__iocp_counts {
     long dgram_sends; /* WSASendTo calls */
 };
 EVN__HIDDEN void evn__iocp_counts(struct evn_server *srv, struct evn__iocp_counts *out);
+/* Test hook: completions waiting in the server's IOCP loops' ports, summed
+ * (NtQueryIoCompletion), or -1 if the system cannot tell. Any thread. */
+EVN__HIDDEN long evn__iocp_queued(struct evn_server *srv);
 /* Operations the process's iocp loops gave up waiting for when they ended
  * (their memory left allocated, on purpose): 0 unless something is wrong. */
 EVN__HIDDEN long evn__iocp_abandoned(void);

@@ -1,13 +1,15 @@
 /*
  * The IOCP backend's cost per request, counted: a request and its answer
- * take one zero-byte receive, one recv, one send and one wait of the loop,
- * two operations finished (the receive's and the send's, by a completion
- * or at once), and no allocation, neither in the backend nor anywhere in
- * evn. Counted between two snapshots the loop takes on its own thread
- * when woken (evn_wake) with every connection idle, so that neither
- * setting up nor closing nor stopping, whose cost depends on the timing of
- * the threads, is in the difference: only the requests and the second
- * snapshot's own wake.
+ * take one receive (a WSARecv into one of the loop's buffers), one send
+ * and one wait of the loop, two operations finished (the receive's and
+ * the send's, by a completion or at once), and no allocation, neither in
+ * the backend nor anywhere in evn. Beyond the loop's EVN__IOCP_RECV_BUFS
+ * receive buffers, connections wait with a zero-byte receive and read
+ * with a recv (one call more, no memory held while idle); a buffer comes
+ * back when its connection closes, and goes to the next that arms. Counted between two snapshots
+ * the loop takes on its own thread when woken (evn_wake) with every connection idle, so that
+ * neither setting up nor closing nor stopping, whose cost depends on the timing of the threads, is
+ * in the difference: only the requests and the second snapshot's own wake.
  *
  * And the operations that go by completion besides, each with no readiness
  * poll at all: an evn_connect is one ConnectEx; a UDP echo is one
@@ -31,8 +33,9 @@
 struct state {
     th_counter opened, closed, snapped;
     evn_id first; /* the connection the snapshots are asked of */
-    struct evn__iocp_counts snap[2];
-    int nsnaps;
+    evn_id last;  /* the last that had a request, which is answered before the client goes on */
+    struct evn__iocp_counts snap[4];
+    int nsnaps, maxsnaps; /* 0: 2 */
 };
 
 static evn_action on_opened(evn_conn *c)
@@ -50,11 +53,12 @@ static evn_action on_data(evn_conn *c, const char *in, size_t len)
 {
     struct state *s = evn_server_udata(evn_conn_server(c));
     if (!in) {
-        if (s->nsnaps < 2)
+        if (s->nsnaps < (s->maxsnaps ? s->maxsnaps : 2))
             evn__iocp_counts(evn_conn_server(c), &s->snap[s->nsnaps++]);
         th_counter_add(&s->snapped, 1);
         return EVN_NONE;
     }
+    s->last = evn_conn_id(c);
     for (size_t i = 0; i < len; i++)
         if (in[i] == '\n')
             EXPECT_EQ_ERR(evn_write(c, "pong\n", 5), 0);
@@ -78,24 +82,34 @@ static bool not_iocp(void)
     return false;
 }
 
-/* One request on each connection, each answered before the next. */
-static void ping_all(const int *fds)
+/* One request on each of n connections, each answered before the next. */
+static void ping_n(const int *fds, int n)
 {
     char buf[8];
-    for (int i = 0; i < CONNS; i++) {
+    for (int i = 0; i < n; i++) {
         th_write_str(fds[i], "ping\n");
         ASSERT_EQ_INT(th_read_exact(fds[i], buf, 5), 5);
         EXPECT_MEMEQ(buf, "pong\n", 5);
     }
 }
 
-/* Wake the loop and wait for the snapshot it takes: the connections are
- * all idle, each answer read by the client. */
-static void snapshot(evn_server *srv, struct state *s)
+static void ping_all(const int *fds)
+{
+    ping_n(fds, CONNS);
+}
+
+/* Wake the loop through connection id and wait for the snapshot it takes:
+ * the connections are all idle, each answer read by the client. */
+static void snapshot_by(evn_server *srv, struct state *s, evn_id id)
 {
     long n = th_counter_get(&s->snapped);
-    EXPECT_EQ_ERR(evn_wake(srv, s->first), 0);
+    EXPECT_EQ_ERR(evn_wake(srv, id), 0);
     TH_WAIT_COUNTER(&s->snapped, n + 1);
+}
+
+static void snapshot(evn_server *srv, struct state *s)
+{
+    snapshot_by(srv, s, s->first);
 }
 
 static void test_cost_per_request(void)
@@ -140,15 +154,18 @@ static void test_cost_per_request(void)
     long n = (long)ROUNDS * CONNS;
     fprintf(stderr,
             "  per %ld requests: %ld waits, %ld completions, %ld finished at once, "
-            "%ld zero-byte receives, %ld recvs, %ld sends, %ld polls, %ld allocations\n",
+            "%ld receives (%ld zero-byte), %ld recvs, %ld sends, %ld polls, %ld allocations\n",
             n, z->waits - a->waits, z->completions - a->completions,
-            z->inline_done - a->inline_done, z->recv_posts - a->recv_posts, z->recvs - a->recvs,
-            z->sends - a->sends, z->polls - a->polls, z->allocs - a->allocs);
+            z->inline_done - a->inline_done, z->recv_posts - a->recv_posts,
+            z->recv_zero - a->recv_zero, z->recvs - a->recvs, z->sends - a->sends,
+            z->polls - a->polls, z->allocs - a->allocs);
     EXPECT_EQ_INT(allocs, 0);
     EXPECT_EQ_INT(z->allocs - a->allocs, 0);
     EXPECT_EQ_INT(z->sends - a->sends, n);
+    /* Each receive into a buffer: no zero-byte one, no recv after it. */
     EXPECT_EQ_INT(z->recv_posts - a->recv_posts, n);
-    EXPECT_EQ_INT(z->recvs - a->recvs, n);
+    EXPECT_EQ_INT(z->recv_zero - a->recv_zero, 0);
+    EXPECT_EQ_INT(z->recvs - a->recvs, 0);
     EXPECT_EQ_INT(z->polls - a->polls, 0);
     /* The receive's and the send's: no other operation per request; and
      * the second snapshot's wake, one completion of its own. */
@@ -156,6 +173,84 @@ static void test_cost_per_request(void)
     /* One wait per request; a little more where the client was quicker
      * than the loop's next turn. */
     EXPECT_LE_INT(z->waits - a->waits, n + n / 10);
+    th_counter_destroy(&s.opened);
+    th_counter_destroy(&s.closed);
+    th_counter_destroy(&s.snapped);
+}
+
+/* ---- more connections than receive buffers ---- */
+
+#define MORE 16
+#define MANY (EVN__IOCP_RECV_BUFS + MORE)
+
+/* Counts of a round of requests between two snapshots taken by id. */
+static void round_counts(evn_server *srv, struct state *s, evn_id id, const int *fds, int n,
+                         struct evn__iocp_counts *d)
+{
+    int k = s->nsnaps;
+    snapshot_by(srv, s, id);
+    ping_n(fds, n);
+    snapshot_by(srv, s, id);
+    ASSERT_EQ_INT(s->nsnaps, k + 2);
+    const struct evn__iocp_counts *a = &s->snap[k], *z = &s->snap[k + 1];
+    d->recv_posts = z->recv_posts - a->recv_posts;
+    d->recv_zero = z->recv_zero - a->recv_zero;
+    d->recvs = z->recvs - a->recvs;
+    d->allocs = z->allocs - a->allocs;
+    fprintf(stderr, "  %d requests: %ld receives (%ld zero-byte), %ld recvs, %ld allocations\n", n,
+            d->recv_posts, d->recv_zero, d->recvs, d->allocs);
+}
+
+static void test_more_conns_than_buffers(void)
+{
+    if (not_iocp())
+        return;
+    struct state s;
+    memset(&s, 0, sizeof s);
+    s.maxsnaps = 4;
+    th_counter_init(&s.opened);
+    th_counter_init(&s.closed);
+    th_counter_init(&s.snapped);
+    evn_events ev = {0};
+    ev.udata = &s;
+    ev.nloops = 1;
+    ev.opened = on_opened;
+    ev.data = on_data;
+    ev.closed = on_closed;
+    const char *addrs[] = {"tcp://127.0.0.1:0"};
+    th_server ts;
+    th_server_start(&ts, &ev, addrs, 1);
+    int fds[MANY];
+    for (int i = 0; i < MANY; i++)
+        fds[i] = th_connect_srv(&ts, 0);
+    TH_WAIT_COUNTER(&s.opened, MANY);
+    ping_n(fds, MANY);
+    /* The first EVN__IOCP_RECV_BUFS to arm keep a buffer, each taking one
+     * again after its request; the others wait with zero-byte receives
+     * and read with a recv, and every request is answered. */
+    struct evn__iocp_counts d;
+    round_counts(ts.srv, &s, s.last, fds, MANY, &d);
+    EXPECT_EQ_INT(d.recv_posts, MANY);
+    EXPECT_EQ_INT(d.recv_zero, MORE);
+    EXPECT_EQ_INT(d.recvs, MORE);
+    EXPECT_EQ_INT(d.allocs, 0);
+    /* Closed connections give their buffers back: once each of the rest
+     * has armed again, all of them receive into buffers. */
+    for (int i = 0; i < EVN__IOCP_RECV_BUFS; i++)
+        close(fds[i]);
+    TH_WAIT_COUNTER(&s.closed, EVN__IOCP_RECV_BUFS);
+    const int *rest = fds + EVN__IOCP_RECV_BUFS;
+    ping_n(rest, MORE);
+    round_counts(ts.srv, &s, s.last, rest, MORE, &d);
+    EXPECT_EQ_INT(d.recv_posts, MORE);
+    EXPECT_EQ_INT(d.recv_zero, 0);
+    EXPECT_EQ_INT(d.recvs, 0);
+    for (int i = 0; i < MORE; i++)
+        close(rest[i]);
+    TH_WAIT_COUNTER(&s.closed, MANY);
+    evn_shutdown(ts.srv);
+    th_server_join(&ts);
+    th_server_free(&ts);
     th_counter_destroy(&s.opened);
     th_counter_destroy(&s.closed);
     th_counter_destroy(&s.snapped);
@@ -420,6 +515,7 @@ int main(int argc, char **argv)
 {
     th_init(argc, argv);
     TH_RUN(test_cost_per_request);
+    TH_RUN(test_more_conns_than_buffers);
     TH_RUN(test_connect_by_connectex);
     TH_RUN(test_udp_by_wsarecvfrom);
     TH_RUN(test_sendfile_by_transmitfile);
