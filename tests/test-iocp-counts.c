@@ -112,28 +112,45 @@ static void snapshot(evn_server *srv, struct state *s)
     snapshot_by(srv, s, s->first);
 }
 
-static void test_cost_per_request(void)
+/* A server of one loop that answers pings, and n clients connected to it. */
+static void counting_start(struct state *s, th_server *ts, int *fds, int n)
 {
-    if (not_iocp())
-        return;
-    struct state s;
-    memset(&s, 0, sizeof s);
-    th_counter_init(&s.opened);
-    th_counter_init(&s.closed);
-    th_counter_init(&s.snapped);
+    memset(s, 0, sizeof *s);
+    th_counter_init(&s->opened);
+    th_counter_init(&s->closed);
+    th_counter_init(&s->snapped);
     evn_events ev = {0};
-    ev.udata = &s;
+    ev.udata = s;
     ev.nloops = 1;
     ev.opened = on_opened;
     ev.data = on_data;
     ev.closed = on_closed;
     const char *addrs[] = {"tcp://127.0.0.1:0"};
+    th_server_start(ts, &ev, addrs, 1);
+    for (int i = 0; i < n; i++)
+        fds[i] = th_connect_srv(ts, 0);
+    TH_WAIT_COUNTER(&s->opened, n);
+}
+
+/* Its end, once every client is closed: shut down (again, if done). */
+static void counting_stop(struct state *s, th_server *ts)
+{
+    evn_shutdown(ts->srv);
+    th_server_join(ts);
+    th_server_free(ts);
+    th_counter_destroy(&s->opened);
+    th_counter_destroy(&s->closed);
+    th_counter_destroy(&s->snapped);
+}
+
+static void test_cost_per_request(void)
+{
+    if (not_iocp())
+        return;
+    struct state s;
     th_server ts;
-    th_server_start(&ts, &ev, addrs, 1);
     int fds[CONNS];
-    for (int i = 0; i < CONNS; i++)
-        fds[i] = th_connect_srv(&ts, 0);
-    TH_WAIT_COUNTER(&s.opened, CONNS);
+    counting_start(&s, &ts, fds, CONNS);
     for (int r = 0; r < WARM; r++)
         ping_all(fds);
     snapshot(ts.srv, &s);
@@ -148,7 +165,6 @@ static void test_cost_per_request(void)
     TH_WAIT_COUNTER(&s.closed, CONNS);
     evn_shutdown(ts.srv);
     th_server_join(&ts);
-    th_server_free(&ts);
     ASSERT_EQ_INT(s.nsnaps, 2);
     const struct evn__iocp_counts *a = &s.snap[0], *z = &s.snap[1];
     long n = (long)ROUNDS * CONNS;
@@ -173,9 +189,7 @@ static void test_cost_per_request(void)
     /* One wait per request; a little more where the client was quicker
      * than the loop's next turn. */
     EXPECT_LE_INT(z->waits - a->waits, n + n / 10);
-    th_counter_destroy(&s.opened);
-    th_counter_destroy(&s.closed);
-    th_counter_destroy(&s.snapped);
+    counting_stop(&s, &ts);
 }
 
 /* ---- more connections than receive buffers ---- */
@@ -206,24 +220,10 @@ static void test_more_conns_than_buffers(void)
     if (not_iocp())
         return;
     struct state s;
-    memset(&s, 0, sizeof s);
-    s.maxsnaps = 4;
-    th_counter_init(&s.opened);
-    th_counter_init(&s.closed);
-    th_counter_init(&s.snapped);
-    evn_events ev = {0};
-    ev.udata = &s;
-    ev.nloops = 1;
-    ev.opened = on_opened;
-    ev.data = on_data;
-    ev.closed = on_closed;
-    const char *addrs[] = {"tcp://127.0.0.1:0"};
     th_server ts;
-    th_server_start(&ts, &ev, addrs, 1);
     int fds[MANY];
-    for (int i = 0; i < MANY; i++)
-        fds[i] = th_connect_srv(&ts, 0);
-    TH_WAIT_COUNTER(&s.opened, MANY);
+    counting_start(&s, &ts, fds, MANY);
+    s.maxsnaps = 4;
     ping_n(fds, MANY);
     /* The first EVN__IOCP_RECV_BUFS to arm keep a buffer, each taking one
      * again after its request; the others wait with zero-byte receives
@@ -248,12 +248,7 @@ static void test_more_conns_than_buffers(void)
     for (int i = 0; i < MORE; i++)
         close(rest[i]);
     TH_WAIT_COUNTER(&s.closed, MANY);
-    evn_shutdown(ts.srv);
-    th_server_join(&ts);
-    th_server_free(&ts);
-    th_counter_destroy(&s.opened);
-    th_counter_destroy(&s.closed);
-    th_counter_destroy(&s.snapped);
+    counting_stop(&s, &ts);
 }
 
 /* ---- a connect: ConnectEx ---- */
