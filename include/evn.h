@@ -161,8 +161,9 @@ typedef struct evn_events {
      *   (ConnectEx), receives and sends, UDP datagrams (WSARecvFrom,
      *   WSASendTo) and file regions on plain TCP connections
      *   (TransmitFile). TLS and PROXY headers go by readiness, a poll that
-     *   completes to the same port. It costs 1 MiB of receive buffers a
-     *   loop, and 128 KiB for each UDP socket.
+     *   completes to the same port. It costs 1.5 MiB of receive buffers a
+     *   loop (96 of 16 KiB: up to 64 connections receive straight into
+     *   one, the rest wait holding none), and 128 KiB for each UDP socket.
      *
      * Everything evn does works the same on every backend. What io_uring
      * costs besides: 4 MiB of receive buffers a loop (256 of 16 KiB, in
