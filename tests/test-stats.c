@@ -606,6 +606,7 @@ struct reader {
     th_server *ts;
     atomic_bool stop;
     long reads;
+    th_counter passes; /* reads, for the test thread to wait on */
     int backwards;
 };
 
@@ -641,6 +642,7 @@ static void *reader_main(void *arg)
             prev[loop + 1] = s;
         }
         r->reads++;
+        th_counter_add(&r->passes, 1);
     }
     return NULL;
 }
@@ -655,13 +657,20 @@ static void test_read_while_running(void)
     th_server_start(&ts, &ev, &addr, 1);
     struct reader r = {.ts = &ts};
     atomic_init(&r.stop, false);
+    th_counter_init(&r.passes);
     pthread_t t;
     ASSERT_EQ_INT(pthread_create(&t, NULL, reader_main, &r), 0);
+    /* The reader is reading before the traffic starts, and reads once more
+     * after it: a thread the scheduler had not yet run when the (quick)
+     * traffic was over read nothing at all. */
+    TH_WAIT_COUNTER(&r.passes, 1);
     const int n = th_quick() ? 40 : 300;
     for (int i = 0; i < n; i++)
         echo_once(&ts, &st, 1 + (size_t)i * 13);
+    TH_WAIT_COUNTER(&r.passes, th_counter_get(&r.passes) + 1);
     atomic_store(&r.stop, true);
     pthread_join(t, NULL);
+    th_counter_destroy(&r.passes);
     EXPECT_GT_INT(r.reads, 0);
     EXPECT_EQ_INT(r.backwards, 0);
     evn_stats s = stats_of(&ts, EVN_STATS_ALL);
