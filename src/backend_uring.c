@@ -40,6 +40,13 @@ enum { OP_POLL = 1, OP_RECV, OP_SEND, OP_ACCEPT, OP_NONE };
 /* io_uring_params.features: a wait may ask for a minimum time to collect
  * completions (Linux 6.12; newer than liburing 2.3's header). */
 #define FEAT_MIN_TIMEOUT (1u << 15)
+/* An accept that polls before it tries (IORING_ACCEPT_POLL_FIRST, in the
+ * entry's ioprio) came with Linux 6.10, as did this feature bit, which
+ * tells the two kernels apart. Trying first would make the kernel set up
+ * a socket and a file for each armed accept, only to free them when no
+ * connection waits, which is the common case once it is armed again. */
+#define FEAT_RECVSEND_BUNDLE (1u << 14)
+#define ACCEPT_POLL_FIRST (1u << 2)
 #define OP_MASK 7ull
 
 /* io->bstate */
@@ -123,6 +130,8 @@ struct ur {
      * else 0; and the ring's registered index, or -1. */
     unsigned batch_us;
     int reg_fd;
+    /* ACCEPT_POLL_FIRST where the kernel has it, else 0. */
+    uint16_t accept_flags;
 };
 
 /* ---- whether io_uring works here ---- */
@@ -293,6 +302,8 @@ static int ur_init(struct evn_loop *loop)
     u->reg_fd = -1;
     if (p.features & FEAT_MIN_TIMEOUT)
         u->batch_us = loop->srv->ev.batch_us;
+    if (p.features & FEAT_RECVSEND_BUNDLE)
+        u->accept_flags = ACCEPT_POLL_FIRST;
     if ((rc = setup_buffers(u)) < 0) {
         ur_destroy(loop);
         return rc;
@@ -544,6 +555,7 @@ static void arm_accept(struct ur *u, struct accept_slot *s)
     s->peer.len = sizeof s->peer.addr;
     io_uring_prep_accept(sqe, s->io->fd, &s->peer.addr.sa, &s->peer.len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
+    sqe->ioprio |= u->accept_flags;
     io_uring_sqe_set_data64(sqe, tag(s, OP_ACCEPT));
     s->io->refs++;
 }
