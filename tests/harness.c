@@ -398,6 +398,14 @@ static LONG WINAPI on_crash(EXCEPTION_POINTERS *ep)
 
 void th_init(int argc, char **argv)
 {
+    /* For tests/wine-run.sh: main() has run (th_finish writes its status
+     * over this). A file left empty means the process never got here. */
+    const char *end = getenv("EVN_TEST_END_FILE");
+    FILE *ef = end && *end ? fopen(end, "w") : NULL;
+    if (ef) {
+        fputs("started\n", ef);
+        fclose(ef);
+    }
     if (evn_set_allocator(count_malloc, count_realloc, count_calloc, count_free) != 0) {
         fprintf(stderr, "cannot install the test allocator\n");
         _exit(1);
