@@ -106,6 +106,53 @@ def command(binary, *args):
     return EMULATOR + [binary, *args]
 
 
+# Under Wine, about one process start in a few thousand ends at once, or
+# hangs, before the program's main() has run: Wine's own start-up failed
+# (with Wine's tracing on, such a process writes not even the lines Wine
+# writes before main()), and the process wrote nothing, or only Wine's own
+# complaint ("wine client error:0: recvmsg: Connection reset by peer": the
+# wineserver dropped it). The examples write on every path, their listening
+# addresses or why they stop, so one that wrote nothing of its own never
+# ran. Such a start is tried again, up to WINE_START_TRIES times in all;
+# each retry is said on stderr and added to the file EVN_WINE_RETRY_LOG
+# names (make test-windows prints it after the run).
+WINE_START_TRIES = 3
+_WINE_OWN = re.compile(r"wine: |wine client error:")
+
+
+def wine_never_ran(out, err):
+    """Under Wine: whether a program that wrote out and err (bytes or str)
+    wrote nothing of its own, only Wine's start-up complaints, if any."""
+    if not UNDER_WINE or out:
+        return False
+    text = err.decode(errors="replace") if isinstance(err, bytes) else err
+    return all(_WINE_OWN.match(line) for line in text.splitlines() if line.strip())
+
+
+def wine_retry_note(what):
+    """Say that a Wine start failed and is tried again."""
+    line = f"wine: {what}; trying again"
+    print(line, file=sys.stderr, flush=True)
+    log = os.environ.get("EVN_WINE_RETRY_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(f"{os.path.basename(sys.argv[0])}: {line}\n")
+
+
+def run_program(argv, **kw):
+    """subprocess.run of one of our programs that must write something (its
+    usage, an error), output captured: under Wine, a run that wrote nothing
+    of its own never started, and is run again (WINE_START_TRIES)."""
+    kw.setdefault("capture_output", True)
+    for attempt in range(1, (WINE_START_TRIES if UNDER_WINE else 1) + 1):
+        r = subprocess.run(argv, **kw)
+        if not wine_never_ran(r.stdout, r.stderr) or attempt == WINE_START_TRIES:
+            return r
+        wine_retry_note(f"{argv[1:]} ended with status {r.returncode} before it wrote anything: "
+                        f"{r.stderr!r}")
+    return r
+
+
 def child_env(env=None):
     """The environment for a server: env (default: ours) with, under Wine,
     WINEDEBUG=-all unless set, so that Wine's own messages stay out of the
@@ -274,7 +321,12 @@ def main_guard(fn):
 
 
 class ServerError(Failure):
-    """The server did not come up."""
+    """The server did not come up; silent: under Wine, it wrote nothing of its
+    own (wine_never_ran), so it never started."""
+
+    def __init__(self, msg, silent=False):
+        super().__init__(msg)
+        self.silent = silent
 
 
 BANNER = re.compile(r"\d+ loops?, (\w+) backend$")
@@ -296,10 +348,22 @@ class Server:
         self.name = os.path.basename(binary)
         self.args = command(binary, *(["--port", "0"] if port0 else []),
                             *(["--backend", backend] if backend else []), *args)
+        tries = WINE_START_TRIES if UNDER_WINE else 1
+        for attempt in range(1, tries + 1):
+            try:
+                self._start(env, backend)
+                return
+            except ServerError as e:
+                if not e.silent or attempt == tries:
+                    raise
+                wine_retry_note(str(e))
+
+    def _start(self, env, backend):
         # Unbuffered, so that select() sees every line not yet read.
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      bufsize=0, env=child_env(env))
-        Server.started.append(self)
+        if self not in Server.started:
+            Server.started.append(self)
         self._err = bytearray()
         self._err_thread = threading.Thread(target=self._drain_err, daemon=True)
         self._err_thread.start()
@@ -313,13 +377,17 @@ class Server:
             r, _, _ = select.select([self.proc.stdout], [], [], max(deadline - time.monotonic(), 0))
             if not r:
                 self.kill()
-                raise ServerError(f"{self.args}: no banner within {IO_TIMEOUT} s: {lines!r}")
+                self._err_thread.join(IO_TIMEOUT)
+                raise ServerError(f"{self.args}: no banner within {IO_TIMEOUT} s: {lines!r} "
+                                  f"{self.stderr()[-2000:]!r}",
+                                  silent=not lines and wine_never_ran("", self.stderr()))
             line = decode_lines(self.proc.stdout.readline()).rstrip("\n")
             if not line:
                 rc = self.proc.wait()
                 self._err_thread.join(IO_TIMEOUT)
                 raise ServerError(f"{self.args} exited {rc} before serving: {lines!r} "
-                                  f"{self.stderr()[-2000:]!r}")
+                                  f"{self.stderr()[-2000:]!r}",
+                                  silent=not lines and wine_never_ran("", self.stderr()))
             lines.append(line)
             m = re.match(r"listening on (\S+)$", line)
             if m:

@@ -10,7 +10,6 @@ and --reuseport and deferaccept are refused (Windows has neither)."""
 import os
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -77,7 +76,7 @@ def main():
         opts, extra = "keepalive=30&nodelay=1", []
         for args, missing in ((["--reuseport"], "SO_REUSEPORT"),
                               (["--tcp-options", "deferaccept=2"], "TCP_DEFER_ACCEPT")):
-            r = subprocess.run(command(BIN, "--port", "0", *args), capture_output=True,
+            r = evnserver.run_program(command(BIN, "--port", "0", *args), capture_output=True,
                                text=True, timeout=30)
             check(r.returncode == 1 and missing in r.stderr,
                   f"Windows: {' '.join(args)} is refused, status 1, {missing} named", r.stderr)
@@ -91,20 +90,20 @@ def main():
             check(echo_stream(s, b"deferred" * 1000) == b"deferred" * 1000,
                   f"--tcp-options {opts}: a client that sends at once is echoed")
     check_eq(srv.stop(), 0, "--tcp-options: exit status 0")
-    r = subprocess.run(command(BIN, "--port", "0", "--tcp-options", "fastest=1"),
+    r = evnserver.run_program(command(BIN, "--port", "0", "--tcp-options", "fastest=1"),
                        capture_output=True, text=True, timeout=30)
     check(r.returncode == 1 and "fastest" in r.stderr,
           "--tcp-options with an unknown option: status 1, the option named")
-    r = subprocess.run(command(BIN, "--port", "0", "--tcp-options", "keepalive=30&" * 30),
+    r = evnserver.run_program(command(BIN, "--port", "0", "--tcp-options", "keepalive=30&" * 30),
                        capture_output=True, text=True, timeout=30)
     check(r.returncode == 1 and "too long" in r.stderr,
           "--tcp-options longer than the URL room: status 1, 'too long'")
 
-    r = subprocess.run(command(BIN, "--help"), capture_output=True, text=True, timeout=30)
+    r = evnserver.run_program(command(BIN, "--help"), capture_output=True, text=True, timeout=30)
     check(r.returncode == 0 and "--port" in r.stdout, "--help prints the usage, status 0")
     for bad in (["--bogus"], ["--port", "70000"], ["--loops"], ["--balance", "fastest"],
                 ["--tcp-options", ""], ["--tcp-options", "?deferaccept=1"]):
-        r = subprocess.run(command(BIN, *bad), capture_output=True, text=True, timeout=30)
+        r = evnserver.run_program(command(BIN, *bad), capture_output=True, text=True, timeout=30)
         check(r.returncode == 2 and "usage" in r.stderr, f"{' '.join(bad)}: usage, status 2")
     return finish()
 

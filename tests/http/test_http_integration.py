@@ -573,14 +573,14 @@ def test_unix_socket(binary, backend, tmp):
 
 
 def test_flags(binary, backend):
-    r = subprocess.run(command(binary, "--help"), capture_output=True, timeout=TOOL_TIMEOUT)
+    r = evnserver.run_program(command(binary, "--help"), capture_output=True, timeout=TOOL_TIMEOUT)
     eq(r.returncode, 0, "--help exit status")
     check(b"--max-body" in r.stdout and b"--port" in r.stdout, f"usage: {r.stdout!r}")
     for args in (["--bogus"], ["--port"], ["--port", "70000"], ["--max-body", "x"],
                  ["--max-body", "-1"], ["--max-body"], ["--balance", "sideways"],
                  ["--idle-timeout", "-5"], ["--idle-timeout", "soon"],
                  ["--request-timeout", "x"]):
-        r = subprocess.run(command(binary, *args), capture_output=True, timeout=TOOL_TIMEOUT)
+        r = evnserver.run_program(command(binary, *args), capture_output=True, timeout=TOOL_TIMEOUT)
         eq(r.returncode, 2, f"exit status for {args}")
         check(b"usage:" in r.stderr, f"no usage for {args}: {r.stderr!r}")
 

@@ -442,11 +442,11 @@ def test_http10(srv, root):
 
 
 def test_flags(binary, backend, tmp):
-    r = subprocess.run(command(binary, "--help"), capture_output=True, timeout=TOOL_TIMEOUT)
+    r = evnserver.run_program(command(binary, "--help"), capture_output=True, timeout=TOOL_TIMEOUT)
     check(b"--root DIR" in r.stdout, f"usage does not list --root: {r.stdout!r}")
     for args in (["--root", os.path.join(tmp, "missing")], ["--root"],
                  ["--root", os.path.join(tmp, "root", "notes.txt")]):
-        r = subprocess.run(command(binary, *args), capture_output=True, timeout=TOOL_TIMEOUT)
+        r = evnserver.run_program(command(binary, *args), capture_output=True, timeout=TOOL_TIMEOUT)
         eq(r.returncode, 2, f"exit status for {args}")
         check(b"usage:" in r.stderr, f"no usage for {args}: {r.stderr!r}")
 
@@ -543,7 +543,7 @@ def main():
             record("no_fd_leak", no_fd_leak)
         record("stop_sigterm", srv.stop)
         record("test_flags", test_flags, args.server, args.backend, tmp)
-        usage = subprocess.run(command(args.server, "--help"), capture_output=True,
+        usage = evnserver.run_program(command(args.server, "--help"), capture_output=True,
                                timeout=TOOL_TIMEOUT).stdout
         if args.tls == "off":
             skip("test_tls: " + (evnserver.WHY_NO_TLS if evnserver.WINDOWS else

@@ -1275,12 +1275,12 @@ def part_benchmark(port, nloops):
 
 
 def part_flags(binary, backend):
-    r = subprocess.run(command(binary, "--help"), capture_output=True, timeout=IO_TIMEOUT)
+    r = evnserver.run_program(command(binary, "--help"), capture_output=True, timeout=IO_TIMEOUT)
     check(r.returncode == 0 and b"--max-bulk" in r.stdout and b"--port" in r.stdout,
           "--help: usage with --max-bulk, exit 0", short(r.stdout))
     for bad in (["--nope"], ["--port"], ["--port", "x"], ["--max-bulk", "-1"], ["--max-bulk", "x"],
                 ["--loops", "many"], ["--balance", "sideways"]):
-        r = subprocess.run(command(binary, *bad), capture_output=True, timeout=IO_TIMEOUT)
+        r = evnserver.run_program(command(binary, *bad), capture_output=True, timeout=IO_TIMEOUT)
         check(r.returncode == 2 and b"usage" in r.stderr, f"bad flag {bad}: usage, exit 2",
               f"rc {r.returncode} {short(r.stderr)}")
     # Windows has no SO_REUSEPORT (echo's test checks that it is refused).
