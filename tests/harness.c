@@ -396,16 +396,25 @@ static LONG WINAPI on_crash(EXCEPTION_POINTERS *ep)
 }
 #endif
 
+/*
+ * For a runner that cannot see the program's own start and end
+ * (tests/wine-run.sh): "started" as main() begins, then the status main is
+ * about to return, in the file EVN_TEST_END_FILE names. A file left empty
+ * means the process never got to main().
+ */
+static void say_end_file(const char *what)
+{
+    const char *path = getenv("EVN_TEST_END_FILE");
+    FILE *f = path && *path ? fopen(path, "w") : NULL;
+    if (f) {
+        fprintf(f, "%s\n", what);
+        fclose(f);
+    }
+}
+
 void th_init(int argc, char **argv)
 {
-    /* For tests/wine-run.sh: main() has run (th_finish writes its status
-     * over this). A file left empty means the process never got here. */
-    const char *end = getenv("EVN_TEST_END_FILE");
-    FILE *ef = end && *end ? fopen(end, "w") : NULL;
-    if (ef) {
-        fputs("started\n", ef);
-        fclose(ef);
-    }
+    say_end_file("started");
     if (evn_set_allocator(count_malloc, count_realloc, count_calloc, count_free) != 0) {
         fprintf(stderr, "cannot install the test allocator\n");
         _exit(1);
@@ -734,14 +743,9 @@ static int finish(void)
 int th_finish(void)
 {
     int status = finish();
-    /* For a runner that cannot see the program's own end (tests/wine-run.sh):
-     * the status main is about to return, in the file it names. */
-    const char *path = getenv("EVN_TEST_END_FILE");
-    FILE *f = path && *path ? fopen(path, "w") : NULL;
-    if (f) {
-        fprintf(f, "%d\n", status);
-        fclose(f);
-    }
+    char said[16];
+    snprintf(said, sizeof said, "%d", status);
+    say_end_file(said);
     return status;
 }
 
