@@ -106,7 +106,7 @@ def command(binary, *args):
     return EMULATOR + [binary, *args]
 
 
-# Under Wine, about one process start in a few thousand ends at once, or
+# Under Wine, about one process start in a thousand or more ends at once, or
 # hangs, before the program's main() has run: Wine's own start-up failed
 # (with Wine's tracing on, such a process writes not even the lines Wine
 # writes before main()), and the process wrote nothing, or only Wine's own
@@ -139,18 +139,20 @@ def wine_retry_note(what):
             f.write(f"{os.path.basename(sys.argv[0])}: {line}\n")
 
 
-def run_program(argv, **kw):
-    """subprocess.run of one of our programs that must write something (its
-    usage, an error), output captured: under Wine, a run that wrote nothing
-    of its own never started, and is run again (WINE_START_TRIES)."""
-    kw.setdefault("capture_output", True)
-    for attempt in range(1, (WINE_START_TRIES if UNDER_WINE else 1) + 1):
-        r = subprocess.run(argv, **kw)
-        if not wine_never_ran(r.stdout, r.stderr) or attempt == WINE_START_TRIES:
+def run_program(binary, *args, **kw):
+    """subprocess.run of one of our programs with args, through command(),
+    output captured; it must write something (its usage, an error): under
+    Wine, a run that wrote nothing of its own never started, and is run
+    again (WINE_START_TRIES)."""
+    argv = command(binary, *args)
+    attempt = 1
+    while True:
+        r = subprocess.run(argv, capture_output=True, **kw)
+        if attempt == WINE_START_TRIES or not wine_never_ran(r.stdout, r.stderr):
             return r
         wine_retry_note(f"{argv[1:]} ended with status {r.returncode} before it wrote anything: "
                         f"{r.stderr!r}")
-    return r
+        attempt += 1
 
 
 def child_env(env=None):
@@ -377,17 +379,10 @@ class Server:
             r, _, _ = select.select([self.proc.stdout], [], [], max(deadline - time.monotonic(), 0))
             if not r:
                 self.kill()
-                self._err_thread.join(IO_TIMEOUT)
-                raise ServerError(f"{self.args}: no banner within {IO_TIMEOUT} s: {lines!r} "
-                                  f"{self.stderr()[-2000:]!r}",
-                                  silent=not lines and wine_never_ran("", self.stderr()))
+                self._not_serving(f"no banner within {IO_TIMEOUT} s", lines)
             line = decode_lines(self.proc.stdout.readline()).rstrip("\n")
             if not line:
-                rc = self.proc.wait()
-                self._err_thread.join(IO_TIMEOUT)
-                raise ServerError(f"{self.args} exited {rc} before serving: {lines!r} "
-                                  f"{self.stderr()[-2000:]!r}",
-                                  silent=not lines and wine_never_ran("", self.stderr()))
+                self._not_serving(f"exited {self.proc.wait()} before serving", lines)
             lines.append(line)
             m = re.match(r"listening on (\S+)$", line)
             if m:
@@ -397,6 +392,14 @@ class Server:
         if backend and BANNER.match(self.banner).group(1) != backend:
             self.kill()
             raise ServerError(f"{self.args}: asked for {backend}, says {self.banner!r}")
+
+    def _not_serving(self, what, lines):
+        """Raise the ServerError for a server that ended (or was killed)
+        having written lines on stdout."""
+        self._err_thread.join(IO_TIMEOUT)
+        err = self.stderr()
+        raise ServerError(f"{self.args}: {what}: {lines!r} {err[-2000:]!r}",
+                          silent=not lines and wine_never_ran("", err))
 
     def _drain_err(self):
         for chunk in iter(lambda: self.proc.stderr.read(65536), b""):

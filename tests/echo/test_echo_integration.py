@@ -16,7 +16,7 @@ import threading
 
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import evnserver  # noqa: E402
-from evnserver import (Server, check, check_eq, command, finish, main_guard,  # noqa: E402
+from evnserver import (Server, check, check_eq, finish, main_guard,  # noqa: E402
                        skip_on_windows)
 
 BIN = sys.argv[1]
@@ -76,8 +76,7 @@ def main():
         opts, extra = "keepalive=30&nodelay=1", []
         for args, missing in ((["--reuseport"], "SO_REUSEPORT"),
                               (["--tcp-options", "deferaccept=2"], "TCP_DEFER_ACCEPT")):
-            r = evnserver.run_program(command(BIN, "--port", "0", *args), capture_output=True,
-                               text=True, timeout=30)
+            r = evnserver.run_program(BIN, "--port", "0", *args, text=True, timeout=30)
             check(r.returncode == 1 and missing in r.stderr,
                   f"Windows: {' '.join(args)} is refused, status 1, {missing} named", r.stderr)
     else:
@@ -90,20 +89,20 @@ def main():
             check(echo_stream(s, b"deferred" * 1000) == b"deferred" * 1000,
                   f"--tcp-options {opts}: a client that sends at once is echoed")
     check_eq(srv.stop(), 0, "--tcp-options: exit status 0")
-    r = evnserver.run_program(command(BIN, "--port", "0", "--tcp-options", "fastest=1"),
-                       capture_output=True, text=True, timeout=30)
+    r = evnserver.run_program(BIN, "--port", "0", "--tcp-options", "fastest=1",
+                              text=True, timeout=30)
     check(r.returncode == 1 and "fastest" in r.stderr,
           "--tcp-options with an unknown option: status 1, the option named")
-    r = evnserver.run_program(command(BIN, "--port", "0", "--tcp-options", "keepalive=30&" * 30),
-                       capture_output=True, text=True, timeout=30)
+    r = evnserver.run_program(BIN, "--port", "0", "--tcp-options", "keepalive=30&" * 30,
+                              text=True, timeout=30)
     check(r.returncode == 1 and "too long" in r.stderr,
           "--tcp-options longer than the URL room: status 1, 'too long'")
 
-    r = evnserver.run_program(command(BIN, "--help"), capture_output=True, text=True, timeout=30)
+    r = evnserver.run_program(BIN, "--help", text=True, timeout=30)
     check(r.returncode == 0 and "--port" in r.stdout, "--help prints the usage, status 0")
     for bad in (["--bogus"], ["--port", "70000"], ["--loops"], ["--balance", "fastest"],
                 ["--tcp-options", ""], ["--tcp-options", "?deferaccept=1"]):
-        r = evnserver.run_program(command(BIN, *bad), capture_output=True, text=True, timeout=30)
+        r = evnserver.run_program(BIN, *bad, text=True, timeout=30)
         check(r.returncode == 2 and "usage" in r.stderr, f"{' '.join(bad)}: usage, status 2")
     return finish()
 

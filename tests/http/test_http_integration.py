@@ -42,7 +42,7 @@ sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import evnserver  # noqa: E402
 # Each test here is a function that stops at its first failed expectation
 # (check and eq raise Failure), run and counted by record().
-from evnserver import (IO_TIMEOUT, TOOL_TIMEOUT, Failure, command, connect,  # noqa: E402
+from evnserver import (IO_TIMEOUT, TOOL_TIMEOUT, Failure, connect,  # noqa: E402
                        finish, main_guard, missing, record, require as check,
                        require_eq as eq)
 
@@ -573,14 +573,14 @@ def test_unix_socket(binary, backend, tmp):
 
 
 def test_flags(binary, backend):
-    r = evnserver.run_program(command(binary, "--help"), capture_output=True, timeout=TOOL_TIMEOUT)
+    r = evnserver.run_program(binary, "--help", timeout=TOOL_TIMEOUT)
     eq(r.returncode, 0, "--help exit status")
     check(b"--max-body" in r.stdout and b"--port" in r.stdout, f"usage: {r.stdout!r}")
     for args in (["--bogus"], ["--port"], ["--port", "70000"], ["--max-body", "x"],
                  ["--max-body", "-1"], ["--max-body"], ["--balance", "sideways"],
                  ["--idle-timeout", "-5"], ["--idle-timeout", "soon"],
                  ["--request-timeout", "x"]):
-        r = evnserver.run_program(command(binary, *args), capture_output=True, timeout=TOOL_TIMEOUT)
+        r = evnserver.run_program(binary, *args, timeout=TOOL_TIMEOUT)
         eq(r.returncode, 2, f"exit status for {args}")
         check(b"usage:" in r.stderr, f"no usage for {args}: {r.stderr!r}")
 

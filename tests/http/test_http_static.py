@@ -38,7 +38,7 @@ import time
 sys.path.append(os.path.dirname(os.path.abspath(__file__)))
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import evnserver  # noqa: E402
-from evnserver import (command, finish, main_guard, make_cert, missing, record,  # noqa: E402
+from evnserver import (finish, main_guard, make_cert, missing, record,  # noqa: E402
                        skip)
 from test_http_integration import (  # noqa: E402
     IO_TIMEOUT,
@@ -442,11 +442,11 @@ def test_http10(srv, root):
 
 
 def test_flags(binary, backend, tmp):
-    r = evnserver.run_program(command(binary, "--help"), capture_output=True, timeout=TOOL_TIMEOUT)
+    r = evnserver.run_program(binary, "--help", timeout=TOOL_TIMEOUT)
     check(b"--root DIR" in r.stdout, f"usage does not list --root: {r.stdout!r}")
     for args in (["--root", os.path.join(tmp, "missing")], ["--root"],
                  ["--root", os.path.join(tmp, "root", "notes.txt")]):
-        r = evnserver.run_program(command(binary, *args), capture_output=True, timeout=TOOL_TIMEOUT)
+        r = evnserver.run_program(binary, *args, timeout=TOOL_TIMEOUT)
         eq(r.returncode, 2, f"exit status for {args}")
         check(b"usage:" in r.stderr, f"no usage for {args}: {r.stderr!r}")
 
@@ -543,8 +543,7 @@ def main():
             record("no_fd_leak", no_fd_leak)
         record("stop_sigterm", srv.stop)
         record("test_flags", test_flags, args.server, args.backend, tmp)
-        usage = evnserver.run_program(command(args.server, "--help"), capture_output=True,
-                               timeout=TOOL_TIMEOUT).stdout
+        usage = evnserver.run_program(args.server, "--help", timeout=TOOL_TIMEOUT).stdout
         if args.tls == "off":
             skip("test_tls: " + (evnserver.WHY_NO_TLS if evnserver.WINDOWS else
                                  "evn built without TLS"))

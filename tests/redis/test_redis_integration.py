@@ -39,7 +39,7 @@ import time
 
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import evnserver  # noqa: E402
-from evnserver import (IO_TIMEOUT, Server, check, check_eq, command, connect,  # noqa: E402
+from evnserver import (IO_TIMEOUT, Server, check, check_eq, connect,  # noqa: E402
                        finish, main_guard, missing, run_part, short, signal_name,
                        skip_on_windows)
 import redis_cases  # noqa: E402  (this directory, first on sys.path)
@@ -1275,12 +1275,12 @@ def part_benchmark(port, nloops):
 
 
 def part_flags(binary, backend):
-    r = evnserver.run_program(command(binary, "--help"), capture_output=True, timeout=IO_TIMEOUT)
+    r = evnserver.run_program(binary, "--help", timeout=IO_TIMEOUT)
     check(r.returncode == 0 and b"--max-bulk" in r.stdout and b"--port" in r.stdout,
           "--help: usage with --max-bulk, exit 0", short(r.stdout))
     for bad in (["--nope"], ["--port"], ["--port", "x"], ["--max-bulk", "-1"], ["--max-bulk", "x"],
                 ["--loops", "many"], ["--balance", "sideways"]):
-        r = evnserver.run_program(command(binary, *bad), capture_output=True, timeout=IO_TIMEOUT)
+        r = evnserver.run_program(binary, *bad, timeout=IO_TIMEOUT)
         check(r.returncode == 2 and b"usage" in r.stderr, f"bad flag {bad}: usage, exit 2",
               f"rc {r.returncode} {short(r.stderr)}")
     # Windows has no SO_REUSEPORT (echo's test checks that it is refused).
