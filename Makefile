@@ -24,8 +24,7 @@
 #   make clean         remove the build directories
 #
 # Variables: BUILD_TYPE, CMAKE_ARGS (extra -D options), JOBS, PREFIX, QUICK,
-# SAN_CTEST_ARGS and WIN_CTEST_ARGS (more ctest arguments for those runs),
-# TSAN_EXCLUDE (tests the TSan run leaves out).
+# SAN_CTEST_ARGS and WIN_CTEST_ARGS (more ctest arguments for those runs).
 
 SHELL := /bin/bash
 MAKEFLAGS += --no-print-directory
@@ -61,11 +60,6 @@ SAN_ARGS := -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEVN_BUILD_BENCH=OFF
 # More ctest arguments for the sanitizer runs, e.g. SAN_CTEST_ARGS='-LE ^poll' (a
 # regular expression: 'poll' alone would match epoll too).
 SAN_CTEST_ARGS ?=
-
-# Tests the ThreadSanitizer run leaves out: a ctest -E regular expression,
-# e.g. TSAN_EXCLUDE='^(echo|http)[.].*[.]io_uring' (without $, which make
-# would take for one of its own).
-TSAN_EXCLUDE ?=
 
 # More ctest arguments for make test-windows, e.g. WIN_CTEST_ARGS='-L iocp'.
 WIN_CTEST_ARGS ?=
@@ -149,8 +143,7 @@ test-tsan:
 	@$(SETUP) core test
 	@$(CMAKE) -S . -B $(TSAN_DIR) -DEVN_SANITIZE=thread $(SAN_ARGS) $(CMAKE_ARGS) >/dev/null
 	@$(CMAKE) --build $(TSAN_DIR) -j $(JOBS)
-	cd $(TSAN_DIR) && $(SAN_ENV) $(TSAN_WRAP) $(CTEST) --output-on-failure --no-tests=error -j $(JOBS) -L threaded \
-		$(if $(TSAN_EXCLUDE),-E '$(TSAN_EXCLUDE)') $(SAN_CTEST_ARGS)
+	cd $(TSAN_DIR) && $(SAN_ENV) $(TSAN_WRAP) $(CTEST) --output-on-failure --no-tests=error -j $(JOBS) -L threaded $(SAN_CTEST_ARGS)
 
 # Every test labelled kqueue: the C tests and the examples' integration tests
 # on the kqueue backend, and the emulation's own conformance test.
